@@ -1,0 +1,107 @@
+//! `mcnet`: the command-line face of the mcnet SDK.
+//!
+//! Exit codes: 0 success, 1 the input is invalid (or a check failed),
+//! 2 usage or I/O errors.
+
+mod output;
+mod policy_cmd;
+mod topology_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use output::Format;
+
+#[derive(Parser)]
+#[command(
+    name = "mcnet",
+    version,
+    about = "Multi-cloud Kubernetes networking: topology, policy, datapath"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a topology; exit 0 when valid (warnings allowed), 1 when invalid.
+    Validate {
+        /// Topology file (YAML or JSON).
+        file: String,
+        /// Output format.
+        #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
+    /// Which networks and clusters reach which, and what a failure loses.
+    Paths {
+        /// Topology file.
+        file: String,
+        /// Fail a component: `name` or `mcr/name`, `vxc/name`, `peering/name`. Repeatable.
+        #[arg(long = "fail", value_name = "COMPONENT")]
+        fail: Vec<String>,
+        /// Output format.
+        #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
+    /// Print the topology with every `auto` CIDR allocated.
+    Ipam {
+        /// Topology file.
+        file: String,
+        /// Output format (text prints YAML).
+        #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
+    /// Draw the topology as an SVG picture.
+    Diagram {
+        /// Topology file.
+        file: String,
+        /// Where to write the SVG.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: String,
+    },
+    /// The policy engine: eval, matrix, diff, lint, generate.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
+    /// Run the demo on the embedded default: validate, paths and diagram on adr-003.
+    Demo {
+        /// Topology to use.
+        #[arg(long, default_value = "examples/topologies/adr-003.yaml")]
+        topology: String,
+        /// Directory for the pictures.
+        #[arg(long, default_value = "target/mcnet-demo")]
+        out_dir: String,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Validate { file, output } => topology_cmd::validate(&file, output),
+        Command::Paths { file, fail, output } => topology_cmd::paths(&file, &fail, output),
+        Command::Ipam { file, output } => topology_cmd::ipam(&file, output),
+        Command::Diagram { file, out } => topology_cmd::diagram(&file, &out),
+        Command::Policy(cmd) => policy_cmd::run(cmd),
+        Command::Demo { topology, out_dir } => topology_cmd::demo(&topology, &out_dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! CIDR values as they appear in a topology: a prefix, `auto`, or something
+//! that failed to parse (kept verbatim so that validation can report it with
+//! its path instead of aborting the whole parse).
+
+use std::fmt;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A CIDR field of the topology.
+///
+/// Parsing never fails: a malformed value becomes [`Cidr::Invalid`] and
+/// [`validate`](crate::topology::validate) reports it with the field's path,
+/// so that one bad prefix does not hide every other problem in the file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Cidr {
+    /// Allocate from a pool; `mcnet ipam` fills it in.
+    Auto,
+    /// A canonical prefix (no host bits set).
+    Net(IpNet),
+    /// The raw text of a value that is not a canonical prefix, with the reason.
+    Invalid {
+        /// What the file said.
+        raw: String,
+        /// Why it is not a prefix.
+        reason: String,
+    },
+}
+
+impl Cidr {
+    /// The prefix, if the value is a valid, concrete one.
+    pub fn net(&self) -> Option<IpNet> {
+        match self {
+            Cidr::Net(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Whether the value is `auto`.
+    pub fn is_auto(&self) -> bool {
+        matches!(self, Cidr::Auto)
+    }
+}
+
+/// Parses a prefix strictly: the address must be the network address.
+pub fn parse_prefix(s: &str) -> Result<IpNet, String> {
+    let net: IpNet = s.trim().parse().map_err(|_| {
+        format!("`{s}` is not a CIDR prefix (expected a.b.c.d/len or an IPv6 prefix)")
+    })?;
+    if net.network() != net.addr() {
+        return Err(format!(
+            "`{s}` has host bits set; the prefix is {}",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+impl FromStr for Cidr {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim() == "auto" {
+            return Ok(Cidr::Auto);
+        }
+        Ok(match parse_prefix(s) {
+            Ok(n) => Cidr::Net(n),
+            Err(reason) => Cidr::Invalid {
+                raw: s.to_string(),
+                reason,
+            },
+        })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cidr::Auto => f.write_str("auto"),
+            Cidr::Net(n) => n.fmt(f),
+            Cidr::Invalid { raw, .. } => f.write_str(raw),
+        }
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.parse::<Cidr>() {
+            Ok(c) => Ok(c),
+            Err(never) => match never {},
+        }
+    }
+}
+
+impl From<IpNet> for Cidr {
+    fn from(n: IpNet) -> Self {
+        Cidr::Net(n)
+    }
+}
+
+/// Start and end (inclusive) of a prefix as 128-bit integers, IPv4 mapped
+/// into its own space by a family tag so that v4 and v6 never compare equal.
+pub(crate) fn span(net: &IpNet) -> (u8, u128, u128) {
+    match net {
+        IpNet::V4(n) => (
+            4,
+            u32::from(n.network()) as u128,
+            u32::from(n.broadcast()) as u128,
+        ),
+        IpNet::V6(n) => (6, u128::from(n.network()), u128::from(n.broadcast())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_auto_net_and_invalid() {
+        assert_eq!("auto".parse::<Cidr>().unwrap(), Cidr::Auto);
+        assert_eq!(
+            "10.0.0.0/16"
+                .parse::<Cidr>()
+                .unwrap()
+                .net()
+                .unwrap()
+                .to_string(),
+            "10.0.0.0/16"
+        );
+        match "10.0.0.1/16".parse::<Cidr>().unwrap() {
+            Cidr::Invalid { reason, .. } => assert!(reason.contains("10.0.0.0/16"), "{reason}"),
+            other => panic!("expected invalid, got {other:?}"),
+        }
+        assert!(matches!(
+            "10.0.0.0/33".parse::<Cidr>().unwrap(),
+            Cidr::Invalid { .. }
+        ));
+        assert!(matches!(
+            "banana".parse::<Cidr>().unwrap(),
+            Cidr::Invalid { .. }
+        ));
+    }
+}

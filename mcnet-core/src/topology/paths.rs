@@ -1,0 +1,491 @@
+//! Path analysis: which networks and clusters reach which, over which path,
+//! and what is lost when components fail.
+//!
+//! The model follows how the clouds route:
+//! - a peering connects exactly its two networks and is not transitive;
+//! - a Megaport Cloud Router routes between its VXCs, so two networks reach
+//!   each other through a router when each is behind a different VXC on it;
+//! - networks behind the same VXC (one Direct Connect gateway, say) do not
+//!   reach each other through it, as the clouds forbid that hairpin;
+//! - a cluster reaches what its home network reaches.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::model::Topology;
+
+/// A component that can fail.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "kebab-case")]
+pub enum Component {
+    /// A Megaport Cloud Router.
+    Router(String),
+    /// A VXC.
+    Vxc(String),
+    /// A peering.
+    Peering(String),
+}
+
+impl Component {
+    /// The component's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Component::Router(n) | Component::Vxc(n) | Component::Peering(n) => n,
+        }
+    }
+
+    /// Resolves `name` or `kind/name` (kind: `mcr`, `router`, `vxc`, `peering`)
+    /// against a topology.
+    pub fn resolve(t: &Topology, spec: &str) -> Result<Component, String> {
+        let (kind, name) = match spec.split_once('/') {
+            Some((k, n)) => (Some(k), n),
+            None => (None, spec),
+        };
+        let mut found = Vec::new();
+        let want = |k: &str| kind.is_none() || kind == Some(k);
+        if (want("mcr") || want("router"))
+            && t.spec.interconnect.routers.iter().any(|r| r.name == name)
+        {
+            found.push(Component::Router(name.to_string()));
+        }
+        if want("vxc") && t.spec.interconnect.vxcs.iter().any(|v| v.name == name) {
+            found.push(Component::Vxc(name.to_string()));
+        }
+        if want("peering") && t.spec.peerings.iter().any(|p| p.name == name) {
+            found.push(Component::Peering(name.to_string()));
+        }
+        if let Some(k) = kind {
+            if !["mcr", "router", "vxc", "peering"].contains(&k) {
+                return Err(format!(
+                    "component kind `{k}` in `{spec}` is not one of mcr, vxc, peering"
+                ));
+            }
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => {
+                let mut known: Vec<String> = t
+                    .spec
+                    .interconnect
+                    .routers
+                    .iter()
+                    .map(|r| format!("mcr/{}", r.name))
+                    .chain(
+                        t.spec
+                            .interconnect
+                            .vxcs
+                            .iter()
+                            .map(|v| format!("vxc/{}", v.name)),
+                    )
+                    .chain(
+                        t.spec
+                            .peerings
+                            .iter()
+                            .map(|p| format!("peering/{}", p.name)),
+                    )
+                    .collect();
+                known.sort();
+                Err(format!(
+                    "no component named `{spec}` in topology `{}`; known: {}",
+                    t.metadata.name,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            }
+            _ => Err(format!(
+                "`{spec}` is ambiguous; say {}",
+                found
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Component::Router(n) => write!(f, "mcr/{n}"),
+            Component::Vxc(n) => write!(f, "vxc/{n}"),
+            Component::Peering(n) => write!(f, "peering/{n}"),
+        }
+    }
+}
+
+impl FromStr for Component {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('/') {
+            Some(("mcr" | "router", n)) => Ok(Component::Router(n.into())),
+            Some(("vxc", n)) => Ok(Component::Vxc(n.into())),
+            Some(("peering", n)) => Ok(Component::Peering(n.into())),
+            _ => Err(format!(
+                "`{s}` is not kind/name with kind mcr, vxc or peering"
+            )),
+        }
+    }
+}
+
+/// One way from one network to another.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Path {
+    /// `peering` or `interconnect`.
+    pub via: String,
+    /// The components traversed, in order.
+    pub hops: Vec<Component>,
+}
+
+impl Path {
+    fn uses_any(&self, failed: &HashSet<Component>) -> bool {
+        self.hops.iter().any(|h| failed.contains(h))
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hops: Vec<String> = self.hops.iter().map(|h| h.to_string()).collect();
+        write!(f, "{}: {}", self.via, hops.join(" → "))
+    }
+}
+
+/// A fast index of what connects to what, built once per topology.
+#[derive(Debug)]
+pub struct Connectivity<'t> {
+    topology: &'t Topology,
+    index: HashMap<&'t str, usize>,
+    /// For each network: (router, vxc) attachments.
+    attach: Vec<Vec<(usize, usize)>>,
+    /// Peerings by unordered network pair.
+    peers: HashMap<(usize, usize), Vec<usize>>,
+}
+
+impl<'t> Connectivity<'t> {
+    /// Indexes a topology. Dangling references are skipped (validation reports them).
+    pub fn new(topology: &'t Topology) -> Self {
+        let spec = &topology.spec;
+        let index: HashMap<&str, usize> = spec
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+        let routers: HashMap<&str, usize> = spec
+            .interconnect
+            .routers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        let mut attach = vec![Vec::new(); spec.networks.len()];
+        for (vi, vxc) in spec.interconnect.vxcs.iter().enumerate() {
+            let Some(&ri) = routers.get(vxc.router.as_str()) else {
+                continue;
+            };
+            let mut seen = HashSet::new();
+            for n in &vxc.target.networks {
+                if let Some(&ni) = index.get(n.as_str()) {
+                    if seen.insert(ni) {
+                        attach[ni].push((ri, vi));
+                    }
+                }
+            }
+        }
+        let mut peers: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+        for (pi, p) in spec.peerings.iter().enumerate() {
+            if let [a, b] = p.networks.as_slice() {
+                if let (Some(&a), Some(&b)) = (index.get(a.as_str()), index.get(b.as_str())) {
+                    if a != b {
+                        peers.entry((a.min(b), a.max(b))).or_default().push(pi);
+                    }
+                }
+            }
+        }
+        Connectivity {
+            topology,
+            index,
+            attach,
+            peers,
+        }
+    }
+
+    /// The index of a network by name.
+    pub fn network_index(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    /// Whether two networks (by index) can route to each other, ignoring failures.
+    pub fn reachable(&self, a: usize, b: usize) -> bool {
+        if a == b {
+            return true;
+        }
+        if self.peers.contains_key(&(a.min(b), a.max(b))) {
+            return true;
+        }
+        let (small, large) = if self.attach[a].len() <= self.attach[b].len() {
+            (&self.attach[a], &self.attach[b])
+        } else {
+            (&self.attach[b], &self.attach[a])
+        };
+        small
+            .iter()
+            .any(|&(r, v)| large.iter().any(|&(r2, v2)| r == r2 && v != v2))
+    }
+
+    /// Every path between two networks (by index), avoiding failed components.
+    pub fn paths(&self, a: usize, b: usize, failed: &HashSet<Component>) -> Vec<Path> {
+        let spec = &self.topology.spec;
+        let mut out = Vec::new();
+        if let Some(ps) = self.peers.get(&(a.min(b), a.max(b))) {
+            for &pi in ps {
+                out.push(Path {
+                    via: "peering".into(),
+                    hops: vec![Component::Peering(spec.peerings[pi].name.clone())],
+                });
+            }
+        }
+        for &(ra, va) in &self.attach[a] {
+            for &(rb, vb) in &self.attach[b] {
+                if ra == rb && va != vb {
+                    out.push(Path {
+                        via: "interconnect".into(),
+                        hops: vec![
+                            Component::Vxc(spec.interconnect.vxcs[va].name.clone()),
+                            Component::Router(spec.interconnect.routers[ra].name.clone()),
+                            Component::Vxc(spec.interconnect.vxcs[vb].name.clone()),
+                        ],
+                    });
+                }
+            }
+        }
+        out.retain(|p| !p.uses_any(failed));
+        out.sort();
+        out
+    }
+
+    /// The number of VXCs a network (by index) is attached through.
+    pub fn vxc_count(&self, n: usize) -> usize {
+        self.attach[n].len()
+    }
+
+    /// The set of routers a network (by index) is attached to.
+    pub fn routers_of(&self, n: usize) -> BTreeSet<usize> {
+        self.attach[n].iter().map(|&(r, _)| r).collect()
+    }
+
+    /// Whether two networks are directly peered.
+    pub fn peered(&self, a: usize, b: usize) -> bool {
+        self.peers.contains_key(&(a.min(b), a.max(b)))
+    }
+}
+
+/// Reachability between two endpoints (networks or clusters).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reach {
+    /// One side.
+    pub from: String,
+    /// The other side.
+    pub to: String,
+    /// Whether any path survives.
+    pub reachable: bool,
+    /// The surviving paths (for clusters: between their home networks;
+    /// empty with `reachable` when both share one network).
+    pub paths: Vec<Path>,
+    /// Paths that existed before the failure and are gone now.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub lost: Vec<Path>,
+}
+
+/// The result of a path analysis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathReport {
+    /// Components failed for this analysis.
+    pub failed: Vec<Component>,
+    /// Every unordered network pair.
+    pub networks: Vec<Reach>,
+    /// Every unordered cluster pair.
+    pub clusters: Vec<Reach>,
+    /// Network pairs that were connected and no longer are.
+    pub disconnected: Vec<(String, String)>,
+    /// Network pairs still connected but with fewer paths.
+    pub degraded: Vec<(String, String)>,
+    /// Components whose failure alone would disconnect some pair (computed
+    /// on the topology with the given failures applied).
+    pub single_points_of_failure: Vec<Component>,
+}
+
+/// Analyses every pair of networks and clusters with the given components failed.
+pub fn analyze(t: &Topology, failed: &[Component]) -> PathReport {
+    let conn = Connectivity::new(t);
+    let failed_set: HashSet<Component> = failed.iter().cloned().collect();
+    let none = HashSet::new();
+    let nets = &t.spec.networks;
+    let mut networks = Vec::new();
+    let mut disconnected = Vec::new();
+    let mut degraded = Vec::new();
+    for a in 0..nets.len() {
+        for b in a + 1..nets.len() {
+            let before = conn.paths(a, b, &none);
+            let after = conn.paths(a, b, &failed_set);
+            let lost: Vec<Path> = before
+                .iter()
+                .filter(|p| !after.contains(p))
+                .cloned()
+                .collect();
+            if !before.is_empty() && after.is_empty() {
+                disconnected.push((nets[a].name.clone(), nets[b].name.clone()));
+            } else if !lost.is_empty() {
+                degraded.push((nets[a].name.clone(), nets[b].name.clone()));
+            }
+            networks.push(Reach {
+                from: nets[a].name.clone(),
+                to: nets[b].name.clone(),
+                reachable: !after.is_empty(),
+                paths: after,
+                lost,
+            });
+        }
+    }
+    let clusters = t.spec.clusters.as_slice();
+    let mut cluster_reach = Vec::new();
+    for (i, ca) in clusters.iter().enumerate() {
+        for cb in &clusters[i + 1..] {
+            let (Some(a), Some(b)) = (
+                conn.network_index(&ca.network),
+                conn.network_index(&cb.network),
+            ) else {
+                continue;
+            };
+            let (paths, lost, reachable) = if a == b {
+                (Vec::new(), Vec::new(), true)
+            } else {
+                let before = conn.paths(a, b, &none);
+                let after = conn.paths(a, b, &failed_set);
+                let lost = before
+                    .iter()
+                    .filter(|p| !after.contains(p))
+                    .cloned()
+                    .collect();
+                let r = !after.is_empty();
+                (after, lost, r)
+            };
+            cluster_reach.push(Reach {
+                from: ca.name.clone(),
+                to: cb.name.clone(),
+                reachable,
+                paths,
+                lost,
+            });
+        }
+    }
+    let single_points_of_failure = single_points_of_failure(t, &conn, &failed_set);
+    PathReport {
+        failed: failed.to_vec(),
+        networks,
+        clusters: cluster_reach,
+        disconnected,
+        degraded,
+        single_points_of_failure,
+    }
+}
+
+/// Components whose failure (on top of `already`) disconnects a pair that is
+/// connected with `already` failed. Exhaustive; meant for human-sized topologies.
+pub fn single_points_of_failure(
+    t: &Topology,
+    conn: &Connectivity<'_>,
+    already: &HashSet<Component>,
+) -> Vec<Component> {
+    let candidates = t
+        .spec
+        .interconnect
+        .routers
+        .iter()
+        .map(|r| Component::Router(r.name.clone()))
+        .chain(
+            t.spec
+                .interconnect
+                .vxcs
+                .iter()
+                .map(|v| Component::Vxc(v.name.clone())),
+        )
+        .chain(
+            t.spec
+                .peerings
+                .iter()
+                .map(|p| Component::Peering(p.name.clone())),
+        )
+        .filter(|c| !already.contains(c));
+    let n = t.spec.networks.len();
+    let mut pairs = Vec::new();
+    for a in 0..n {
+        for b in a + 1..n {
+            let p = conn.paths(a, b, already);
+            if !p.is_empty() {
+                pairs.push(p);
+            }
+        }
+    }
+    candidates
+        .filter(|c| {
+            pairs
+                .iter()
+                .any(|paths| paths.iter().all(|p| p.hops.contains(c)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo(extra: &str) -> Topology {
+        let y = format!(
+            "apiVersion: mcnet.io/v1alpha1\nkind: Topology\nmetadata: {{name: t}}\nspec:\n  providers: [{{name: aws, kind: aws, regions: [r]}}, {{name: az, kind: azure, regions: [r]}}]\n  networks:\n    - {{name: a, provider: aws, region: r, cidrs: [10.0.0.0/16]}}\n    - {{name: b, provider: az, region: r, cidrs: [10.1.0.0/16]}}\n    - {{name: c, provider: aws, region: r, cidrs: [10.2.0.0/16]}}\n{extra}"
+        );
+        super::super::parse::parse(&y).topology.unwrap()
+    }
+
+    #[test]
+    fn shared_vxc_does_not_hairpin_but_peering_connects() {
+        let t = topo("  interconnect:\n    routers: [{name: m, location: l, speedMbps: 10000, asn: 133937}]\n    vxcs:\n      - {name: va, router: m, rateLimitMbps: 1000, target: {kind: aws-direct-connect, networks: [a, c]}}\n      - {name: vb, router: m, rateLimitMbps: 1000, target: {kind: azure-expressroute, networks: [b]}}\n");
+        let conn = Connectivity::new(&t);
+        assert!(conn.reachable(0, 1));
+        assert!(conn.reachable(2, 1));
+        assert!(
+            !conn.reachable(0, 2),
+            "a and c share one VXC and no peering"
+        );
+        let r = analyze(&t, &[Component::Router("m".into())]);
+        assert_eq!(r.disconnected.len(), 2);
+        assert!(r.networks.iter().all(|p| !p.reachable));
+        assert!(analyze(&t, &[])
+            .single_points_of_failure
+            .contains(&Component::Router("m".into())));
+    }
+
+    #[test]
+    fn resolve_component_names() {
+        let t = topo("  peerings: [{name: p, kind: vpc-peering, networks: [a, c]}]\n");
+        assert_eq!(
+            Component::resolve(&t, "p").unwrap(),
+            Component::Peering("p".into())
+        );
+        assert_eq!(
+            Component::resolve(&t, "peering/p").unwrap(),
+            Component::Peering("p".into())
+        );
+        assert!(Component::resolve(&t, "mcr/p")
+            .unwrap_err()
+            .contains("no component"));
+        let r = analyze(&t, &[Component::Peering("p".into())]);
+        assert_eq!(r.disconnected, vec![("a".to_string(), "c".to_string())]);
+    }
+}

@@ -1,0 +1,30 @@
+//! Loads the embedded kernel programs into the running kernel. Needs root
+//! (CI runs as root); skipped with a message otherwise.
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn kernel_accepts_the_programs() {
+    if cfg!(mcnet_ebpf_stub) {
+        eprintln!("skipped: built with MCNET_EBPF_STUB");
+        return;
+    }
+    if !is_root() {
+        eprintln!("skipped: loading eBPF needs root");
+        return;
+    }
+    let dp = mcnet_datapath::Datapath::load().expect("the verifier accepts both TC programs");
+    // Nothing is attached yet, so every counter is zero.
+    let c = dp.counters().expect("the counter map is readable");
+    assert_eq!(c.to_pod.packets, 0);
+    assert_eq!(c.from_pod.packets, 0);
+}
