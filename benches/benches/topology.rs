@@ -13,7 +13,9 @@ fn bench_validate(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(8));
     for n in [1_000usize, 10_000] {
         let t = synthetic(n, n / 10);
-        g.bench_with_input(BenchmarkId::from_parameter(n), &t, |b, t| b.iter(|| validate(t)));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &t, |b, t| {
+            b.iter(|| validate(t))
+        });
     }
     g.finish();
 }
@@ -21,7 +23,11 @@ fn bench_validate(c: &mut Criterion) {
 fn median_secs(n: usize, runs: usize) -> f64 {
     let t = synthetic(n, n / 10);
     let report = validate(&t);
-    assert!(report.valid, "the synthetic topology must be valid: {:?}", report.errors.first());
+    assert!(
+        report.valid,
+        "the synthetic topology must be valid: {:?}",
+        report.errors.first()
+    );
     let mut samples: Vec<f64> = (0..runs)
         .map(|_| {
             let start = Instant::now();
@@ -38,8 +44,14 @@ fn summary() {
     let large = median_secs(10_000, 7);
     println!();
     println!("topology/validate summary (median of 7 runs each, same process):");
-    println!("  1,000 networks / 100 clusters:     {:>9.2} ms", small * 1e3);
-    println!("  10,000 networks / 1,000 clusters:  {:>9.2} ms   (target < 1000 ms)", large * 1e3);
+    println!(
+        "  1,000 networks / 100 clusters:     {:>9.2} ms",
+        small * 1e3
+    );
+    println!(
+        "  10,000 networks / 1,000 clusters:  {:>9.2} ms   (target < 1000 ms)",
+        large * 1e3
+    );
     println!(
         "  growth for 10x the input:          {:>9.1}x   (linear 10x, quadratic 100x)",
         large / small
@@ -50,7 +62,9 @@ criterion_group!(benches, bench_validate);
 
 fn main() {
     benches();
-    criterion::Criterion::default().configure_from_args().final_summary();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
     // `cargo test --benches` runs this binary without --bench: keep that quick.
     if std::env::args().any(|a| a == "--bench") {
         summary();

@@ -6,7 +6,9 @@ use ipnet::{IpNet, Ipv4Net};
 use std::net::Ipv4Addr;
 
 fn v4(a: u32, len: u8) -> Cidr {
-    Cidr::Net(IpNet::V4(Ipv4Net::new(Ipv4Addr::from(a), len).expect("valid length")))
+    Cidr::Net(IpNet::V4(
+        Ipv4Net::new(Ipv4Addr::from(a), len).expect("valid length"),
+    ))
 }
 
 /// A valid topology with `networks` networks (a /24 each, spread over AWS,
@@ -15,14 +17,39 @@ fn v4(a: u32, len: u8) -> Cidr {
 /// VXC per cloud each. Supports up to 65,536 networks and 4,096 clusters.
 pub fn synthetic(networks: usize, clusters: usize) -> Topology {
     let kinds = [
-        ("aws", ProviderKind::Aws, "us-east-1", ClusterFlavour::Eks, VxcTargetKind::AwsDirectConnect, PeeringKind::VpcPeering),
-        ("azure", ProviderKind::Azure, "eastus", ClusterFlavour::Aks, VxcTargetKind::AzureExpressroute, PeeringKind::VnetPeering),
-        ("gcp", ProviderKind::Gcp, "us-east4", ClusterFlavour::Gke, VxcTargetKind::GcpPartnerInterconnect, PeeringKind::NetworkPeering),
+        (
+            "aws",
+            ProviderKind::Aws,
+            "us-east-1",
+            ClusterFlavour::Eks,
+            VxcTargetKind::AwsDirectConnect,
+            PeeringKind::VpcPeering,
+        ),
+        (
+            "azure",
+            ProviderKind::Azure,
+            "eastus",
+            ClusterFlavour::Aks,
+            VxcTargetKind::AzureExpressroute,
+            PeeringKind::VnetPeering,
+        ),
+        (
+            "gcp",
+            ProviderKind::Gcp,
+            "us-east4",
+            ClusterFlavour::Gke,
+            VxcTargetKind::GcpPartnerInterconnect,
+            PeeringKind::NetworkPeering,
+        ),
     ];
     let mut spec = TopologySpec {
         providers: kinds
             .iter()
-            .map(|(n, k, r, ..)| Provider { name: n.to_string(), kind: *k, regions: vec![r.to_string()] })
+            .map(|(n, k, r, ..)| Provider {
+                name: n.to_string(),
+                kind: *k,
+                regions: vec![r.to_string()],
+            })
             .collect(),
         ..TopologySpec::default()
     };
@@ -34,7 +61,12 @@ pub fn synthetic(networks: usize, clusters: usize) -> Topology {
             region: region.into(),
             role: NetworkRole::Workload,
             cidrs: vec![v4(0x0a00_0000 + ((i as u32) << 8), 24)],
-            subnets: vec![Subnet { name: "a".into(), cidr: v4(0x0a00_0000 + ((i as u32) << 8), 26), prefix_length: None, zone: None }],
+            subnets: vec![Subnet {
+                name: "a".into(),
+                cidr: v4(0x0a00_0000 + ((i as u32) << 8), 26),
+                prefix_length: None,
+                zone: None,
+            }],
         });
     }
     for c in 0..clusters.min(networks) {
@@ -48,7 +80,10 @@ pub fn synthetic(networks: usize, clusters: usize) -> Topology {
             service_cidr: v4(0xac10_0000 + ((c as u32) << 8), 24),
             pod_prefix_length: None,
             service_prefix_length: None,
-            cluster_mesh: (c < 255).then(|| ClusterMesh { id: c as u32 + 1, name: format!("cluster-{c}") }),
+            cluster_mesh: (c < 255).then(|| ClusterMesh {
+                id: c as u32 + 1,
+                name: format!("cluster-{c}"),
+            }),
             cni: Cni::default(),
         });
     }
@@ -60,7 +95,10 @@ pub fn synthetic(networks: usize, clusters: usize) -> Topology {
             networks: vec![format!("net-{i}"), format!("net-{}", i + 3)],
         });
     }
-    for (zone, mcr) in [(DiversityZone::Red, "mcr-red"), (DiversityZone::Blue, "mcr-blue")] {
+    for (zone, mcr) in [
+        (DiversityZone::Red, "mcr-red"),
+        (DiversityZone::Blue, "mcr-blue"),
+    ] {
         spec.interconnect.routers.push(CloudRouter {
             name: mcr.into(),
             location: "Equinix DC2".into(),
@@ -76,7 +114,10 @@ pub fn synthetic(networks: usize, clusters: usize) -> Topology {
                 router: mcr.into(),
                 target: VxcTarget {
                     kind: *target,
-                    networks: (0..networks).filter(|i| i % 3 == k).map(|i| format!("net-{i}")).collect(),
+                    networks: (0..networks)
+                        .filter(|i| i % 3 == k)
+                        .map(|i| format!("net-{i}"))
+                        .collect(),
                 },
                 rate_limit_mbps: 10_000,
                 vlan: Some(100 + k as u16 + if zone == DiversityZone::Red { 0 } else { 10 }),
@@ -93,7 +134,10 @@ pub fn synthetic(networks: usize, clusters: usize) -> Topology {
     Topology {
         api_version: API_VERSION.into(),
         kind: KIND.into(),
-        metadata: Metadata { name: format!("synthetic-{networks}"), labels: Default::default() },
+        metadata: Metadata {
+            name: format!("synthetic-{networks}"),
+            labels: Default::default(),
+        },
         spec,
     }
 }

@@ -1,0 +1,1277 @@
+//! Reading manifests: single documents, multi-document streams, YAML
+//! sequences and `kind: List` (as `kubectl get -o yaml` prints it), in YAML
+//! or JSON. Namespaces and Pods form the inventory; NetworkPolicy,
+//! CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy are validated and
+//! normalised. Every problem is reported at once, naming the object and the
+//! field.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use regex::Regex;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::model::*;
+use super::raw::{self, IntOrString, RawSelector};
+use super::selector::{Key, Op, Selector, Source};
+use crate::diag::Diagnostic;
+use crate::{Error, Result};
+
+/// Options that change how Cilium policies are read.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// The local cluster's name (pods without a cluster label belong to it).
+    pub local_cluster: String,
+    /// Cilium's `policy-default-local-cluster`: endpoint selectors that do
+    /// not name a cluster select the local cluster only (the default since
+    /// Cilium 1.19).
+    pub default_local_cluster: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            local_cluster: DEFAULT_CLUSTER.into(),
+            default_local_cluster: true,
+        }
+    }
+}
+
+/// Everything read from a set of manifests.
+#[derive(Clone, Debug, Default)]
+pub struct Manifests {
+    /// Namespaces and pods.
+    pub inventory: Inventory,
+    /// Normalised policies.
+    pub policies: Vec<Policy>,
+    /// Things that are not errors but were not understood (ignored kinds,
+    /// unknown fields, features evaluated as selecting nothing).
+    pub warnings: Vec<Diagnostic>,
+    /// The options used.
+    pub options: LoadOptions,
+}
+
+#[derive(Default)]
+struct Loader {
+    options: LoadOptions,
+    namespaces: BTreeMap<String, Namespace>,
+    pods: Vec<Pod>,
+    policies: Vec<Policy>,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl Manifests {
+    /// Reads manifests from `(source name, text)` pairs.
+    pub fn load<'a>(sources: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Manifests> {
+        Self::load_with(sources, LoadOptions::default())
+    }
+
+    /// Reads manifests with options.
+    pub fn load_with<'a>(
+        sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+        options: LoadOptions,
+    ) -> Result<Manifests> {
+        let mut l = Loader {
+            options: options.clone(),
+            ..Loader::default()
+        };
+        for (name, text) in sources {
+            l.read_text(name, text);
+        }
+        if !l.errors.is_empty() {
+            return Err(Error::Invalid {
+                what: "manifests".into(),
+                problems: l.errors,
+            });
+        }
+        let mut namespaces = l.namespaces;
+        for p in &l.pods {
+            namespaces
+                .entry(p.namespace.clone())
+                .or_insert_with(|| Namespace {
+                    name: p.namespace.clone(),
+                    labels: BTreeMap::from([(
+                        METADATA_NAME_LABEL.to_string(),
+                        p.namespace.clone(),
+                    )]),
+                });
+        }
+        Ok(Manifests {
+            inventory: Inventory {
+                namespaces,
+                pods: l.pods,
+            },
+            policies: l.policies,
+            warnings: l.warnings,
+            options,
+        })
+    }
+
+    /// Reads one text.
+    pub fn from_str(text: &str) -> Result<Manifests> {
+        Self::load([("<input>", text)])
+    }
+}
+
+impl Loader {
+    fn err(&mut self, code: &str, path: String, msg: String) {
+        self.errors.push(Diagnostic::new(code, path, msg));
+    }
+
+    fn read_text(&mut self, source: &str, text: &str) {
+        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            match serde_yaml::Value::deserialize(doc) {
+                Ok(v) => self.read_value(source, &format!("{source}#{i}"), v),
+                Err(e) => {
+                    let loc = e
+                        .location()
+                        .map(|l| format!("line {} column {}: ", l.line(), l.column()))
+                        .unwrap_or_default();
+                    self.err(
+                        "manifest.syntax",
+                        source.to_string(),
+                        format!("{source}: {loc}{e}"),
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_value(&mut self, source: &str, at: &str, v: serde_yaml::Value) {
+        use serde_yaml::Value;
+        match v {
+            Value::Null => {}
+            Value::Sequence(items) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    self.read_value(source, &format!("{at}[{i}]"), item);
+                }
+            }
+            Value::Mapping(ref m) => {
+                let kind = m
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                if kind == "List" || (kind.ends_with("List") && m.contains_key("items")) {
+                    if let Some(Value::Sequence(items)) = m.get("items").cloned() {
+                        for (i, item) in items.into_iter().enumerate() {
+                            self.read_value(source, &format!("{at}.items[{i}]"), item);
+                        }
+                    }
+                    return;
+                }
+                self.read_object(source, at, &kind, v);
+            }
+            other => self.err(
+                "manifest.shape",
+                at.to_string(),
+                format!("{at}: expected a Kubernetes object, found {other:?}"),
+            ),
+        }
+    }
+
+    fn read_object(&mut self, source: &str, at: &str, kind: &str, v: serde_yaml::Value) {
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(default)]
+            metadata: raw::ObjectMeta,
+        }
+        let meta = serde_yaml::from_value::<Head>(v.clone())
+            .map(|h| h.metadata)
+            .unwrap_or_default();
+        let ns = meta
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
+        let object = match kind {
+            "Namespace" | "NetworkPolicy" | "CiliumNetworkPolicy" | "Pod" => format!(
+                "{kind} {}{}",
+                if kind == "Namespace" {
+                    String::new()
+                } else {
+                    format!("{ns}/")
+                },
+                meta.name
+            ),
+            _ => format!("{kind} {}", meta.name),
+        };
+        if meta.name.is_empty()
+            && matches!(
+                kind,
+                "Namespace"
+                    | "Pod"
+                    | "NetworkPolicy"
+                    | "CiliumNetworkPolicy"
+                    | "CiliumClusterwideNetworkPolicy"
+            )
+        {
+            self.err(
+                "manifest.name",
+                "metadata.name".into(),
+                format!("{kind} in {at} has no metadata.name"),
+            );
+            return;
+        }
+        match kind {
+            "Namespace" => {
+                let mut labels = meta.labels;
+                labels.insert(METADATA_NAME_LABEL.into(), meta.name.clone());
+                self.namespaces.insert(
+                    meta.name.clone(),
+                    Namespace {
+                        name: meta.name,
+                        labels,
+                    },
+                );
+            }
+            "Pod" => {
+                #[derive(Deserialize)]
+                struct PodObj {
+                    #[serde(default)]
+                    spec: raw::PodSpec,
+                    #[serde(default)]
+                    status: raw::PodStatus,
+                }
+                if let Some(p) = self.typed::<PodObj>(&object, v) {
+                    self.add_pod(&object, meta, ns, p.spec, p.status);
+                }
+            }
+            "NetworkPolicy" => {
+                #[derive(Deserialize)]
+                struct Np {
+                    #[serde(default)]
+                    spec: raw::NetworkPolicySpec,
+                }
+                if let Some(np) = self.typed::<Np>(&object, v) {
+                    let id = PolicyId {
+                        kind: PolicyKind::NetworkPolicy,
+                        namespace: Some(ns.clone()),
+                        name: meta.name,
+                        spec: None,
+                    };
+                    self.replace_policies(&id);
+                    if let Some(p) = self.network_policy(&object, id, &ns, np.spec) {
+                        self.policies.push(p);
+                    }
+                }
+            }
+            "CiliumNetworkPolicy" | "CiliumClusterwideNetworkPolicy" => {
+                #[derive(Deserialize)]
+                struct Cnp {
+                    spec: Option<raw::CiliumRule>,
+                    specs: Option<Vec<raw::CiliumRule>>,
+                }
+                let clusterwide = kind == "CiliumClusterwideNetworkPolicy";
+                if let Some(c) = self.typed::<Cnp>(&object, v) {
+                    let base = PolicyId {
+                        kind: if clusterwide {
+                            PolicyKind::CiliumClusterwideNetworkPolicy
+                        } else {
+                            PolicyKind::CiliumNetworkPolicy
+                        },
+                        namespace: (!clusterwide).then(|| ns.clone()),
+                        name: meta.name,
+                        spec: None,
+                    };
+                    self.replace_policies(&base);
+                    if c.spec.is_none() && c.specs.as_ref().is_none_or(|s| s.is_empty()) {
+                        self.err(
+                            "policy.empty",
+                            "spec".into(),
+                            format!("{object}: has neither spec nor specs"),
+                        );
+                    }
+                    if let Some(spec) = c.spec {
+                        if let Some(p) =
+                            self.cilium_rule(&object, "spec", base.clone(), clusterwide, &ns, spec)
+                        {
+                            self.policies.push(p);
+                        }
+                    }
+                    for (i, spec) in c.specs.into_iter().flatten().enumerate() {
+                        let id = PolicyId {
+                            spec: Some(i),
+                            ..base.clone()
+                        };
+                        if let Some(p) = self.cilium_rule(
+                            &object,
+                            &format!("specs[{i}]"),
+                            id,
+                            clusterwide,
+                            &ns,
+                            spec,
+                        ) {
+                            self.policies.push(p);
+                        }
+                    }
+                }
+            }
+            "" => self.err(
+                "manifest.kind",
+                format!("{at}.kind"),
+                format!("{at} in {source}: object has no kind"),
+            ),
+            other => self.warnings.push(Diagnostic::new(
+                "manifest.ignored",
+                at.to_string(),
+                format!(
+                    "{other} {} ignored: not an inventory or policy kind",
+                    object.split_once(' ').map(|x| x.1).unwrap_or("")
+                ),
+            )),
+        }
+    }
+
+    /// A later object with the same identity replaces an earlier one (as `kubectl apply` would).
+    fn replace_policies(&mut self, id: &PolicyId) {
+        self.policies.retain(|p| {
+            !(p.id.kind == id.kind && p.id.namespace == id.namespace && p.id.name == id.name)
+        });
+    }
+
+    fn typed<T: DeserializeOwned>(&mut self, object: &str, v: serde_yaml::Value) -> Option<T> {
+        let mut unknown = Vec::new();
+        let r: std::result::Result<T, _> = {
+            let mut cb = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+            let de = serde_ignored::Deserializer::new(v, &mut cb);
+            serde_path_to_error::deserialize(de)
+        };
+        match r {
+            Ok(t) => {
+                for u in unknown {
+                    if !u.starts_with("metadata")
+                        && !u.starts_with("apiVersion")
+                        && !u.starts_with("kind")
+                        && !u.starts_with("status")
+                    {
+                        self.warnings.push(Diagnostic::new(
+                            "manifest.unknown-field",
+                            u.clone(),
+                            format!("{object}: unknown field `{u}` ignored"),
+                        ));
+                    }
+                }
+                Some(t)
+            }
+            Err(e) => {
+                let path = e.path().to_string();
+                self.err(
+                    "manifest.schema",
+                    path.clone(),
+                    format!("{object}: {path}: {}", e.inner()),
+                );
+                None
+            }
+        }
+    }
+
+    fn add_pod(
+        &mut self,
+        object: &str,
+        meta: raw::ObjectMeta,
+        ns: String,
+        spec: raw::PodSpec,
+        status: raw::PodStatus,
+    ) {
+        let mut ips = Vec::new();
+        let mut texts: Vec<(String, String)> = Vec::new();
+        if let Some(ip) = &status.pod_ip {
+            texts.push(("status.podIP".into(), ip.clone()));
+        }
+        for (i, p) in status.pod_ips.iter().flatten().enumerate() {
+            texts.push((format!("status.podIPs[{i}].ip"), p.ip.clone()));
+        }
+        for (path, t) in texts {
+            match t.parse::<IpAddr>() {
+                Ok(ip) => {
+                    if !ips.contains(&ip) {
+                        ips.push(ip)
+                    }
+                }
+                Err(_) => self.err(
+                    "pod.ip",
+                    path,
+                    format!("{object}: `{t}` is not an IP address"),
+                ),
+            }
+        }
+        let mut named_ports = Vec::new();
+        for (ci, c) in spec.containers.iter().enumerate() {
+            for (pi, p) in c.ports.iter().enumerate() {
+                let path = format!("spec.containers[{ci}].ports[{pi}]");
+                let proto = match p.protocol.as_deref().map(Proto::parse) {
+                    None => Proto::Tcp,
+                    Some(Some(pr)) if pr != Proto::Any => pr,
+                    _ => {
+                        self.err(
+                            "pod.port",
+                            format!("{path}.protocol"),
+                            format!("{object}: protocol must be TCP, UDP or SCTP"),
+                        );
+                        continue;
+                    }
+                };
+                if !(1..=65535).contains(&p.container_port) {
+                    self.err(
+                        "pod.port",
+                        format!("{path}.containerPort"),
+                        format!(
+                            "{object}: containerPort {} is outside 1–65535",
+                            p.container_port
+                        ),
+                    );
+                    continue;
+                }
+                if let Some(name) = &p.name {
+                    named_ports.push(NamedPort {
+                        name: name.clone(),
+                        port: p.container_port as u16,
+                        proto,
+                    });
+                }
+            }
+        }
+        let cluster = meta
+            .labels
+            .get(CLUSTER_LABEL)
+            .cloned()
+            .unwrap_or_else(|| self.options.local_cluster.clone());
+        let pod = Pod {
+            namespace: ns,
+            name: meta.name,
+            labels: meta.labels,
+            ips,
+            named_ports,
+            service_account: spec
+                .service_account_name
+                .unwrap_or_else(|| "default".into()),
+            cluster,
+        };
+        if let Some(existing) = self
+            .pods
+            .iter_mut()
+            .find(|p| p.namespace == pod.namespace && p.name == pod.name)
+        {
+            *existing = pod;
+        } else {
+            self.pods.push(pod);
+        }
+    }
+
+    // ---- NetworkPolicy ----
+
+    fn network_policy(
+        &mut self,
+        object: &str,
+        id: PolicyId,
+        ns: &str,
+        spec: raw::NetworkPolicySpec,
+    ) -> Option<Policy> {
+        let before = self.errors.len();
+        let subject = self.selector(object, &spec.pod_selector, false, "spec.podSelector");
+        let (mut ingress_on, mut egress_on) =
+            (true, spec.egress.as_ref().is_some_and(|e| !e.is_empty()));
+        if let Some(types) = &spec.policy_types {
+            ingress_on = false;
+            egress_on = false;
+            for (i, t) in types.iter().enumerate() {
+                match t.as_str() {
+                    "Ingress" => ingress_on = true,
+                    "Egress" => egress_on = true,
+                    other => self.err(
+                        "policy.policy-types",
+                        format!("spec.policyTypes[{i}]"),
+                        format!("{object}: policyType `{other}` is not Ingress or Egress"),
+                    ),
+                }
+            }
+        }
+        let mut ingress = DirPolicy {
+            isolates: ingress_on,
+            ..DirPolicy::default()
+        };
+        let mut egress = DirPolicy {
+            isolates: egress_on,
+            ..DirPolicy::default()
+        };
+        if ingress_on {
+            for (i, r) in spec.ingress.iter().flatten().enumerate() {
+                let base = format!("spec.ingress[{i}]");
+                let peers = self.k8s_peers(object, ns, r.from.as_deref(), &format!("{base}.from"));
+                let ports = self.k8s_ports(object, r.ports.as_deref(), &format!("{base}.ports"));
+                ingress.allow.push(Rule {
+                    index: i,
+                    peers,
+                    ports,
+                });
+            }
+        }
+        if egress_on {
+            for (i, r) in spec.egress.iter().flatten().enumerate() {
+                let base = format!("spec.egress[{i}]");
+                let peers = self.k8s_peers(object, ns, r.to.as_deref(), &format!("{base}.to"));
+                let ports = self.k8s_ports(object, r.ports.as_deref(), &format!("{base}.ports"));
+                egress.allow.push(Rule {
+                    index: i,
+                    peers,
+                    ports,
+                });
+            }
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(Policy {
+            id,
+            subject: Subject::Pods {
+                namespace: ns.to_string(),
+                selector: subject?,
+            },
+            ingress,
+            egress,
+        })
+    }
+
+    fn selector(
+        &mut self,
+        object: &str,
+        raw: &RawSelector,
+        cilium: bool,
+        path: &str,
+    ) -> Option<Selector> {
+        match Selector::parse(raw, cilium, path) {
+            Ok(s) => Some(s),
+            Err((p, m)) => {
+                self.err("policy.selector", p, format!("{object}: {m}"));
+                None
+            }
+        }
+    }
+
+    fn k8s_peers(
+        &mut self,
+        object: &str,
+        ns: &str,
+        peers: Option<&[raw::NetworkPolicyPeer]>,
+        path: &str,
+    ) -> Peers {
+        let Some(list) = peers.filter(|l| !l.is_empty()) else {
+            return Peers::All;
+        };
+        let mut out = Vec::new();
+        for (i, p) in list.iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            match (&p.pod_selector, &p.namespace_selector, &p.ip_block) {
+                (None, None, None) => self.err(
+                    "policy.peer",
+                    at,
+                    format!("{object}: a peer must set podSelector, namespaceSelector or ipBlock"),
+                ),
+                (_, _, Some(_)) if p.pod_selector.is_some() || p.namespace_selector.is_some() => self.err(
+                    "policy.peer",
+                    at,
+                    format!("{object}: ipBlock cannot be combined with podSelector or namespaceSelector in one peer"),
+                ),
+                (_, _, Some(b)) => {
+                    if let Some(set) = self.cidr_set(object, &b.cidr, b.except.as_deref(), &format!("{at}.ipBlock"), true) {
+                        out.push(Peer::IpBlock(set));
+                    }
+                }
+                (ps, nss, None) => {
+                    let pods = ps.as_ref().and_then(|s| self.selector(object, s, false, &format!("{at}.podSelector")));
+                    let namespaces = nss.as_ref().and_then(|s| self.selector(object, s, false, &format!("{at}.namespaceSelector")));
+                    out.push(Peer::K8sPods { pods, namespaces, policy_namespace: ns.to_string() });
+                }
+            }
+        }
+        Peers::Some(out)
+    }
+
+    fn cidr_set(
+        &mut self,
+        object: &str,
+        cidr: &str,
+        except: Option<&[String]>,
+        path: &str,
+        strict_subset: bool,
+    ) -> Option<CidrSet> {
+        let field = if strict_subset { "cidr" } else { "cidr" };
+        let Some(net) = parse_net(cidr) else {
+            self.err(
+                "policy.cidr",
+                format!("{path}.{field}"),
+                format!("{object}: `{cidr}` is not a CIDR"),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, e) in except.into_iter().flatten().enumerate() {
+            let p = format!("{path}.except[{i}]");
+            match parse_net(e) {
+                None => {
+                    self.err(
+                        "policy.cidr",
+                        p,
+                        format!("{object}: except `{e}` is not a CIDR"),
+                    );
+                    ok = false;
+                }
+                Some(en) => {
+                    let inside =
+                        net.contains(&en) && (!strict_subset || en.prefix_len() > net.prefix_len());
+                    if !inside {
+                        self.err(
+                            "policy.except-outside",
+                            p,
+                            format!(
+                                "{object}: except {en} is not {} {net}",
+                                if strict_subset {
+                                    "a strict subset of"
+                                } else {
+                                    "inside"
+                                }
+                            ),
+                        );
+                        ok = false;
+                    } else {
+                        out.push(en);
+                    }
+                }
+            }
+        }
+        ok.then_some(CidrSet {
+            cidr: net,
+            except: out,
+        })
+    }
+
+    fn k8s_ports(
+        &mut self,
+        object: &str,
+        ports: Option<&[raw::NetworkPolicyPort]>,
+        path: &str,
+    ) -> Ports {
+        let Some(list) = ports.filter(|l| !l.is_empty()) else {
+            return Ports::All;
+        };
+        let mut out = Vec::new();
+        for (i, p) in list.iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            let proto = match p.protocol.as_deref() {
+                None => Proto::Tcp,
+                Some("TCP") => Proto::Tcp,
+                Some("UDP") => Proto::Udp,
+                Some("SCTP") => Proto::Sctp,
+                Some(other) => {
+                    self.err(
+                        "policy.protocol",
+                        format!("{at}.protocol"),
+                        format!("{object}: protocol `{other}` is not TCP, UDP or SCTP"),
+                    );
+                    continue;
+                }
+            };
+            let port = match &p.port {
+                None => {
+                    if p.end_port.is_some() {
+                        self.err(
+                            "policy.end-port",
+                            format!("{at}.endPort"),
+                            format!("{object}: endPort requires port"),
+                        );
+                        continue;
+                    }
+                    PortSpec::Range(1, 65535)
+                }
+                Some(IntOrString::Int(n)) => {
+                    if !(1..=65535).contains(n) {
+                        self.err(
+                            "policy.port",
+                            format!("{at}.port"),
+                            format!("{object}: port {n} is outside 1–65535"),
+                        );
+                        continue;
+                    }
+                    match p.end_port {
+                        None => PortSpec::Range(*n as u16, *n as u16),
+                        Some(e) if e < *n => {
+                            self.err(
+                                "policy.end-port",
+                                format!("{at}.endPort"),
+                                format!("{object}: endPort {e} is below port {n}"),
+                            );
+                            continue;
+                        }
+                        Some(e) if e > 65535 => {
+                            self.err(
+                                "policy.end-port",
+                                format!("{at}.endPort"),
+                                format!("{object}: endPort {e} is above 65535"),
+                            );
+                            continue;
+                        }
+                        Some(e) => PortSpec::Range(*n as u16, e as u16),
+                    }
+                }
+                Some(IntOrString::Str(name)) => {
+                    if p.end_port.is_some() {
+                        self.err(
+                            "policy.end-port",
+                            format!("{at}.endPort"),
+                            format!(
+                                "{object}: endPort cannot be used with the named port `{name}`"
+                            ),
+                        );
+                        continue;
+                    }
+                    if !valid_port_name(name) {
+                        self.err(
+                            "policy.port",
+                            format!("{at}.port"),
+                            format!("{object}: `{name}` is not a valid port name (1–15 of [a-z0-9-] with a letter) or number"),
+                        );
+                        continue;
+                    }
+                    PortSpec::Named(name.clone())
+                }
+            };
+            out.push(PortSel {
+                proto,
+                port,
+                http: None,
+            });
+        }
+        Ports::Some(out)
+    }
+
+    // ---- Cilium ----
+
+    fn cilium_rule(
+        &mut self,
+        object: &str,
+        base: &str,
+        id: PolicyId,
+        clusterwide: bool,
+        ns: &str,
+        rule: raw::CiliumRule,
+    ) -> Option<Policy> {
+        let before = self.errors.len();
+        let subject = match (&rule.endpoint_selector, &rule.node_selector) {
+            (Some(_), Some(_)) | (None, None) => {
+                self.err(
+                    "policy.subject",
+                    base.to_string(),
+                    format!(
+                        "{object}: exactly one of endpointSelector and nodeSelector must be set"
+                    ),
+                );
+                None
+            }
+            (None, Some(s)) => {
+                if !clusterwide {
+                    self.err("policy.subject", format!("{base}.nodeSelector"), format!("{object}: nodeSelector is only valid in a CiliumClusterwideNetworkPolicy"));
+                }
+                self.selector(object, s, true, &format!("{base}.nodeSelector"))
+                    .map(Subject::Nodes)
+            }
+            (Some(s), None) => self
+                .selector(object, s, true, &format!("{base}.endpointSelector"))
+                .map(|sel| {
+                    if clusterwide {
+                        Subject::Endpoints(sel)
+                    } else {
+                        // A namespaced policy always selects its own namespace.
+                        let mut sel = sel;
+                        sel.reqs.retain(|r| {
+                            !(r.key.name == NAMESPACE_LABEL
+                                && matches!(r.key.source, Source::K8s | Source::Any))
+                        });
+                        Subject::Endpoints(sel.and(
+                            Key {
+                                source: Source::K8s,
+                                name: NAMESPACE_LABEL.into(),
+                            },
+                            Op::In(vec![ns.to_string()]),
+                        ))
+                    }
+                }),
+        };
+        let dd = rule.enable_default_deny.clone().unwrap_or_default();
+        let mut dirs = Vec::new();
+        for (dir, allow, deny, default) in [
+            (
+                Direction::Ingress,
+                &rule.ingress,
+                &rule.ingress_deny,
+                dd.ingress,
+            ),
+            (
+                Direction::Egress,
+                &rule.egress,
+                &rule.egress_deny,
+                dd.egress,
+            ),
+        ] {
+            let (sec, dsec) = match dir {
+                Direction::Ingress => ("ingress", "ingressDeny"),
+                Direction::Egress => ("egress", "egressDeny"),
+            };
+            let has_rules = allow.as_ref().is_some_and(|a| !a.is_empty())
+                || deny.as_ref().is_some_and(|d| !d.is_empty());
+            let mut d = DirPolicy {
+                isolates: default.unwrap_or(has_rules),
+                ..DirPolicy::default()
+            };
+            for (i, r) in allow.iter().flatten().enumerate() {
+                let at = format!("{base}.{sec}[{i}]");
+                for (j, req) in r.from_requires.iter().flatten().enumerate() {
+                    let field = if dir == Direction::Ingress {
+                        "fromRequires"
+                    } else {
+                        "toRequires"
+                    };
+                    if let Some(s) = self.selector(object, req, true, &format!("{at}.{field}[{j}]"))
+                    {
+                        let s = self.scope_peer(s, clusterwide, ns, false);
+                        d.requires.push(s);
+                    }
+                }
+                if let Some(rule) =
+                    self.cilium_peer_rule(object, &at, i, dir, clusterwide, ns, r, false)
+                {
+                    d.allow.push(rule);
+                }
+            }
+            for (i, r) in deny.iter().flatten().enumerate() {
+                let at = format!("{base}.{dsec}[{i}]");
+                if let Some(rule) =
+                    self.cilium_peer_rule(object, &at, i, dir, clusterwide, ns, r, true)
+                {
+                    d.deny.push(rule);
+                }
+            }
+            dirs.push(d);
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        let egress = dirs.pop()?;
+        let ingress = dirs.pop()?;
+        Some(Policy {
+            id,
+            subject: subject?,
+            ingress,
+            egress,
+        })
+    }
+
+    /// Applies Cilium's scoping to a peer endpoint selector.
+    fn scope_peer(
+        &self,
+        sel: Selector,
+        clusterwide: bool,
+        ns: &str,
+        _is_requirement: bool,
+    ) -> Selector {
+        if sel.has_reserved() {
+            return sel;
+        }
+        let mut sel = sel;
+        let names_ns = sel.mentions(NAMESPACE_LABEL);
+        if !clusterwide {
+            if !names_ns && !sel.mentions_prefix(NAMESPACE_LABELS_PREFIX) {
+                sel = sel.and(
+                    Key {
+                        source: Source::K8s,
+                        name: NAMESPACE_LABEL.into(),
+                    },
+                    Op::In(vec![ns.to_string()]),
+                );
+            }
+        } else if !names_ns {
+            sel = sel.and(
+                Key {
+                    source: Source::K8s,
+                    name: NAMESPACE_LABEL.into(),
+                },
+                Op::Exists,
+            );
+        }
+        if self.options.default_local_cluster && !sel.mentions(CLUSTER_LABEL) {
+            sel = sel.and(
+                Key {
+                    source: Source::K8s,
+                    name: CLUSTER_LABEL.into(),
+                },
+                Op::In(vec![self.options.local_cluster.clone()]),
+            );
+        }
+        sel
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn cilium_peer_rule(
+        &mut self,
+        object: &str,
+        at: &str,
+        index: usize,
+        dir: Direction,
+        clusterwide: bool,
+        ns: &str,
+        r: &raw::CiliumPeerRule,
+        deny: bool,
+    ) -> Option<Rule> {
+        let (pre, ep, ent, cidr, cidrset, nodes) = match dir {
+            Direction::Ingress => (
+                "from",
+                "fromEndpoints",
+                "fromEntities",
+                "fromCIDR",
+                "fromCIDRSet",
+                "fromNodes",
+            ),
+            Direction::Egress => (
+                "to",
+                "toEndpoints",
+                "toEntities",
+                "toCIDR",
+                "toCIDRSet",
+                "toNodes",
+            ),
+        };
+        let _ = pre;
+        let has_l3 = r.from_endpoints.is_some()
+            || r.from_entities.is_some()
+            || r.from_cidr.is_some()
+            || r.from_cidr_set.is_some()
+            || r.from_nodes.is_some()
+            || r.from_groups.is_some()
+            || r.to_services.is_some()
+            || r.to_fqdns.is_some();
+        let has_ports = r.to_ports.as_ref().is_some_and(|p| !p.is_empty());
+        let mut peers = Vec::new();
+        for (i, s) in r.from_endpoints.iter().flatten().enumerate() {
+            if let Some(sel) = self.selector(object, s, true, &format!("{at}.{ep}[{i}]")) {
+                peers.push(Peer::Endpoints(self.scope_peer(
+                    sel,
+                    clusterwide,
+                    ns,
+                    false,
+                )));
+            }
+        }
+        for (i, e) in r.from_entities.iter().flatten().enumerate() {
+            match Entity::parse(e) {
+                Some(en) => peers.push(Peer::Entity(en)),
+                None => self.err(
+                    "policy.entity",
+                    format!("{at}.{ent}[{i}]"),
+                    format!("{object}: unknown entity `{e}` (expected world, cluster, host, remote-node, kube-apiserver, init, health, unmanaged, ingress, all, none)"),
+                ),
+            }
+        }
+        for (i, c) in r.from_cidr.iter().flatten().enumerate() {
+            if let Some(set) = self.cidr_set(object, c, None, &format!("{at}.{cidr}[{i}]"), false) {
+                peers.push(Peer::Cidr(set));
+            }
+        }
+        for (i, c) in r.from_cidr_set.iter().flatten().enumerate() {
+            let p = format!("{at}.{cidrset}[{i}]");
+            match &c.cidr {
+                Some(cidr) => {
+                    if let Some(set) = self.cidr_set(object, cidr, c.except.as_deref(), &p, false) {
+                        peers.push(Peer::Cidr(set));
+                    }
+                }
+                None => self.warnings.push(Diagnostic::new(
+                    "policy.unsupported",
+                    p,
+                    format!("{object}: cidrGroupRef cannot be resolved offline; it selects nothing here"),
+                )),
+            }
+        }
+        if r.from_nodes.as_ref().is_some_and(|n| !n.is_empty()) {
+            self.warnings.push(Diagnostic::new(
+                "policy.unsupported",
+                format!("{at}.{nodes}"),
+                format!("{object}: node selectors select nothing in an inventory without nodes"),
+            ));
+        }
+        if r.to_fqdns.is_some() || r.to_services.is_some() || r.from_groups.is_some() {
+            self.warnings.push(Diagnostic::new(
+                "policy.unsupported",
+                at.to_string(),
+                format!("{object}: toFQDNs, toServices and toGroups need live cluster state; they select nothing here"),
+            ));
+        }
+        let peers = if has_l3 {
+            Peers::Some(peers)
+        } else if has_ports {
+            Peers::All
+        } else {
+            Peers::Some(Vec::new())
+        };
+        let ports = self.cilium_ports(object, at, r.to_ports.as_deref(), deny);
+        Some(Rule {
+            index,
+            peers,
+            ports: ports?,
+        })
+    }
+
+    fn cilium_ports(
+        &mut self,
+        object: &str,
+        at: &str,
+        rules: Option<&[raw::PortRule]>,
+        deny: bool,
+    ) -> Option<Ports> {
+        let Some(list) = rules.filter(|l| !l.is_empty()) else {
+            return Some(Ports::All);
+        };
+        let mut out = Vec::new();
+        let before = self.errors.len();
+        for (i, pr) in list.iter().enumerate() {
+            let base = format!("{at}.toPorts[{i}]");
+            let http = match pr.rules.as_ref().and_then(|r| r.http.as_ref()) {
+                Some(h) if !h.is_empty() => {
+                    if deny {
+                        self.err(
+                            "policy.l7-deny",
+                            format!("{base}.rules"),
+                            format!("{object}: L7 rules are not allowed in deny rules"),
+                        );
+                        None
+                    } else {
+                        self.http_rules(object, &format!("{base}.rules.http"), h)
+                            .map(Arc::new)
+                    }
+                }
+                _ => None,
+            };
+            let ports = pr.ports.clone().unwrap_or_default();
+            if ports.is_empty() {
+                out.push(PortSel {
+                    proto: Proto::Any,
+                    port: PortSpec::Range(0, 65535),
+                    http: http.clone(),
+                });
+            }
+            for (j, pp) in ports.iter().enumerate() {
+                let p = format!("{base}.ports[{j}]");
+                let proto = match pp.protocol.as_deref() {
+                    None | Some("") => Proto::Any,
+                    Some(s) => match Proto::parse(s) {
+                        Some(pr) => pr,
+                        None => {
+                            self.err(
+                                "policy.protocol",
+                                format!("{p}.protocol"),
+                                format!("{object}: protocol `{s}` is not TCP, UDP, SCTP or ANY"),
+                            );
+                            continue;
+                        }
+                    },
+                };
+                if http.is_some() && !matches!(proto, Proto::Tcp | Proto::Any) {
+                    self.err(
+                        "policy.l7-protocol",
+                        format!("{p}.protocol"),
+                        format!("{object}: L7 rules can only apply to TCP"),
+                    );
+                    continue;
+                }
+                let text = match &pp.port {
+                    None => "0".to_string(),
+                    Some(IntOrString::Int(n)) => n.to_string(),
+                    Some(IntOrString::Str(s)) => s.clone(),
+                };
+                let port = if let Ok(n) = text.parse::<i64>() {
+                    if !(0..=65535).contains(&n) {
+                        self.err(
+                            "policy.port",
+                            format!("{p}.port"),
+                            format!("{object}: port {n} is outside 0–65535"),
+                        );
+                        continue;
+                    }
+                    match pp.end_port {
+                        None if n == 0 => PortSpec::Range(0, 65535),
+                        None => PortSpec::Range(n as u16, n as u16),
+                        Some(_) if n == 0 => {
+                            self.err(
+                                "policy.end-port",
+                                format!("{p}.endPort"),
+                                format!("{object}: endPort needs a non-zero port"),
+                            );
+                            continue;
+                        }
+                        Some(e) if e < n => {
+                            self.err(
+                                "policy.end-port",
+                                format!("{p}.endPort"),
+                                format!("{object}: endPort {e} is below port {n}"),
+                            );
+                            continue;
+                        }
+                        Some(e) if e > 65535 => {
+                            self.err(
+                                "policy.end-port",
+                                format!("{p}.endPort"),
+                                format!("{object}: endPort {e} is above 65535"),
+                            );
+                            continue;
+                        }
+                        Some(e) => PortSpec::Range(n as u16, e as u16),
+                    }
+                } else {
+                    if pp.end_port.is_some() {
+                        self.err(
+                            "policy.end-port",
+                            format!("{p}.endPort"),
+                            format!(
+                                "{object}: endPort cannot be used with the named port `{text}`"
+                            ),
+                        );
+                        continue;
+                    }
+                    if !valid_port_name(&text.to_ascii_lowercase()) {
+                        self.err(
+                            "policy.port",
+                            format!("{p}.port"),
+                            format!(
+                                "{object}: `{text}` is neither a port number nor a valid port name"
+                            ),
+                        );
+                        continue;
+                    }
+                    PortSpec::Named(text.to_ascii_lowercase())
+                };
+                out.push(PortSel {
+                    proto,
+                    port,
+                    http: http.clone(),
+                });
+            }
+        }
+        (self.errors.len() == before).then_some(Ports::Some(out))
+    }
+
+    fn http_rules(
+        &mut self,
+        object: &str,
+        path: &str,
+        rules: &[raw::HttpRule],
+    ) -> Option<Vec<HttpMatch>> {
+        let mut out = Vec::new();
+        let before = self.errors.len();
+        for (i, h) in rules.iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            let mut re = |field: &str, v: &Option<String>| -> Option<Regex> {
+                let v = v.as_ref()?;
+                match Regex::new(&format!("^(?:{v})$")) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        let first = e
+                            .to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or("")
+                            .trim()
+                            .to_string();
+                        self.errors.push(Diagnostic::new(
+                            "policy.regex",
+                            format!("{at}.{field}"),
+                            format!("{object}: `{v}` is not a valid regex ({first})"),
+                        ));
+                        None
+                    }
+                }
+            };
+            let method = re("method", &h.method);
+            let path_re = re("path", &h.path);
+            let host = re("host", &h.host);
+            let mut headers = Vec::new();
+            for hd in h.headers.iter().flatten() {
+                let hd = hd.trim();
+                let (name, value) = match hd.split_once(' ') {
+                    Some((n, v)) => (
+                        n.trim_end_matches(':').to_string(),
+                        Some(v.trim().to_string()),
+                    ),
+                    None => (hd.trim_end_matches(':').to_string(), None),
+                };
+                headers.push(HeaderReq {
+                    name,
+                    value,
+                    lenient: false,
+                });
+            }
+            for hm in h.header_matches.iter().flatten() {
+                headers.push(HeaderReq {
+                    name: hm.name.clone(),
+                    value: hm.value.clone(),
+                    lenient: hm.mismatch.is_some(),
+                });
+            }
+            let mut text = Vec::new();
+            if let Some(m) = &h.method {
+                text.push(format!("method={m}"));
+            }
+            if let Some(p) = &h.path {
+                text.push(format!("path={p}"));
+            }
+            if let Some(x) = &h.host {
+                text.push(format!("host={x}"));
+            }
+            for hd in &headers {
+                text.push(match &hd.value {
+                    Some(v) => format!("header {}={v}", hd.name),
+                    None => format!("header {}", hd.name),
+                });
+            }
+            out.push(HttpMatch {
+                method,
+                path: path_re,
+                host,
+                headers,
+                text: if text.is_empty() {
+                    "any request".into()
+                } else {
+                    text.join(" ")
+                },
+            });
+        }
+        (self.errors.len() == before).then_some(out)
+    }
+}
+
+/// Parses a prefix, accepting a bare address as a host prefix and
+/// truncating host bits (as Go's ParseCIDR-based validation does).
+pub fn parse_net(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Some(n.trunc());
+    }
+    s.parse::<IpAddr>().ok().map(IpNet::from)
+}
+
+/// An IANA service name as Kubernetes validates port names: 1–15
+/// characters of `[a-z0-9-]`, at least one letter, no leading, trailing or
+/// double hyphen.
+pub fn valid_port_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
