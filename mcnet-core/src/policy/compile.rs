@@ -116,13 +116,27 @@ pub struct Identity {
 }
 
 impl Identity {
-    fn reserved_name(&self) -> Option<&'static str> {
-        match self.kind {
-            IdentityKind::Reserved { name } => Some(name),
-            // CIDR identities carry reserved:world.
-            IdentityKind::Cidr { .. } => Some("world"),
-            IdentityKind::Pods { .. } => None,
+    /// Whether the identity carries `reserved:<name>`. Every identity
+    /// outside the cluster carries `reserved:world` and its family's
+    /// `reserved:world-ipv4` / `reserved:world-ipv6`.
+    fn has_reserved(&self, name: &str) -> bool {
+        match &self.kind {
+            IdentityKind::Reserved { name: n } => {
+                *n == name || (name == "world" && (self.id == WORLD_IPV4 || self.id == WORLD_IPV6))
+            }
+            IdentityKind::Cidr { prefix } => {
+                name == "world"
+                    || (name == "world-ipv4" && prefix.addr().is_ipv4())
+                    || (name == "world-ipv6" && prefix.addr().is_ipv6())
+            }
+            IdentityKind::Pods { .. } => false,
         }
+    }
+
+    /// Whether this identity stands for addresses outside the cluster.
+    pub fn is_world(&self) -> bool {
+        matches!(self.kind, IdentityKind::Cidr { .. })
+            || [WORLD, WORLD_IPV4, WORLD_IPV6].contains(&self.id)
     }
 
     /// Whether this identity is pods of `cluster`.
@@ -155,7 +169,7 @@ impl Identity {
 
 impl Labels for Identity {
     fn get(&self, key: &Key) -> Option<&str> {
-        let reserved = || (self.reserved_name() == Some(key.name.as_str())).then_some("");
+        let reserved = || self.has_reserved(&key.name).then_some("");
         match &key.source {
             Source::K8s => self.labels.get(&key.name).map(String::as_str),
             Source::Any => self
@@ -493,15 +507,21 @@ impl Compiled {
     }
 
     /// The identity of an address: its pod's, else the longest policy
-    /// prefix's CIDR identity, else world (what the ipcache answers).
+    /// prefix's CIDR identity, else world for its family (what the ipcache
+    /// answers, as in a dual-stack Cilium).
     pub fn identity_of_ip(&self, ip: IpAddr) -> NumericIdentity {
         if let Some(&p) = self.ip_pod.get(&ip) {
             return self.pod_identity[p];
         }
-        self.cidr_lpm.lookup(ip).map(|(_, id)| id).unwrap_or(WORLD)
+        match self.cidr_lpm.lookup(ip) {
+            Some((_, id)) => id,
+            None if ip.is_ipv4() => WORLD_IPV4,
+            None => WORLD_IPV6,
+        }
     }
 
-    fn subject_matches(&self, subject: &Subject, ident: &Identity) -> bool {
+    /// Whether a policy subject selects an identity.
+    pub fn subject_matches(&self, subject: &Subject, ident: &Identity) -> bool {
         if !ident.is_pods_of(&self.local_cluster) {
             return false;
         }
@@ -518,15 +538,20 @@ impl Compiled {
         }
     }
 
-    /// The identities a peer selects (before `fromRequires`).
-    fn peer_identities(&self, peer: &Peer) -> Vec<NumericIdentity> {
+    /// The identities a peer selects (before `fromRequires`; `Entity::All` selects through the wildcard and returns nothing here).
+    pub fn peer_identities(&self, peer: &Peer) -> Vec<NumericIdentity> {
         let local = self.local_cluster.as_str();
-        let world = |x: &Identity| matches!(x.kind, IdentityKind::Cidr { .. }) || x.id == WORLD;
         self.identities
             .iter()
             .filter(|x| match peer {
-                Peer::K8sPods { pods, namespaces, policy_namespace } => {
-                    let IdentityKind::Pods { cluster, namespace } = &x.kind else { return false };
+                Peer::K8sPods {
+                    pods,
+                    namespaces,
+                    policy_namespace,
+                } => {
+                    let IdentityKind::Pods { cluster, namespace } = &x.kind else {
+                        return false;
+                    };
                     cluster == local
                         && match namespaces {
                             None => namespace == policy_namespace,
@@ -536,16 +561,32 @@ impl Compiled {
                 }
                 Peer::IpBlock(set) => match &x.kind {
                     IdentityKind::Cidr { prefix } => set.contains_prefix(prefix),
-                    IdentityKind::Pods { .. } => x.ip_class.is_some_and(|c| set.contains_prefix(&c)),
+                    IdentityKind::Pods { .. } => {
+                        x.ip_class.is_some_and(|c| set.contains_prefix(&c))
+                    }
                     IdentityKind::Reserved { .. } => false,
                 },
-                Peer::Cidr(set) => matches!(&x.kind, IdentityKind::Cidr { prefix } if set.contains_prefix(prefix)),
+                Peer::Cidr(set) => {
+                    matches!(&x.kind, IdentityKind::Cidr { prefix } if set.contains_prefix(prefix))
+                }
                 Peer::Endpoints(sel) => sel.matches(*x),
                 Peer::Entity(e) => match e {
-                    Entity::World => world(x) || x.id == WORLD_IPV4 || x.id == WORLD_IPV6,
-                    Entity::WorldIpv4 => x.id == WORLD_IPV4 || x.id == WORLD || matches!(&x.kind, IdentityKind::Cidr { prefix } if prefix.addr().is_ipv4()),
-                    Entity::WorldIpv6 => x.id == WORLD_IPV6 || x.id == WORLD || matches!(&x.kind, IdentityKind::Cidr { prefix } if prefix.addr().is_ipv6()),
-                    Entity::Cluster => x.is_pods_of(local) || [HOST, UNMANAGED, HEALTH, INIT, REMOTE_NODE, KUBE_APISERVER, INGRESS].contains(&x.id),
+                    Entity::World => x.is_world(),
+                    Entity::WorldIpv4 => x.has_reserved("world-ipv4"),
+                    Entity::WorldIpv6 => x.has_reserved("world-ipv6"),
+                    Entity::Cluster => {
+                        x.is_pods_of(local)
+                            || [
+                                HOST,
+                                UNMANAGED,
+                                HEALTH,
+                                INIT,
+                                REMOTE_NODE,
+                                KUBE_APISERVER,
+                                INGRESS,
+                            ]
+                            .contains(&x.id)
+                    }
                     Entity::Host => x.id == HOST,
                     Entity::RemoteNode => x.id == REMOTE_NODE,
                     Entity::KubeApiserver => x.id == KUBE_APISERVER,

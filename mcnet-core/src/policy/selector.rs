@@ -152,12 +152,14 @@ impl Selector {
                 "NotIn" => Op::NotIn(values),
                 "Exists" => Op::Exists,
                 "DoesNotExist" => Op::DoesNotExist,
-                other => return Err((
-                    format!("{p}.operator"),
-                    format!(
+                other => {
+                    return Err((
+                        format!("{p}.operator"),
+                        format!(
                         "unknown operator `{other}` (expected In, NotIn, Exists or DoesNotExist)"
                     ),
-                )),
+                    ))
+                }
             };
             if e.key.is_empty() {
                 return Err((format!("{p}.key"), "empty label key".into()));
