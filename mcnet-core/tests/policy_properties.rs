@@ -354,7 +354,7 @@ proptest! {
     #[test]
     fn compiled_equals_reference(objects in scenario()) {
         let text = serde_json::to_string(&objects).unwrap();
-        let m = match Manifests::from_str(&text) {
+        let m = match Manifests::parse_str(&text) {
             Ok(m) => m,
             Err(e) => return Err(TestCaseError::reject(format!("generator produced an invalid policy: {e}"))),
         };

@@ -47,7 +47,7 @@ pub fn policy_ports(c: &Compiled) -> Vec<PortProto> {
         for d in [Direction::Ingress, Direction::Egress] {
             for (&(_, proto), entries) in &state.dir(d).entries {
                 for e in entries {
-                    if e.lo == 0 && e.hi == 65535 || e.lo == 1 && e.hi == 65535 {
+                    if e.hi == 65535 && e.lo <= 1 {
                         continue;
                     }
                     for p in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
@@ -328,6 +328,8 @@ pub fn lint(c: &Compiled) -> Vec<Diagnostic> {
     out
 }
 
+type Keyed<'a> = ((NumericIdentity, Proto), &'a Entry);
+
 fn covers(
     f: &Entry,
     fkey: (NumericIdentity, Proto),
@@ -360,8 +362,7 @@ fn shadowed(c: &Compiled) -> Vec<Diagnostic> {
                 .iter()
                 .flat_map(|(k, v)| v.iter().map(move |e| (*k, e)))
                 .collect();
-            let mut by_rule: BTreeMap<RuleRef, Vec<((NumericIdentity, Proto), &Entry)>> =
-                BTreeMap::new();
+            let mut by_rule: BTreeMap<RuleRef, Vec<Keyed<'_>>> = BTreeMap::new();
             for (k, e) in &all {
                 if !e.deny {
                     by_rule.entry(e.origin).or_default().push((*k, e));

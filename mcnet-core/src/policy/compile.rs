@@ -183,6 +183,40 @@ impl Labels for Identity {
     }
 }
 
+/// A fast hasher for identity-keyed maps (keys are small integers chosen by
+/// us, never by an attacker, so SipHash's DoS resistance buys nothing here).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64)
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(n as u64)
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64)
+    }
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64)
+    }
+}
+
+/// `HashMap` with [`IdHasher`].
+pub type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// Where a map entry came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct RuleRef {
@@ -219,7 +253,7 @@ pub struct DirState {
     /// Policies that select the endpoint.
     pub selected_by: Vec<usize>,
     /// Entries by (peer identity, protocol); the peer may be [`WILDCARD`] and the protocol `Any`.
-    pub entries: HashMap<(NumericIdentity, Proto), Vec<Entry>>,
+    pub entries: IdMap<(NumericIdentity, Proto), Vec<Entry>>,
 }
 
 /// An endpoint identity's compiled policy.
@@ -325,7 +359,7 @@ pub struct Compiled {
     /// Prefixes of addresses outside the cluster → CIDR identities (the ipcache's world part).
     pub cidr_lpm: Lpm,
     /// Compiled state per local pod identity.
-    pub states: HashMap<NumericIdentity, EndpointState>,
+    pub states: IdMap<NumericIdentity, EndpointState>,
     /// The local cluster.
     pub local_cluster: String,
 }
@@ -489,7 +523,7 @@ impl Compiled {
             pod_identity,
             ip_pod,
             cidr_lpm,
-            states: HashMap::new(),
+            states: IdMap::default(),
             local_cluster: local,
         };
         c.resolve();
@@ -629,7 +663,7 @@ impl Compiled {
         let subjects: Vec<usize> = (0..self.identities.len())
             .filter(|&i| self.identities[i].is_pods_of(&self.local_cluster))
             .collect();
-        let mut states = HashMap::new();
+        let mut states = IdMap::default();
         for si in subjects {
             let subj = &self.identities[si];
             let selecting: Vec<usize> = (0..self.policies.len())

@@ -112,7 +112,7 @@ impl Manifests {
     }
 
     /// Reads one text.
-    pub fn from_str(text: &str) -> Result<Manifests> {
+    pub fn parse_str(text: &str) -> Result<Manifests> {
         Self::load([("<input>", text)])
     }
 }
@@ -600,7 +600,7 @@ impl Loader {
         path: &str,
         strict_subset: bool,
     ) -> Option<CidrSet> {
-        let field = if strict_subset { "cidr" } else { "cidr" };
+        let field = "cidr";
         let Some(net) = parse_net(cidr) else {
             self.err(
                 "policy.cidr",

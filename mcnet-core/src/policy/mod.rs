@@ -9,7 +9,7 @@
 //! ```
 //! use mcnet_core::policy::{Compiled, Manifests, Query, QueryEndpoint, Decision};
 //!
-//! let m = Manifests::from_str(r#"
+//! let m = Manifests::parse_str(r#"
 //! - {apiVersion: v1, kind: Pod, metadata: {name: a, namespace: x, labels: {app: a}}, status: {podIP: 10.0.0.1}}
 //! - {apiVersion: v1, kind: Pod, metadata: {name: b, namespace: x, labels: {app: b}}, status: {podIP: 10.0.0.2}}
 //! - apiVersion: networking.k8s.io/v1

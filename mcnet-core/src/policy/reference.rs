@@ -223,7 +223,7 @@ pub fn side(
         return Decision::Deny;
     }
     let unrestricted = results.iter().any(|r| r.is_none());
-    if unrestricted || http.is_none() || results.iter().any(|r| *r == Some(true)) {
+    if unrestricted || http.is_none() || results.contains(&Some(true)) {
         Decision::Allow
     } else {
         Decision::Deny

@@ -1,0 +1,253 @@
+//! The `mcnet policy ...` contracts, run as a user would.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+const PROD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/policies/adr-003-production.yaml"
+);
+const QUERIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/adr-003-queries.json");
+
+fn mcnet(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcnet"))
+        .args(args)
+        .output()
+        .expect("run mcnet");
+    (
+        out.status.code().expect("exited"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp(name: &str, text: &str) -> String {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("mcnet-cli-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn eval_contract_answers_in_order_with_explanations() {
+    let (code, out, err) = mcnet(&[
+        "policy",
+        "eval",
+        "--manifests",
+        PROD,
+        "--queries",
+        QUERIES,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let verdicts: Vec<&str> = v.iter().map(|o| o["verdict"].as_str().unwrap()).collect();
+    assert_eq!(
+        verdicts,
+        ["allow", "allow", "deny", "deny", "deny", "deny", "deny"]
+    );
+    for o in &v {
+        assert!(!o["explanation"].as_str().unwrap().is_empty());
+    }
+    // The deny by L7 names the policy and the rule.
+    let e = v[2]["explanation"].as_str().unwrap();
+    assert!(
+        e.contains("CiliumNetworkPolicy production/api-access-policy ingress rule 0"),
+        "{e}"
+    );
+    // The isolated deny names the isolating policy and the side.
+    let e = v[3]["explanation"].as_str().unwrap();
+    assert!(
+        e.contains("egress of production/batch") && e.contains("default-deny-all"),
+        "{e}"
+    );
+}
+
+#[test]
+fn eval_reads_lists_and_streams_and_split_files() {
+    let text = std::fs::read_to_string(PROD).unwrap();
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let list = serde_yaml::to_string(
+        &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs}),
+    )
+    .unwrap();
+    let a = temp("list.yaml", &list);
+    let json = temp(
+        "list.json",
+        &serde_json::to_string(&serde_yaml::from_str::<Value>(&list).unwrap()).unwrap(),
+    );
+    for f in [&a, &json] {
+        let (code, out, err) = mcnet(&[
+            "policy",
+            "eval",
+            "--manifests",
+            f,
+            "--queries",
+            QUERIES,
+            "--output",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let v: Vec<Value> = serde_json::from_str(&out).unwrap();
+        assert_eq!(v[1]["verdict"], "allow");
+        assert_eq!(v[2]["verdict"], "deny");
+    }
+    // Inventory and policies in separate files.
+    let (inv, pol): (Vec<&str>, Vec<&str>) = text
+        .split("\n---\n")
+        .partition(|d| d.contains("kind: Pod") || d.contains("kind: Namespace"));
+    let i = temp("inv.yaml", &inv.join("\n---\n"));
+    let p = temp("pol.yaml", &pol.join("\n---\n"));
+    let (code, out, _) = mcnet(&[
+        "policy",
+        "eval",
+        "--manifests",
+        &i,
+        "--manifests",
+        &p,
+        "--queries",
+        QUERIES,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let v: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["verdict"], "allow");
+}
+
+fn invalid(policy: &str) -> (i32, String) {
+    let f = temp("bad.yaml", policy);
+    let q = temp("q.json", "[]");
+    let (code, _, err) = mcnet(&[
+        "policy",
+        "eval",
+        "--manifests",
+        &f,
+        "--queries",
+        &q,
+        "--output",
+        "json",
+    ]);
+    (code, err)
+}
+
+#[test]
+fn invalid_policies_name_the_policy_and_the_field() {
+    let np = |spec: &str| {
+        format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: bad, namespace: prod}}\nspec: {spec}\n")
+    };
+    let cnp = |spec: &str| {
+        format!("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: bad, namespace: prod}}\nspec: {spec}\n")
+    };
+    let cases = [
+        (np("{podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/33}}]}]}"), "spec.ingress[0].from[0].ipBlock.cidr", "10.0.0.0/33"),
+        (np("{podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/16, except: [10.1.0.0/24]}}]}]}"), "spec.ingress[0].from[0].ipBlock.except[0]", "10.1.0.0/24"),
+        (np("{podSelector: {}, ingress: [{ports: [{port: 90, endPort: 80}]}]}"), "spec.ingress[0].ports[0].endPort", "below port 90"),
+        (np("{podSelector: {}, egress: [{ports: [{port: http, endPort: 80}]}]}"), "spec.egress[0].ports[0].endPort", "named port `http`"),
+        (cnp("{endpointSelector: {}, ingress: [{toPorts: [{ports: [{port: '80', protocol: TCP}], rules: {http: [{path: '/api/(v1'}]}}]}]}"), "spec.ingress[0].toPorts[0].rules.http[0].path", "not a valid regex"),
+        (cnp("{endpointSelector: {}, ingress: [{fromEntities: [wrld]}]}"), "spec.ingress[0].fromEntities[0]", "unknown entity `wrld`"),
+        (cnp("{endpointSelector: {}, egress: [{toCIDRSet: [{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}]}]}"), "spec.egress[0].toCIDRSet[0].except[0]", "192.168.0.0/16"),
+    ];
+    for (doc, path, needle) in cases {
+        let (code, err) = invalid(&doc);
+        assert_eq!(code, 1, "{doc}\n{err}");
+        assert!(err.contains("prod/bad"), "policy not named: {err}");
+        assert!(err.contains(path), "field {path} not named: {err}");
+        assert!(err.contains(needle), "{needle} missing: {err}");
+    }
+}
+
+#[test]
+fn matrix_diff_lint_and_generate() {
+    let (code, out, _) = mcnet(&["policy", "matrix", "--manifests", PROD, "--port", "8080"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("1 of 9 pod pairs allowed"), "{out}");
+
+    // Removing default deny opens connections; the diff lists them.
+    let text = std::fs::read_to_string(PROD).unwrap();
+    let without_default_deny: Vec<&str> = text
+        .split("\n---\n")
+        .filter(|d| !d.contains("name: default-deny-all"))
+        .collect();
+    let open = temp("open.yaml", &without_default_deny.join("\n---\n"));
+    let (code, out, _) = mcnet(&[
+        "policy", "diff", PROD, &open, "--port", "8080", "--output", "json",
+    ]);
+    assert_eq!(code, 0);
+    let d: Value = serde_json::from_str(&out).unwrap();
+    let opened = d["opened"].as_array().unwrap();
+    assert!(
+        opened
+            .iter()
+            .any(|c| c["from"] == "production/batch" && c["to"] == "production/frontend"),
+        "{d}"
+    );
+    assert!(d["closed"].as_array().unwrap().is_empty());
+
+    // The ADR namespace has default deny; a namespace without it is flagged.
+    let (code, out, _) = mcnet(&["policy", "lint", "--manifests", PROD, "--output", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["code"] != "lint.no-default-deny"),
+        "{v}"
+    );
+    let _ = code;
+    let (code, out, _) = mcnet(&["policy", "lint", "--manifests", &open, "--output", "json"]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["code"] == "lint.no-default-deny"
+            && f["message"].as_str().unwrap().contains("egress")));
+
+    // Generated intent policies, with default deny, give the ADR's verdicts.
+    let (code, gen, _) = mcnet(&[
+        "policy",
+        "generate",
+        "intent",
+        "frontend may GET /api/v1/.* and POST /api/v1/users on api-server:8080",
+        "-n",
+        "production",
+    ]);
+    assert_eq!(code, 0);
+    let (code, deny, _) = mcnet(&["policy", "generate", "default-deny", "-n", "production"]);
+    assert_eq!(code, 0);
+    let inv: Vec<&str> = text
+        .split("\n---\n")
+        .filter(|d| d.contains("kind: Pod") || d.contains("kind: Namespace"))
+        .collect();
+    let all = temp(
+        "gen.yaml",
+        &format!("{}\n{gen}\n{deny}", inv.join("\n---\n")),
+    );
+    let (code, out, err) = mcnet(&[
+        "policy",
+        "eval",
+        "--manifests",
+        &all,
+        "--queries",
+        QUERIES,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let verdicts: Vec<&str> = v.iter().map(|o| o["verdict"].as_str().unwrap()).collect();
+    assert_eq!(
+        verdicts,
+        ["allow", "allow", "deny", "deny", "deny", "deny", "deny"]
+    );
+}
