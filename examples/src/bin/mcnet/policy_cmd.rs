@@ -199,6 +199,24 @@ fn describe(e: &QueryEndpoint) -> String {
     e.pod.clone().or_else(|| e.ip.clone()).unwrap_or_default()
 }
 
+/// Evaluates a queries file against manifests and prints the verdicts (the demo's step).
+pub fn eval_files(manifests: &[String], queries: &str) -> anyhow::Result<ExitCode> {
+    eval(EvalArgs {
+        input: Input {
+            manifests: manifests.to_vec(),
+        },
+        queries: Some(queries.to_string()),
+        from: None,
+        to: None,
+        port: None,
+        protocol: "TCP".into(),
+        method: None,
+        path: None,
+        headers: Vec::new(),
+        output: Format::Text,
+    })
+}
+
 fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     let queries: Vec<Query> = match (&a.queries, &a.from) {
         (Some(file), _) => {

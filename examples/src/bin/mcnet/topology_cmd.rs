@@ -210,7 +210,7 @@ pub fn diagram(file: &str, out: &str) -> anyhow::Result<ExitCode> {
 
 pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let step = |n: u32, what: &str| eprintln!("\n[{n}/3] {what}");
+    let step = |n: u32, what: &str| eprintln!("\n[{n}/4] {what}");
     step(1, &format!("validate {topology_file}"));
     let code = validate(topology_file, Format::Text)?;
     if code != ExitCode::SUCCESS {
@@ -226,6 +226,17 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
     step(3, "diagram");
     let svg = format!("{out_dir}/{}.svg", t.metadata.name);
     diagram(topology_file, &svg)?;
+    step(
+        4,
+        "zero-trust policy of the production namespace (default deny + the ADR's L7 rule)",
+    );
+    let manifests = "examples/policies/adr-003-production.yaml";
+    if std::path::Path::new(manifests).exists() {
+        crate::policy_cmd::eval_files(
+            &[manifests.to_string()],
+            "examples/policies/adr-003-queries.json",
+        )?;
+    }
     eprintln!(
         "\ndemo finished in {:.1?}; picture: {svg}",
         started.elapsed()
