@@ -1,22 +1,53 @@
 //! # mcnet-datapath
 //!
-//! The userspace half of mcnet's eBPF datapath: it embeds the kernel
+//! The userspace half of mcnet's eBPF datapath. It embeds the kernel
 //! programs built from `mcnet-ebpf`, loads them with aya, attaches them to
-//! a pod's host-side interface at the TC hooks, and reads their maps.
+//! pods' host-side interfaces at the TC hooks (also inside network
+//! namespaces), turns the policy engine's compiled state into kernel map
+//! entries and keeps them in sync, and reads counters and flow events.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use mcnet_core::policy::{Compiled, Manifests};
+//! use mcnet_datapath::{Datapath, state::{Binding, DesiredState}};
+//!
+//! let m = Manifests::parse_str(&std::fs::read_to_string("policy.yaml")?)?;
+//! let c = Compiled::new(&m);
+//! let mut dp = Datapath::load()?;
+//! let bind = vec![Binding { ifindex: mcnet_datapath::netns::ifindex("lxc1")?, pod: "prod/api".into() }];
+//! dp.sync(&DesiredState::from_compiled(&c, &bind)?)?;
+//! dp.attach("lxc1")?;
+//! # Ok(()) }
+//! ```
 
 #![warn(missing_docs)]
 
-use aya::maps::PerCpuArray;
-use aya::programs::{tc, SchedClassifier, TcAttachType};
+pub mod flows;
+pub mod lab;
+pub mod netns;
+pub mod state;
+pub mod testrun;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use aya::programs::tc::{self, SchedClassifierLinkId};
+use aya::programs::{SchedClassifier, TcAttachType};
 use aya::Ebpf;
-use mcnet_ebpf_common::{Counter, PacketCount};
+use mcnet_ebpf_common::*;
+
+use state::{Delta, DesiredState};
 
 /// The kernel object built by `build.rs` (empty when built with `MCNET_EBPF_STUB`).
 pub static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mcnet.bpf.o"));
 
-/// Names of the programs in [`EBPF_OBJECT`].
-pub const PROGRAMS: [&str; 2] = ["mcnet_tc_from_pod", "mcnet_tc_to_pod"];
+/// The program on the TC ingress hook of a host-side interface (the pod's egress).
+pub const FROM_POD: &str = "mcnet_from_pod";
+/// The program on the TC egress hook (the pod's ingress).
+pub const TO_POD: &str = "mcnet_to_pod";
 
 /// Errors of the datapath.
 #[derive(Debug, thiserror::Error)]
@@ -27,137 +58,412 @@ pub enum Error {
     Stub,
     /// The kernel or aya refused the object.
     #[error("loading the eBPF object failed")]
-    Load(#[source] aya::EbpfError),
-    /// A program is missing or refused by the verifier.
+    Load(#[source] Box<aya::EbpfError>),
+    /// A program is missing, refused by the verifier, or cannot attach.
     #[error("program `{program}`: {action} failed")]
     Program {
         /// Program name.
         program: String,
         /// What was being done.
-        action: &'static str,
+        action: String,
         /// The cause.
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
-    /// A map is missing or has the wrong type.
-    #[error("map `{map}` is unusable")]
+    /// A map operation failed.
+    #[error("map `{map}`: {action} failed")]
     Map {
         /// Map name.
-        map: String,
+        map: &'static str,
+        /// What was being done.
+        action: String,
         /// The cause.
         #[source]
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
     /// The object lacks something it should have.
     #[error("the eBPF object has no {0}")]
     Missing(String),
+    /// Entering a network namespace or finding an interface failed.
+    #[error("{what}")]
+    Netns {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// `Result` with the datapath's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The loaded kernel programs.
+fn map_err(
+    map: &'static str,
+    action: impl Into<String>,
+) -> impl FnOnce(aya::maps::MapError) -> Error {
+    let action = action.into();
+    move |source| Error::Map {
+        map,
+        action,
+        source: Box::new(source),
+    }
+}
+
+fn perr(
+    program: &str,
+    action: impl Into<String>,
+) -> impl FnOnce(aya::programs::ProgramError) -> Error {
+    let (program, action) = (program.to_string(), action.into());
+    move |source| Error::Program {
+        program,
+        action,
+        source: Box::new(source),
+    }
+}
+
+/// What happens on a port whose policy has L7 rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L7Mode {
+    /// Pass at L4, count it and mark its flow events `l7` (no proxy here).
+    Audit,
+    /// Drop, with reason `l7`.
+    Deny,
+}
+
+/// Verdict counters summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    /// Packets and bytes by reason (`allowed-policy`, `drop-no-rule`, ...).
+    pub by_reason: BTreeMap<&'static str, (u64, u64)>,
+}
+
+impl Counters {
+    /// Packets counted for a reason.
+    pub fn packets(&self, reason: &str) -> u64 {
+        self.by_reason.get(reason).map(|c| c.0).unwrap_or(0)
+    }
+
+    /// Dropped packets.
+    pub fn dropped(&self) -> u64 {
+        self.by_reason
+            .iter()
+            .filter(|(k, _)| k.starts_with("drop"))
+            .map(|(_, c)| c.0)
+            .sum()
+    }
+}
+
+/// The name of a `REASON_*` value.
+pub fn reason_name(r: u32) -> &'static str {
+    match r {
+        REASON_ALLOWED_POLICY => "allowed-policy",
+        REASON_ALLOWED_ESTABLISHED => "allowed-established",
+        REASON_ALLOWED_REPLY => "allowed-reply",
+        REASON_ALLOWED_NOT_ISOLATED => "allowed-not-isolated",
+        REASON_ALLOWED_L7_AUDIT => "allowed-l7-audit",
+        REASON_DROP_NO_RULE => "drop-no-rule",
+        REASON_DROP_DENY_RULE => "drop-deny-rule",
+        REASON_DROP_L7 => "drop-l7",
+        REASON_PASS_NOT_IP => "pass-not-ip",
+        REASON_PASS_NO_ENDPOINT => "pass-no-endpoint",
+        REASON_DROP_MALFORMED => "drop-malformed",
+        _ => "unknown",
+    }
+}
+
+struct Attachment {
+    netns: Option<PathBuf>,
+    iface: String,
+    links: Vec<(&'static str, SchedClassifierLinkId)>,
+}
+
+/// The loaded datapath.
 pub struct Datapath {
     ebpf: Ebpf,
+    applied: DesiredState,
+    attachments: Vec<Attachment>,
 }
 
 impl std::fmt::Debug for Datapath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Datapath").finish_non_exhaustive()
+        f.debug_struct("Datapath")
+            .field("attachments", &self.attachments.len())
+            .finish_non_exhaustive()
     }
 }
 
-/// Packet and byte counts summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Into the pod.
-    pub to_pod: PacketCount,
-    /// Out of the pod.
-    pub from_pod: PacketCount,
-}
-
 impl Datapath {
-    /// Loads the embedded object and every program into the kernel (which
-    /// runs the verifier). Needs CAP_BPF (root).
+    /// Loads the embedded object and both programs into the kernel (which
+    /// runs the verifier). Needs root (CAP_BPF and CAP_NET_ADMIN).
     pub fn load() -> Result<Self> {
         if EBPF_OBJECT.is_empty() {
             return Err(Error::Stub);
         }
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(Error::Load)?;
-        for name in PROGRAMS {
+        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(|e| Error::Load(Box::new(e)))?;
+        for name in [FROM_POD, TO_POD] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or_else(|| Error::Missing(format!("program `{name}`")))?
                 .try_into()
-                .map_err(|source| Error::Program {
-                    program: name.into(),
-                    action: "type check",
-                    source,
-                })?;
-            prog.load().map_err(|source| Error::Program {
-                program: name.into(),
-                action: "load",
-                source,
-            })?;
+                .map_err(perr(name, "type check"))?;
+            prog.load().map_err(perr(name, "load"))?;
         }
-        Ok(Datapath { ebpf })
+        Ok(Datapath {
+            ebpf,
+            applied: DesiredState::default(),
+            attachments: Vec::new(),
+        })
     }
 
-    /// Attaches both programs to `iface`, the host-side interface of a pod,
-    /// in the current network namespace.
-    pub fn attach(&mut self, iface: &str) -> Result<()> {
-        // The clsact qdisc may already exist; that is fine.
+    /// The file descriptor of a program (for BPF_PROG_TEST_RUN).
+    pub fn program_fd(&self, name: &str) -> Result<std::os::fd::RawFd> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let prog: &SchedClassifier = self
+            .ebpf
+            .program(name)
+            .ok_or_else(|| Error::Missing(format!("program `{name}`")))?
+            .try_into()
+            .map_err(perr(name, "type check"))?;
+        let fd = prog.fd().map_err(perr(name, "fd"))?;
+        Ok(fd.as_fd().as_raw_fd())
+    }
+
+    fn attach_here(&mut self, iface: &str) -> Result<Vec<(&'static str, SchedClassifierLinkId)>> {
+        // The clsact qdisc may exist already.
         let _ = tc::qdisc_add_clsact(iface);
+        let mut links = Vec::new();
         for (name, hook) in [
-            (PROGRAMS[0], TcAttachType::Ingress),
-            (PROGRAMS[1], TcAttachType::Egress),
+            (FROM_POD, TcAttachType::Ingress),
+            (TO_POD, TcAttachType::Egress),
         ] {
             let prog: &mut SchedClassifier = self
                 .ebpf
                 .program_mut(name)
                 .ok_or_else(|| Error::Missing(format!("program `{name}`")))?
                 .try_into()
-                .map_err(|source| Error::Program {
-                    program: name.into(),
-                    action: "type check",
-                    source,
-                })?;
-            prog.attach(iface, hook).map_err(|source| Error::Program {
-                program: name.into(),
-                action: "attach",
+                .map_err(perr(name, "type check"))?;
+            let id = prog
+                .attach(iface, hook)
+                .map_err(perr(name, format!("attach to {iface}")))?;
+            links.push((name, id));
+        }
+        Ok(links)
+    }
+
+    /// Attaches both programs to `iface` in the current network namespace.
+    pub fn attach(&mut self, iface: &str) -> Result<()> {
+        let links = self.attach_here(iface)?;
+        self.attachments.push(Attachment {
+            netns: None,
+            iface: iface.into(),
+            links,
+        });
+        Ok(())
+    }
+
+    /// Attaches both programs to `iface` inside the network namespace at `netns`.
+    pub fn attach_in(&mut self, netns: &Path, iface: &str) -> Result<()> {
+        let links =
+            netns::run_in(netns, || self.attach_here(iface)).map_err(|source| Error::Netns {
+                what: format!("entering {}", netns.display()),
                 source,
-            })?;
+            })??;
+        self.attachments.push(Attachment {
+            netns: Some(netns.to_path_buf()),
+            iface: iface.into(),
+            links,
+        });
+        Ok(())
+    }
+
+    fn detach_links(&mut self, links: Vec<(&'static str, SchedClassifierLinkId)>) -> Result<()> {
+        for (name, id) in links {
+            let prog: &mut SchedClassifier = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| Error::Missing(format!("program `{name}`")))?
+                .try_into()
+                .map_err(perr(name, "type check"))?;
+            prog.detach(id).map_err(perr(name, "detach"))?;
         }
         Ok(())
     }
 
-    /// Reads the counters, summed over CPUs.
+    /// Detaches from `iface` (wherever it was attached).
+    pub fn detach(&mut self, iface: &str) -> Result<()> {
+        let mut keep = Vec::new();
+        let mut result = Ok(());
+        for a in std::mem::take(&mut self.attachments) {
+            if a.iface != iface {
+                keep.push(a);
+                continue;
+            }
+            let r = match &a.netns {
+                None => self.detach_links(a.links),
+                Some(ns) => {
+                    let ns = ns.clone();
+                    netns::run_in(&ns, || self.detach_links(a.links))
+                        .map_err(|source| Error::Netns {
+                            what: format!("entering {}", ns.display()),
+                            source,
+                        })
+                        .and_then(|r| r)
+                }
+            };
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        self.attachments = keep;
+        result
+    }
+
+    /// Detaches from every interface.
+    pub fn detach_all(&mut self) -> Result<()> {
+        let ifaces: Vec<String> = self.attachments.iter().map(|a| a.iface.clone()).collect();
+        let mut result = Ok(());
+        for i in ifaces {
+            let r = self.detach(&i);
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+
+    /// Sets the L7 mode.
+    pub fn set_l7_mode(&mut self, mode: L7Mode) -> Result<()> {
+        let mut cfg: Array<&mut MapData, u32> = Array::try_from(
+            self.ebpf
+                .map_mut("MCNET_CONFIG")
+                .ok_or_else(|| Error::Missing("map MCNET_CONFIG".into()))?,
+        )
+        .map_err(map_err("MCNET_CONFIG", "open"))?;
+        cfg.set(CONFIG_L7_MODE, if mode == L7Mode::Deny { 1 } else { 0 }, 0)
+            .map_err(map_err("MCNET_CONFIG", "set"))
+    }
+
+    /// Brings the kernel maps from the last applied state to `desired`,
+    /// incrementally: upserts first, endpoints next, removals last, each
+    /// entry replaced atomically, so that no packet meets a key that is in
+    /// neither state. Returns the number of map operations.
+    pub fn sync(&mut self, desired: &DesiredState) -> Result<usize> {
+        let delta = Delta::between(&self.applied, desired);
+        let ops = self.apply(&delta)?;
+        self.applied = desired.clone();
+        Ok(ops)
+    }
+
+    fn apply(&mut self, d: &Delta) -> Result<usize> {
+        let mut ops = 0;
+        {
+            let mut ipc: LpmTrie<&mut MapData, IpKey, u32> = LpmTrie::try_from(
+                self.ebpf
+                    .map_mut("MCNET_IPCACHE")
+                    .ok_or_else(|| Error::Missing("map MCNET_IPCACHE".into()))?,
+            )
+            .map_err(map_err("MCNET_IPCACHE", "open"))?;
+            for ((len, addr), id) in &d.ipcache_upsert {
+                ipc.insert(&Key::new(*len, IpKey { addr: *addr }), id, 0)
+                    .map_err(map_err("MCNET_IPCACHE", "insert"))?;
+                ops += 1;
+            }
+        }
+        {
+            let mut pol: HashMap<&mut MapData, PolicyKey, PolicyValue> = HashMap::try_from(
+                self.ebpf
+                    .map_mut("MCNET_POLICY")
+                    .ok_or_else(|| Error::Missing("map MCNET_POLICY".into()))?,
+            )
+            .map_err(map_err("MCNET_POLICY", "open"))?;
+            for (k, v) in &d.policy_upsert {
+                pol.insert(k, v, 0)
+                    .map_err(map_err("MCNET_POLICY", format!("insert {k:?}")))?;
+                ops += 1;
+            }
+        }
+        {
+            let mut eps: HashMap<&mut MapData, u32, EndpointInfo> = HashMap::try_from(
+                self.ebpf
+                    .map_mut("MCNET_ENDPOINTS")
+                    .ok_or_else(|| Error::Missing("map MCNET_ENDPOINTS".into()))?,
+            )
+            .map_err(map_err("MCNET_ENDPOINTS", "open"))?;
+            for (k, v) in &d.endpoint_upsert {
+                eps.insert(k, v, 0)
+                    .map_err(map_err("MCNET_ENDPOINTS", "insert"))?;
+                ops += 1;
+            }
+            for k in &d.endpoint_remove {
+                let _ = eps.remove(k);
+                ops += 1;
+            }
+        }
+        {
+            let mut pol: HashMap<&mut MapData, PolicyKey, PolicyValue> = HashMap::try_from(
+                self.ebpf
+                    .map_mut("MCNET_POLICY")
+                    .ok_or_else(|| Error::Missing("map MCNET_POLICY".into()))?,
+            )
+            .map_err(map_err("MCNET_POLICY", "open"))?;
+            for k in &d.policy_remove {
+                let _ = pol.remove(k);
+                ops += 1;
+            }
+        }
+        {
+            let mut ipc: LpmTrie<&mut MapData, IpKey, u32> = LpmTrie::try_from(
+                self.ebpf
+                    .map_mut("MCNET_IPCACHE")
+                    .ok_or_else(|| Error::Missing("map MCNET_IPCACHE".into()))?,
+            )
+            .map_err(map_err("MCNET_IPCACHE", "open"))?;
+            for (len, addr) in &d.ipcache_remove {
+                let _ = ipc.remove(&Key::new(*len, IpKey { addr: *addr }));
+                ops += 1;
+            }
+        }
+        Ok(ops)
+    }
+
+    /// Reads the verdict counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters> {
+        let arr: PerCpuArray<&MapData, PacketCount> = PerCpuArray::try_from(
+            self.ebpf
+                .map("MCNET_COUNTERS")
+                .ok_or_else(|| Error::Missing("map MCNET_COUNTERS".into()))?,
+        )
+        .map_err(map_err("MCNET_COUNTERS", "open"))?;
+        let mut out = Counters::default();
+        for r in 0..REASON_COUNT {
+            let values = arr.get(&r, 0).map_err(map_err("MCNET_COUNTERS", "read"))?;
+            let (p, b) = values
+                .iter()
+                .fold((0, 0), |(p, b), v| (p + v.packets, b + v.bytes));
+            out.by_reason.insert(reason_name(r), (p, b));
+        }
+        Ok(out)
+    }
+
+    /// Takes the flow ring buffer out of the datapath (once), for [`flows::FlowStream`].
+    pub fn take_flows(&mut self) -> Result<aya::maps::RingBuf<MapData>> {
         let map = self
             .ebpf
-            .map("MCNET_COUNTERS")
-            .ok_or_else(|| Error::Missing("map `MCNET_COUNTERS`".into()))?;
-        let arr: PerCpuArray<_, PacketCount> =
-            PerCpuArray::try_from(map).map_err(|source| Error::Map {
-                map: "MCNET_COUNTERS".into(),
-                source,
-            })?;
-        let sum = |slot: Counter| -> Result<PacketCount> {
-            let values = arr.get(&(slot as u32), 0).map_err(|source| Error::Map {
-                map: "MCNET_COUNTERS".into(),
-                source,
-            })?;
-            Ok(values
-                .iter()
-                .fold(PacketCount::default(), |acc, v| PacketCount {
-                    packets: acc.packets + v.packets,
-                    bytes: acc.bytes + v.bytes,
-                }))
-        };
-        Ok(Counters {
-            to_pod: sum(Counter::Ingress)?,
-            from_pod: sum(Counter::Egress)?,
-        })
+            .take_map("MCNET_FLOWS")
+            .ok_or_else(|| Error::Missing("map MCNET_FLOWS (already taken?)".into()))?;
+        aya::maps::RingBuf::try_from(map).map_err(map_err("MCNET_FLOWS", "open"))
+    }
+
+    /// The state last synced.
+    pub fn applied(&self) -> &DesiredState {
+        &self.applied
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        let _ = self.detach_all();
     }
 }
 
@@ -167,8 +473,13 @@ mod tests {
 
     #[test]
     fn shared_types_have_the_kernel_layout() {
+        assert_eq!(std::mem::size_of::<PolicyKey>(), 12);
+        assert_eq!(std::mem::size_of::<PolicyValue>(), 8);
+        assert_eq!(std::mem::size_of::<CtKey>(), 44);
+        assert_eq!(std::mem::size_of::<FlowEvent>(), 72);
+        assert_eq!(std::mem::align_of::<FlowEvent>(), 8);
+        assert_eq!(std::mem::size_of::<EndpointInfo>(), 8);
         assert_eq!(std::mem::size_of::<PacketCount>(), 16);
-        assert_eq!(std::mem::align_of::<PacketCount>(), 8);
     }
 
     #[test]

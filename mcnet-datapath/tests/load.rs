@@ -25,6 +25,6 @@ fn kernel_accepts_the_programs() {
     let dp = mcnet_datapath::Datapath::load().expect("the verifier accepts both TC programs");
     // Nothing is attached yet, so every counter is zero.
     let c = dp.counters().expect("the counter map is readable");
-    assert_eq!(c.to_pod.packets, 0);
-    assert_eq!(c.from_pod.packets, 0);
+    assert_eq!(c.by_reason.len(), mcnet_ebpf_common::REASON_COUNT as usize);
+    assert!(c.by_reason.values().all(|&(p, b)| p == 0 && b == 0));
 }

@@ -1,9 +1,17 @@
-//! mcnet's kernel programs.
+//! mcnet's kernel programs: policy enforcement at the TC hooks of a pod's
+//! host-side interface.
 //!
-//! `mcnet_tc_from_pod` and `mcnet_tc_to_pod` are TC classifiers for the two
-//! hooks of a pod's host-side interface. They count packets and bytes per
-//! direction in a per-CPU array and let every packet through. It proves the build
-//! chain (nightly, `-Z build-std=core`, bpf-linker) and the loader.
+//! - `mcnet_from_pod` runs on the interface's TC ingress hook: packets the
+//!   pod sends, judged against its egress policy.
+//! - `mcnet_to_pod` runs on the TC egress hook: packets for the pod, judged
+//!   against its ingress policy.
+//!
+//! Each parses Ethernet, IPv4/IPv6 and TCP/UDP/SCTP/ICMP, passes tracked
+//! connections and their replies, maps the peer address to an identity
+//! through the ipcache LPM trie (world on a miss), looks the policy up
+//! (userspace has merged deny precedence into every key, so the most
+//! specific hit decides), counts the verdict per CPU, and reports new flows
+//! and drops on a ring buffer.
 //!
 //! On any target but BPF this file builds as an empty host binary, so that
 //! workspace-wide `cargo clippy` works.
@@ -13,38 +21,364 @@
 
 #[cfg(target_arch = "bpf")]
 mod prog {
-    use aya_ebpf::{
-        bindings::TC_ACT_OK, macros::classifier, macros::map, maps::PerCpuArray,
-        programs::TcContext,
-    };
-    use mcnet_ebpf_common::{Counter, PacketCount, COUNTER_SLOTS};
+    use aya_ebpf::bindings::{TC_ACT_OK, TC_ACT_SHOT};
+    use aya_ebpf::helpers::bpf_ktime_get_ns;
+    use aya_ebpf::macros::{classifier, map};
+    use aya_ebpf::maps::lpm_trie::Key;
+    use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf};
+    use aya_ebpf::programs::TcContext;
+    use mcnet_ebpf_common::*;
 
-    /// Per-CPU packet and byte counts, indexed by [`mcnet_ebpf_common::Counter`].
+    #[map(name = "MCNET_ENDPOINTS")]
+    static ENDPOINTS: HashMap<u32, EndpointInfo> = HashMap::with_max_entries(4096, 0);
+
+    #[map(name = "MCNET_IPCACHE")]
+    static IPCACHE: LpmTrie<IpKey, u32> =
+        LpmTrie::with_max_entries(262_144, 1 /* BPF_F_NO_PREALLOC */);
+
+    #[map(name = "MCNET_POLICY")]
+    static POLICY: HashMap<PolicyKey, PolicyValue> =
+        HashMap::with_max_entries(262_144, 1 /* BPF_F_NO_PREALLOC */);
+
+    #[map(name = "MCNET_CT")]
+    static CT: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(65_536, 0);
+
     #[map(name = "MCNET_COUNTERS")]
-    static COUNTERS: PerCpuArray<PacketCount> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+    static COUNTERS: PerCpuArray<PacketCount> = PerCpuArray::with_max_entries(REASON_COUNT, 0);
+
+    #[map(name = "MCNET_CONFIG")]
+    static CONFIG: Array<u32> = Array::with_max_entries(CONFIG_SLOTS, 0);
+
+    #[map(name = "MCNET_FLOWS")]
+    static FLOWS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+    const ETH_HLEN: usize = 14;
+    const ETH_P_IP: u16 = 0x0800;
+    const ETH_P_IPV6: u16 = 0x86DD;
+
+    struct Packet {
+        src: [u8; 16],
+        dst: [u8; 16],
+        sport: u16,
+        dport: u16,
+        proto: u8,
+        family: u8,
+    }
 
     #[inline(always)]
-    fn count(ctx: &TcContext, slot: Counter) -> i32 {
-        if let Some(c) = COUNTERS.get_ptr_mut(slot as u32) {
+    fn count(reason: u32, len: u32) {
+        if let Some(c) = COUNTERS.get_ptr_mut(reason) {
             // SAFETY: a per-CPU slot has no concurrent writer on this CPU.
             unsafe {
                 (*c).packets += 1;
-                (*c).bytes += ctx.len() as u64;
+                (*c).bytes += len as u64;
             }
         }
-        TC_ACT_OK
     }
 
-    /// TC ingress hook of the host-side interface: packets leaving the pod.
-    #[classifier]
-    pub fn mcnet_tc_from_pod(ctx: TcContext) -> i32 {
-        count(&ctx, Counter::Egress)
+    #[inline(always)]
+    fn parse(ctx: &TcContext) -> Result<Option<Packet>, ()> {
+        let ethertype = u16::from_be(ctx.load::<u16>(12).map_err(|_| ())?);
+        let mut p = Packet {
+            src: [0; 16],
+            dst: [0; 16],
+            sport: 0,
+            dport: 0,
+            proto: 0,
+            family: 4,
+        };
+        let l4: usize;
+        let mut has_ports = true;
+        match ethertype {
+            ETH_P_IP => {
+                let vihl: u8 = ctx.load(ETH_HLEN).map_err(|_| ())?;
+                let ihl = ((vihl & 0x0f) as usize) * 4;
+                if ihl < 20 {
+                    return Err(());
+                }
+                let frag = u16::from_be(ctx.load::<u16>(ETH_HLEN + 6).map_err(|_| ())?);
+                if frag & 0x1fff != 0 {
+                    has_ports = false;
+                }
+                p.proto = ctx.load(ETH_HLEN + 9).map_err(|_| ())?;
+                let s: [u8; 4] = ctx.load(ETH_HLEN + 12).map_err(|_| ())?;
+                let d: [u8; 4] = ctx.load(ETH_HLEN + 16).map_err(|_| ())?;
+                p.src[10] = 0xff;
+                p.src[11] = 0xff;
+                p.dst[10] = 0xff;
+                p.dst[11] = 0xff;
+                p.src[12..16].copy_from_slice(&s);
+                p.dst[12..16].copy_from_slice(&d);
+                l4 = ETH_HLEN + ihl;
+            }
+            ETH_P_IPV6 => {
+                p.family = 6;
+                p.proto = ctx.load(ETH_HLEN + 6).map_err(|_| ())?;
+                p.src = ctx.load(ETH_HLEN + 8).map_err(|_| ())?;
+                p.dst = ctx.load(ETH_HLEN + 24).map_err(|_| ())?;
+                l4 = ETH_HLEN + 40;
+            }
+            _ => return Ok(None),
+        }
+        if has_ports {
+            match p.proto {
+                PROTO_TCP | PROTO_UDP | PROTO_SCTP => {
+                    p.sport = u16::from_be(ctx.load::<u16>(l4).map_err(|_| ())?);
+                    p.dport = u16::from_be(ctx.load::<u16>(l4 + 2).map_err(|_| ())?);
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(p))
     }
 
-    /// TC egress hook of the host-side interface: packets entering the pod.
+    #[inline(always)]
+    fn policy(
+        endpoint: u32,
+        peer: u32,
+        port: u16,
+        proto: u8,
+        direction: u8,
+    ) -> Option<PolicyValue> {
+        // Most specific first; userspace guarantees that the first hit carries
+        // the merged verdict of every entry that covers it.
+        let keys = [
+            PolicyKey {
+                endpoint,
+                peer,
+                port,
+                proto,
+                direction,
+            },
+            PolicyKey {
+                endpoint,
+                peer,
+                port: 0,
+                proto,
+                direction,
+            },
+            PolicyKey {
+                endpoint,
+                peer: 0,
+                port,
+                proto,
+                direction,
+            },
+            PolicyKey {
+                endpoint,
+                peer: 0,
+                port: 0,
+                proto,
+                direction,
+            },
+        ];
+        for k in keys.iter() {
+            if let Some(v) = POLICY.get_ptr(k) {
+                // SAFETY: the pointer comes from a successful lookup.
+                return Some(unsafe { *v });
+            }
+        }
+        None
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        p: &Packet,
+        ifindex: u32,
+        direction: u8,
+        src_identity: u32,
+        dst_identity: u32,
+        verdict: u8,
+        reason: u32,
+        l7: u8,
+        cookie: u32,
+    ) {
+        if let Some(mut e) = FLOWS.reserve::<FlowEvent>(0) {
+            let ev = FlowEvent {
+                // SAFETY: a helper without preconditions.
+                ts_ns: unsafe { bpf_ktime_get_ns() },
+                src: p.src,
+                dst: p.dst,
+                src_identity,
+                dst_identity,
+                sport: p.sport,
+                dport: p.dport,
+                ifindex,
+                proto: p.proto,
+                verdict,
+                reason: reason as u8,
+                direction,
+                is_reply: 0,
+                family: p.family,
+                l7,
+                _pad: 0,
+                cookie,
+                _pad2: 0,
+            };
+            e.write(ev);
+            e.submit(0);
+        }
+    }
+
+    #[inline(always)]
+    fn enforce(ctx: &TcContext, direction: u8) -> i32 {
+        let len = ctx.len();
+        let p = match parse(ctx) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                count(REASON_PASS_NOT_IP, len);
+                return TC_ACT_OK;
+            }
+            Err(()) => {
+                count(REASON_DROP_MALFORMED, len);
+                return TC_ACT_SHOT;
+            }
+        };
+        // SAFETY: the skb pointer is valid for the program's run.
+        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+        let Some(ep) = ENDPOINTS.get_ptr(&ifindex) else {
+            count(REASON_PASS_NO_ENDPOINT, len);
+            return TC_ACT_OK;
+        };
+        // SAFETY: the pointer comes from a successful lookup.
+        let ep = unsafe { *ep };
+
+        let fwd = CtKey {
+            src: p.src,
+            dst: p.dst,
+            sport: p.sport,
+            dport: p.dport,
+            proto: p.proto,
+            direction,
+            _pad: [0; 2],
+            ifindex,
+        };
+        if let Some(ct) = CT.get_ptr_mut(&fwd) {
+            // SAFETY: the entry stays valid for the program's run; a lost
+            // increment under a race only skews a statistic.
+            unsafe { (*ct).packets += 1 };
+            count(REASON_ALLOWED_ESTABLISHED, len);
+            return TC_ACT_OK;
+        }
+        let other = if direction == DIR_EGRESS {
+            DIR_INGRESS
+        } else {
+            DIR_EGRESS
+        };
+        let rev = CtKey {
+            src: p.dst,
+            dst: p.src,
+            sport: p.dport,
+            dport: p.sport,
+            proto: p.proto,
+            direction: other,
+            _pad: [0; 2],
+            ifindex,
+        };
+        if let Some(ct) = CT.get_ptr_mut(&rev) {
+            // SAFETY: as above.
+            unsafe { (*ct).replies += 1 };
+            count(REASON_ALLOWED_REPLY, len);
+            return TC_ACT_OK;
+        }
+
+        let peer_addr = if direction == DIR_EGRESS {
+            p.dst
+        } else {
+            p.src
+        };
+        let world = if p.family == 4 {
+            IDENTITY_WORLD_IPV4
+        } else {
+            IDENTITY_WORLD_IPV6
+        };
+        let peer = match IPCACHE.get(&Key::new(128, IpKey { addr: peer_addr })) {
+            Some(id) => *id,
+            None => world,
+        };
+        let (src_id, dst_id) = if direction == DIR_EGRESS {
+            (ep.identity, peer)
+        } else {
+            (peer, ep.identity)
+        };
+        let isolated = if direction == DIR_EGRESS {
+            ep.flags & EP_EGRESS_ISOLATED != 0
+        } else {
+            ep.flags & EP_INGRESS_ISOLATED != 0
+        };
+        let port = if p.proto == PROTO_TCP || p.proto == PROTO_UDP || p.proto == PROTO_SCTP {
+            p.dport
+        } else {
+            0
+        };
+
+        let (allow, reason, l7, cookie) = match policy(ep.identity, peer, port, p.proto, direction)
+        {
+            Some(v) if v.action == ACTION_DENY => (false, REASON_DROP_DENY_RULE, 0, v.cookie),
+            Some(v) if v.action == ACTION_ALLOW_L7 => {
+                let deny = CONFIG.get(CONFIG_L7_MODE).copied().unwrap_or(0) == 1;
+                if deny {
+                    (false, REASON_DROP_L7, 1, v.cookie)
+                } else {
+                    (true, REASON_ALLOWED_L7_AUDIT, 1, v.cookie)
+                }
+            }
+            Some(v) => (true, REASON_ALLOWED_POLICY, 0, v.cookie),
+            None if isolated => (false, REASON_DROP_NO_RULE, 0, 0),
+            None => (true, REASON_ALLOWED_NOT_ISOLATED, 0, 0),
+        };
+        count(reason, len);
+        if allow {
+            // SAFETY: a helper without preconditions.
+            let now = unsafe { bpf_ktime_get_ns() };
+            let _ = CT.insert(
+                &fwd,
+                &CtValue {
+                    created_ns: now,
+                    packets: 1,
+                    replies: 0,
+                },
+                0,
+            );
+            report(
+                &p,
+                ifindex,
+                direction,
+                src_id,
+                dst_id,
+                VERDICT_FORWARDED,
+                reason,
+                l7,
+                cookie,
+            );
+            TC_ACT_OK
+        } else {
+            report(
+                &p,
+                ifindex,
+                direction,
+                src_id,
+                dst_id,
+                VERDICT_DROPPED,
+                reason,
+                l7,
+                cookie,
+            );
+            TC_ACT_SHOT
+        }
+    }
+
+    /// TC ingress hook of the host-side interface: packets leaving the pod (its egress).
     #[classifier]
-    pub fn mcnet_tc_to_pod(ctx: TcContext) -> i32 {
-        count(&ctx, Counter::Ingress)
+    pub fn mcnet_from_pod(ctx: TcContext) -> i32 {
+        enforce(&ctx, DIR_EGRESS)
+    }
+
+    /// TC egress hook of the host-side interface: packets entering the pod (its ingress).
+    #[classifier]
+    pub fn mcnet_to_pod(ctx: TcContext) -> i32 {
+        enforce(&ctx, DIR_INGRESS)
     }
 
     #[panic_handler]

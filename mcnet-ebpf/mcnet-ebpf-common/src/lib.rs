@@ -1,23 +1,204 @@
 //! `#[repr(C)]` types shared by the kernel programs in `mcnet-ebpf` and the
-//! userspace loader in `mcnet-datapath`. No `bool`, explicit padding, and
-//! size assertions on both sides.
+//! userspace loader in `mcnet-datapath`: no `bool`, explicit padding, and
+//! size assertions here and in the userspace tests.
 
 #![no_std]
 
-/// Index into the per-CPU packet counters.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counter {
-    /// Packets seen on ingress (into the pod).
-    Ingress = 0,
-    /// Packets seen on egress (out of the pod).
-    Egress = 1,
+/// IP protocol numbers the datapath understands; `PROTO_ANY` only in map keys.
+pub const PROTO_ANY: u8 = 0;
+/// ICMP.
+pub const PROTO_ICMP: u8 = 1;
+/// TCP.
+pub const PROTO_TCP: u8 = 6;
+/// UDP.
+pub const PROTO_UDP: u8 = 17;
+/// ICMPv6.
+pub const PROTO_ICMPV6: u8 = 58;
+/// SCTP.
+pub const PROTO_SCTP: u8 = 132;
+
+/// Traffic into the pod (the TC egress hook of its host-side interface).
+pub const DIR_INGRESS: u8 = 0;
+/// Traffic out of the pod (the TC ingress hook of its host-side interface).
+pub const DIR_EGRESS: u8 = 1;
+
+/// Reserved identity for addresses outside the cluster, IPv4 (ipcache miss).
+pub const IDENTITY_WORLD_IPV4: u32 = 9;
+/// Reserved identity for addresses outside the cluster, IPv6 (ipcache miss).
+pub const IDENTITY_WORLD_IPV6: u32 = 10;
+
+/// `EndpointInfo::flags`: ingress is isolated (default deny).
+pub const EP_INGRESS_ISOLATED: u32 = 1;
+/// `EndpointInfo::flags`: egress is isolated (default deny).
+pub const EP_EGRESS_ISOLATED: u32 = 2;
+
+/// An endpoint (pod) behind a host-side interface, keyed by ifindex.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointInfo {
+    /// The pod's security identity (also the `endpoint` of its policy keys).
+    pub identity: u32,
+    /// `EP_*` flags.
+    pub flags: u32,
 }
 
-/// Number of counter slots.
-pub const COUNTER_SLOTS: u32 = 2;
+/// LPM-trie key data of the ipcache: an IPv6 address, IPv4 mapped as
+/// `::ffff:a.b.c.d` (its prefix length plus 96).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct IpKey {
+    /// Address bytes, network order.
+    pub addr: [u8; 16],
+}
 
-/// One per-CPU counter slot.
+/// A policy-map key. `peer == 0` is the wildcard peer, `port == 0` every
+/// port, `proto == PROTO_ANY` is never stored (userspace expands it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyKey {
+    /// Identity of the endpoint the policy belongs to.
+    pub endpoint: u32,
+    /// Identity of the peer, or 0.
+    pub peer: u32,
+    /// Destination port (host order), or 0.
+    pub port: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// `DIR_INGRESS` or `DIR_EGRESS`.
+    pub direction: u8,
+}
+
+/// Allow.
+pub const ACTION_ALLOW: u8 = 1;
+/// Deny (wins; userspace already merged precedence into each key).
+pub const ACTION_DENY: u8 = 2;
+/// Allowed at L4, with L7 rules the kernel cannot enforce.
+pub const ACTION_ALLOW_L7: u8 = 3;
+
+/// A policy-map value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PolicyValue {
+    /// `ACTION_*`.
+    pub action: u8,
+    /// Padding.
+    pub _pad: [u8; 3],
+    /// An opaque rule cookie for flow events.
+    pub cookie: u32,
+}
+
+/// A connection-tracking key (one per direction and endpoint interface).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    /// Source address (IPv4 mapped).
+    pub src: [u8; 16],
+    /// Destination address (IPv4 mapped).
+    pub dst: [u8; 16],
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Direction of the packet that created the entry.
+    pub direction: u8,
+    /// Padding.
+    pub _pad: [u8; 2],
+    /// The endpoint's host-side interface.
+    pub ifindex: u32,
+}
+
+/// A connection-tracking value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtValue {
+    /// When the entry was created (ktime ns).
+    pub created_ns: u64,
+    /// Packets seen in the original direction.
+    pub packets: u64,
+    /// Replies seen.
+    pub replies: u64,
+}
+
+/// Why a packet got its verdict: the index into the per-CPU counters.
+pub const REASON_ALLOWED_POLICY: u32 = 0;
+/// Established connection (conntrack).
+pub const REASON_ALLOWED_ESTABLISHED: u32 = 1;
+/// Reply of a tracked connection.
+pub const REASON_ALLOWED_REPLY: u32 = 2;
+/// The direction is not isolated.
+pub const REASON_ALLOWED_NOT_ISOLATED: u32 = 3;
+/// Allowed at L4 on a port with L7 rules (audit: L7 not enforced in the kernel).
+pub const REASON_ALLOWED_L7_AUDIT: u32 = 4;
+/// Dropped: isolated and no rule matched.
+pub const REASON_DROP_NO_RULE: u32 = 5;
+/// Dropped: a deny rule matched.
+pub const REASON_DROP_DENY_RULE: u32 = 6;
+/// Dropped: the port needs L7 enforcement (L7 mode `deny`).
+pub const REASON_DROP_L7: u32 = 7;
+/// Passed: not IPv4/IPv6.
+pub const REASON_PASS_NOT_IP: u32 = 8;
+/// Passed: the interface has no endpoint.
+pub const REASON_PASS_NO_ENDPOINT: u32 = 9;
+/// Dropped: malformed packet.
+pub const REASON_DROP_MALFORMED: u32 = 10;
+/// Number of counter slots.
+pub const REASON_COUNT: u32 = 11;
+
+/// Flow verdicts.
+pub const VERDICT_FORWARDED: u8 = 1;
+/// Dropped.
+pub const VERDICT_DROPPED: u8 = 2;
+
+/// `Config` index of the L7 mode: 0 audit (pass and record), 1 deny.
+pub const CONFIG_L7_MODE: u32 = 0;
+/// Number of config slots.
+pub const CONFIG_SLOTS: u32 = 4;
+
+/// A flow event (new flows and drops), Hubble-like.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEvent {
+    /// ktime ns.
+    pub ts_ns: u64,
+    /// Source address (IPv4 mapped).
+    pub src: [u8; 16],
+    /// Destination address (IPv4 mapped).
+    pub dst: [u8; 16],
+    /// Source identity.
+    pub src_identity: u32,
+    /// Destination identity.
+    pub dst_identity: u32,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Interface.
+    pub ifindex: u32,
+    /// IP protocol.
+    pub proto: u8,
+    /// `VERDICT_*`.
+    pub verdict: u8,
+    /// `REASON_*` (fits a byte).
+    pub reason: u8,
+    /// `DIR_*`.
+    pub direction: u8,
+    /// 1 for a reply.
+    pub is_reply: u8,
+    /// 4 or 6.
+    pub family: u8,
+    /// 1 when the port carries L7 rules.
+    pub l7: u8,
+    /// Padding.
+    pub _pad: u8,
+    /// Policy cookie of the deciding entry (0 if none).
+    pub cookie: u32,
+    /// Padding.
+    pub _pad2: u32,
+}
+
+/// Per-CPU packet counter (one per reason).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PacketCount {
@@ -27,8 +208,25 @@ pub struct PacketCount {
     pub bytes: u64,
 }
 
+const _: () = assert!(core::mem::size_of::<EndpointInfo>() == 8);
+const _: () = assert!(core::mem::size_of::<IpKey>() == 16);
+const _: () = assert!(core::mem::size_of::<PolicyKey>() == 12);
+const _: () = assert!(core::mem::size_of::<PolicyValue>() == 8);
+const _: () = assert!(core::mem::size_of::<CtKey>() == 44);
+const _: () = assert!(core::mem::size_of::<CtValue>() == 24);
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<PacketCount>() == 16);
 
 #[cfg(feature = "user")]
-// SAFETY: PacketCount is repr(C), has no padding and is valid for any bit pattern.
-unsafe impl aya::Pod for PacketCount {}
+mod pod {
+    use super::*;
+    // SAFETY: every type is repr(C), has explicit padding and is valid for any bit pattern.
+    unsafe impl aya::Pod for EndpointInfo {}
+    unsafe impl aya::Pod for IpKey {}
+    unsafe impl aya::Pod for PolicyKey {}
+    unsafe impl aya::Pod for PolicyValue {}
+    unsafe impl aya::Pod for CtKey {}
+    unsafe impl aya::Pod for CtValue {}
+    unsafe impl aya::Pod for FlowEvent {}
+    unsafe impl aya::Pod for PacketCount {}
+}

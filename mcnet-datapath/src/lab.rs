@@ -1,0 +1,160 @@
+//! A network-namespace lab: each "pod" is a namespace with a veth pair into
+//! a "node" namespace that routes between them. Addresses come from
+//! 198.18.0.0/15; no namespace has a route out, so no packet leaves the
+//! lab. Dropping the lab (also on panic) deletes every namespace it made,
+//! and with them their interfaces.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+/// The gateway address every pod routes through (owned by the node namespace).
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+
+/// A pod of the lab.
+#[derive(Clone, Debug)]
+pub struct LabPod {
+    /// `namespace/name` in the manifests.
+    pub key: String,
+    /// Its network namespace.
+    pub netns: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// The host-side interface in the node namespace.
+    pub host_iface: String,
+}
+
+/// A lab; dropping it tears it down.
+#[derive(Debug)]
+pub struct Lab {
+    /// The node namespace.
+    pub node: String,
+    /// The pods.
+    pub pods: Vec<LabPod>,
+    created: Vec<String>,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Lab {
+    /// Builds a lab with a node namespace and one namespace per pod.
+    /// `prefix` keeps concurrent labs apart (at most 6 characters).
+    /// Pods get 198.18.0.10, .11, ... in order.
+    pub fn new(prefix: &str, pods: &[&str]) -> Result<Lab, String> {
+        let node = format!("{prefix}-node");
+        let mut lab = Lab {
+            node: node.clone(),
+            pods: Vec::new(),
+            created: Vec::new(),
+        };
+        ip(&["netns", "add", &node])?;
+        lab.created.push(node.clone());
+        ip(&["-n", &node, "link", "set", "lo", "up"])?;
+        let sysctl = |k: &str, v: &str| -> Result<(), String> {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &node, "sysctl", "-qw", &format!("{k}={v}")])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        };
+        sysctl("net.ipv4.ip_forward", "1")?;
+        for (i, key) in pods.iter().enumerate() {
+            let netns = format!("{prefix}-p{i}");
+            let host = format!("{prefix}h{i}");
+            let addr = Ipv4Addr::new(198, 18, 0, 10 + i as u8);
+            ip(&["netns", "add", &netns])?;
+            lab.created.push(netns.clone());
+            ip(&[
+                "-n", &node, "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns",
+                &netns,
+            ])?;
+            ip(&[
+                "-n",
+                &node,
+                "addr",
+                "add",
+                &format!("{GATEWAY}/32"),
+                "dev",
+                &host,
+            ])?;
+            ip(&["-n", &node, "link", "set", &host, "up"])?;
+            ip(&[
+                "-n",
+                &node,
+                "route",
+                "add",
+                &format!("{addr}/32"),
+                "dev",
+                &host,
+            ])?;
+            ip(&["-n", &netns, "link", "set", "lo", "up"])?;
+            ip(&[
+                "-n",
+                &netns,
+                "addr",
+                "add",
+                &format!("{addr}/32"),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
+            ip(&[
+                "-n",
+                &netns,
+                "route",
+                "add",
+                &format!("{GATEWAY}/32"),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&[
+                "-n",
+                &netns,
+                "route",
+                "add",
+                "198.18.0.0/15",
+                "via",
+                &GATEWAY.to_string(),
+                "dev",
+                "eth0",
+            ])?;
+            lab.pods.push(LabPod {
+                key: key.to_string(),
+                netns,
+                ip: addr,
+                host_iface: host,
+            });
+        }
+        Ok(lab)
+    }
+
+    /// A pod by `namespace/name`.
+    pub fn pod(&self, key: &str) -> Option<&LabPod> {
+        self.pods.iter().find(|p| p.key == key)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in self.created.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Translation of the policy engine's compiled state into kernel map
+//! entries, and the diff that syncs one desired state over another.
+//!
+//! The kernel looks a packet up with at most four keys, most specific first
+//! — (peer, port), (peer, any port), (any peer, port), (any peer, any port)
+//! — and the first hit decides. For that to equal the engine's verdict,
+//! every stored key carries the merged verdict of all entries that cover
+//! it (deny over allow over allow-with-L7), and every (peer, port) that a
+//! wildcard entry could override is materialised.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use mcnet_core::policy::compile::{Compiled, DirState, IdentityKind, NumericIdentity, WILDCARD};
+use mcnet_core::policy::model::{Direction, Proto};
+use mcnet_ebpf_common::*;
+
+/// An endpoint to enforce: a pod behind a host-side interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// Host-side interface index (in the namespace where the programs attach).
+    pub ifindex: u32,
+    /// The pod (`namespace/name`).
+    pub pod: String,
+}
+
+/// Everything the kernel maps should hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    /// ifindex → endpoint.
+    pub endpoints: BTreeMap<u32, EndpointInfo>,
+    /// (prefix length over the IPv4-mapped address, address) → identity.
+    pub ipcache: BTreeMap<(u32, [u8; 16]), u32>,
+    /// Policy entries.
+    pub policy: BTreeMap<PolicyKey, PolicyValue>,
+}
+
+/// An address as the kernel keys it: IPv6, or IPv4 mapped into `::ffff:0:0/96`.
+pub fn mapped(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+fn rank(action: u8) -> u8 {
+    match action {
+        ACTION_DENY => 3,
+        ACTION_ALLOW => 2,
+        _ => 1,
+    }
+}
+
+fn merge(a: Option<PolicyValue>, b: Option<PolicyValue>) -> Option<PolicyValue> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if rank(y.action) > rank(x.action) {
+            y
+        } else {
+            x
+        }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+const CONCRETE: [u8; 3] = [PROTO_TCP, PROTO_UDP, PROTO_SCTP];
+
+fn protos(p: Proto, all_ports: bool) -> Vec<u8> {
+    match p {
+        Proto::Tcp => vec![PROTO_TCP],
+        Proto::Udp => vec![PROTO_UDP],
+        Proto::Sctp => vec![PROTO_SCTP],
+        // ICMP has no ports: only a rule for every port covers it.
+        Proto::Any if all_ports => vec![PROTO_TCP, PROTO_UDP, PROTO_SCTP, PROTO_ICMP, PROTO_ICMPV6],
+        Proto::Any => CONCRETE.to_vec(),
+    }
+}
+
+/// The merged policy entries of one endpoint identity in one direction.
+pub fn direction_entries(
+    endpoint: NumericIdentity,
+    d: Direction,
+    ds: &DirState,
+    cookie_base: u32,
+) -> BTreeMap<PolicyKey, PolicyValue> {
+    let isolated = !ds.isolated_by.is_empty();
+    let direction = match d {
+        Direction::Ingress => DIR_INGRESS,
+        Direction::Egress => DIR_EGRESS,
+    };
+    // Raw entries by proto → (peer, port) → value.
+    let mut raw: BTreeMap<u8, BTreeMap<(u32, u16), PolicyValue>> = BTreeMap::new();
+    for (&(peer, proto), entries) in &ds.entries {
+        for e in entries {
+            if !isolated && !e.deny {
+                // A direction nothing isolates allows everything but denies.
+                continue;
+            }
+            let action = if e.deny {
+                ACTION_DENY
+            } else if e.http.is_some() {
+                ACTION_ALLOW_L7
+            } else {
+                ACTION_ALLOW
+            };
+            let value = PolicyValue {
+                action,
+                _pad: [0; 3],
+                cookie: cookie_base + (e.origin.policy as u32) * 1024 + e.origin.index as u32 + 1,
+            };
+            let all_ports = e.lo <= 1 && e.hi == 65535;
+            let ports: Vec<u16> = if all_ports {
+                vec![0]
+            } else {
+                (e.lo..=e.hi).collect()
+            };
+            for p in protos(proto, all_ports) {
+                let slot = raw.entry(p).or_default();
+                for &port in &ports {
+                    let cur = slot.get(&(peer, port)).copied();
+                    if let Some(v) = merge(cur, Some(value)) {
+                        slot.insert((peer, port), v);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (proto, m) in raw {
+        let wild_ports: BTreeSet<u16> = m
+            .keys()
+            .filter(|(p, port)| *p == WILDCARD && *port != 0)
+            .map(|(_, port)| *port)
+            .collect();
+        let peers: BTreeSet<u32> = m
+            .keys()
+            .map(|(p, _)| *p)
+            .filter(|p| *p != WILDCARD)
+            .collect();
+        let get = |peer: u32, port: u16| m.get(&(peer, port)).copied();
+        let key = |peer: u32, port: u16| PolicyKey {
+            endpoint,
+            peer,
+            port,
+            proto,
+            direction,
+        };
+        // Wildcard peer.
+        if let Some(v) = get(WILDCARD, 0) {
+            out.insert(key(WILDCARD, 0), v);
+        }
+        for &port in &wild_ports {
+            if let Some(v) = merge(get(WILDCARD, port), get(WILDCARD, 0)) {
+                out.insert(key(WILDCARD, port), v);
+            }
+        }
+        // Specific peers: every port either side names.
+        for &peer in &peers {
+            if let Some(v) = merge(get(peer, 0), get(WILDCARD, 0)) {
+                out.insert(key(peer, 0), v);
+            }
+            let own: BTreeSet<u16> = m
+                .keys()
+                .filter(|(p, port)| *p == peer && *port != 0)
+                .map(|(_, port)| *port)
+                .collect();
+            let has_all = get(peer, 0).is_some();
+            let mut ports = own;
+            if has_all {
+                ports.extend(wild_ports.iter().copied());
+            }
+            for port in ports {
+                let v = merge(
+                    merge(get(peer, port), get(peer, 0)),
+                    merge(get(WILDCARD, port), get(WILDCARD, 0)),
+                );
+                if let Some(v) = v {
+                    out.insert(key(peer, port), v);
+                }
+            }
+        }
+    }
+    out
+}
+
+impl DesiredState {
+    /// Builds the desired maps for `bindings` from a compilation.
+    pub fn from_compiled(c: &Compiled, bindings: &[Binding]) -> Result<DesiredState, String> {
+        let mut s = DesiredState::default();
+        for (i, pod) in c.inventory.pods.iter().enumerate() {
+            for ip in &pod.ips {
+                s.ipcache.insert((128, mapped(*ip)), c.pod_identity[i]);
+            }
+        }
+        for x in &c.identities {
+            if let IdentityKind::Cidr { prefix } = &x.kind {
+                let len = if prefix.addr().is_ipv4() {
+                    96 + prefix.prefix_len() as u32
+                } else {
+                    prefix.prefix_len() as u32
+                };
+                s.ipcache.insert((len, mapped(prefix.network())), x.id);
+            }
+        }
+        let mut identities = BTreeSet::new();
+        for b in bindings {
+            let idx = c
+                .inventory
+                .pod(&b.pod)
+                .ok_or_else(|| format!("pod `{}` is not in the manifests", b.pod))?;
+            if c.inventory.pods[idx].cluster != c.local_cluster {
+                return Err(format!(
+                    "pod `{}` belongs to cluster `{}`, not the local one",
+                    b.pod, c.inventory.pods[idx].cluster
+                ));
+            }
+            let id = c.pod_identity[idx];
+            let mut flags = 0;
+            if c.is_isolated(id, Direction::Ingress) {
+                flags |= EP_INGRESS_ISOLATED;
+            }
+            if c.is_isolated(id, Direction::Egress) {
+                flags |= EP_EGRESS_ISOLATED;
+            }
+            s.endpoints.insert(
+                b.ifindex,
+                EndpointInfo {
+                    identity: id,
+                    flags,
+                },
+            );
+            identities.insert(id);
+        }
+        for id in identities {
+            if let Some(state) = c.states.get(&id) {
+                for d in [Direction::Ingress, Direction::Egress] {
+                    s.policy.extend(direction_entries(id, d, state.dir(d), 0));
+                }
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// The steps that turn one state into another, ordered so that no packet
+/// sees a state that is neither: new and changed policy entries and ipcache
+/// entries first, then endpoints (whose isolation flags may now rely on
+/// them), then removals.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// ipcache upserts.
+    pub ipcache_upsert: Vec<((u32, [u8; 16]), u32)>,
+    /// Policy upserts.
+    pub policy_upsert: Vec<(PolicyKey, PolicyValue)>,
+    /// Endpoint upserts.
+    pub endpoint_upsert: Vec<(u32, EndpointInfo)>,
+    /// Endpoint removals.
+    pub endpoint_remove: Vec<u32>,
+    /// Policy removals.
+    pub policy_remove: Vec<PolicyKey>,
+    /// ipcache removals.
+    pub ipcache_remove: Vec<(u32, [u8; 16])>,
+}
+
+impl Delta {
+    /// What changes from `old` to `new`.
+    pub fn between(old: &DesiredState, new: &DesiredState) -> Delta {
+        fn split<K: Ord + Copy, V: PartialEq + Copy>(
+            old: &BTreeMap<K, V>,
+            new: &BTreeMap<K, V>,
+        ) -> (Vec<(K, V)>, Vec<K>) {
+            let up = new
+                .iter()
+                .filter(|(k, v)| old.get(k) != Some(v))
+                .map(|(k, v)| (*k, *v))
+                .collect();
+            let rm = old
+                .keys()
+                .filter(|k| !new.contains_key(k))
+                .copied()
+                .collect();
+            (up, rm)
+        }
+        let (ipcache_upsert, ipcache_remove) = split(&old.ipcache, &new.ipcache);
+        let (policy_upsert, policy_remove) = split(&old.policy, &new.policy);
+        let (endpoint_upsert, endpoint_remove) = split(&old.endpoints, &new.endpoints);
+        Delta {
+            ipcache_upsert,
+            policy_upsert,
+            endpoint_upsert,
+            endpoint_remove,
+            policy_remove,
+            ipcache_remove,
+        }
+    }
+
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.ipcache_upsert.is_empty()
+            && self.policy_upsert.is_empty()
+            && self.endpoint_upsert.is_empty()
+            && self.endpoint_remove.is_empty()
+            && self.policy_remove.is_empty()
+            && self.ipcache_remove.is_empty()
+    }
+}
+
+/// Evaluates a packet against a desired state exactly as the kernel does
+/// (without conntrack): the userspace model of the datapath, for tests.
+pub fn model_verdict(
+    s: &DesiredState,
+    ifindex: u32,
+    direction: u8,
+    peer_addr: IpAddr,
+    proto: u8,
+    dport: u16,
+) -> Option<bool> {
+    let ep = s.endpoints.get(&ifindex)?;
+    let addr = mapped(peer_addr);
+    let peer = s
+        .ipcache
+        .iter()
+        .filter(|((len, net), _)| prefix_contains(*len, net, &addr))
+        .max_by_key(|((len, _), _)| *len)
+        .map(|(_, id)| *id)
+        .unwrap_or(if peer_addr.is_ipv4() {
+            IDENTITY_WORLD_IPV4
+        } else {
+            IDENTITY_WORLD_IPV6
+        });
+    let port = if [PROTO_TCP, PROTO_UDP, PROTO_SCTP].contains(&proto) {
+        dport
+    } else {
+        0
+    };
+    let keys = [(peer, port), (peer, 0), (0, port), (0, 0)];
+    let hit = keys.iter().find_map(|&(peer, port)| {
+        s.policy.get(&PolicyKey {
+            endpoint: ep.identity,
+            peer,
+            port,
+            proto,
+            direction,
+        })
+    });
+    let isolated = if direction == DIR_EGRESS {
+        ep.flags & EP_EGRESS_ISOLATED != 0
+    } else {
+        ep.flags & EP_INGRESS_ISOLATED != 0
+    };
+    Some(match hit {
+        Some(v) => v.action != ACTION_DENY,
+        None => !isolated,
+    })
+}
+
+fn prefix_contains(len: u32, net: &[u8; 16], addr: &[u8; 16]) -> bool {
+    let full = (len / 8) as usize;
+    if net[..full] != addr[..full] {
+        return false;
+    }
+    let rem = len % 8;
+    rem == 0 || (net[full] ^ addr[full]) & (0xffu8 << (8 - rem)) == 0
+}

@@ -1,0 +1,94 @@
+//! The map entries the datapath loads give the policy engine's verdicts,
+//! checked with the userspace model of the kernel lookup on every query of
+//! the conformance suites (no root needed). The kernel itself is checked
+//! against the same model in `kernel.rs`.
+
+use std::net::IpAddr;
+
+use mcnet_core::policy::eval::Decision;
+use mcnet_core::policy::Compiled;
+use mcnet_datapath::state::{model_verdict, Binding, DesiredState};
+use mcnet_ebpf_common::{DIR_EGRESS, DIR_INGRESS};
+
+mod common;
+use common::{cases, proto_number};
+
+#[test]
+fn datapath_entries_reproduce_the_engine_on_the_conformance_suites() {
+    let (mut checked, mut failures) = (0usize, Vec::new());
+    for (name, m, queries) in cases() {
+        let c = Compiled::new(&m);
+        let bindings: Vec<Binding> = m
+            .inventory
+            .pods
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.cluster == c.local_cluster && !p.ips.is_empty())
+            .map(|(i, p)| Binding {
+                ifindex: 100 + i as u32,
+                pod: p.key(),
+            })
+            .collect();
+        let desired = DesiredState::from_compiled(&c, &bindings).unwrap();
+        let ip_of = |e: &mcnet_core::policy::QueryEndpoint| -> Option<(Option<u32>, IpAddr)> {
+            match (&e.pod, &e.ip) {
+                (Some(p), _) => {
+                    let i = m.inventory.pod(p)?;
+                    let ip = *m.inventory.pods[i].ips.first()?;
+                    Some((bindings.iter().find(|b| &b.pod == p).map(|b| b.ifindex), ip))
+                }
+                (_, Some(ip)) => {
+                    let ip: IpAddr = ip.parse().ok()?;
+                    let pod = m.inventory.pods.iter().position(|p| p.ips.contains(&ip));
+                    Some((
+                        pod.and_then(|i| {
+                            bindings
+                                .iter()
+                                .find(|b| b.pod == m.inventory.pods[i].key())
+                                .map(|b| b.ifindex)
+                        }),
+                        ip,
+                    ))
+                }
+                _ => None,
+            }
+        };
+        for (qi, q) in queries.iter().enumerate() {
+            if q.http.is_some() {
+                continue;
+            }
+            let (Some((src_if, src_ip)), Some((dst_if, dst_ip))) = (ip_of(&q.from), ip_of(&q.to))
+            else {
+                continue;
+            };
+            let out = c.eval(q).unwrap();
+            let proto = proto_number(q.protocol);
+            let egress = src_if
+                .map(|i| model_verdict(&desired, i, DIR_EGRESS, dst_ip, proto, q.port).unwrap())
+                .unwrap_or(true);
+            let ingress = dst_if
+                .map(|i| model_verdict(&desired, i, DIR_INGRESS, src_ip, proto, q.port).unwrap())
+                .unwrap_or(true);
+            let model = if egress && ingress {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            };
+            checked += 1;
+            if model != out.verdict {
+                failures.push(format!(
+                    "{name} query {qi}: engine {} but datapath entries {} ({})",
+                    out.verdict, model, out.explanation
+                ));
+            }
+        }
+    }
+    eprintln!("checked {checked} queries");
+    assert!(checked > 10_000, "only {checked} queries were checkable");
+    assert!(
+        failures.is_empty(),
+        "{} mismatches, first: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+}
