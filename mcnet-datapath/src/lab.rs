@@ -50,10 +50,22 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 impl Lab {
-    /// Builds a lab with a node namespace and one namespace per pod.
-    /// `prefix` keeps concurrent labs apart (at most 6 characters).
-    /// Pods get 198.18.0.10, .11, ... in order.
-    pub fn new(prefix: &str, pods: &[&str]) -> Result<Lab, String> {
+    /// Builds a lab with a node namespace and one namespace per pod, each
+    /// pod with its address (which must lie in 198.18.0.0/15, and must not
+    /// be the gateway). `prefix` keeps concurrent labs apart (at most 6
+    /// characters).
+    pub fn new(prefix: &str, pods: &[(&str, Ipv4Addr)]) -> Result<Lab, String> {
+        if prefix.is_empty() || prefix.len() > 6 {
+            return Err(format!("lab prefix `{prefix}` must be 1–6 characters"));
+        }
+        for (key, addr) in pods {
+            let o = addr.octets();
+            if o[0] != 198 || (o[1] & 0xfe) != 18 || *addr == GATEWAY {
+                return Err(format!(
+                    "pod {key}: {addr} is outside 198.18.0.0/15 or is the gateway"
+                ));
+            }
+        }
         let node = format!("{prefix}-node");
         let mut lab = Lab {
             node: node.clone(),
@@ -75,10 +87,9 @@ impl Lab {
             }
         };
         sysctl("net.ipv4.ip_forward", "1")?;
-        for (i, key) in pods.iter().enumerate() {
+        for (i, (key, addr)) in pods.iter().enumerate() {
             let netns = format!("{prefix}-p{i}");
             let host = format!("{prefix}h{i}");
-            let addr = Ipv4Addr::new(198, 18, 0, 10 + i as u8);
             ip(&["netns", "add", &netns])?;
             lab.created.push(netns.clone());
             ip(&[
@@ -138,7 +149,7 @@ impl Lab {
             lab.pods.push(LabPod {
                 key: key.to_string(),
                 netns,
-                ip: addr,
+                ip: *addr,
                 host_iface: host,
             });
         }
