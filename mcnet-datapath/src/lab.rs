@@ -156,6 +156,26 @@ impl Lab {
         Ok(lab)
     }
 
+    /// Keeps the namespaces after the lab is dropped (`mcnet datapath lab up`);
+    /// [`Lab::destroy`] removes them later.
+    pub fn persist(mut self) -> Vec<String> {
+        std::mem::take(&mut self.created)
+    }
+
+    /// Deletes every namespace whose name starts with `prefix-`.
+    pub fn destroy(prefix: &str) -> Result<Vec<String>, String> {
+        let out = Command::new("ip").args(["netns", "list"]).output().map_err(|e| format!("cannot run ip: {e}"))?;
+        let mut gone = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if name.starts_with(&format!("{prefix}-")) {
+                ip(&["netns", "del", name])?;
+                gone.push(name.to_string());
+            }
+        }
+        Ok(gone)
+    }
+
     /// A pod by `namespace/name`.
     pub fn pod(&self, key: &str) -> Option<&LabPod> {
         self.pods.iter().find(|p| p.key == key)

@@ -168,14 +168,54 @@ pub fn reason_name(r: u32) -> &'static str {
         REASON_PASS_NOT_IP => "pass-not-ip",
         REASON_PASS_NO_ENDPOINT => "pass-no-endpoint",
         REASON_DROP_MALFORMED => "drop-malformed",
+        REASON_PASS_NDP => "pass-ndp",
         _ => "unknown",
     }
+}
+
+/// How to load the datapath.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Pin the maps here (on a bpffs) and reuse maps already pinned there,
+    /// so that a restarted agent keeps conntrack and policy state. Without
+    /// it the maps live in a private directory removed when the datapath
+    /// is dropped.
+    pub pin_dir: Option<PathBuf>,
+}
+
+/// The map names, all pinned by name.
+pub const PINNED_MAPS: [&str; 6] = ["MCNET_ENDPOINTS", "MCNET_IPCACHE", "MCNET_POLICY", "MCNET_CT", "MCNET_COUNTERS", "MCNET_CONFIG"];
+
+/// Mounts the BPF filesystem at /sys/fs/bpf unless it is there.
+pub fn ensure_bpffs() -> Result<()> {
+    let mounted = std::fs::read_to_string("/proc/self/mounts")
+        .map(|m| m.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.split_whitespace().nth(2) == Some("bpf")))
+        .unwrap_or(false);
+    if mounted {
+        return Ok(());
+    }
+    let _ = std::fs::create_dir_all("/sys/fs/bpf");
+    let status = std::process::Command::new("mount")
+        .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
+        .status()
+        .map_err(|source| Error::Netns { what: "mounting bpffs on /sys/fs/bpf".into(), source })?;
+    if !status.success() {
+        return Err(Error::Netns { what: "mounting bpffs on /sys/fs/bpf".into(), source: std::io::Error::other(format!("mount exited with {status}")) });
+    }
+    Ok(())
+}
+
+/// A program attached to a hook: owned by this process, or pinned in the
+/// bpffs so that it outlives the process (and a restarted agent takes over).
+enum AttachedLink {
+    Owned(&'static str, SchedClassifierLinkId),
+    Pinned(aya::programs::links::PinnedLink),
 }
 
 struct Attachment {
     netns: Option<PathBuf>,
     iface: String,
-    links: Vec<(&'static str, SchedClassifierLinkId)>,
+    links: Vec<AttachedLink>,
 }
 
 /// The loaded datapath.
@@ -183,6 +223,10 @@ pub struct Datapath {
     ebpf: Ebpf,
     applied: DesiredState,
     attachments: Vec<Attachment>,
+    /// A private pin directory to remove on drop.
+    private_pins: Option<PathBuf>,
+    /// The public pin directory (links are pinned there too).
+    pin_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Datapath {
@@ -195,25 +239,80 @@ impl std::fmt::Debug for Datapath {
 
 impl Datapath {
     /// Loads the embedded object and both programs into the kernel (which
-    /// runs the verifier). Needs root (CAP_BPF and CAP_NET_ADMIN).
+    /// runs the verifier), with private maps. Needs root.
     pub fn load() -> Result<Self> {
+        Self::load_with(&LoadOptions::default())
+    }
+
+    /// Loads with options; with a pin directory, maps pinned there by an
+    /// earlier agent are reused (and their state with them), and the
+    /// applied state is read back from them.
+    pub fn load_with(options: &LoadOptions) -> Result<Self> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static PRIVATE: AtomicU32 = AtomicU32::new(0);
         if EBPF_OBJECT.is_empty() {
             return Err(Error::Stub);
         }
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(|e| Error::Load(Box::new(e)))?;
+        ensure_bpffs()?;
+        let (dir, private) = match &options.pin_dir {
+            Some(d) => (d.clone(), None),
+            None => {
+                let d = PathBuf::from(format!("/sys/fs/bpf/mcnet-private-{}-{}", std::process::id(), PRIVATE.fetch_add(1, Ordering::Relaxed)));
+                (d.clone(), Some(d))
+            }
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Netns { what: format!("creating pin directory {}", dir.display()), source })?;
+        let loaded = aya::EbpfLoader::new().map_pin_path(&dir).load(EBPF_OBJECT).map_err(|e| Error::Load(Box::new(e)));
+        let ebpf = match loaded {
+            Ok(e) => e,
+            Err(e) => {
+                if let Some(p) = &private {
+                    let _ = std::fs::remove_dir_all(p);
+                }
+                return Err(e);
+            }
+        };
+        // From here on, Drop cleans a private pin directory up.
+        let mut dp = Datapath {
+            ebpf,
+            applied: DesiredState::default(),
+            attachments: Vec::new(),
+            private_pins: private,
+            pin_dir: options.pin_dir.clone(),
+        };
         for name in [FROM_POD, TO_POD] {
-            let prog: &mut SchedClassifier = ebpf
+            let prog: &mut SchedClassifier = dp
+                .ebpf
                 .program_mut(name)
                 .ok_or_else(|| Error::Missing(format!("program `{name}`")))?
                 .try_into()
                 .map_err(perr(name, "type check"))?;
             prog.load().map_err(perr(name, "load"))?;
         }
-        Ok(Datapath {
-            ebpf,
-            applied: DesiredState::default(),
-            attachments: Vec::new(),
-        })
+        dp.applied = dp.observe()?;
+        Ok(dp)
+    }
+
+    /// Reads the state the maps hold now (after a restart, what the previous agent synced).
+    pub fn observe(&self) -> Result<DesiredState> {
+        let mut s = DesiredState::default();
+        let map = |name: &'static str| self.ebpf.map(name).ok_or_else(|| Error::Missing(format!("map {name}")));
+        let eps: HashMap<&MapData, u32, EndpointInfo> = HashMap::try_from(map("MCNET_ENDPOINTS")?).map_err(map_err("MCNET_ENDPOINTS", "open"))?;
+        for kv in eps.iter() {
+            let (k, v) = kv.map_err(map_err("MCNET_ENDPOINTS", "read"))?;
+            s.endpoints.insert(k, v);
+        }
+        let pol: HashMap<&MapData, PolicyKey, PolicyValue> = HashMap::try_from(map("MCNET_POLICY")?).map_err(map_err("MCNET_POLICY", "open"))?;
+        for kv in pol.iter() {
+            let (k, v) = kv.map_err(map_err("MCNET_POLICY", "read"))?;
+            s.policy.insert(k, v);
+        }
+        let ipc: LpmTrie<&MapData, IpKey, u32> = LpmTrie::try_from(map("MCNET_IPCACHE")?).map_err(map_err("MCNET_IPCACHE", "open"))?;
+        for kv in ipc.iter() {
+            let (k, v) = kv.map_err(map_err("MCNET_IPCACHE", "read"))?;
+            s.ipcache.insert((k.prefix_len(), k.data().addr), v);
+        }
+        Ok(s)
     }
 
     /// The file descriptor of a program (for BPF_PROG_TEST_RUN).
@@ -229,24 +328,39 @@ impl Datapath {
         Ok(fd.as_fd().as_raw_fd())
     }
 
-    fn attach_here(&mut self, iface: &str) -> Result<Vec<(&'static str, SchedClassifierLinkId)>> {
-        // The clsact qdisc may exist already.
+    fn attach_here(&mut self, iface: &str) -> Result<Vec<AttachedLink>> {
+        use aya::programs::links::{FdLink, PinnedLink};
+        // The clsact qdisc matters only where TCX is missing; it may exist already.
         let _ = tc::qdisc_add_clsact(iface);
         let mut links = Vec::new();
-        for (name, hook) in [
-            (FROM_POD, TcAttachType::Ingress),
-            (TO_POD, TcAttachType::Egress),
-        ] {
+        for (name, hook, tag) in [(FROM_POD, TcAttachType::Ingress, "ingress"), (TO_POD, TcAttachType::Egress, "egress")] {
+            let pin = self.pin_dir.as_ref().map(|d| d.join("links").join(format!("{iface}-{tag}")));
+            // A link a previous agent pinned keeps enforcing until ours is in place.
+            let previous: Option<FdLink> = pin.as_ref().filter(|p| p.exists()).and_then(|p| PinnedLink::from_pin(p).ok()).and_then(|l| l.unpin().ok());
             let prog: &mut SchedClassifier = self
                 .ebpf
                 .program_mut(name)
                 .ok_or_else(|| Error::Missing(format!("program `{name}`")))?
                 .try_into()
                 .map_err(perr(name, "type check"))?;
-            let id = prog
-                .attach(iface, hook)
-                .map_err(perr(name, format!("attach to {iface}")))?;
-            links.push((name, id));
+            let id = prog.attach(iface, hook).map_err(perr(name, format!("attach to {iface}")))?;
+            match pin {
+                None => links.push(AttachedLink::Owned(name, id)),
+                Some(path) => {
+                    let link = prog.take_link(id).map_err(perr(name, "take link"))?;
+                    let fd = FdLink::try_from(link).map_err(|e| Error::Netns {
+                        what: format!("{iface}: the kernel attached without a TCX link, which cannot be pinned"),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+                    if let Some(parent) = path.parent() {
+                        let _ = std::fs::create_dir_all(parent);
+                    }
+                    let pinned = fd.pin(&path).map_err(|e| Error::Netns { what: format!("pinning {}", path.display()), source: std::io::Error::other(e.to_string()) })?;
+                    links.push(AttachedLink::Pinned(pinned));
+                }
+            }
+            // Now the previous link may go (dropping it detaches its program).
+            drop(previous);
         }
         Ok(links)
     }
@@ -277,15 +391,21 @@ impl Datapath {
         Ok(())
     }
 
-    fn detach_links(&mut self, links: Vec<(&'static str, SchedClassifierLinkId)>) -> Result<()> {
-        for (name, id) in links {
-            let prog: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| Error::Missing(format!("program `{name}`")))?
-                .try_into()
-                .map_err(perr(name, "type check"))?;
-            prog.detach(id).map_err(perr(name, "detach"))?;
+    fn detach_links(&mut self, links: Vec<AttachedLink>) -> Result<()> {
+        for link in links {
+            match link {
+                AttachedLink::Owned(name, id) => {
+                    let prog: &mut SchedClassifier = self
+                        .ebpf
+                        .program_mut(name)
+                        .ok_or_else(|| Error::Missing(format!("program `{name}`")))?
+                        .try_into()
+                        .map_err(perr(name, "type check"))?;
+                    prog.detach(id).map_err(perr(name, "detach"))?;
+                }
+                // Unpinning hands the link back; dropping it detaches.
+                AttachedLink::Pinned(p) => drop(p.unpin().map_err(|source| Error::Netns { what: "unpinning a link".into(), source })?),
+            }
         }
         Ok(())
     }
@@ -464,6 +584,9 @@ impl Datapath {
 impl Drop for Datapath {
     fn drop(&mut self) {
         let _ = self.detach_all();
+        if let Some(p) = &self.private_pins {
+            let _ = std::fs::remove_dir_all(p);
+        }
     }
 }
 

@@ -30,24 +30,24 @@ mod prog {
     use mcnet_ebpf_common::*;
 
     #[map(name = "MCNET_ENDPOINTS")]
-    static ENDPOINTS: HashMap<u32, EndpointInfo> = HashMap::with_max_entries(4096, 0);
+    static ENDPOINTS: HashMap<u32, EndpointInfo> = HashMap::pinned(4096, 0);
 
     #[map(name = "MCNET_IPCACHE")]
     static IPCACHE: LpmTrie<IpKey, u32> =
-        LpmTrie::with_max_entries(262_144, 1 /* BPF_F_NO_PREALLOC */);
+        LpmTrie::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
 
     #[map(name = "MCNET_POLICY")]
     static POLICY: HashMap<PolicyKey, PolicyValue> =
-        HashMap::with_max_entries(262_144, 1 /* BPF_F_NO_PREALLOC */);
+        HashMap::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
 
     #[map(name = "MCNET_CT")]
-    static CT: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(65_536, 0);
+    static CT: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(65_536, 0);
 
     #[map(name = "MCNET_COUNTERS")]
-    static COUNTERS: PerCpuArray<PacketCount> = PerCpuArray::with_max_entries(REASON_COUNT, 0);
+    static COUNTERS: PerCpuArray<PacketCount> = PerCpuArray::pinned(REASON_COUNT, 0);
 
     #[map(name = "MCNET_CONFIG")]
-    static CONFIG: Array<u32> = Array::with_max_entries(CONFIG_SLOTS, 0);
+    static CONFIG: Array<u32> = Array::pinned(CONFIG_SLOTS, 0);
 
     #[map(name = "MCNET_FLOWS")]
     static FLOWS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
@@ -76,8 +76,14 @@ mod prog {
         }
     }
 
+    enum Parsed {
+        Packet(Packet),
+        NotIp,
+        Ndp,
+    }
+
     #[inline(always)]
-    fn parse(ctx: &TcContext) -> Result<Option<Packet>, ()> {
+    fn parse(ctx: &TcContext) -> Result<Parsed, ()> {
         let ethertype = u16::from_be(ctx.load::<u16>(12).map_err(|_| ())?);
         let mut p = Packet {
             src: [0; 16],
@@ -117,8 +123,18 @@ mod prog {
                 p.src = ctx.load(ETH_HLEN + 8).map_err(|_| ())?;
                 p.dst = ctx.load(ETH_HLEN + 24).map_err(|_| ())?;
                 l4 = ETH_HLEN + 40;
+                // Link-local multicast (MLD, router and neighbour solicitation).
+                if p.dst[0] == 0xff && p.dst[1] & 0x0f == 0x02 {
+                    return Ok(Parsed::Ndp);
+                }
+                if p.proto == PROTO_ICMPV6 {
+                    let t: u8 = ctx.load(l4).map_err(|_| ())?;
+                    if (133..=137).contains(&t) {
+                        return Ok(Parsed::Ndp);
+                    }
+                }
             }
-            _ => return Ok(None),
+            _ => return Ok(Parsed::NotIp),
         }
         if has_ports {
             match p.proto {
@@ -129,7 +145,7 @@ mod prog {
                 _ => {}
             }
         }
-        Ok(Some(p))
+        Ok(Parsed::Packet(p))
     }
 
     #[inline(always)]
@@ -225,9 +241,13 @@ mod prog {
     fn enforce(ctx: &TcContext, direction: u8) -> i32 {
         let len = ctx.len();
         let p = match parse(ctx) {
-            Ok(Some(p)) => p,
-            Ok(None) => {
+            Ok(Parsed::Packet(p)) => p,
+            Ok(Parsed::NotIp) => {
                 count(REASON_PASS_NOT_IP, len);
+                return TC_ACT_OK;
+            }
+            Ok(Parsed::Ndp) => {
+                count(REASON_PASS_NDP, len);
                 return TC_ACT_OK;
             }
             Err(()) => {

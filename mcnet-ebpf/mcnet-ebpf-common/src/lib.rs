@@ -143,8 +143,10 @@ pub const REASON_PASS_NOT_IP: u32 = 8;
 pub const REASON_PASS_NO_ENDPOINT: u32 = 9;
 /// Dropped: malformed packet.
 pub const REASON_DROP_MALFORMED: u32 = 10;
+/// Passed: IPv6 neighbour discovery or link-local multicast (always allowed, as in Cilium).
+pub const REASON_PASS_NDP: u32 = 11;
 /// Number of counter slots.
-pub const REASON_COUNT: u32 = 11;
+pub const REASON_COUNT: u32 = 12;
 
 /// Flow verdicts.
 pub const VERDICT_FORWARDED: u8 = 1;

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 the input is invalid (or a check failed),
 //! 2 usage or I/O errors.
 
+mod datapath_cmd;
 mod output;
 mod policy_cmd;
 mod topology_cmd;
@@ -64,6 +65,9 @@ enum Command {
     /// The policy engine: eval, matrix, diff, lint, generate.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// The eBPF datapath: enforce policy in the kernel, lab, flows (root).
+    #[command(subcommand)]
+    Datapath(datapath_cmd::DatapathCommand),
     /// Run the demo on the embedded default: validate, paths and diagram on adr-003.
     Demo {
         /// Topology to use.
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         Command::Ipam { file, output } => topology_cmd::ipam(&file, output),
         Command::Diagram { file, out } => topology_cmd::diagram(&file, &out),
         Command::Policy(cmd) => policy_cmd::run(cmd),
+        Command::Datapath(cmd) => datapath_cmd::run(cmd),
         Command::Demo { topology, out_dir } => topology_cmd::demo(&topology, &out_dir),
     };
     match result {

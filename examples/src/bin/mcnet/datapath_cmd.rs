@@ -1,0 +1,259 @@
+//! `mcnet datapath enforce | lab | flows`.
+
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use mcnet_core::policy::{Compiled, Manifests};
+use mcnet_datapath::flows::FlowStream;
+use mcnet_datapath::lab::Lab;
+use mcnet_datapath::state::{Binding, DesiredState};
+use mcnet_datapath::{netns, Datapath, L7Mode, LoadOptions};
+
+use crate::output::{print_json, read, Format};
+
+#[derive(Subcommand)]
+pub enum DatapathCommand {
+    /// Enforce the manifests' policy in the kernel on bound interfaces, in the foreground.
+    Enforce {
+        /// Manifests (the same inputs as `mcnet policy eval`). Repeatable.
+        #[arg(long = "manifests", value_name = "FILE", required = true)]
+        manifests: Vec<String>,
+        /// `IFACE=NAMESPACE/POD`: the host-side interface through which the pod's traffic passes. Repeatable.
+        #[arg(long = "bind", value_name = "IFACE=NAMESPACE/POD", required = true)]
+        binds: Vec<String>,
+        /// Write one JSON object per flow event (new flows and drops) to this file.
+        #[arg(long, value_name = "FILE")]
+        flows: Option<String>,
+        /// Pin maps here (a bpffs directory) so that a restarted agent keeps established connections.
+        #[arg(long, value_name = "DIR")]
+        pin_dir: Option<PathBuf>,
+        /// What to do on ports with L7 rules, which the kernel cannot enforce.
+        #[arg(long, value_enum, default_value = "audit")]
+        l7: L7Arg,
+        /// Format of the counters printed on exit.
+        #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
+    /// Build or remove the ADR production namespace as a netns lab.
+    Lab {
+        /// `up` or `down`.
+        #[arg(value_enum)]
+        action: LabAction,
+        /// Name prefix of the namespaces.
+        #[arg(long, default_value = "mlab")]
+        prefix: String,
+        /// Manifests whose pods (with their 198.18.0.0/15 IPs) make the lab.
+        #[arg(long, default_value = "examples/policies/adr-003-production.yaml")]
+        manifests: String,
+    },
+    /// Print a flows file (from `enforce --flows`) readably.
+    Flows {
+        /// The file.
+        file: String,
+        /// Keep reading as the file grows.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum L7Arg {
+    /// Pass at L4 and mark the flows (no L7 proxy here).
+    Audit,
+    /// Drop.
+    Deny,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LabAction {
+    /// Create.
+    Up,
+    /// Remove.
+    Down,
+}
+
+pub fn run(cmd: DatapathCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DatapathCommand::Enforce { manifests, binds, flows, pin_dir, l7, output } => enforce(&manifests, &binds, flows.as_deref(), pin_dir, l7, output),
+        DatapathCommand::Lab { action, prefix, manifests } => lab(action, &prefix, &manifests),
+        DatapathCommand::Flows { file, follow } => show_flows(&file, follow),
+    }
+}
+
+fn load_manifests(files: &[String]) -> anyhow::Result<Option<Manifests>> {
+    let texts: Vec<(String, String)> = files.iter().map(|f| Ok((f.clone(), read(f)?))).collect::<anyhow::Result<_>>()?;
+    match Manifests::load(texts.iter().map(|(n, t)| (n.as_str(), t.as_str()))) {
+        Ok(m) => Ok(Some(m)),
+        Err(mcnet_core::Error::Invalid { problems, .. }) => {
+            eprintln!("the manifests are invalid:");
+            for p in &problems {
+                eprintln!("  [{}] {} (at {})", p.code, p.message, p.path);
+            }
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn enforce(files: &[String], binds: &[String], flows: Option<&str>, pin_dir: Option<PathBuf>, l7: L7Arg, output: Format) -> anyhow::Result<ExitCode> {
+    let Some(m) = load_manifests(files)? else { return Ok(ExitCode::from(1)) };
+    let c = Compiled::new(&m);
+    let mut bindings = Vec::new();
+    let mut ifaces = Vec::new();
+    for b in binds {
+        let Some((iface, pod)) = b.split_once('=') else {
+            eprintln!("error: --bind {b}: expected IFACE=NAMESPACE/POD");
+            return Ok(ExitCode::from(2));
+        };
+        let ifindex = match netns::ifindex(iface) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("error: --bind {b}: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        if m.inventory.pod(pod).is_none() {
+            eprintln!("error: --bind {b}: pod `{pod}` is not in the manifests");
+            return Ok(ExitCode::from(1));
+        }
+        bindings.push(Binding { ifindex, pod: pod.to_string() });
+        ifaces.push(iface.to_string());
+    }
+    let desired = match DesiredState::from_compiled(&c, &bindings) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut dp = Datapath::load_with(&LoadOptions { pin_dir }).context("loading the eBPF datapath (needs root)")?;
+    dp.set_l7_mode(match l7 {
+        L7Arg::Audit => L7Mode::Audit,
+        L7Arg::Deny => L7Mode::Deny,
+    })?;
+    let ops = dp.sync(&desired)?;
+    for i in &ifaces {
+        dp.attach(i).with_context(|| format!("attaching to {i}"))?;
+    }
+    let ring = dp.take_flows()?;
+    let mut sink = match flows {
+        Some(f) => Some(std::fs::OpenOptions::new().create(true).append(true).open(f).with_context(|| format!("cannot open `{f}`"))?),
+        None => None,
+    };
+    eprintln!(
+        "mcnet: enforcing on {} interface(s): {} ({} map updates); Ctrl-C or SIGTERM to stop",
+        ifaces.len(),
+        bindings.iter().zip(&ifaces).map(|(b, i)| format!("{i}={} (identity {})", b.pod, c.pod_identity[m.inventory.pod(&b.pod).unwrap_or(0)])).collect::<Vec<_>>().join(", "),
+        ops
+    );
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let result: anyhow::Result<()> = rt.block_on(async {
+        let mut stream = FlowStream::new(ring)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                rec = stream.next() => {
+                    let rec = rec?;
+                    if let Some(f) = sink.as_mut() {
+                        serde_json::to_writer(&mut *f, &rec)?;
+                        f.write_all(b"\n")?;
+                        f.flush()?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    });
+    let detached = dp.detach_all();
+    let counters = dp.counters()?;
+    match output {
+        Format::Json => print_json(&counters)?,
+        Format::Text => {
+            println!("mcnet: detached; counters:");
+            for (reason, (p, b)) in &counters.by_reason {
+                if *p > 0 {
+                    println!("  {reason:<22} {p:>10} packets {b:>12} bytes");
+                }
+            }
+        }
+    }
+    result?;
+    detached?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lab(action: LabAction, prefix: &str, manifests: &str) -> anyhow::Result<ExitCode> {
+    match action {
+        LabAction::Down => {
+            let gone = Lab::destroy(prefix).map_err(anyhow::Error::msg)?;
+            println!("removed {} namespace(s){}", gone.len(), if gone.is_empty() { String::new() } else { format!(": {}", gone.join(", ")) });
+        }
+        LabAction::Up => {
+            let Some(m) = load_manifests(&[manifests.to_string()])? else { return Ok(ExitCode::from(1)) };
+            let pods: Vec<(String, std::net::Ipv4Addr)> = m
+                .inventory
+                .pods
+                .iter()
+                .filter_map(|p| match p.ips.first() {
+                    Some(IpAddr::V4(a)) => Some((p.key(), *a)),
+                    _ => None,
+                })
+                .collect();
+            let refs: Vec<(&str, std::net::Ipv4Addr)> = pods.iter().map(|(k, a)| (k.as_str(), *a)).collect();
+            let lab = Lab::new(prefix, &refs).map_err(anyhow::Error::msg)?;
+            println!("lab `{prefix}` is up: node namespace {}", lab.node);
+            let mut binds = Vec::new();
+            for p in &lab.pods {
+                println!("  {:<28} {:<15} netns {:<12} host side {}", p.key, p.ip, p.netns, p.host_iface);
+                binds.push(format!("--bind {}={}", p.host_iface, p.key));
+            }
+            println!("\nenforce with:\n  nsenter --net=/run/netns/{} mcnet datapath enforce --manifests {manifests} {} --flows flows.jsonl", lab.node, binds.join(" "));
+            println!("remove with:\n  mcnet datapath lab down --prefix {prefix}");
+            lab.persist();
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_flows(file: &str, follow: bool) -> anyhow::Result<ExitCode> {
+    let f = std::fs::File::open(file).with_context(|| format!("cannot open `{file}`"))?;
+    let mut r = std::io::BufReader::new(f);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line)?;
+        if n == 0 {
+            if follow {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                continue;
+            }
+            break;
+        }
+        let v: serde_json::Value = match serde_json::from_str(line.trim()) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        let s = |k: &str| v[k].as_str().map(String::from).unwrap_or_else(|| v[k].to_string());
+        println!(
+            "{:<9} {:<7} {}:{} ({}) → {}:{} ({}) {} {}{}",
+            s("hubble_verdict"),
+            s("direction"),
+            s("src"),
+            s("sport"),
+            s("src_identity"),
+            s("dst"),
+            s("dport"),
+            s("dst_identity"),
+            s("protocol"),
+            s("reason"),
+            if v["l7"] == true { " [L7 not enforced in kernel]" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
