@@ -4,8 +4,14 @@
 //! lab. Dropping the lab (also on panic) deletes every namespace it made,
 //! and with them their interfaces.
 
-use std::net::Ipv4Addr;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::netns;
 
 /// The gateway address every pod routes through (owned by the node namespace).
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -164,7 +170,10 @@ impl Lab {
 
     /// Deletes every namespace whose name starts with `prefix-`.
     pub fn destroy(prefix: &str) -> Result<Vec<String>, String> {
-        let out = Command::new("ip").args(["netns", "list"]).output().map_err(|e| format!("cannot run ip: {e}"))?;
+        let out = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .map_err(|e| format!("cannot run ip: {e}"))?;
         let mut gone = Vec::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let name = line.split_whitespace().next().unwrap_or("");
@@ -188,4 +197,82 @@ impl Drop for Lab {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
     }
+}
+
+// ---- traffic helpers for tests, benchmarks and demos ----
+
+/// Serves TCP and UDP echo on `port` inside pod namespace `ns`, until `stop`.
+///
+/// # Panics
+/// When the namespace or the port cannot be used (a test setup error).
+pub fn serve(ns: &str, port: u16, stop: Arc<AtomicBool>) {
+    let path = netns::named(ns);
+    let (tcp, udp) = netns::run_in(&path, || {
+        let t = TcpListener::bind(("0.0.0.0", port)).unwrap();
+        let u = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        (t, u)
+    })
+    .unwrap();
+    let s1 = stop.clone();
+    std::thread::spawn(move || {
+        tcp.set_nonblocking(true).unwrap();
+        while !s1.load(Ordering::Relaxed) {
+            match tcp.accept() {
+                Ok((mut c, _)) => {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 64];
+                        c.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                        while let Ok(n) = c.read(&mut buf) {
+                            if n == 0 || c.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        udp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(&buf[..n], from);
+            }
+        }
+    });
+}
+
+/// Whether a TCP echo round trip from pod namespace `ns` to `dst:port` succeeds.
+pub fn tcp_ok(ns: &str, dst: Ipv4Addr, port: u16) -> bool {
+    netns::run_in(&netns::named(ns), || {
+        let Ok(mut s) =
+            TcpStream::connect_timeout(&SocketAddr::from((dst, port)), Duration::from_millis(400))
+        else {
+            return false;
+        };
+        s.set_read_timeout(Some(Duration::from_millis(400))).ok();
+        let mut buf = [0u8; 4];
+        s.write_all(b"ping").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"ping"
+    })
+    .unwrap_or(false)
+}
+
+/// Whether a UDP echo round trip from pod namespace `ns` to `dst:port` succeeds.
+pub fn udp_ok(ns: &str, dst: Ipv4Addr, port: u16) -> bool {
+    netns::run_in(&netns::named(ns), || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 4];
+        for _ in 0..2 {
+            if s.send_to(b"ping", (dst, port)).is_ok() && s.recv_from(&mut buf).is_ok() {
+                return true;
+            }
+        }
+        false
+    })
+    .unwrap_or(false)
 }

@@ -184,12 +184,24 @@ pub struct LoadOptions {
 }
 
 /// The map names, all pinned by name.
-pub const PINNED_MAPS: [&str; 6] = ["MCNET_ENDPOINTS", "MCNET_IPCACHE", "MCNET_POLICY", "MCNET_CT", "MCNET_COUNTERS", "MCNET_CONFIG"];
+pub const PINNED_MAPS: [&str; 6] = [
+    "MCNET_ENDPOINTS",
+    "MCNET_IPCACHE",
+    "MCNET_POLICY",
+    "MCNET_CT",
+    "MCNET_COUNTERS",
+    "MCNET_CONFIG",
+];
 
 /// Mounts the BPF filesystem at /sys/fs/bpf unless it is there.
 pub fn ensure_bpffs() -> Result<()> {
     let mounted = std::fs::read_to_string("/proc/self/mounts")
-        .map(|m| m.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.split_whitespace().nth(2) == Some("bpf")))
+        .map(|m| {
+            m.lines().any(|l| {
+                l.split_whitespace().nth(1) == Some("/sys/fs/bpf")
+                    && l.split_whitespace().nth(2) == Some("bpf")
+            })
+        })
         .unwrap_or(false);
     if mounted {
         return Ok(());
@@ -198,9 +210,15 @@ pub fn ensure_bpffs() -> Result<()> {
     let status = std::process::Command::new("mount")
         .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
         .status()
-        .map_err(|source| Error::Netns { what: "mounting bpffs on /sys/fs/bpf".into(), source })?;
+        .map_err(|source| Error::Netns {
+            what: "mounting bpffs on /sys/fs/bpf".into(),
+            source,
+        })?;
     if !status.success() {
-        return Err(Error::Netns { what: "mounting bpffs on /sys/fs/bpf".into(), source: std::io::Error::other(format!("mount exited with {status}")) });
+        return Err(Error::Netns {
+            what: "mounting bpffs on /sys/fs/bpf".into(),
+            source: std::io::Error::other(format!("mount exited with {status}")),
+        });
     }
     Ok(())
 }
@@ -257,12 +275,22 @@ impl Datapath {
         let (dir, private) = match &options.pin_dir {
             Some(d) => (d.clone(), None),
             None => {
-                let d = PathBuf::from(format!("/sys/fs/bpf/mcnet-private-{}-{}", std::process::id(), PRIVATE.fetch_add(1, Ordering::Relaxed)));
+                let d = PathBuf::from(format!(
+                    "/sys/fs/bpf/mcnet-private-{}-{}",
+                    std::process::id(),
+                    PRIVATE.fetch_add(1, Ordering::Relaxed)
+                ));
                 (d.clone(), Some(d))
             }
         };
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Netns { what: format!("creating pin directory {}", dir.display()), source })?;
-        let loaded = aya::EbpfLoader::new().map_pin_path(&dir).load(EBPF_OBJECT).map_err(|e| Error::Load(Box::new(e)));
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Netns {
+            what: format!("creating pin directory {}", dir.display()),
+            source,
+        })?;
+        let loaded = aya::EbpfLoader::new()
+            .map_pin_path(&dir)
+            .load(EBPF_OBJECT)
+            .map_err(|e| Error::Load(Box::new(e)));
         let ebpf = match loaded {
             Ok(e) => e,
             Err(e) => {
@@ -296,18 +324,25 @@ impl Datapath {
     /// Reads the state the maps hold now (after a restart, what the previous agent synced).
     pub fn observe(&self) -> Result<DesiredState> {
         let mut s = DesiredState::default();
-        let map = |name: &'static str| self.ebpf.map(name).ok_or_else(|| Error::Missing(format!("map {name}")));
-        let eps: HashMap<&MapData, u32, EndpointInfo> = HashMap::try_from(map("MCNET_ENDPOINTS")?).map_err(map_err("MCNET_ENDPOINTS", "open"))?;
+        let map = |name: &'static str| {
+            self.ebpf
+                .map(name)
+                .ok_or_else(|| Error::Missing(format!("map {name}")))
+        };
+        let eps: HashMap<&MapData, u32, EndpointInfo> = HashMap::try_from(map("MCNET_ENDPOINTS")?)
+            .map_err(map_err("MCNET_ENDPOINTS", "open"))?;
         for kv in eps.iter() {
             let (k, v) = kv.map_err(map_err("MCNET_ENDPOINTS", "read"))?;
             s.endpoints.insert(k, v);
         }
-        let pol: HashMap<&MapData, PolicyKey, PolicyValue> = HashMap::try_from(map("MCNET_POLICY")?).map_err(map_err("MCNET_POLICY", "open"))?;
+        let pol: HashMap<&MapData, PolicyKey, PolicyValue> =
+            HashMap::try_from(map("MCNET_POLICY")?).map_err(map_err("MCNET_POLICY", "open"))?;
         for kv in pol.iter() {
             let (k, v) = kv.map_err(map_err("MCNET_POLICY", "read"))?;
             s.policy.insert(k, v);
         }
-        let ipc: LpmTrie<&MapData, IpKey, u32> = LpmTrie::try_from(map("MCNET_IPCACHE")?).map_err(map_err("MCNET_IPCACHE", "open"))?;
+        let ipc: LpmTrie<&MapData, IpKey, u32> =
+            LpmTrie::try_from(map("MCNET_IPCACHE")?).map_err(map_err("MCNET_IPCACHE", "open"))?;
         for kv in ipc.iter() {
             let (k, v) = kv.map_err(map_err("MCNET_IPCACHE", "read"))?;
             s.ipcache.insert((k.prefix_len(), k.data().addr), v);
@@ -333,17 +368,29 @@ impl Datapath {
         // The clsact qdisc matters only where TCX is missing; it may exist already.
         let _ = tc::qdisc_add_clsact(iface);
         let mut links = Vec::new();
-        for (name, hook, tag) in [(FROM_POD, TcAttachType::Ingress, "ingress"), (TO_POD, TcAttachType::Egress, "egress")] {
-            let pin = self.pin_dir.as_ref().map(|d| d.join("links").join(format!("{iface}-{tag}")));
+        for (name, hook, tag) in [
+            (FROM_POD, TcAttachType::Ingress, "ingress"),
+            (TO_POD, TcAttachType::Egress, "egress"),
+        ] {
+            let pin = self
+                .pin_dir
+                .as_ref()
+                .map(|d| d.join("links").join(format!("{iface}-{tag}")));
             // A link a previous agent pinned keeps enforcing until ours is in place.
-            let previous: Option<FdLink> = pin.as_ref().filter(|p| p.exists()).and_then(|p| PinnedLink::from_pin(p).ok()).and_then(|l| l.unpin().ok());
+            let previous: Option<FdLink> = pin
+                .as_ref()
+                .filter(|p| p.exists())
+                .and_then(|p| PinnedLink::from_pin(p).ok())
+                .and_then(|l| l.unpin().ok());
             let prog: &mut SchedClassifier = self
                 .ebpf
                 .program_mut(name)
                 .ok_or_else(|| Error::Missing(format!("program `{name}`")))?
                 .try_into()
                 .map_err(perr(name, "type check"))?;
-            let id = prog.attach(iface, hook).map_err(perr(name, format!("attach to {iface}")))?;
+            let id = prog
+                .attach(iface, hook)
+                .map_err(perr(name, format!("attach to {iface}")))?;
             match pin {
                 None => links.push(AttachedLink::Owned(name, id)),
                 Some(path) => {
@@ -355,7 +402,10 @@ impl Datapath {
                     if let Some(parent) = path.parent() {
                         let _ = std::fs::create_dir_all(parent);
                     }
-                    let pinned = fd.pin(&path).map_err(|e| Error::Netns { what: format!("pinning {}", path.display()), source: std::io::Error::other(e.to_string()) })?;
+                    let pinned = fd.pin(&path).map_err(|e| Error::Netns {
+                        what: format!("pinning {}", path.display()),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
                     links.push(AttachedLink::Pinned(pinned));
                 }
             }
@@ -404,7 +454,10 @@ impl Datapath {
                     prog.detach(id).map_err(perr(name, "detach"))?;
                 }
                 // Unpinning hands the link back; dropping it detaches.
-                AttachedLink::Pinned(p) => drop(p.unpin().map_err(|source| Error::Netns { what: "unpinning a link".into(), source })?),
+                AttachedLink::Pinned(p) => drop(p.unpin().map_err(|source| Error::Netns {
+                    what: "unpinning a link".into(),
+                    source,
+                })?),
             }
         }
         Ok(())

@@ -5,13 +5,13 @@
 //! the new policy. Needs root; skipped otherwise.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use mcnet_core::policy::{Compiled, Decision, Manifests, Proto, Query, QueryEndpoint};
-use mcnet_datapath::lab::Lab;
+use mcnet_datapath::lab::{serve, tcp_ok, udp_ok, Lab};
 use mcnet_datapath::state::{Binding, DesiredState};
 use mcnet_datapath::{flows, netns, Datapath};
 
@@ -52,77 +52,6 @@ fn pod(p: &str) -> QueryEndpoint {
         pod: Some(p.into()),
         ip: None,
     }
-}
-
-/// Serves TCP echo on `port` and UDP echo on `port` inside a pod namespace, until `stop`.
-fn serve(ns: &str, port: u16, stop: Arc<AtomicBool>) {
-    let path = netns::named(ns);
-    let (tcp, udp) = netns::run_in(&path, || {
-        let t = TcpListener::bind(("0.0.0.0", port)).unwrap();
-        let u = UdpSocket::bind(("0.0.0.0", port)).unwrap();
-        (t, u)
-    })
-    .unwrap();
-    let s1 = stop.clone();
-    std::thread::spawn(move || {
-        tcp.set_nonblocking(true).unwrap();
-        while !s1.load(Ordering::Relaxed) {
-            match tcp.accept() {
-                Ok((mut c, _)) => {
-                    std::thread::spawn(move || {
-                        let mut buf = [0u8; 64];
-                        c.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                        while let Ok(n) = c.read(&mut buf) {
-                            if n == 0 || c.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    });
-    std::thread::spawn(move || {
-        udp.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let mut buf = [0u8; 64];
-        while !stop.load(Ordering::Relaxed) {
-            if let Ok((n, from)) = udp.recv_from(&mut buf) {
-                let _ = udp.send_to(&buf[..n], from);
-            }
-        }
-    });
-}
-
-fn tcp_ok(ns: &str, dst: Ipv4Addr, port: u16) -> bool {
-    netns::run_in(&netns::named(ns), || {
-        let Ok(mut s) =
-            TcpStream::connect_timeout(&SocketAddr::from((dst, port)), Duration::from_millis(400))
-        else {
-            return false;
-        };
-        s.set_read_timeout(Some(Duration::from_millis(400))).ok();
-        let mut buf = [0u8; 4];
-        s.write_all(b"ping").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"ping"
-    })
-    .unwrap()
-}
-
-fn udp_ok(ns: &str, dst: Ipv4Addr, port: u16) -> bool {
-    netns::run_in(&netns::named(ns), || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let mut buf = [0u8; 4];
-        for _ in 0..2 {
-            if s.send_to(b"ping", (dst, port)).is_ok() && s.recv_from(&mut buf).is_ok() {
-                return true;
-            }
-        }
-        false
-    })
-    .unwrap()
 }
 
 #[test]

@@ -33,8 +33,7 @@ mod prog {
     static ENDPOINTS: HashMap<u32, EndpointInfo> = HashMap::pinned(4096, 0);
 
     #[map(name = "MCNET_IPCACHE")]
-    static IPCACHE: LpmTrie<IpKey, u32> =
-        LpmTrie::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
+    static IPCACHE: LpmTrie<IpKey, u32> = LpmTrie::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
 
     #[map(name = "MCNET_POLICY")]
     static POLICY: HashMap<PolicyKey, PolicyValue> =

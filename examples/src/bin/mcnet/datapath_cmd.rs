@@ -78,14 +78,28 @@ pub enum LabAction {
 
 pub fn run(cmd: DatapathCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        DatapathCommand::Enforce { manifests, binds, flows, pin_dir, l7, output } => enforce(&manifests, &binds, flows.as_deref(), pin_dir, l7, output),
-        DatapathCommand::Lab { action, prefix, manifests } => lab(action, &prefix, &manifests),
+        DatapathCommand::Enforce {
+            manifests,
+            binds,
+            flows,
+            pin_dir,
+            l7,
+            output,
+        } => enforce(&manifests, &binds, flows.as_deref(), pin_dir, l7, output),
+        DatapathCommand::Lab {
+            action,
+            prefix,
+            manifests,
+        } => lab(action, &prefix, &manifests),
         DatapathCommand::Flows { file, follow } => show_flows(&file, follow),
     }
 }
 
 fn load_manifests(files: &[String]) -> anyhow::Result<Option<Manifests>> {
-    let texts: Vec<(String, String)> = files.iter().map(|f| Ok((f.clone(), read(f)?))).collect::<anyhow::Result<_>>()?;
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .map(|f| Ok((f.clone(), read(f)?)))
+        .collect::<anyhow::Result<_>>()?;
     match Manifests::load(texts.iter().map(|(n, t)| (n.as_str(), t.as_str()))) {
         Ok(m) => Ok(Some(m)),
         Err(mcnet_core::Error::Invalid { problems, .. }) => {
@@ -99,8 +113,17 @@ fn load_manifests(files: &[String]) -> anyhow::Result<Option<Manifests>> {
     }
 }
 
-fn enforce(files: &[String], binds: &[String], flows: Option<&str>, pin_dir: Option<PathBuf>, l7: L7Arg, output: Format) -> anyhow::Result<ExitCode> {
-    let Some(m) = load_manifests(files)? else { return Ok(ExitCode::from(1)) };
+fn enforce(
+    files: &[String],
+    binds: &[String],
+    flows: Option<&str>,
+    pin_dir: Option<PathBuf>,
+    l7: L7Arg,
+    output: Format,
+) -> anyhow::Result<ExitCode> {
+    let Some(m) = load_manifests(files)? else {
+        return Ok(ExitCode::from(1));
+    };
     let c = Compiled::new(&m);
     let mut bindings = Vec::new();
     let mut ifaces = Vec::new();
@@ -120,7 +143,10 @@ fn enforce(files: &[String], binds: &[String], flows: Option<&str>, pin_dir: Opt
             eprintln!("error: --bind {b}: pod `{pod}` is not in the manifests");
             return Ok(ExitCode::from(1));
         }
-        bindings.push(Binding { ifindex, pod: pod.to_string() });
+        bindings.push(Binding {
+            ifindex,
+            pod: pod.to_string(),
+        });
         ifaces.push(iface.to_string());
     }
     let desired = match DesiredState::from_compiled(&c, &bindings) {
@@ -130,7 +156,8 @@ fn enforce(files: &[String], binds: &[String], flows: Option<&str>, pin_dir: Opt
             return Ok(ExitCode::from(1));
         }
     };
-    let mut dp = Datapath::load_with(&LoadOptions { pin_dir }).context("loading the eBPF datapath (needs root)")?;
+    let mut dp = Datapath::load_with(&LoadOptions { pin_dir })
+        .context("loading the eBPF datapath (needs root)")?;
     dp.set_l7_mode(match l7 {
         L7Arg::Audit => L7Mode::Audit,
         L7Arg::Deny => L7Mode::Deny,
@@ -141,16 +168,33 @@ fn enforce(files: &[String], binds: &[String], flows: Option<&str>, pin_dir: Opt
     }
     let ring = dp.take_flows()?;
     let mut sink = match flows {
-        Some(f) => Some(std::fs::OpenOptions::new().create(true).append(true).open(f).with_context(|| format!("cannot open `{f}`"))?),
+        Some(f) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)
+                .with_context(|| format!("cannot open `{f}`"))?,
+        ),
         None => None,
     };
     eprintln!(
         "mcnet: enforcing on {} interface(s): {} ({} map updates); Ctrl-C or SIGTERM to stop",
         ifaces.len(),
-        bindings.iter().zip(&ifaces).map(|(b, i)| format!("{i}={} (identity {})", b.pod, c.pod_identity[m.inventory.pod(&b.pod).unwrap_or(0)])).collect::<Vec<_>>().join(", "),
+        bindings
+            .iter()
+            .zip(&ifaces)
+            .map(|(b, i)| format!(
+                "{i}={} (identity {})",
+                b.pod,
+                c.pod_identity[m.inventory.pod(&b.pod).unwrap_or(0)]
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
         ops
     );
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let result: anyhow::Result<()> = rt.block_on(async {
         let mut stream = FlowStream::new(ring)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -192,10 +236,20 @@ fn lab(action: LabAction, prefix: &str, manifests: &str) -> anyhow::Result<ExitC
     match action {
         LabAction::Down => {
             let gone = Lab::destroy(prefix).map_err(anyhow::Error::msg)?;
-            println!("removed {} namespace(s){}", gone.len(), if gone.is_empty() { String::new() } else { format!(": {}", gone.join(", ")) });
+            println!(
+                "removed {} namespace(s){}",
+                gone.len(),
+                if gone.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", gone.join(", "))
+                }
+            );
         }
         LabAction::Up => {
-            let Some(m) = load_manifests(&[manifests.to_string()])? else { return Ok(ExitCode::from(1)) };
+            let Some(m) = load_manifests(&[manifests.to_string()])? else {
+                return Ok(ExitCode::from(1));
+            };
             let pods: Vec<(String, std::net::Ipv4Addr)> = m
                 .inventory
                 .pods
@@ -205,12 +259,16 @@ fn lab(action: LabAction, prefix: &str, manifests: &str) -> anyhow::Result<ExitC
                     _ => None,
                 })
                 .collect();
-            let refs: Vec<(&str, std::net::Ipv4Addr)> = pods.iter().map(|(k, a)| (k.as_str(), *a)).collect();
+            let refs: Vec<(&str, std::net::Ipv4Addr)> =
+                pods.iter().map(|(k, a)| (k.as_str(), *a)).collect();
             let lab = Lab::new(prefix, &refs).map_err(anyhow::Error::msg)?;
             println!("lab `{prefix}` is up: node namespace {}", lab.node);
             let mut binds = Vec::new();
             for p in &lab.pods {
-                println!("  {:<28} {:<15} netns {:<12} host side {}", p.key, p.ip, p.netns, p.host_iface);
+                println!(
+                    "  {:<28} {:<15} netns {:<12} host side {}",
+                    p.key, p.ip, p.netns, p.host_iface
+                );
                 binds.push(format!("--bind {}={}", p.host_iface, p.key));
             }
             println!("\nenforce with:\n  nsenter --net=/run/netns/{} mcnet datapath enforce --manifests {manifests} {} --flows flows.jsonl", lab.node, binds.join(" "));
@@ -239,7 +297,11 @@ fn show_flows(file: &str, follow: bool) -> anyhow::Result<ExitCode> {
             Ok(v) => v,
             Err(_) => continue,
         };
-        let s = |k: &str| v[k].as_str().map(String::from).unwrap_or_else(|| v[k].to_string());
+        let s = |k: &str| {
+            v[k].as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v[k].to_string())
+        };
         println!(
             "{:<9} {:<7} {}:{} ({}) → {}:{} ({}) {} {}{}",
             s("hubble_verdict"),
@@ -252,7 +314,11 @@ fn show_flows(file: &str, follow: bool) -> anyhow::Result<ExitCode> {
             s("dst_identity"),
             s("protocol"),
             s("reason"),
-            if v["l7"] == true { " [L7 not enforced in kernel]" } else { "" }
+            if v["l7"] == true {
+                " [L7 not enforced in kernel]"
+            } else {
+                ""
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,197 @@
+//! `mcnet datapath enforce` as a user runs it: in the lab's node namespace,
+//! with flows to a file; killed with SIGKILL and restarted without dropping
+//! an established connection; stopped with SIGTERM, detaching and printing
+//! its counters. Needs root; skipped otherwise.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcnet_datapath::lab::{serve, tcp_ok, Lab};
+use mcnet_datapath::netns;
+
+const ADR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/policies/adr-003-production.yaml"
+);
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the agent in the node namespace and waits until it enforces.
+fn start(node: &str, binds: &[String], flows: &str, pins: &str) -> Agent {
+    let mut args: Vec<String> = vec![
+        format!("--net=/run/netns/{node}"),
+        env!("CARGO_BIN_EXE_mcnet").into(),
+        "datapath".into(),
+        "enforce".into(),
+        "--manifests".into(),
+        ADR.into(),
+        "--flows".into(),
+        flows.into(),
+        "--pin-dir".into(),
+        pins.into(),
+    ];
+    for b in binds {
+        args.push("--bind".into());
+        args.push(b.clone());
+    }
+    let mut child = Command::new("nsenter")
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nsenter");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if err.read_line(&mut line).unwrap() == 0 {
+            panic!("the agent exited before enforcing: {:?}", child.wait());
+        }
+        if line.contains("enforcing on") {
+            break;
+        }
+    }
+    // Keep draining stderr so the agent never blocks on it.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    Agent(child)
+}
+
+#[test]
+fn enforce_contract_restart_and_clean_stop() {
+    if !is_root() || !std::path::Path::new("/usr/bin/nsenter").exists() {
+        eprintln!("skipped: needs root and nsenter");
+        return;
+    }
+    let pods = [
+        ("production/frontend", Ipv4Addr::new(198, 18, 0, 10)),
+        ("production/api-server", Ipv4Addr::new(198, 18, 0, 20)),
+        ("production/batch", Ipv4Addr::new(198, 18, 0, 30)),
+    ];
+    let lab = Lab::new(&format!("mc{}", std::process::id() % 10000), &pods).expect("lab");
+    let stop = Arc::new(AtomicBool::new(false));
+    for p in &lab.pods {
+        serve(&p.netns, 8080, stop.clone());
+    }
+    let binds: Vec<String> = lab
+        .pods
+        .iter()
+        .map(|p| format!("{}={}", p.host_iface, p.key))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("mcnet-dp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flows = dir.join("flows.jsonl").to_string_lossy().into_owned();
+    let pins = format!("/sys/fs/bpf/mcnet-test-{}", std::process::id());
+    let (fe, api, batch) = (&lab.pods[0].netns, pods[1].1, &lab.pods[2].netns);
+
+    let agent = start(&lab.node, &binds, &flows, &pins);
+    assert!(
+        tcp_ok(fe, api, 8080),
+        "frontend → api-server:8080 is allowed"
+    );
+    assert!(
+        !tcp_ok(batch, api, 8080),
+        "batch → api-server:8080 is denied"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&flows)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for key in ["verdict", "src", "dst", "dport", "protocol", "direction"] {
+        assert!(
+            lines.iter().all(|l| !l[key].is_null()),
+            "every flow has `{key}`"
+        );
+    }
+    assert!(lines.iter().any(|l| l["verdict"] == "deny"
+        && l["src"] == "198.18.0.30"
+        && l["dst"] == "198.18.0.20"
+        && l["dport"] == 8080
+        && l["protocol"] == "TCP"));
+    assert!(lines.iter().any(|l| l["verdict"] == "allow"
+        && l["src"] == "198.18.0.10"
+        && l["dst"] == "198.18.0.20"
+        && l["direction"] == "egress"));
+
+    // An established connection survives SIGKILL and a restart.
+    let mut conn = netns::run_in(&netns::named(fe), || {
+        TcpStream::connect_timeout(&SocketAddr::from((api, 8080)), Duration::from_secs(1)).unwrap()
+    })
+    .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut echo = |tag: &[u8; 4]| -> bool {
+        let mut b = [0u8; 4];
+        conn.write_all(tag).is_ok() && conn.read_exact(&mut b).is_ok() && &b == tag
+    };
+    assert!(echo(b"one1"));
+    let mut agent = agent;
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
+    drop(agent);
+    assert!(
+        echo(b"two2"),
+        "the pinned programs keep the connection while no agent runs"
+    );
+    assert!(!tcp_ok(batch, api, 8080), "and keep denying");
+    let agent = start(&lab.node, &binds, &flows, &pins);
+    assert!(
+        echo(b"thr3"),
+        "the restarted agent keeps the established connection"
+    );
+    assert!(!tcp_ok(batch, api, 8080));
+    assert!(tcp_ok(fe, api, 8080));
+
+    // SIGTERM: clean detach and counters.
+    let mut child = {
+        let mut a = agent;
+        std::mem::replace(&mut a.0, Command::new("true").spawn().unwrap())
+    };
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(status.success(), "{status}: {out}");
+    assert!(
+        out.contains("counters") && out.contains("drop-no-rule"),
+        "{out}"
+    );
+    assert!(tcp_ok(batch, api, 8080), "detached: traffic flows again");
+
+    stop.store(true, Ordering::Relaxed);
+    let _ = std::fs::remove_dir_all(&pins);
+    let _ = std::fs::remove_dir_all(&dir);
+}
