@@ -10,9 +10,10 @@ as_root() {
         say "need root for: $*"; return 1; fi
 }
 
-# Debian packages: iproute2 for the netns lab, clang/llvm tools for BPF objects inspection.
+# Debian packages: iproute2 for the netns lab; iptables, ipset and nftables for
+# the datapath benchmark's baselines.
 missing=()
-for pkg in iproute2 pkg-config; do
+for pkg in iproute2 pkg-config iptables ipset nftables; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

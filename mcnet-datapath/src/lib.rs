@@ -184,11 +184,14 @@ pub struct LoadOptions {
 }
 
 /// The map names, all pinned by name.
-pub const PINNED_MAPS: [&str; 6] = [
+pub const PINNED_MAPS: [&str; 9] = [
     "MCNET_ENDPOINTS",
     "MCNET_IPCACHE",
+    "MCNET_IPCACHE4",
+    "MCNET_IPCACHE6",
     "MCNET_POLICY",
     "MCNET_CT",
+    "MCNET_CT4",
     "MCNET_COUNTERS",
     "MCNET_CONFIG",
 ];
@@ -329,17 +332,34 @@ impl Datapath {
                 .map(name)
                 .ok_or_else(|| Error::Missing(format!("map {name}")))
         };
-        let eps: HashMap<&MapData, u32, EndpointInfo> = HashMap::try_from(map("MCNET_ENDPOINTS")?)
-            .map_err(map_err("MCNET_ENDPOINTS", "open"))?;
-        for kv in eps.iter() {
-            let (k, v) = kv.map_err(map_err("MCNET_ENDPOINTS", "read"))?;
-            s.endpoints.insert(k, v);
+        let eps: Array<&MapData, EndpointInfo> =
+            Array::try_from(map("MCNET_ENDPOINTS")?).map_err(map_err("MCNET_ENDPOINTS", "open"))?;
+        for (k, v) in eps.iter().enumerate() {
+            let v = v.map_err(map_err("MCNET_ENDPOINTS", "read"))?;
+            if v.identity != 0 {
+                s.endpoints.insert(k as u32, v);
+            }
         }
         let pol: HashMap<&MapData, PolicyKey, PolicyValue> =
             HashMap::try_from(map("MCNET_POLICY")?).map_err(map_err("MCNET_POLICY", "open"))?;
         for kv in pol.iter() {
             let (k, v) = kv.map_err(map_err("MCNET_POLICY", "read"))?;
             s.policy.insert(k, v);
+        }
+        let ip4: HashMap<&MapData, [u8; 4], u32> =
+            HashMap::try_from(map("MCNET_IPCACHE4")?).map_err(map_err("MCNET_IPCACHE4", "open"))?;
+        for kv in ip4.iter() {
+            let (k, v) = kv.map_err(map_err("MCNET_IPCACHE4", "read"))?;
+            s.ipcache.insert(
+                (128, std::net::Ipv4Addr::from(k).to_ipv6_mapped().octets()),
+                v,
+            );
+        }
+        let ip6: HashMap<&MapData, [u8; 16], u32> =
+            HashMap::try_from(map("MCNET_IPCACHE6")?).map_err(map_err("MCNET_IPCACHE6", "open"))?;
+        for kv in ip6.iter() {
+            let (k, v) = kv.map_err(map_err("MCNET_IPCACHE6", "read"))?;
+            s.ipcache.insert((128, k), v);
         }
         let ipc: LpmTrie<&MapData, IpKey, u32> =
             LpmTrie::try_from(map("MCNET_IPCACHE")?).map_err(map_err("MCNET_IPCACHE", "open"))?;
@@ -517,6 +537,44 @@ impl Datapath {
             .map_err(map_err("MCNET_CONFIG", "set"))
     }
 
+    /// Turns flow events on or off (counters keep counting).
+    pub fn set_flow_events(&mut self, on: bool) -> Result<()> {
+        let mut cfg: Array<&mut MapData, u32> = Array::try_from(
+            self.ebpf
+                .map_mut("MCNET_CONFIG")
+                .ok_or_else(|| Error::Missing("map MCNET_CONFIG".into()))?,
+        )
+        .map_err(map_err("MCNET_CONFIG", "open"))?;
+        cfg.set(CONFIG_EVENTS_OFF, if on { 0 } else { 1 }, 0)
+            .map_err(map_err("MCNET_CONFIG", "set"))
+    }
+
+    /// Run time and run count of each program, from its fdinfo; non-zero
+    /// only while `kernel.bpf_stats_enabled` is 1.
+    pub fn run_stats(&self) -> Result<Vec<(&'static str, u64, u64)>> {
+        let mut out = Vec::new();
+        for name in [FROM_POD, TO_POD] {
+            let fd = self.program_fd(name)?;
+            let info =
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).map_err(|source| {
+                    Error::Netns {
+                        what: format!("reading fdinfo of {name}"),
+                        source,
+                    }
+                })?;
+            let field = |k: &str| {
+                info.lines()
+                    .find_map(|l| {
+                        l.strip_prefix(k)
+                            .map(|v| v.trim().parse::<u64>().unwrap_or(0))
+                    })
+                    .unwrap_or(0)
+            };
+            out.push((name, field("run_time_ns:"), field("run_cnt:")));
+        }
+        Ok(out)
+    }
+
     /// Brings the kernel maps from the last applied state to `desired`,
     /// incrementally: upserts first, endpoints next, removals last, each
     /// entry replaced atomically, so that no packet meets a key that is in
@@ -528,76 +586,118 @@ impl Datapath {
         Ok(ops)
     }
 
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| Error::Missing(format!("map {name}")))
+    }
+
     fn apply(&mut self, d: &Delta) -> Result<usize> {
         let mut ops = 0;
-        {
-            let mut ipc: LpmTrie<&mut MapData, IpKey, u32> = LpmTrie::try_from(
-                self.ebpf
-                    .map_mut("MCNET_IPCACHE")
-                    .ok_or_else(|| Error::Missing("map MCNET_IPCACHE".into()))?,
-            )
-            .map_err(map_err("MCNET_IPCACHE", "open"))?;
-            for ((len, addr), id) in &d.ipcache_upsert {
+        // 1. ipcache upserts: exact addresses in the hash maps, prefixes in the trie.
+        for ((len, addr), id) in &d.ipcache_upsert {
+            if *len == 128 {
+                self.exact_ip(addr, Some(*id))?;
+            } else {
+                let mut ipc: LpmTrie<&mut MapData, IpKey, u32> =
+                    LpmTrie::try_from(self.map_mut("MCNET_IPCACHE")?)
+                        .map_err(map_err("MCNET_IPCACHE", "open"))?;
                 ipc.insert(&Key::new(*len, IpKey { addr: *addr }), id, 0)
                     .map_err(map_err("MCNET_IPCACHE", "insert"))?;
-                ops += 1;
             }
+            ops += 1;
         }
+        // 2. policy upserts.
         {
-            let mut pol: HashMap<&mut MapData, PolicyKey, PolicyValue> = HashMap::try_from(
-                self.ebpf
-                    .map_mut("MCNET_POLICY")
-                    .ok_or_else(|| Error::Missing("map MCNET_POLICY".into()))?,
-            )
-            .map_err(map_err("MCNET_POLICY", "open"))?;
+            let mut pol: HashMap<&mut MapData, PolicyKey, PolicyValue> =
+                HashMap::try_from(self.map_mut("MCNET_POLICY")?)
+                    .map_err(map_err("MCNET_POLICY", "open"))?;
             for (k, v) in &d.policy_upsert {
                 pol.insert(k, v, 0)
                     .map_err(map_err("MCNET_POLICY", format!("insert {k:?}")))?;
                 ops += 1;
             }
         }
+        // 3. endpoints (their isolation flags may rely on the entries above).
         {
-            let mut eps: HashMap<&mut MapData, u32, EndpointInfo> = HashMap::try_from(
-                self.ebpf
-                    .map_mut("MCNET_ENDPOINTS")
-                    .ok_or_else(|| Error::Missing("map MCNET_ENDPOINTS".into()))?,
-            )
-            .map_err(map_err("MCNET_ENDPOINTS", "open"))?;
+            let mut eps: Array<&mut MapData, EndpointInfo> =
+                Array::try_from(self.map_mut("MCNET_ENDPOINTS")?)
+                    .map_err(map_err("MCNET_ENDPOINTS", "open"))?;
             for (k, v) in &d.endpoint_upsert {
-                eps.insert(k, v, 0)
-                    .map_err(map_err("MCNET_ENDPOINTS", "insert"))?;
+                if *k >= MAX_IFINDEX {
+                    return Err(Error::Missing(format!(
+                        "room for ifindex {k} (interfaces above {} cannot be bound)",
+                        MAX_IFINDEX - 1
+                    )));
+                }
+                eps.set(*k, v, 0)
+                    .map_err(map_err("MCNET_ENDPOINTS", "set"))?;
                 ops += 1;
             }
             for k in &d.endpoint_remove {
-                let _ = eps.remove(k);
+                let _ = eps.set(*k, EndpointInfo::default(), 0);
                 ops += 1;
             }
         }
+        // 4. removals.
         {
-            let mut pol: HashMap<&mut MapData, PolicyKey, PolicyValue> = HashMap::try_from(
-                self.ebpf
-                    .map_mut("MCNET_POLICY")
-                    .ok_or_else(|| Error::Missing("map MCNET_POLICY".into()))?,
-            )
-            .map_err(map_err("MCNET_POLICY", "open"))?;
+            let mut pol: HashMap<&mut MapData, PolicyKey, PolicyValue> =
+                HashMap::try_from(self.map_mut("MCNET_POLICY")?)
+                    .map_err(map_err("MCNET_POLICY", "open"))?;
             for k in &d.policy_remove {
                 let _ = pol.remove(k);
                 ops += 1;
             }
         }
-        {
-            let mut ipc: LpmTrie<&mut MapData, IpKey, u32> = LpmTrie::try_from(
-                self.ebpf
-                    .map_mut("MCNET_IPCACHE")
-                    .ok_or_else(|| Error::Missing("map MCNET_IPCACHE".into()))?,
-            )
-            .map_err(map_err("MCNET_IPCACHE", "open"))?;
-            for (len, addr) in &d.ipcache_remove {
+        for (len, addr) in &d.ipcache_remove {
+            if *len == 128 {
+                self.exact_ip(addr, None)?;
+            } else {
+                let mut ipc: LpmTrie<&mut MapData, IpKey, u32> =
+                    LpmTrie::try_from(self.map_mut("MCNET_IPCACHE")?)
+                        .map_err(map_err("MCNET_IPCACHE", "open"))?;
                 let _ = ipc.remove(&Key::new(*len, IpKey { addr: *addr }));
-                ops += 1;
             }
+            ops += 1;
         }
         Ok(ops)
+    }
+
+    /// Sets (or, with `None`, removes) an exact address in the ipcache.
+    fn exact_ip(&mut self, addr: &[u8; 16], id: Option<u32>) -> Result<()> {
+        let v6 = std::net::Ipv6Addr::from(*addr);
+        if let Some(v4) = v6.to_ipv4_mapped() {
+            let mut m: HashMap<&mut MapData, [u8; 4], u32> = HashMap::try_from(
+                self.ebpf
+                    .map_mut("MCNET_IPCACHE4")
+                    .ok_or_else(|| Error::Missing("map MCNET_IPCACHE4".into()))?,
+            )
+            .map_err(map_err("MCNET_IPCACHE4", "open"))?;
+            match id {
+                Some(id) => m
+                    .insert(v4.octets(), id, 0)
+                    .map_err(map_err("MCNET_IPCACHE4", "insert"))?,
+                None => {
+                    let _ = m.remove(&v4.octets());
+                }
+            }
+        } else {
+            let mut m: HashMap<&mut MapData, [u8; 16], u32> = HashMap::try_from(
+                self.ebpf
+                    .map_mut("MCNET_IPCACHE6")
+                    .ok_or_else(|| Error::Missing("map MCNET_IPCACHE6".into()))?,
+            )
+            .map_err(map_err("MCNET_IPCACHE6", "open"))?;
+            match id {
+                Some(id) => m
+                    .insert(addr, id, 0)
+                    .map_err(map_err("MCNET_IPCACHE6", "insert"))?,
+                None => {
+                    let _ = m.remove(addr);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads the verdict counters, summed over CPUs.

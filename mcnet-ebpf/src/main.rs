@@ -30,7 +30,17 @@ mod prog {
     use mcnet_ebpf_common::*;
 
     #[map(name = "MCNET_ENDPOINTS")]
-    static ENDPOINTS: HashMap<u32, EndpointInfo> = HashMap::pinned(4096, 0);
+    static ENDPOINTS: Array<EndpointInfo> = Array::pinned(MAX_IFINDEX, 0);
+
+    /// Exact IPv4 addresses (pods) → identity; prefixes live in the LPM trie.
+    #[map(name = "MCNET_IPCACHE4")]
+    static IPCACHE4: HashMap<[u8; 4], u32> =
+        HashMap::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
+
+    /// Exact IPv6 addresses (pods) → identity.
+    #[map(name = "MCNET_IPCACHE6")]
+    static IPCACHE6: HashMap<[u8; 16], u32> =
+        HashMap::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
 
     #[map(name = "MCNET_IPCACHE")]
     static IPCACHE: LpmTrie<IpKey, u32> = LpmTrie::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
@@ -41,6 +51,9 @@ mod prog {
 
     #[map(name = "MCNET_CT")]
     static CT: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(65_536, 0);
+
+    #[map(name = "MCNET_CT4")]
+    static CT4: LruHashMap<CtKey4, CtValue> = LruHashMap::pinned(262_144, 0);
 
     #[map(name = "MCNET_COUNTERS")]
     static COUNTERS: PerCpuArray<PacketCount> = PerCpuArray::pinned(REASON_COUNT, 0);
@@ -81,9 +94,31 @@ mod prog {
         Ndp,
     }
 
+    /// A pointer to a `T` at `offset` in the packet, bounds-checked for the verifier.
+    #[inline(always)]
+    fn at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
+        let start = ctx.data();
+        let end = ctx.data_end();
+        if start + offset + core::mem::size_of::<T>() > end {
+            return None;
+        }
+        Some((start + offset) as *const T)
+    }
+
+    /// Reads a `T` at `offset`: directly from the linear packet data, or
+    /// through bpf_skb_load_bytes when the headers are not linear.
+    #[inline(always)]
+    fn read<T: Copy>(ctx: &TcContext, offset: usize) -> Result<T, ()> {
+        match at::<T>(ctx, offset) {
+            // SAFETY: bounds-checked above; packet data may be unaligned.
+            Some(p) => Ok(unsafe { core::ptr::read_unaligned(p) }),
+            None => ctx.load::<T>(offset).map_err(|_| ()),
+        }
+    }
+
     #[inline(always)]
     fn parse(ctx: &TcContext) -> Result<Parsed, ()> {
-        let ethertype = u16::from_be(ctx.load::<u16>(12).map_err(|_| ())?);
+        let ethertype = u16::from_be(read::<u16>(ctx, 12)?);
         let mut p = Packet {
             src: [0; 16],
             dst: [0; 16],
@@ -96,38 +131,36 @@ mod prog {
         let mut has_ports = true;
         match ethertype {
             ETH_P_IP => {
-                let vihl: u8 = ctx.load(ETH_HLEN).map_err(|_| ())?;
-                let ihl = ((vihl & 0x0f) as usize) * 4;
+                // version/ihl, tos, total length, id, flags/fragment, ttl, protocol, checksum, src, dst
+                let hdr: [u8; 20] = read(ctx, ETH_HLEN)?;
+                let ihl = ((hdr[0] & 0x0f) as usize) * 4;
                 if ihl < 20 {
                     return Err(());
                 }
-                let frag = u16::from_be(ctx.load::<u16>(ETH_HLEN + 6).map_err(|_| ())?);
-                if frag & 0x1fff != 0 {
+                if u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff != 0 {
                     has_ports = false;
                 }
-                p.proto = ctx.load(ETH_HLEN + 9).map_err(|_| ())?;
-                let s: [u8; 4] = ctx.load(ETH_HLEN + 12).map_err(|_| ())?;
-                let d: [u8; 4] = ctx.load(ETH_HLEN + 16).map_err(|_| ())?;
+                p.proto = hdr[9];
                 p.src[10] = 0xff;
                 p.src[11] = 0xff;
                 p.dst[10] = 0xff;
                 p.dst[11] = 0xff;
-                p.src[12..16].copy_from_slice(&s);
-                p.dst[12..16].copy_from_slice(&d);
+                p.src[12..16].copy_from_slice(&hdr[12..16]);
+                p.dst[12..16].copy_from_slice(&hdr[16..20]);
                 l4 = ETH_HLEN + ihl;
             }
             ETH_P_IPV6 => {
                 p.family = 6;
-                p.proto = ctx.load(ETH_HLEN + 6).map_err(|_| ())?;
-                p.src = ctx.load(ETH_HLEN + 8).map_err(|_| ())?;
-                p.dst = ctx.load(ETH_HLEN + 24).map_err(|_| ())?;
+                p.proto = read(ctx, ETH_HLEN + 6)?;
+                p.src = read(ctx, ETH_HLEN + 8)?;
+                p.dst = read(ctx, ETH_HLEN + 24)?;
                 l4 = ETH_HLEN + 40;
                 // Link-local multicast (MLD, router and neighbour solicitation).
                 if p.dst[0] == 0xff && p.dst[1] & 0x0f == 0x02 {
                     return Ok(Parsed::Ndp);
                 }
                 if p.proto == PROTO_ICMPV6 {
-                    let t: u8 = ctx.load(l4).map_err(|_| ())?;
+                    let t: u8 = read(ctx, l4)?;
                     if (133..=137).contains(&t) {
                         return Ok(Parsed::Ndp);
                     }
@@ -138,8 +171,9 @@ mod prog {
         if has_ports {
             match p.proto {
                 PROTO_TCP | PROTO_UDP | PROTO_SCTP => {
-                    p.sport = u16::from_be(ctx.load::<u16>(l4).map_err(|_| ())?);
-                    p.dport = u16::from_be(ctx.load::<u16>(l4 + 2).map_err(|_| ())?);
+                    let ports: [u8; 4] = read(ctx, l4)?;
+                    p.sport = u16::from_be_bytes([ports[0], ports[1]]);
+                    p.dport = u16::from_be_bytes([ports[2], ports[3]]);
                 }
                 _ => {}
             }
@@ -236,6 +270,132 @@ mod prog {
         }
     }
 
+    enum Tracked {
+        New,
+        Established,
+        Reply,
+    }
+
+    #[inline(always)]
+    fn v4(a: &[u8; 16]) -> [u8; 4] {
+        [a[12], a[13], a[14], a[15]]
+    }
+
+    /// Conntrack: is this packet part of a flow already allowed?
+    #[inline(always)]
+    fn track(p: &Packet, direction: u8, other: u8, ifindex: u32) -> Tracked {
+        if p.family == 4 {
+            let fwd = CtKey4 {
+                src: v4(&p.src),
+                dst: v4(&p.dst),
+                sport: p.sport,
+                dport: p.dport,
+                proto: p.proto,
+                direction,
+                ifindex: ifindex as u16,
+            };
+            if let Some(ct) = CT4.get_ptr_mut(&fwd) {
+                // SAFETY: the entry stays valid for the program's run; a lost
+                // increment under a race only skews a statistic.
+                unsafe { (*ct).packets += 1 };
+                return Tracked::Established;
+            }
+            let rev = CtKey4 {
+                src: fwd.dst,
+                dst: fwd.src,
+                sport: p.dport,
+                dport: p.sport,
+                proto: p.proto,
+                direction: other,
+                ifindex: ifindex as u16,
+            };
+            if let Some(ct) = CT4.get_ptr_mut(&rev) {
+                // SAFETY: as above.
+                unsafe { (*ct).replies += 1 };
+                return Tracked::Reply;
+            }
+        } else {
+            let fwd = CtKey {
+                src: p.src,
+                dst: p.dst,
+                sport: p.sport,
+                dport: p.dport,
+                proto: p.proto,
+                direction,
+                _pad: [0; 2],
+                ifindex,
+            };
+            if let Some(ct) = CT.get_ptr_mut(&fwd) {
+                // SAFETY: as above.
+                unsafe { (*ct).packets += 1 };
+                return Tracked::Established;
+            }
+            let rev = CtKey {
+                src: p.dst,
+                dst: p.src,
+                sport: p.dport,
+                dport: p.sport,
+                proto: p.proto,
+                direction: other,
+                _pad: [0; 2],
+                ifindex,
+            };
+            if let Some(ct) = CT.get_ptr_mut(&rev) {
+                // SAFETY: as above.
+                unsafe { (*ct).replies += 1 };
+                return Tracked::Reply;
+            }
+        }
+        Tracked::New
+    }
+
+    /// Conntrack: remember an allowed flow.
+    #[inline(always)]
+    fn open(p: &Packet, direction: u8, ifindex: u32, v: &CtValue) {
+        if p.family == 4 {
+            let k = CtKey4 {
+                src: v4(&p.src),
+                dst: v4(&p.dst),
+                sport: p.sport,
+                dport: p.dport,
+                proto: p.proto,
+                direction,
+                ifindex: ifindex as u16,
+            };
+            let _ = CT4.insert(&k, v, 0);
+        } else {
+            let k = CtKey {
+                src: p.src,
+                dst: p.dst,
+                sport: p.sport,
+                dport: p.dport,
+                proto: p.proto,
+                direction,
+                _pad: [0; 2],
+                ifindex,
+            };
+            let _ = CT.insert(&k, v, 0);
+        }
+    }
+
+    /// The ipcache: exact addresses first, then the longest prefix, else world.
+    #[inline(always)]
+    fn identity_of(addr: &[u8; 16], family: u8, world: u32) -> u32 {
+        let exact = if family == 4 {
+            IPCACHE4.get_ptr(&v4(addr))
+        } else {
+            IPCACHE6.get_ptr(addr)
+        };
+        if let Some(id) = exact {
+            // SAFETY: the pointer comes from a successful lookup.
+            return unsafe { *id };
+        }
+        match IPCACHE.get(&Key::new(128, IpKey { addr: *addr })) {
+            Some(id) => *id,
+            None => world,
+        }
+    }
+
     #[inline(always)]
     fn enforce(ctx: &TcContext, direction: u8) -> i32 {
         let len = ctx.len();
@@ -256,50 +416,29 @@ mod prog {
         };
         // SAFETY: the skb pointer is valid for the program's run.
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        let Some(ep) = ENDPOINTS.get_ptr(&ifindex) else {
-            count(REASON_PASS_NO_ENDPOINT, len);
-            return TC_ACT_OK;
+        let ep = match ENDPOINTS.get(ifindex) {
+            Some(ep) if ep.identity != 0 => *ep,
+            _ => {
+                count(REASON_PASS_NO_ENDPOINT, len);
+                return TC_ACT_OK;
+            }
         };
-        // SAFETY: the pointer comes from a successful lookup.
-        let ep = unsafe { *ep };
 
-        let fwd = CtKey {
-            src: p.src,
-            dst: p.dst,
-            sport: p.sport,
-            dport: p.dport,
-            proto: p.proto,
-            direction,
-            _pad: [0; 2],
-            ifindex,
-        };
-        if let Some(ct) = CT.get_ptr_mut(&fwd) {
-            // SAFETY: the entry stays valid for the program's run; a lost
-            // increment under a race only skews a statistic.
-            unsafe { (*ct).packets += 1 };
-            count(REASON_ALLOWED_ESTABLISHED, len);
-            return TC_ACT_OK;
-        }
         let other = if direction == DIR_EGRESS {
             DIR_INGRESS
         } else {
             DIR_EGRESS
         };
-        let rev = CtKey {
-            src: p.dst,
-            dst: p.src,
-            sport: p.dport,
-            dport: p.sport,
-            proto: p.proto,
-            direction: other,
-            _pad: [0; 2],
-            ifindex,
-        };
-        if let Some(ct) = CT.get_ptr_mut(&rev) {
-            // SAFETY: as above.
-            unsafe { (*ct).replies += 1 };
-            count(REASON_ALLOWED_REPLY, len);
-            return TC_ACT_OK;
+        match track(&p, direction, other, ifindex) {
+            Tracked::Established => {
+                count(REASON_ALLOWED_ESTABLISHED, len);
+                return TC_ACT_OK;
+            }
+            Tracked::Reply => {
+                count(REASON_ALLOWED_REPLY, len);
+                return TC_ACT_OK;
+            }
+            Tracked::New => {}
         }
 
         let peer_addr = if direction == DIR_EGRESS {
@@ -312,10 +451,7 @@ mod prog {
         } else {
             IDENTITY_WORLD_IPV6
         };
-        let peer = match IPCACHE.get(&Key::new(128, IpKey { addr: peer_addr })) {
-            Some(id) => *id,
-            None => world,
-        };
+        let peer = identity_of(&peer_addr, p.family, world);
         let (src_id, dst_id) = if direction == DIR_EGRESS {
             (ep.identity, peer)
         } else {
@@ -351,14 +487,15 @@ mod prog {
         if allow {
             // SAFETY: a helper without preconditions.
             let now = unsafe { bpf_ktime_get_ns() };
-            let _ = CT.insert(
-                &fwd,
+            open(
+                &p,
+                direction,
+                ifindex,
                 &CtValue {
                     created_ns: now,
                     packets: 1,
                     replies: 0,
                 },
-                0,
             );
             report(
                 &p,

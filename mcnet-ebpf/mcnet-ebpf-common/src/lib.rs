@@ -32,7 +32,11 @@ pub const EP_INGRESS_ISOLATED: u32 = 1;
 /// `EndpointInfo::flags`: egress is isolated (default deny).
 pub const EP_EGRESS_ISOLATED: u32 = 2;
 
-/// An endpoint (pod) behind a host-side interface, keyed by ifindex.
+/// Size of the endpoint array, indexed by ifindex (interfaces with a larger index cannot be bound).
+pub const MAX_IFINDEX: u32 = 65_536;
+
+/// An endpoint (pod) behind a host-side interface, at its ifindex in the
+/// endpoint array; identity 0 means no endpoint.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EndpointInfo {
@@ -87,7 +91,27 @@ pub struct PolicyValue {
     pub cookie: u32,
 }
 
-/// A connection-tracking key (one per direction and endpoint interface).
+/// An IPv4 connection-tracking key (16 bytes, so that hashing it is cheap).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey4 {
+    /// Source address, network order.
+    pub src: [u8; 4],
+    /// Destination address, network order.
+    pub dst: [u8; 4],
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Direction of the packet that created the entry.
+    pub direction: u8,
+    /// The endpoint's host-side interface (low 16 bits).
+    pub ifindex: u16,
+}
+
+/// An IPv6 connection-tracking key (one per direction and endpoint interface).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtKey {
@@ -155,6 +179,8 @@ pub const VERDICT_DROPPED: u8 = 2;
 
 /// `Config` index of the L7 mode: 0 audit (pass and record), 1 deny.
 pub const CONFIG_L7_MODE: u32 = 0;
+/// `Config` index of flow events: 0 on, 1 off.
+pub const CONFIG_EVENTS_OFF: u32 = 1;
 /// Number of config slots.
 pub const CONFIG_SLOTS: u32 = 4;
 
@@ -215,6 +241,7 @@ const _: () = assert!(core::mem::size_of::<IpKey>() == 16);
 const _: () = assert!(core::mem::size_of::<PolicyKey>() == 12);
 const _: () = assert!(core::mem::size_of::<PolicyValue>() == 8);
 const _: () = assert!(core::mem::size_of::<CtKey>() == 44);
+const _: () = assert!(core::mem::size_of::<CtKey4>() == 16);
 const _: () = assert!(core::mem::size_of::<CtValue>() == 24);
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<PacketCount>() == 16);
@@ -228,6 +255,7 @@ mod pod {
     unsafe impl aya::Pod for PolicyKey {}
     unsafe impl aya::Pod for PolicyValue {}
     unsafe impl aya::Pod for CtKey {}
+    unsafe impl aya::Pod for CtKey4 {}
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for FlowEvent {}
     unsafe impl aya::Pod for PacketCount {}
