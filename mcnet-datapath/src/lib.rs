@@ -537,6 +537,33 @@ impl Datapath {
             .map_err(map_err("MCNET_CONFIG", "set"))
     }
 
+    /// Forgets every tracked connection (as `cilium bpf ct flush` does):
+    /// established flows are judged by the policy again on their next packet.
+    /// Returns how many entries were removed.
+    pub fn flush_conntrack(&mut self) -> Result<usize> {
+        let mut n = 0;
+        {
+            let mut ct: HashMap<&mut MapData, CtKey4, CtValue> =
+                HashMap::try_from(self.map_mut("MCNET_CT4")?)
+                    .map_err(map_err("MCNET_CT4", "open"))?;
+            let keys: Vec<CtKey4> = ct.keys().filter_map(|k| k.ok()).collect();
+            for k in keys {
+                if ct.remove(&k).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        let mut ct: HashMap<&mut MapData, CtKey, CtValue> =
+            HashMap::try_from(self.map_mut("MCNET_CT")?).map_err(map_err("MCNET_CT", "open"))?;
+        let keys: Vec<CtKey> = ct.keys().filter_map(|k| k.ok()).collect();
+        for k in keys {
+            if ct.remove(&k).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Turns flow events on or off (counters keep counting).
     pub fn set_flow_events(&mut self, on: bool) -> Result<()> {
         let mut cfg: Array<&mut MapData, u32> = Array::try_from(

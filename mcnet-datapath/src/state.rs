@@ -199,7 +199,10 @@ impl DesiredState {
                 } else {
                     prefix.prefix_len() as u32
                 };
-                s.ipcache.insert((len, mapped(prefix.network())), x.id);
+                // A pod's own address wins over a policy prefix covering it exactly.
+                s.ipcache
+                    .entry((len, mapped(prefix.network())))
+                    .or_insert(x.id);
             }
         }
         let mut identities = BTreeSet::new();

@@ -43,6 +43,7 @@ fn kernel_verdicts_equal_the_engine() {
     let (mut runs, mut failures) = (0usize, Vec::new());
     for (name, m, queries) in common::cases() {
         let c = Compiled::new(&m);
+        dp.flush_conntrack().unwrap();
         for (pi, pod) in m.inventory.pods.iter().enumerate() {
             if pod.cluster != c.local_cluster || pod.ips.is_empty() {
                 continue;
@@ -124,4 +125,88 @@ fn kernel_verdicts_equal_the_engine() {
         failures.len(),
         &failures[..failures.len().min(10)]
     );
+}
+
+#[path = "../../mcnet-core/tests/support/random_policies.rs"]
+mod random_policies;
+
+/// Random inventories and policies (the generator of the engine's own
+/// property test), every pod bound in turn, every peer, port and protocol
+/// as packets through BPF_PROG_TEST_RUN: the kernel agrees with the engine.
+#[test]
+fn kernel_verdicts_equal_the_engine_on_random_policies() {
+    use mcnet_core::policy::{Manifests, Proto, Query, QueryEndpoint};
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+    if cfg!(mcnet_ebpf_stub) || !is_root() {
+        eprintln!("skipped: needs root and the real eBPF object");
+        return;
+    }
+    let mut dp = Datapath::load().expect("load");
+    dp.set_flow_events(false).unwrap();
+    let from_pod = dp.program_fd(FROM_POD).unwrap();
+    let to_pod = dp.program_fd(TO_POD).unwrap();
+    let dp = std::cell::RefCell::new(dp);
+    let sport = std::cell::Cell::new(1024u16);
+    let packets = std::cell::Cell::new(0usize);
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&random_policies::scenario(), |objects| {
+        let text = serde_json::to_string(&objects).unwrap();
+        let m = match Manifests::parse_str(&text) {
+            Ok(m) => m,
+            Err(e) => return Err(TestCaseError::reject(e.to_string())),
+        };
+        let c = Compiled::new(&m);
+        dp.borrow_mut().flush_conntrack().unwrap();
+        let mut peers: Vec<QueryEndpoint> = m.inventory.pods.iter().map(|p| QueryEndpoint { pod: Some(p.key()), ip: None }).collect();
+        peers.extend(random_policies::EXTERNAL.iter().map(|ip| QueryEndpoint { pod: None, ip: Some(ip.to_string()) }));
+        let ip_of = |e: &QueryEndpoint| -> IpAddr {
+            match (&e.pod, &e.ip) {
+                (Some(p), _) => m.inventory.pods[m.inventory.pod(p).unwrap()].ips[0],
+                (_, Some(ip)) => ip.parse().unwrap(),
+                _ => unreachable!(),
+            }
+        };
+        for pod in m.inventory.pods.iter().filter(|p| p.cluster == c.local_cluster) {
+            dp.borrow_mut().sync(&DesiredState::from_compiled(&c, &[Binding { ifindex: 1, pod: pod.key() }]).unwrap()).unwrap();
+            let me = QueryEndpoint { pod: Some(pod.key()), ip: None };
+            for peer in &peers {
+                if peer.pod.as_deref() == Some(&pod.key()) {
+                    continue;
+                }
+                for (port, proto) in [(80, Proto::Tcp), (53, Proto::Udp), (8080, Proto::Tcp), (8050, Proto::Tcp), (443, Proto::Tcp), (80, Proto::Udp)] {
+                    for (egress, from, to) in [(true, &me, peer), (false, peer, &me)] {
+                        let q = Query { from: from.clone(), to: to.clone(), port, protocol: proto, http: None };
+                        let out = c.eval(&q).unwrap();
+                        let side = if egress { &out.egress } else { &out.ingress };
+                        let (Some(s4), Some(d4)) = (v4(ip_of(from)), v4(ip_of(to))) else { continue };
+                        sport.set(if sport.get() == u16::MAX { 1024 } else { sport.get() + 1 });
+                        let pkt = testrun::ipv4_packet(s4, d4, common::proto_number(proto), sport.get(), port);
+                        let r = testrun::run(if egress { from_pod } else { to_pod }, &pkt, 1, 0).unwrap();
+                        packets.set(packets.get() + 1);
+                        let kernel = if r.retval == 0 { Decision::Allow } else { Decision::Deny };
+                        if kernel != side.verdict {
+                            return Err(TestCaseError::fail(format!(
+                                "{} side of {q:?}: engine {} ({}), kernel {kernel}\nmanifests: {text}",
+                                if egress { "egress" } else { "ingress" },
+                                side.verdict,
+                                out.explanation
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    });
+    let packets = packets.get();
+    eprintln!("{packets} random packets through the kernel");
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(packets > 5_000, "only {packets} packets");
 }
