@@ -102,61 +102,51 @@ fn state(
 }
 
 fn part_a(full: bool) -> BTreeMap<usize, [f64; 4]> {
-    let mut dp = Datapath::load().expect("load");
-    dp.set_flow_events(false).unwrap();
-    let to_pod = dp.program_fd(TO_POD).unwrap();
     let repeat = if full { 1_000_000 } else { 1_000 };
-    let runs = if full { 5 } else { 1 };
+    let rounds = if full { 9 } else { 1 };
     let me = Ipv4Addr::new(198, 18, 0, 20);
-    let mut out = BTreeMap::new();
-    for n in [10usize, 1_000, 100_000] {
-        if !full && n > 1_000 {
-            continue;
-        }
+    let hit_peer = Ipv4Addr::new(198, 19, 255, 254);
+    let sizes: Vec<usize> = if full { vec![10, 1_000, 100_000] } else { vec![10, 1_000] };
+    // One datapath per size, loaded side by side, so that the sizes can be
+    // measured in interleaved rounds (drift on a shared machine hits all alike).
+    let mut dps = Vec::new();
+    for &n in &sizes {
+        let mut dp = Datapath::load().expect("load");
+        dp.set_flow_events(false).unwrap();
         let mut s = state(n, 1, None, &[]);
         // A deny entry for the "rule hit" probe: decided by one lookup, never tracked.
-        let hit_peer = Ipv4Addr::new(198, 19, 255, 254);
         s.ipcache.insert((128, mapped(hit_peer.into())), 999);
         s.policy.insert(
-            PolicyKey {
-                endpoint: ENDPOINT,
-                peer: 999,
-                port: PORT,
-                proto: PROTO_UDP,
-                direction: DIR_INGRESS,
-            },
-            PolicyValue {
-                action: ACTION_DENY,
-                _pad: [0; 3],
-                cookie: 0,
-            },
+            PolicyKey { endpoint: ENDPOINT, peer: 999, port: PORT, proto: PROTO_UDP, direction: DIR_INGRESS },
+            PolicyValue { action: ACTION_DENY, _pad: [0; 3], cookie: 0 },
         );
         dp.sync(&s).unwrap();
-        let mut arp = testrun::ipv4_packet([0; 4], [0; 4], 17, 1, 1);
-        arp[12] = 0x08;
-        arp[13] = 0x06;
-        let miss = testrun::ipv4_packet([203, 0, 113, 9], me.octets(), PROTO_UDP, 4000, PORT);
-        let hit = testrun::ipv4_packet(hit_peer.octets(), me.octets(), PROTO_UDP, 4000, PORT);
-        let allowed = testrun::ipv4_packet(peer_ip(0).octets(), me.octets(), PROTO_UDP, 4001, PORT);
-        testrun::run(to_pod, &allowed, 1, 0).unwrap(); // opens the conntrack entry
-        let measure = |pkt: &[u8]| {
-            median(
-                (0..runs)
-                    .map(|_| testrun::run(to_pod, pkt, repeat, 0).unwrap().duration_ns as f64)
-                    .collect(),
-            )
-        };
-        out.insert(
-            n,
-            [
-                measure(&arp),
-                measure(&miss),
-                measure(&hit),
-                measure(&allowed),
-            ],
-        );
+        dps.push(dp);
     }
-    out
+    let mut arp = testrun::ipv4_packet([0; 4], [0; 4], 17, 1, 1);
+    arp[12] = 0x08;
+    arp[13] = 0x06;
+    let miss = testrun::ipv4_packet([203, 0, 113, 9], me.octets(), PROTO_UDP, 4000, PORT);
+    let hit = testrun::ipv4_packet(hit_peer.octets(), me.octets(), PROTO_UDP, 4000, PORT);
+    let allowed = testrun::ipv4_packet(peer_ip(0).octets(), me.octets(), PROTO_UDP, 4001, PORT);
+    let probes = [&arp, &miss, &hit, &allowed];
+    let mut samples: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
+    for dp in &dps {
+        testrun::run(dp.program_fd(TO_POD).unwrap(), &allowed, 1, 0).unwrap(); // opens the conntrack entry
+    }
+    for _ in 0..rounds {
+        for (i, dp) in dps.iter().enumerate() {
+            let fd = dp.program_fd(TO_POD).unwrap();
+            for (k, pkt) in probes.iter().enumerate() {
+                let ns = testrun::run(fd, pkt, repeat, 0).unwrap().duration_ns as f64;
+                samples.entry((sizes[i], k)).or_default().push(ns);
+            }
+        }
+    }
+    sizes
+        .iter()
+        .map(|&n| (n, [0, 1, 2, 3].map(|k| median(samples[&(n, k)].clone()))))
+        .collect()
 }
 
 /// Counts UDP packets `sender` → `dst:PORT` delivered within `secs`.
@@ -310,7 +300,7 @@ fn main() {
     // (a)
     let a = part_a(full);
     println!(
-        "\n(a) BPF_PROG_TEST_RUN, ns per packet (median of runs of {} packets)",
+        "\n(a) BPF_PROG_TEST_RUN, ns per packet (median of interleaved rounds of {} packets)",
         if full { "1,000,000" } else { "1,000" }
     );
     println!(
@@ -346,52 +336,45 @@ fn main() {
     let runs = if full { 5 } else { 1 };
     let sizes: &[usize] = if full { &[10, 1_000, 10_000] } else { &[10] };
 
-    let mut results: BTreeMap<(Setup, usize), f64> = BTreeMap::new();
+    // Rounds interleave the setups, so that drift on a shared machine hits them alike.
+    let mut samples: BTreeMap<(Setup, usize), Vec<f64>> = BTreeMap::new();
     let mut bpf_stats = Vec::new();
     for &n in sizes {
-        for setup in [
-            Setup::NoPolicy,
-            Setup::Mcnet,
-            Setup::IptablesLinear,
-            Setup::IptablesIpset,
-            Setup::NftablesSet,
-        ] {
-            let mut dp = None;
-            if setup == Setup::Mcnet {
-                let mut d = Datapath::load().unwrap();
-                d.set_flow_events(false).unwrap();
-                d.sync(&state(n, rx_if, Some(src), &[(tx_if, 300)]))
-                    .unwrap();
-                for p in &lab.pods {
-                    d.attach_in(&netns::named(&node), &p.host_iface).unwrap();
+        for round in 0..runs {
+            for setup in [Setup::NoPolicy, Setup::Mcnet, Setup::IptablesLinear, Setup::IptablesIpset, Setup::NftablesSet] {
+                let mut dp = None;
+                if setup == Setup::Mcnet {
+                    let mut d = Datapath::load().unwrap();
+                    d.set_flow_events(false).unwrap();
+                    d.sync(&state(n, rx_if, Some(src), &[(tx_if, 300)])).unwrap();
+                    for p in &lab.pods {
+                        d.attach_in(&netns::named(&node), &p.host_iface).unwrap();
+                    }
+                    dp = Some(d);
+                } else {
+                    install(setup, &node, n, src, dst);
                 }
-                dp = Some(d);
-            } else {
-                install(setup, &node, n, src, dst);
+                let stats_before = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default();
+                let measure_stats = setup == Setup::Mcnet && round == 0;
+                if measure_stats {
+                    let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
+                }
+                let v = pps(&lab, "bench/sender", dst, secs);
+                if let Some(d) = &dp {
+                    if measure_stats {
+                        bpf_stats.push((n, d.run_stats().unwrap()));
+                        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", stats_before.trim());
+                    }
+                }
+                match dp {
+                    Some(mut d) => d.detach_all().unwrap(),
+                    None => uninstall(setup, &node),
+                }
+                samples.entry((setup, n)).or_default().push(v);
             }
-            let stats_before =
-                std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default();
-            if setup == Setup::Mcnet {
-                let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
-            }
-            let v = median(
-                (0..runs)
-                    .map(|_| pps(&lab, "bench/sender", dst, secs))
-                    .collect(),
-            );
-            if let Some(d) = &dp {
-                let s = d.run_stats().unwrap();
-                let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", stats_before.trim());
-                bpf_stats.push((n, s));
-            }
-            if let Some(mut d) = dp {
-                d.detach_all().unwrap();
-            } else {
-                uninstall(setup, &node);
-            }
-            results.insert((setup, n), v);
         }
     }
+    let results: BTreeMap<(Setup, usize), f64> = samples.into_iter().map(|(k, v)| (k, median(v))).collect();
     println!("\n(b) in real traffic, kernel statistics (run_time_ns / run_cnt)");
     for (n, s) in &bpf_stats {
         for (name, t, c) in s {

@@ -423,6 +423,10 @@ mod prog {
                 return TC_ACT_OK;
             }
         };
+        if ep.flags & EP_OPEN != 0 {
+            count(REASON_ALLOWED_NOT_ISOLATED, len);
+            return TC_ACT_OK;
+        }
 
         let other = if direction == DIR_EGRESS {
             DIR_INGRESS

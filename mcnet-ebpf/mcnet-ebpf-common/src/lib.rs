@@ -31,6 +31,9 @@ pub const IDENTITY_WORLD_IPV6: u32 = 10;
 pub const EP_INGRESS_ISOLATED: u32 = 1;
 /// `EndpointInfo::flags`: egress is isolated (default deny).
 pub const EP_EGRESS_ISOLATED: u32 = 2;
+/// `EndpointInfo::flags`: no policy restricts the endpoint in either
+/// direction (not isolated, no deny rule): its packets pass untracked.
+pub const EP_OPEN: u32 = 4;
 
 /// Size of the endpoint array, indexed by ifindex (interfaces with a larger index cannot be bound).
 pub const MAX_IFINDEX: u32 = 65_536;
