@@ -106,7 +106,11 @@ fn part_a(full: bool) -> BTreeMap<usize, [f64; 4]> {
     let rounds = if full { 9 } else { 1 };
     let me = Ipv4Addr::new(198, 18, 0, 20);
     let hit_peer = Ipv4Addr::new(198, 19, 255, 254);
-    let sizes: Vec<usize> = if full { vec![10, 1_000, 100_000] } else { vec![10, 1_000] };
+    let sizes: Vec<usize> = if full {
+        vec![10, 1_000, 100_000]
+    } else {
+        vec![10, 1_000]
+    };
     // One datapath per size, loaded side by side, so that the sizes can be
     // measured in interleaved rounds (drift on a shared machine hits all alike).
     let mut dps = Vec::new();
@@ -117,8 +121,18 @@ fn part_a(full: bool) -> BTreeMap<usize, [f64; 4]> {
         // A deny entry for the "rule hit" probe: decided by one lookup, never tracked.
         s.ipcache.insert((128, mapped(hit_peer.into())), 999);
         s.policy.insert(
-            PolicyKey { endpoint: ENDPOINT, peer: 999, port: PORT, proto: PROTO_UDP, direction: DIR_INGRESS },
-            PolicyValue { action: ACTION_DENY, _pad: [0; 3], cookie: 0 },
+            PolicyKey {
+                endpoint: ENDPOINT,
+                peer: 999,
+                port: PORT,
+                proto: PROTO_UDP,
+                direction: DIR_INGRESS,
+            },
+            PolicyValue {
+                action: ACTION_DENY,
+                _pad: [0; 3],
+                cookie: 0,
+            },
         );
         dp.sync(&s).unwrap();
         dps.push(dp);
@@ -341,12 +355,19 @@ fn main() {
     let mut bpf_stats = Vec::new();
     for &n in sizes {
         for round in 0..runs {
-            for setup in [Setup::NoPolicy, Setup::Mcnet, Setup::IptablesLinear, Setup::IptablesIpset, Setup::NftablesSet] {
+            for setup in [
+                Setup::NoPolicy,
+                Setup::Mcnet,
+                Setup::IptablesLinear,
+                Setup::IptablesIpset,
+                Setup::NftablesSet,
+            ] {
                 let mut dp = None;
                 if setup == Setup::Mcnet {
                     let mut d = Datapath::load().unwrap();
                     d.set_flow_events(false).unwrap();
-                    d.sync(&state(n, rx_if, Some(src), &[(tx_if, 300)])).unwrap();
+                    d.sync(&state(n, rx_if, Some(src), &[(tx_if, 300)]))
+                        .unwrap();
                     for p in &lab.pods {
                         d.attach_in(&netns::named(&node), &p.host_iface).unwrap();
                     }
@@ -354,7 +375,8 @@ fn main() {
                 } else {
                     install(setup, &node, n, src, dst);
                 }
-                let stats_before = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default();
+                let stats_before = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+                    .unwrap_or_default();
                 let measure_stats = setup == Setup::Mcnet && round == 0;
                 if measure_stats {
                     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
@@ -363,7 +385,10 @@ fn main() {
                 if let Some(d) = &dp {
                     if measure_stats {
                         bpf_stats.push((n, d.run_stats().unwrap()));
-                        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", stats_before.trim());
+                        let _ = std::fs::write(
+                            "/proc/sys/kernel/bpf_stats_enabled",
+                            stats_before.trim(),
+                        );
                     }
                 }
                 match dp {
@@ -374,7 +399,8 @@ fn main() {
             }
         }
     }
-    let results: BTreeMap<(Setup, usize), f64> = samples.into_iter().map(|(k, v)| (k, median(v))).collect();
+    let results: BTreeMap<(Setup, usize), f64> =
+        samples.into_iter().map(|(k, v)| (k, median(v))).collect();
     println!("\n(b) in real traffic, kernel statistics (run_time_ns / run_cnt)");
     for (n, s) in &bpf_stats {
         for (name, t, c) in s {

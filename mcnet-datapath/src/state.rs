@@ -244,7 +244,9 @@ impl DesiredState {
         // An endpoint nothing restricts passes untracked.
         let restricted: BTreeSet<u32> = s.policy.keys().map(|k| k.endpoint).collect();
         for ep in s.endpoints.values_mut() {
-            if ep.flags & (EP_INGRESS_ISOLATED | EP_EGRESS_ISOLATED) == 0 && !restricted.contains(&ep.identity) {
+            if ep.flags & (EP_INGRESS_ISOLATED | EP_EGRESS_ISOLATED) == 0
+                && !restricted.contains(&ep.identity)
+            {
                 ep.flags |= EP_OPEN;
             }
         }

@@ -33,12 +33,32 @@ pub struct HttpRequest {
     /// Path.
     #[serde(default)]
     pub path: String,
-    /// Headers.
-    #[serde(default)]
+    /// Headers: an object, or a list of `"Name: value"` strings.
+    #[serde(default, deserialize_with = "headers")]
     pub headers: BTreeMap<String, String>,
     /// Host (else the `Host` header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+}
+
+fn headers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Map(BTreeMap<String, String>),
+        List(Vec<String>),
+    }
+    Ok(match Option::<Form>::deserialize(d)? {
+        None => BTreeMap::new(),
+        Some(Form::Map(m)) => m,
+        Some(Form::List(l)) => l
+            .into_iter()
+            .map(|h| match h.split_once(':') {
+                Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
+                None => (h.trim().to_string(), String::new()),
+            })
+            .collect(),
+    })
 }
 
 impl HttpRequest {

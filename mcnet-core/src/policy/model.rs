@@ -27,9 +27,7 @@ pub const METADATA_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 pub const DEFAULT_CLUSTER: &str = "default";
 
 /// L4 protocol of a port rule or a query.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Proto {
     /// TCP.
@@ -58,6 +56,16 @@ impl Proto {
     /// Whether a rule protocol covers a packet protocol.
     pub fn covers(self, packet: Proto) -> bool {
         self == Proto::Any || self == packet
+    }
+}
+
+impl<'de> Deserialize<'de> for Proto {
+    /// Accepts `TCP`, `UDP`, `SCTP` and `ANY` in any case.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Proto::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("protocol `{s}` is not TCP, UDP, SCTP or ANY"))
+        })
     }
 }
 
