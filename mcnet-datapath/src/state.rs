@@ -154,10 +154,14 @@ pub fn direction_entries(
                 out.insert(key(WILDCARD, port), v);
             }
         }
-        // Specific peers: every port either side names.
+        // Specific peers: every port either side names. A peer without an
+        // any-port entry of its own gets none: its lookups fall through to
+        // the wildcard entries, which already carry the right verdicts.
         for &peer in &peers {
-            if let Some(v) = merge(get(peer, 0), get(WILDCARD, 0)) {
-                out.insert(key(peer, 0), v);
+            if let Some(own_all) = get(peer, 0) {
+                if let Some(v) = merge(Some(own_all), get(WILDCARD, 0)) {
+                    out.insert(key(peer, 0), v);
+                }
             }
             let own: BTreeSet<u16> = m
                 .keys()
@@ -373,4 +377,48 @@ fn prefix_contains(len: u32, net: &[u8; 16], addr: &[u8; 16]) -> bool {
     }
     let rem = len % 8;
     rem == 0 || (net[full] ^ addr[full]) & (0xffu8 << (8 - rem)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcnet_core::policy::{Compiled, Manifests};
+
+    /// A wildcard deny on one port, a wildcard allow-all and peer-specific
+    /// entries on another port: the peer must not get an any-port allow
+    /// that would shadow the wildcard deny (found by the random kernel test).
+    #[test]
+    fn peer_entries_do_not_shadow_a_wildcard_port_deny() {
+        let m = Manifests::parse_str(
+            r#"
+- {apiVersion: v1, kind: Pod, metadata: {name: p0, namespace: a, labels: {app: web}}, spec: {containers: [{name: c, ports: [{name: http, containerPort: 80}]}]}, status: {podIP: 10.0.0.1}}
+- {apiVersion: v1, kind: Pod, metadata: {name: p1, namespace: a, labels: {app: db}}, spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}, status: {podIP: 10.0.1.2}}
+- {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: all, namespace: a}, spec: {podSelector: {}, egress: [{}]}}
+- apiVersion: cilium.io/v2
+  kind: CiliumNetworkPolicy
+  metadata: {name: deny, namespace: a}
+  spec:
+    endpointSelector: {}
+    egressDeny: [{toPorts: [{ports: [{port: "80", protocol: TCP}, {port: http}]}]}]
+"#,
+        )
+        .unwrap();
+        let c = Compiled::new(&m);
+        let s = DesiredState::from_compiled(
+            &c,
+            &[Binding {
+                ifindex: 7,
+                pod: "a/p0".into(),
+            }],
+        )
+        .unwrap();
+        let to = |ip: &str, port| {
+            model_verdict(&s, 7, DIR_EGRESS, ip.parse().unwrap(), PROTO_TCP, port).unwrap()
+        };
+        assert!(!to("10.0.1.2", 80), "TCP 80 is denied to every peer");
+        assert!(!to("10.0.1.2", 8080), "p1's named port http is denied");
+        assert!(to("10.0.1.2", 443));
+        assert!(!to("192.0.2.1", 80));
+        assert!(to("192.0.2.1", 8080), "a world peer has no named port");
+    }
 }

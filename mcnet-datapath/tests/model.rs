@@ -92,3 +92,106 @@ fn datapath_entries_reproduce_the_engine_on_the_conformance_suites() {
         &failures[..failures.len().min(10)]
     );
 }
+
+#[path = "../../mcnet-core/tests/support/random_policies.rs"]
+mod random_policies;
+
+/// The same check on random inventories and policies (no root needed).
+#[test]
+fn datapath_entries_reproduce_the_engine_on_random_policies() {
+    use mcnet_core::policy::{Manifests, Proto, Query, QueryEndpoint};
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+    let mut runner = TestRunner::new(Config {
+        cases: 3000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&random_policies::scenario(), |objects| {
+        let text = serde_json::to_string(&objects).unwrap();
+        let m = match Manifests::parse_str(&text) {
+            Ok(m) => m,
+            Err(e) => return Err(TestCaseError::reject(e.to_string())),
+        };
+        let c = Compiled::new(&m);
+        let bindings: Vec<Binding> = m
+            .inventory
+            .pods
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.cluster == c.local_cluster)
+            .map(|(i, p)| Binding {
+                ifindex: 100 + i as u32,
+                pod: p.key(),
+            })
+            .collect();
+        let desired = DesiredState::from_compiled(&c, &bindings).unwrap();
+        let mut ends: Vec<QueryEndpoint> = m
+            .inventory
+            .pods
+            .iter()
+            .map(|p| QueryEndpoint {
+                pod: Some(p.key()),
+                ip: None,
+            })
+            .collect();
+        ends.extend(random_policies::EXTERNAL.iter().map(|ip| QueryEndpoint {
+            pod: None,
+            ip: Some(ip.to_string()),
+        }));
+        let addr = |e: &QueryEndpoint| -> (Option<u32>, IpAddr) {
+            match (&e.pod, &e.ip) {
+                (Some(p), _) => (
+                    bindings.iter().find(|b| &b.pod == p).map(|b| b.ifindex),
+                    m.inventory.pods[m.inventory.pod(p).unwrap()].ips[0],
+                ),
+                (_, Some(ip)) => (None, ip.parse().unwrap()),
+                _ => unreachable!(),
+            }
+        };
+        for from in &ends {
+            for to in &ends {
+                for (port, proto) in [
+                    (80, Proto::Tcp),
+                    (53, Proto::Udp),
+                    (8080, Proto::Tcp),
+                    (8050, Proto::Tcp),
+                    (443, Proto::Tcp),
+                    (80, Proto::Udp),
+                ] {
+                    let q = Query {
+                        from: from.clone(),
+                        to: to.clone(),
+                        port,
+                        protocol: proto,
+                        http: None,
+                    };
+                    let out = c.eval(&q).unwrap();
+                    let ((src_if, src_ip), (dst_if, dst_ip)) = (addr(from), addr(to));
+                    let p = proto_number(proto);
+                    let eg = src_if
+                        .map(|i| model_verdict(&desired, i, DIR_EGRESS, dst_ip, p, port).unwrap())
+                        .unwrap_or(true);
+                    let ing = dst_if
+                        .map(|i| model_verdict(&desired, i, DIR_INGRESS, src_ip, p, port).unwrap())
+                        .unwrap_or(true);
+                    let model = if eg && ing {
+                        Decision::Allow
+                    } else {
+                        Decision::Deny
+                    };
+                    if model != out.verdict {
+                        return Err(TestCaseError::fail(format!(
+                            "{q:?}: engine {} ({}), datapath entries {model}\nmanifests: {text}",
+                            out.verdict, out.explanation
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}

@@ -1048,3 +1048,96 @@ fn summarize(list: &[IpNet], max: usize) -> String {
     }
     format!("[{}]", s.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::synth::synthetic;
+    use super::*;
+
+    #[test]
+    fn direct_connect_prefix_limit_suggests_aggregation() {
+        let mut t = synthetic(300, 0);
+        for v in t
+            .spec
+            .interconnect
+            .vxcs
+            .iter_mut()
+            .filter(|v| v.target.kind == VxcTargetKind::AwsDirectConnect)
+        {
+            v.bgp.prefix_filters.export.clear();
+        }
+        let r = validate(&t);
+        let e: Vec<_> = r
+            .errors
+            .iter()
+            .filter(|d| d.code == "aws.dx-prefix-limit")
+            .collect();
+        assert_eq!(e.len(), 2, "{:?}", r.errors);
+        assert!(
+            e[0].message.contains("200 prefixes") && e[0].message.contains("at most 100"),
+            "{}",
+            e[0].message
+        );
+        assert!(e[0].message.contains("aggregat"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn peerings_per_vpc_are_limited() {
+        let mut t = synthetic(60, 0);
+        t.spec.peerings.clear();
+        for i in (3..60).step_by(3) {
+            t.spec.peerings.push(Peering {
+                name: format!("p{i}"),
+                kind: PeeringKind::VpcPeering,
+                networks: vec!["net-0".into(), format!("net-{i}")],
+            });
+        }
+        assert!(validate(&t).valid, "19 peerings are fine");
+        let mut big = synthetic(200, 0);
+        big.spec.peerings.clear();
+        for i in (3..200).step_by(3) {
+            big.spec.peerings.push(Peering {
+                name: format!("p{i}"),
+                kind: PeeringKind::VpcPeering,
+                networks: vec!["net-0".into(), format!("net-{i}")],
+            });
+        }
+        let r = validate(&big);
+        let e: Vec<_> = r
+            .errors
+            .iter()
+            .filter(|d| d.code == "aws.peering-limit")
+            .collect();
+        assert_eq!(e.len(), 1, "{:?}", r.errors);
+        assert!(
+            e[0].message.contains("net-0") && e[0].message.contains("66 VPC peerings"),
+            "{}",
+            e[0].message
+        );
+    }
+
+    #[test]
+    fn ipam_exhaustion_names_the_cluster_and_pool() {
+        let mut t = synthetic(4, 4);
+        t.spec.ipam = Some(IpamPools {
+            pods: Some("10.200.0.0/15".parse().unwrap()),
+            services: None,
+        });
+        for c in &mut t.spec.clusters {
+            c.pod_cidr = Cidr::Auto;
+        }
+        let r = validate(&t);
+        let e: Vec<_> = r
+            .errors
+            .iter()
+            .filter(|d| d.code == "ipam.exhausted")
+            .collect();
+        assert_eq!(e.len(), 2, "two /16s fit in a /15: {:?}", r.errors);
+        assert!(
+            e[0].message.contains("cluster-2") && e[0].message.contains("10.200.0.0/15"),
+            "{}",
+            e[0].message
+        );
+        assert_eq!(e[0].path, "spec.clusters[2].podCidr");
+    }
+}
