@@ -26,17 +26,6 @@ use mcnet_datapath::state::{mapped, DesiredState};
 use mcnet_datapath::{netns, testrun, Datapath, TO_POD};
 use mcnet_ebpf_common::*;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -307,7 +296,7 @@ fn uninstall(setup: Setup, node: &str) {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    if mcnet_datapath::EBPF_OBJECT.is_empty() || !is_root() {
+    if mcnet_datapath::EBPF_OBJECT.is_empty() || !mcnet_datapath::is_root() {
         println!("datapath bench skipped: needs root and the real eBPF object");
         return;
     }

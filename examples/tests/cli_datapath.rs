@@ -18,17 +18,6 @@ const ADR: &str = concat!(
     "/policies/adr-003-production.yaml"
 );
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
 struct Agent(Child);
 
 impl Drop for Agent {
@@ -83,7 +72,10 @@ fn start(node: &str, binds: &[String], flows: &str, pins: &str) -> Agent {
 
 #[test]
 fn enforce_contract_restart_and_clean_stop() {
-    if !is_root() || !std::path::Path::new("/usr/bin/nsenter").exists() {
+    if mcnet_datapath::EBPF_OBJECT.is_empty()
+        || !mcnet_datapath::is_root()
+        || !std::path::Path::new("/usr/bin/nsenter").exists()
+    {
         eprintln!("skipped: needs root and nsenter");
         return;
     }

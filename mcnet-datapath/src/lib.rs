@@ -196,6 +196,12 @@ pub const PINNED_MAPS: [&str; 9] = [
     "MCNET_CONFIG",
 ];
 
+/// Whether this process runs as root (the datapath needs it; tests skip without it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Mounts the BPF filesystem at /sys/fs/bpf unless it is there.
 pub fn ensure_bpffs() -> Result<()> {
     let mounted = std::fs::read_to_string("/proc/self/mounts")

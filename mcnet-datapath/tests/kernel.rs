@@ -12,17 +12,6 @@ use mcnet_core::policy::Compiled;
 use mcnet_datapath::state::{Binding, DesiredState};
 use mcnet_datapath::{testrun, Datapath, FROM_POD, TO_POD};
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
 fn v4(ip: IpAddr) -> Option<[u8; 4]> {
     match ip {
         IpAddr::V4(a) => Some(a.octets()),
@@ -32,7 +21,7 @@ fn v4(ip: IpAddr) -> Option<[u8; 4]> {
 
 #[test]
 fn kernel_verdicts_equal_the_engine() {
-    if cfg!(mcnet_ebpf_stub) || !is_root() {
+    if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
         eprintln!("skipped: needs root and the real eBPF object");
         return;
     }
@@ -138,7 +127,7 @@ fn kernel_verdicts_equal_the_engine_on_random_policies() {
     use mcnet_core::policy::{Manifests, Proto, Query, QueryEndpoint};
     use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-    if cfg!(mcnet_ebpf_stub) || !is_root() {
+    if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
         eprintln!("skipped: needs root and the real eBPF object");
         return;
     }

@@ -36,17 +36,6 @@ spec:
   ingress: [{from: [{podSelector: {matchLabels: {app: batch}}}], ports: [{port: 9000, protocol: UDP}]}]
 "#;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
 fn pod(p: &str) -> QueryEndpoint {
     QueryEndpoint {
         pod: Some(p.into()),
@@ -56,7 +45,7 @@ fn pod(p: &str) -> QueryEndpoint {
 
 #[test]
 fn real_traffic_follows_the_engine() {
-    if cfg!(mcnet_ebpf_stub) || !is_root() {
+    if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
         eprintln!("skipped: needs root and the real eBPF object");
         return;
     }

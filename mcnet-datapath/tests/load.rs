@@ -1,24 +1,13 @@
 //! Loads the embedded kernel programs into the running kernel. Needs root
 //! (CI runs as root); skipped with a message otherwise.
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
 #[test]
 fn kernel_accepts_the_programs() {
     if cfg!(mcnet_ebpf_stub) {
         eprintln!("skipped: built with MCNET_EBPF_STUB");
         return;
     }
-    if !is_root() {
+    if !mcnet_datapath::is_root() {
         eprintln!("skipped: loading eBPF needs root");
         return;
     }
