@@ -210,7 +210,7 @@ pub fn diagram(file: &str, out: &str) -> anyhow::Result<ExitCode> {
 
 pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let step = |n: u32, what: &str| eprintln!("\n[{n}/4] {what}");
+    let step = |n: u32, what: &str| eprintln!("\n[{n}/5] {what}");
     step(1, &format!("validate {topology_file}"));
     let code = validate(topology_file, Format::Text)?;
     if code != ExitCode::SUCCESS {
@@ -236,6 +236,12 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
             &[manifests.to_string()],
             "examples/policies/adr-003-queries.json",
         )?;
+    }
+    step(5, "the same policy enforced in the kernel (eBPF), with real traffic in a network-namespace lab");
+    if mcnet_datapath::is_root() && !mcnet_datapath::EBPF_OBJECT.is_empty() {
+        crate::datapath_cmd::demo(manifests)?;
+    } else {
+        eprintln!("skipped: the eBPF datapath needs root");
     }
     eprintln!(
         "\ndemo finished in {:.1?}; picture: {svg}",
