@@ -281,100 +281,115 @@ mod prog {
         [a[12], a[13], a[14], a[15]]
     }
 
-    /// Conntrack: is this packet part of a flow already allowed?
+    /// The canonical conntrack key of a packet, and whether its source is the key's `a` side.
     #[inline(always)]
-    fn track(p: &Packet, direction: u8, other: u8, ifindex: u32) -> Tracked {
-        if p.family == 4 {
-            let fwd = CtKey4 {
-                src: v4(&p.src),
-                dst: v4(&p.dst),
-                sport: p.sport,
-                dport: p.dport,
+    fn ct4(p: &Packet, ifindex: u32) -> (CtKey4, bool) {
+        let (s, d) = (v4(&p.src), v4(&p.dst));
+        let src_low = (u32::from_be_bytes(s), p.sport) <= (u32::from_be_bytes(d), p.dport);
+        let k = if src_low {
+            CtKey4 {
+                a: s,
+                b: d,
+                pa: p.sport,
+                pb: p.dport,
                 proto: p.proto,
-                direction,
+                _pad: 0,
                 ifindex: ifindex as u16,
-            };
-            if let Some(ct) = CT4.get_ptr_mut(&fwd) {
-                // SAFETY: the entry stays valid for the program's run; a lost
-                // increment under a race only skews a statistic.
-                unsafe { (*ct).packets += 1 };
-                return Tracked::Established;
-            }
-            let rev = CtKey4 {
-                src: fwd.dst,
-                dst: fwd.src,
-                sport: p.dport,
-                dport: p.sport,
-                proto: p.proto,
-                direction: other,
-                ifindex: ifindex as u16,
-            };
-            if let Some(ct) = CT4.get_ptr_mut(&rev) {
-                // SAFETY: as above.
-                unsafe { (*ct).replies += 1 };
-                return Tracked::Reply;
             }
         } else {
-            let fwd = CtKey {
-                src: p.src,
-                dst: p.dst,
-                sport: p.sport,
-                dport: p.dport,
+            CtKey4 {
+                a: d,
+                b: s,
+                pa: p.dport,
+                pb: p.sport,
                 proto: p.proto,
-                direction,
-                _pad: [0; 2],
-                ifindex,
-            };
-            if let Some(ct) = CT.get_ptr_mut(&fwd) {
-                // SAFETY: as above.
-                unsafe { (*ct).packets += 1 };
-                return Tracked::Established;
+                _pad: 0,
+                ifindex: ifindex as u16,
             }
-            let rev = CtKey {
-                src: p.dst,
-                dst: p.src,
-                sport: p.dport,
-                dport: p.sport,
+        };
+        (k, src_low)
+    }
+
+    #[inline(always)]
+    fn ct6(p: &Packet, ifindex: u32) -> (CtKey, bool) {
+        let src_low = (p.src, p.sport) <= (p.dst, p.dport);
+        let k = if src_low {
+            CtKey {
+                a: p.src,
+                b: p.dst,
+                pa: p.sport,
+                pb: p.dport,
                 proto: p.proto,
-                direction: other,
-                _pad: [0; 2],
+                _pad: [0; 3],
                 ifindex,
-            };
-            if let Some(ct) = CT.get_ptr_mut(&rev) {
-                // SAFETY: as above.
-                unsafe { (*ct).replies += 1 };
-                return Tracked::Reply;
+            }
+        } else {
+            CtKey {
+                a: p.dst,
+                b: p.src,
+                pa: p.dport,
+                pb: p.sport,
+                proto: p.proto,
+                _pad: [0; 3],
+                ifindex,
+            }
+        };
+        (k, src_low)
+    }
+
+    /// Conntrack: is this packet part of a flow already allowed, or its reply? One lookup.
+    #[inline(always)]
+    fn track(p: &Packet, ifindex: u32) -> Tracked {
+        let (entry, src_is_a) = if p.family == 4 {
+            let (k, a) = ct4(p, ifindex);
+            (CT4.get_ptr_mut(&k), a)
+        } else {
+            let (k, a) = ct6(p, ifindex);
+            (CT.get_ptr_mut(&k), a)
+        };
+        let Some(ct) = entry else { return Tracked::New };
+        // SAFETY: the entry stays valid for the program's run; a lost
+        // increment under a race only skews a statistic.
+        unsafe {
+            if ((*ct).a_is_origin == 1) == src_is_a {
+                (*ct).packets += 1;
+                Tracked::Established
+            } else {
+                (*ct).replies += 1;
+                Tracked::Reply
             }
         }
-        Tracked::New
     }
 
     /// Conntrack: remember an allowed flow.
     #[inline(always)]
-    fn open(p: &Packet, direction: u8, ifindex: u32, v: &CtValue) {
+    fn open(p: &Packet, ifindex: u32, now: u64) {
         if p.family == 4 {
-            let k = CtKey4 {
-                src: v4(&p.src),
-                dst: v4(&p.dst),
-                sport: p.sport,
-                dport: p.dport,
-                proto: p.proto,
-                direction,
-                ifindex: ifindex as u16,
-            };
-            let _ = CT4.insert(&k, v, 0);
+            let (k, a) = ct4(p, ifindex);
+            let _ = CT4.insert(
+                &k,
+                &CtValue {
+                    created_ns: now,
+                    packets: 1,
+                    replies: 0,
+                    a_is_origin: a as u8,
+                    _pad: [0; 7],
+                },
+                0,
+            );
         } else {
-            let k = CtKey {
-                src: p.src,
-                dst: p.dst,
-                sport: p.sport,
-                dport: p.dport,
-                proto: p.proto,
-                direction,
-                _pad: [0; 2],
-                ifindex,
-            };
-            let _ = CT.insert(&k, v, 0);
+            let (k, a) = ct6(p, ifindex);
+            let _ = CT.insert(
+                &k,
+                &CtValue {
+                    created_ns: now,
+                    packets: 1,
+                    replies: 0,
+                    a_is_origin: a as u8,
+                    _pad: [0; 7],
+                },
+                0,
+            );
         }
     }
 
@@ -428,12 +443,7 @@ mod prog {
             return TC_ACT_OK;
         }
 
-        let other = if direction == DIR_EGRESS {
-            DIR_INGRESS
-        } else {
-            DIR_EGRESS
-        };
-        match track(&p, direction, other, ifindex) {
+        match track(&p, ifindex) {
             Tracked::Established => {
                 count(REASON_ALLOWED_ESTABLISHED, len);
                 return TC_ACT_OK;
@@ -491,16 +501,7 @@ mod prog {
         if allow {
             // SAFETY: a helper without preconditions.
             let now = unsafe { bpf_ktime_get_ns() };
-            open(
-                &p,
-                direction,
-                ifindex,
-                &CtValue {
-                    created_ns: now,
-                    packets: 1,
-                    replies: 0,
-                },
-            );
+            open(&p, ifindex, now);
             report(
                 &p,
                 ifindex,

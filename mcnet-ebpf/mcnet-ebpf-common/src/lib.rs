@@ -94,44 +94,44 @@ pub struct PolicyValue {
     pub cookie: u32,
 }
 
-/// An IPv4 connection-tracking key (16 bytes, so that hashing it is cheap).
+/// An IPv4 connection-tracking key (16 bytes, so that hashing it is cheap),
+/// canonical: the `a` side is the lower (address, port) of the two, so a
+/// flow and its replies share one entry and one lookup finds either.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtKey4 {
-    /// Source address, network order.
-    pub src: [u8; 4],
-    /// Destination address, network order.
-    pub dst: [u8; 4],
-    /// Source port.
-    pub sport: u16,
-    /// Destination port.
-    pub dport: u16,
+    /// The lower side's address, network order.
+    pub a: [u8; 4],
+    /// The higher side's address, network order.
+    pub b: [u8; 4],
+    /// The lower side's port.
+    pub pa: u16,
+    /// The higher side's port.
+    pub pb: u16,
     /// IP protocol.
     pub proto: u8,
-    /// Direction of the packet that created the entry.
-    pub direction: u8,
+    /// Padding.
+    pub _pad: u8,
     /// The endpoint's host-side interface (low 16 bits).
     pub ifindex: u16,
 }
 
-/// An IPv6 connection-tracking key (one per direction and endpoint interface).
+/// An IPv6 connection-tracking key, canonical as [`CtKey4`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtKey {
-    /// Source address (IPv4 mapped).
-    pub src: [u8; 16],
-    /// Destination address (IPv4 mapped).
-    pub dst: [u8; 16],
-    /// Source port.
-    pub sport: u16,
-    /// Destination port.
-    pub dport: u16,
+    /// The lower side's address.
+    pub a: [u8; 16],
+    /// The higher side's address.
+    pub b: [u8; 16],
+    /// The lower side's port.
+    pub pa: u16,
+    /// The higher side's port.
+    pub pb: u16,
     /// IP protocol.
     pub proto: u8,
-    /// Direction of the packet that created the entry.
-    pub direction: u8,
     /// Padding.
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 3],
     /// The endpoint's host-side interface.
     pub ifindex: u32,
 }
@@ -146,6 +146,10 @@ pub struct CtValue {
     pub packets: u64,
     /// Replies seen.
     pub replies: u64,
+    /// 1 when the flow's originator is the key's `a` side.
+    pub a_is_origin: u8,
+    /// Padding.
+    pub _pad: [u8; 7],
 }
 
 /// Why a packet got its verdict: the index into the per-CPU counters.
@@ -245,7 +249,7 @@ const _: () = assert!(core::mem::size_of::<PolicyKey>() == 12);
 const _: () = assert!(core::mem::size_of::<PolicyValue>() == 8);
 const _: () = assert!(core::mem::size_of::<CtKey>() == 44);
 const _: () = assert!(core::mem::size_of::<CtKey4>() == 16);
-const _: () = assert!(core::mem::size_of::<CtValue>() == 24);
+const _: () = assert!(core::mem::size_of::<CtValue>() == 32);
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<PacketCount>() == 16);
 
