@@ -18,6 +18,15 @@ const ADR: &str = concat!(
     "/policies/adr-003-production.yaml"
 );
 
+/// Removes a directory when dropped, also when the test fails.
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 struct Agent(Child);
 
 impl Drop for Agent {
@@ -98,6 +107,10 @@ fn enforce_contract_restart_and_clean_stop() {
     std::fs::create_dir_all(&dir).unwrap();
     let flows = dir.join("flows.jsonl").to_string_lossy().into_owned();
     let pins = format!("/sys/fs/bpf/mcnet-test-{}", std::process::id());
+    let _cleanup = (
+        RemoveOnDrop(pins.clone()),
+        RemoveOnDrop(dir.to_string_lossy().into_owned()),
+    );
     let (fe, api, batch) = (&lab.pods[0].netns, pods[1].1, &lab.pods[2].netns);
 
     let agent = start(&lab.node, &binds, &flows, &pins);
@@ -184,6 +197,4 @@ fn enforce_contract_restart_and_clean_stop() {
     assert!(tcp_ok(batch, api, 8080), "detached: traffic flows again");
 
     stop.store(true, Ordering::Relaxed);
-    let _ = std::fs::remove_dir_all(&pins);
-    let _ = std::fs::remove_dir_all(&dir);
 }

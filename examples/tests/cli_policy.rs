@@ -1,36 +1,15 @@
 //! The `mcnet policy ...` contracts, run as a user would.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use serde_json::Value;
+
+mod common;
+use common::{mcnet, temp};
 
 const PROD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/policies/adr-003-production.yaml"
 );
 const QUERIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/adr-003-queries.json");
-
-fn mcnet(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mcnet"))
-        .args(args)
-        .output()
-        .expect("run mcnet");
-    (
-        out.status.code().expect("exited"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn temp(name: &str, text: &str) -> String {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("mcnet-cli-policy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_string_lossy().into_owned()
-}
 
 #[test]
 fn eval_contract_answers_in_order_with_explanations() {

@@ -1,26 +1,15 @@
 //! The `mcnet validate | paths | ipam | diagram` contracts, run as a user would.
 
-use std::process::Command;
-
 use serde_json::Value;
+
+mod common;
+use common::{mcnet, temp};
 
 const ADR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/topologies/adr-003.yaml");
 const REDUNDANT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/topologies/adr-003-redundant.yaml"
 );
-
-fn mcnet(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mcnet"))
-        .args(args)
-        .output()
-        .expect("run mcnet");
-    (
-        out.status.code().expect("exited"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// Writes a variant of adr-003 with `from` replaced by `to`.
 fn variant(name: &str, from: &str, to: &str) -> String {
@@ -29,11 +18,7 @@ fn variant(name: &str, from: &str, to: &str) -> String {
         text.contains(from),
         "adr-003.yaml no longer contains {from:?}"
     );
-    let dir = std::env::temp_dir().join(format!("mcnet-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-    path.to_string_lossy().into_owned()
+    temp(name, &text.replacen(from, to, 1))
 }
 
 fn validate_json(path: &str) -> (i32, Value) {
@@ -148,12 +133,9 @@ fn dangling_reference_is_invalid() {
 fn truncated_yaml_is_invalid_with_a_location() {
     let text = std::fs::read_to_string(ADR).unwrap();
     let cut = text.find("{name: gke-nodes").unwrap();
-    let dir = std::env::temp_dir().join(format!("mcnet-cli-t-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("truncated.yaml");
     // Cut mid-token, as a partial write would.
-    std::fs::write(&p, &text[..cut + 12]).unwrap();
-    let (code, v) = validate_json(p.to_str().unwrap());
+    let p = temp("truncated.yaml", &text[..cut + 12]);
+    let (code, v) = validate_json(&p);
     assert_eq!(code, 1, "{v}");
     let msg = v["errors"][0]["message"].as_str().unwrap();
     assert!(msg.contains("line "), "{msg}");
@@ -170,11 +152,8 @@ fn every_problem_is_reported_at_once() {
             "clusterMesh: {id: 300, name: GKE_Prod}",
             1,
         );
-    let dir = std::env::temp_dir().join(format!("mcnet-cli-m-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("many.yaml");
-    std::fs::write(&p, text).unwrap();
-    let (code, v) = validate_json(p.to_str().unwrap());
+    let p = temp("many.yaml", &text);
+    let (code, v) = validate_json(&p);
     assert_eq!(code, 1);
     for c in [
         "megaport.vlan-range",
@@ -257,11 +236,7 @@ fn ipam_fills_every_auto() {
         ]
     );
     // The allocated topology validates.
-    let dir = std::env::temp_dir().join(format!("mcnet-cli-i-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("filled.json");
-    std::fs::write(&p, &out).unwrap();
-    assert_eq!(validate_json(p.to_str().unwrap()).0, 0);
+    assert_eq!(validate_json(&temp("filled.json", &out)).0, 0);
 }
 
 #[test]

@@ -162,6 +162,23 @@ impl Lab {
         Ok(lab)
     }
 
+    /// Builds a lab of every pod of an inventory that has an IPv4 address.
+    pub fn for_inventory(
+        prefix: &str,
+        inventory: &mcnet_core::policy::model::Inventory,
+    ) -> Result<Lab, String> {
+        let pods: Vec<(String, Ipv4Addr)> = inventory
+            .pods
+            .iter()
+            .filter_map(|p| match p.ips.first() {
+                Some(std::net::IpAddr::V4(a)) => Some((p.key(), *a)),
+                _ => None,
+            })
+            .collect();
+        let refs: Vec<(&str, Ipv4Addr)> = pods.iter().map(|(k, a)| (k.as_str(), *a)).collect();
+        Lab::new(prefix, &refs)
+    }
+
     /// Keeps the namespaces after the lab is dropped (`mcnet datapath lab up`);
     /// [`Lab::destroy`] removes them later.
     pub fn persist(mut self) -> Vec<String> {

@@ -173,6 +173,36 @@ pub fn reason_name(r: u32) -> &'static str {
     }
 }
 
+/// Opens map `name` of `ebpf` as a typed map (read-write).
+fn open_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .map_mut(name)
+        .ok_or_else(|| Error::Missing(format!("map {name}")))?;
+    T::try_from(map).map_err(map_err(name, "open"))
+}
+
+/// Opens map `name` of `ebpf` as a typed map (read-only).
+fn open<'a, T>(ebpf: &'a Ebpf, name: &'static str) -> Result<T>
+where
+    T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .map(name)
+        .ok_or_else(|| Error::Missing(format!("map {name}")))?;
+    T::try_from(map).map_err(map_err(name, "open"))
+}
+
+/// A TC program of `ebpf` by name.
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| Error::Missing(format!("program `{name}`")))?
+        .try_into()
+        .map_err(perr(name, "type check"))
+}
+
 /// How to load the datapath.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
@@ -182,19 +212,6 @@ pub struct LoadOptions {
     /// is dropped.
     pub pin_dir: Option<PathBuf>,
 }
-
-/// The map names, all pinned by name.
-pub const PINNED_MAPS: [&str; 9] = [
-    "MCNET_ENDPOINTS",
-    "MCNET_IPCACHE",
-    "MCNET_IPCACHE4",
-    "MCNET_IPCACHE6",
-    "MCNET_POLICY",
-    "MCNET_CT",
-    "MCNET_CT4",
-    "MCNET_COUNTERS",
-    "MCNET_CONFIG",
-];
 
 /// Whether this process runs as root (the datapath needs it; tests skip without it).
 pub fn is_root() -> bool {
@@ -237,6 +254,14 @@ pub fn ensure_bpffs() -> Result<()> {
 enum AttachedLink {
     Owned(&'static str, SchedClassifierLinkId),
     Pinned(aya::programs::links::PinnedLink),
+}
+
+/// ipcache writes grouped by the map they go to (`None`: remove).
+#[derive(Default)]
+struct IpcacheOps {
+    v4: Vec<([u8; 4], Option<u32>)>,
+    v6: Vec<([u8; 16], Option<u32>)>,
+    prefixes: Vec<(Key<IpKey>, Option<u32>)>,
 }
 
 struct Attachment {
@@ -318,13 +343,9 @@ impl Datapath {
             pin_dir: options.pin_dir.clone(),
         };
         for name in [FROM_POD, TO_POD] {
-            let prog: &mut SchedClassifier = dp
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| Error::Missing(format!("program `{name}`")))?
-                .try_into()
-                .map_err(perr(name, "type check"))?;
-            prog.load().map_err(perr(name, "load"))?;
+            classifier(&mut dp.ebpf, name)?
+                .load()
+                .map_err(perr(name, "load"))?;
         }
         dp.applied = dp.observe()?;
         Ok(dp)
@@ -333,27 +354,19 @@ impl Datapath {
     /// Reads the state the maps hold now (after a restart, what the previous agent synced).
     pub fn observe(&self) -> Result<DesiredState> {
         let mut s = DesiredState::default();
-        let map = |name: &'static str| {
-            self.ebpf
-                .map(name)
-                .ok_or_else(|| Error::Missing(format!("map {name}")))
-        };
-        let eps: Array<&MapData, EndpointInfo> =
-            Array::try_from(map("MCNET_ENDPOINTS")?).map_err(map_err("MCNET_ENDPOINTS", "open"))?;
+        let eps: Array<&MapData, EndpointInfo> = open(&self.ebpf, "MCNET_ENDPOINTS")?;
         for (k, v) in eps.iter().enumerate() {
             let v = v.map_err(map_err("MCNET_ENDPOINTS", "read"))?;
             if v.identity != 0 {
                 s.endpoints.insert(k as u32, v);
             }
         }
-        let pol: HashMap<&MapData, PolicyKey, PolicyValue> =
-            HashMap::try_from(map("MCNET_POLICY")?).map_err(map_err("MCNET_POLICY", "open"))?;
+        let pol: HashMap<&MapData, PolicyKey, PolicyValue> = open(&self.ebpf, "MCNET_POLICY")?;
         for kv in pol.iter() {
             let (k, v) = kv.map_err(map_err("MCNET_POLICY", "read"))?;
             s.policy.insert(k, v);
         }
-        let ip4: HashMap<&MapData, [u8; 4], u32> =
-            HashMap::try_from(map("MCNET_IPCACHE4")?).map_err(map_err("MCNET_IPCACHE4", "open"))?;
+        let ip4: HashMap<&MapData, [u8; 4], u32> = open(&self.ebpf, "MCNET_IPCACHE4")?;
         for kv in ip4.iter() {
             let (k, v) = kv.map_err(map_err("MCNET_IPCACHE4", "read"))?;
             s.ipcache.insert(
@@ -361,14 +374,12 @@ impl Datapath {
                 v,
             );
         }
-        let ip6: HashMap<&MapData, [u8; 16], u32> =
-            HashMap::try_from(map("MCNET_IPCACHE6")?).map_err(map_err("MCNET_IPCACHE6", "open"))?;
+        let ip6: HashMap<&MapData, [u8; 16], u32> = open(&self.ebpf, "MCNET_IPCACHE6")?;
         for kv in ip6.iter() {
             let (k, v) = kv.map_err(map_err("MCNET_IPCACHE6", "read"))?;
             s.ipcache.insert((128, k), v);
         }
-        let ipc: LpmTrie<&MapData, IpKey, u32> =
-            LpmTrie::try_from(map("MCNET_IPCACHE")?).map_err(map_err("MCNET_IPCACHE", "open"))?;
+        let ipc: LpmTrie<&MapData, IpKey, u32> = open(&self.ebpf, "MCNET_IPCACHE")?;
         for kv in ipc.iter() {
             let (k, v) = kv.map_err(map_err("MCNET_IPCACHE", "read"))?;
             s.ipcache.insert((k.prefix_len(), k.data().addr), v);
@@ -408,12 +419,7 @@ impl Datapath {
                 .filter(|p| p.exists())
                 .and_then(|p| PinnedLink::from_pin(p).ok())
                 .and_then(|l| l.unpin().ok());
-            let prog: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| Error::Missing(format!("program `{name}`")))?
-                .try_into()
-                .map_err(perr(name, "type check"))?;
+            let prog = classifier(&mut self.ebpf, name)?;
             let id = prog
                 .attach(iface, hook)
                 .map_err(perr(name, format!("attach to {iface}")))?;
@@ -471,13 +477,9 @@ impl Datapath {
         for link in links {
             match link {
                 AttachedLink::Owned(name, id) => {
-                    let prog: &mut SchedClassifier = self
-                        .ebpf
-                        .program_mut(name)
-                        .ok_or_else(|| Error::Missing(format!("program `{name}`")))?
-                        .try_into()
-                        .map_err(perr(name, "type check"))?;
-                    prog.detach(id).map_err(perr(name, "detach"))?;
+                    classifier(&mut self.ebpf, name)?
+                        .detach(id)
+                        .map_err(perr(name, "detach"))?;
                 }
                 // Unpinning hands the link back; dropping it detaches.
                 AttachedLink::Pinned(p) => drop(p.unpin().map_err(|source| Error::Netns {
@@ -533,12 +535,7 @@ impl Datapath {
 
     /// Sets the L7 mode.
     pub fn set_l7_mode(&mut self, mode: L7Mode) -> Result<()> {
-        let mut cfg: Array<&mut MapData, u32> = Array::try_from(
-            self.ebpf
-                .map_mut("MCNET_CONFIG")
-                .ok_or_else(|| Error::Missing("map MCNET_CONFIG".into()))?,
-        )
-        .map_err(map_err("MCNET_CONFIG", "open"))?;
+        let mut cfg: Array<&mut MapData, u32> = open_mut(&mut self.ebpf, "MCNET_CONFIG")?;
         cfg.set(CONFIG_L7_MODE, if mode == L7Mode::Deny { 1 } else { 0 }, 0)
             .map_err(map_err("MCNET_CONFIG", "set"))
     }
@@ -550,8 +547,7 @@ impl Datapath {
         let mut n = 0;
         {
             let mut ct: HashMap<&mut MapData, CtKey4, CtValue> =
-                HashMap::try_from(self.map_mut("MCNET_CT4")?)
-                    .map_err(map_err("MCNET_CT4", "open"))?;
+                open_mut(&mut self.ebpf, "MCNET_CT4")?;
             let keys: Vec<CtKey4> = ct.keys().filter_map(|k| k.ok()).collect();
             for k in keys {
                 if ct.remove(&k).is_ok() {
@@ -559,8 +555,7 @@ impl Datapath {
                 }
             }
         }
-        let mut ct: HashMap<&mut MapData, CtKey, CtValue> =
-            HashMap::try_from(self.map_mut("MCNET_CT")?).map_err(map_err("MCNET_CT", "open"))?;
+        let mut ct: HashMap<&mut MapData, CtKey, CtValue> = open_mut(&mut self.ebpf, "MCNET_CT")?;
         let keys: Vec<CtKey> = ct.keys().filter_map(|k| k.ok()).collect();
         for k in keys {
             if ct.remove(&k).is_ok() {
@@ -572,12 +567,7 @@ impl Datapath {
 
     /// Turns flow events on or off (counters keep counting).
     pub fn set_flow_events(&mut self, on: bool) -> Result<()> {
-        let mut cfg: Array<&mut MapData, u32> = Array::try_from(
-            self.ebpf
-                .map_mut("MCNET_CONFIG")
-                .ok_or_else(|| Error::Missing("map MCNET_CONFIG".into()))?,
-        )
-        .map_err(map_err("MCNET_CONFIG", "open"))?;
+        let mut cfg: Array<&mut MapData, u32> = open_mut(&mut self.ebpf, "MCNET_CONFIG")?;
         cfg.set(CONFIG_EVENTS_OFF, if on { 0 } else { 1 }, 0)
             .map_err(map_err("MCNET_CONFIG", "set"))
     }
@@ -619,43 +609,38 @@ impl Datapath {
         Ok(ops)
     }
 
-    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map> {
-        self.ebpf
-            .map_mut(name)
-            .ok_or_else(|| Error::Missing(format!("map {name}")))
-    }
-
     fn apply(&mut self, d: &Delta) -> Result<usize> {
-        let mut ops = 0;
-        // 1. ipcache upserts: exact addresses in the hash maps, prefixes in the trie.
-        for ((len, addr), id) in &d.ipcache_upsert {
-            if *len == 128 {
-                self.exact_ip(addr, Some(*id))?;
-            } else {
-                let mut ipc: LpmTrie<&mut MapData, IpKey, u32> =
-                    LpmTrie::try_from(self.map_mut("MCNET_IPCACHE")?)
-                        .map_err(map_err("MCNET_IPCACHE", "open"))?;
-                ipc.insert(&Key::new(*len, IpKey { addr: *addr }), id, 0)
-                    .map_err(map_err("MCNET_IPCACHE", "insert"))?;
+        // Exact addresses go to the per-family hash maps, prefixes to the trie.
+        fn split<'a>(
+            entries: impl Iterator<Item = (&'a (u32, [u8; 16]), Option<u32>)>,
+        ) -> IpcacheOps {
+            let mut ops = IpcacheOps::default();
+            for (&(len, addr), id) in entries {
+                match (len, std::net::Ipv6Addr::from(addr).to_ipv4_mapped()) {
+                    (128, Some(v4)) => ops.v4.push((v4.octets(), id)),
+                    (128, None) => ops.v6.push((addr, id)),
+                    _ => ops.prefixes.push((Key::new(len, IpKey { addr }), id)),
+                }
             }
-            ops += 1;
+            ops
         }
-        // 2. policy upserts.
+        let upserts = split(d.ipcache_upsert.iter().map(|(k, id)| (k, Some(*id))));
+        let removals = split(d.ipcache_remove.iter().map(|k| (k, None)));
+        // 1. ipcache upserts; 2. policy upserts; 3. endpoints, whose isolation
+        // flags may rely on the entries above; 4. removals.
+        let mut ops = self.apply_ipcache(&upserts)?;
         {
             let mut pol: HashMap<&mut MapData, PolicyKey, PolicyValue> =
-                HashMap::try_from(self.map_mut("MCNET_POLICY")?)
-                    .map_err(map_err("MCNET_POLICY", "open"))?;
+                open_mut(&mut self.ebpf, "MCNET_POLICY")?;
             for (k, v) in &d.policy_upsert {
                 pol.insert(k, v, 0)
                     .map_err(map_err("MCNET_POLICY", format!("insert {k:?}")))?;
                 ops += 1;
             }
         }
-        // 3. endpoints (their isolation flags may rely on the entries above).
         {
             let mut eps: Array<&mut MapData, EndpointInfo> =
-                Array::try_from(self.map_mut("MCNET_ENDPOINTS")?)
-                    .map_err(map_err("MCNET_ENDPOINTS", "open"))?;
+                open_mut(&mut self.ebpf, "MCNET_ENDPOINTS")?;
             for (k, v) in &d.endpoint_upsert {
                 if *k >= MAX_IFINDEX {
                     return Err(Error::Missing(format!(
@@ -672,75 +657,59 @@ impl Datapath {
                 ops += 1;
             }
         }
-        // 4. removals.
         {
             let mut pol: HashMap<&mut MapData, PolicyKey, PolicyValue> =
-                HashMap::try_from(self.map_mut("MCNET_POLICY")?)
-                    .map_err(map_err("MCNET_POLICY", "open"))?;
+                open_mut(&mut self.ebpf, "MCNET_POLICY")?;
             for k in &d.policy_remove {
                 let _ = pol.remove(k);
                 ops += 1;
             }
         }
-        for (len, addr) in &d.ipcache_remove {
-            if *len == 128 {
-                self.exact_ip(addr, None)?;
-            } else {
-                let mut ipc: LpmTrie<&mut MapData, IpKey, u32> =
-                    LpmTrie::try_from(self.map_mut("MCNET_IPCACHE")?)
-                        .map_err(map_err("MCNET_IPCACHE", "open"))?;
-                let _ = ipc.remove(&Key::new(*len, IpKey { addr: *addr }));
-            }
-            ops += 1;
-        }
+        ops += self.apply_ipcache(&removals)?;
         Ok(ops)
     }
 
-    /// Sets (or, with `None`, removes) an exact address in the ipcache.
-    fn exact_ip(&mut self, addr: &[u8; 16], id: Option<u32>) -> Result<()> {
-        let v6 = std::net::Ipv6Addr::from(*addr);
-        if let Some(v4) = v6.to_ipv4_mapped() {
-            let mut m: HashMap<&mut MapData, [u8; 4], u32> = HashMap::try_from(
-                self.ebpf
-                    .map_mut("MCNET_IPCACHE4")
-                    .ok_or_else(|| Error::Missing("map MCNET_IPCACHE4".into()))?,
-            )
-            .map_err(map_err("MCNET_IPCACHE4", "open"))?;
-            match id {
-                Some(id) => m
-                    .insert(v4.octets(), id, 0)
-                    .map_err(map_err("MCNET_IPCACHE4", "insert"))?,
-                None => {
-                    let _ = m.remove(&v4.octets());
-                }
-            }
-        } else {
-            let mut m: HashMap<&mut MapData, [u8; 16], u32> = HashMap::try_from(
-                self.ebpf
-                    .map_mut("MCNET_IPCACHE6")
-                    .ok_or_else(|| Error::Missing("map MCNET_IPCACHE6".into()))?,
-            )
-            .map_err(map_err("MCNET_IPCACHE6", "open"))?;
-            match id {
-                Some(id) => m
-                    .insert(addr, id, 0)
-                    .map_err(map_err("MCNET_IPCACHE6", "insert"))?,
-                None => {
-                    let _ = m.remove(addr);
+    /// Writes (`Some`) or removes (`None`) ipcache entries, each map opened once.
+    fn apply_ipcache(&mut self, ops: &IpcacheOps) -> Result<usize> {
+        {
+            let mut m: HashMap<&mut MapData, [u8; 4], u32> =
+                open_mut(&mut self.ebpf, "MCNET_IPCACHE4")?;
+            for (k, id) in &ops.v4 {
+                match id {
+                    Some(id) => m
+                        .insert(k, id, 0)
+                        .map_err(map_err("MCNET_IPCACHE4", "insert"))?,
+                    None => drop(m.remove(k)),
                 }
             }
         }
-        Ok(())
+        {
+            let mut m: HashMap<&mut MapData, [u8; 16], u32> =
+                open_mut(&mut self.ebpf, "MCNET_IPCACHE6")?;
+            for (k, id) in &ops.v6 {
+                match id {
+                    Some(id) => m
+                        .insert(k, id, 0)
+                        .map_err(map_err("MCNET_IPCACHE6", "insert"))?,
+                    None => drop(m.remove(k)),
+                }
+            }
+        }
+        let mut m: LpmTrie<&mut MapData, IpKey, u32> = open_mut(&mut self.ebpf, "MCNET_IPCACHE")?;
+        for (k, id) in &ops.prefixes {
+            match id {
+                Some(id) => m
+                    .insert(k, id, 0)
+                    .map_err(map_err("MCNET_IPCACHE", "insert"))?,
+                None => drop(m.remove(k)),
+            }
+        }
+        Ok(ops.v4.len() + ops.v6.len() + ops.prefixes.len())
     }
 
     /// Reads the verdict counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters> {
-        let arr: PerCpuArray<&MapData, PacketCount> = PerCpuArray::try_from(
-            self.ebpf
-                .map("MCNET_COUNTERS")
-                .ok_or_else(|| Error::Missing("map MCNET_COUNTERS".into()))?,
-        )
-        .map_err(map_err("MCNET_COUNTERS", "open"))?;
+        let arr: PerCpuArray<&MapData, PacketCount> = open(&self.ebpf, "MCNET_COUNTERS")?;
         let mut out = Counters::default();
         for r in 0..REASON_COUNT {
             let values = arr.get(&r, 0).map_err(map_err("MCNET_COUNTERS", "read"))?;

@@ -50,25 +50,8 @@ fn kernel_verdicts_equal_the_engine() {
                 if q.http.is_some() {
                     continue;
                 }
-                let resolve =
-                    |e: &mcnet_core::policy::QueryEndpoint| -> Option<(Option<usize>, IpAddr)> {
-                        match (&e.pod, &e.ip) {
-                            (Some(p), _) => {
-                                let i = m.inventory.pod(p)?;
-                                Some((Some(i), *m.inventory.pods[i].ips.first()?))
-                            }
-                            (_, Some(ip)) => {
-                                let ip: IpAddr = ip.parse().ok()?;
-                                Some((
-                                    m.inventory.pods.iter().position(|p| p.ips.contains(&ip)),
-                                    ip,
-                                ))
-                            }
-                            _ => None,
-                        }
-                    };
                 let (Some((src_pod, src_ip)), Some((dst_pod, dst_ip))) =
-                    (resolve(&q.from), resolve(&q.to))
+                    (common::resolve(&m, &q.from), common::resolve(&m, &q.to))
                 else {
                     continue;
                 };
@@ -151,15 +134,8 @@ fn kernel_verdicts_equal_the_engine_on_random_policies() {
         };
         let c = Compiled::new(&m);
         dp.borrow_mut().flush_conntrack().unwrap();
-        let mut peers: Vec<QueryEndpoint> = m.inventory.pods.iter().map(|p| QueryEndpoint { pod: Some(p.key()), ip: None }).collect();
-        peers.extend(random_policies::EXTERNAL.iter().map(|ip| QueryEndpoint { pod: None, ip: Some(ip.to_string()) }));
-        let ip_of = |e: &QueryEndpoint| -> IpAddr {
-            match (&e.pod, &e.ip) {
-                (Some(p), _) => m.inventory.pods[m.inventory.pod(p).unwrap()].ips[0],
-                (_, Some(ip)) => ip.parse().unwrap(),
-                _ => unreachable!(),
-            }
-        };
+        let peers = common::endpoints(&m, &random_policies::EXTERNAL);
+        let ip_of = |e: &QueryEndpoint| -> IpAddr { common::resolve(&m, e).unwrap().1 };
         for pod in m.inventory.pods.iter().filter(|p| p.cluster == c.local_cluster) {
             dp.borrow_mut().sync(&DesiredState::from_compiled(&c, &[Binding { ifindex: 1, pod: pod.key() }]).unwrap()).unwrap();
             let me = QueryEndpoint { pod: Some(pod.key()), ip: None };

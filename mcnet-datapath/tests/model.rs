@@ -3,15 +3,13 @@
 //! the conformance suites (no root needed). The kernel itself is checked
 //! against the same model in `kernel.rs`.
 
-use std::net::IpAddr;
-
 use mcnet_core::policy::eval::Decision;
 use mcnet_core::policy::Compiled;
 use mcnet_datapath::state::{model_verdict, Binding, DesiredState};
 use mcnet_ebpf_common::{DIR_EGRESS, DIR_INGRESS};
 
 mod common;
-use common::{cases, proto_number};
+use common::{cases, endpoints, proto_number, resolve};
 
 #[test]
 fn datapath_entries_reproduce_the_engine_on_the_conformance_suites() {
@@ -30,29 +28,15 @@ fn datapath_entries_reproduce_the_engine_on_the_conformance_suites() {
             })
             .collect();
         let desired = DesiredState::from_compiled(&c, &bindings).unwrap();
-        let ip_of = |e: &mcnet_core::policy::QueryEndpoint| -> Option<(Option<u32>, IpAddr)> {
-            match (&e.pod, &e.ip) {
-                (Some(p), _) => {
-                    let i = m.inventory.pod(p)?;
-                    let ip = *m.inventory.pods[i].ips.first()?;
-                    Some((bindings.iter().find(|b| &b.pod == p).map(|b| b.ifindex), ip))
-                }
-                (_, Some(ip)) => {
-                    let ip: IpAddr = ip.parse().ok()?;
-                    let pod = m.inventory.pods.iter().position(|p| p.ips.contains(&ip));
-                    Some((
-                        pod.and_then(|i| {
-                            bindings
-                                .iter()
-                                .find(|b| b.pod == m.inventory.pods[i].key())
-                                .map(|b| b.ifindex)
-                        }),
-                        ip,
-                    ))
-                }
-                _ => None,
-            }
+        let ifindex = |pod: Option<usize>| {
+            pod.and_then(|i| {
+                bindings
+                    .iter()
+                    .find(|b| b.pod == m.inventory.pods[i].key())
+                    .map(|b| b.ifindex)
+            })
         };
+        let ip_of = |e| resolve(&m, e).map(|(pod, ip)| (ifindex(pod), ip));
         for (qi, q) in queries.iter().enumerate() {
             if q.http.is_some() {
                 continue;
@@ -99,7 +83,7 @@ mod random_policies;
 /// The same check on random inventories and policies (no root needed).
 #[test]
 fn datapath_entries_reproduce_the_engine_on_random_policies() {
-    use mcnet_core::policy::{Manifests, Proto, Query, QueryEndpoint};
+    use mcnet_core::policy::{Manifests, Proto, Query};
     use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
     let mut runner = TestRunner::new(Config {
@@ -126,29 +110,16 @@ fn datapath_entries_reproduce_the_engine_on_random_policies() {
             })
             .collect();
         let desired = DesiredState::from_compiled(&c, &bindings).unwrap();
-        let mut ends: Vec<QueryEndpoint> = m
-            .inventory
-            .pods
-            .iter()
-            .map(|p| QueryEndpoint {
-                pod: Some(p.key()),
-                ip: None,
+        let ends = endpoints(&m, &random_policies::EXTERNAL);
+        let ifindex = |pod: Option<usize>| {
+            pod.and_then(|i| {
+                bindings
+                    .iter()
+                    .find(|b| b.pod == m.inventory.pods[i].key())
+                    .map(|b| b.ifindex)
             })
-            .collect();
-        ends.extend(random_policies::EXTERNAL.iter().map(|ip| QueryEndpoint {
-            pod: None,
-            ip: Some(ip.to_string()),
-        }));
-        let addr = |e: &QueryEndpoint| -> (Option<u32>, IpAddr) {
-            match (&e.pod, &e.ip) {
-                (Some(p), _) => (
-                    bindings.iter().find(|b| &b.pod == p).map(|b| b.ifindex),
-                    m.inventory.pods[m.inventory.pod(p).unwrap()].ips[0],
-                ),
-                (_, Some(ip)) => (None, ip.parse().unwrap()),
-                _ => unreachable!(),
-            }
         };
+        let addr = |e| resolve(&m, e).map(|(pod, ip)| (ifindex(pod), ip)).unwrap();
         for from in &ends {
             for to in &ends {
                 for (port, proto) in [

@@ -600,11 +600,10 @@ impl Loader {
         path: &str,
         strict_subset: bool,
     ) -> Option<CidrSet> {
-        let field = "cidr";
         let Some(net) = parse_net(cidr) else {
             self.err(
                 "policy.cidr",
-                format!("{path}.{field}"),
+                format!("{path}.cidr"),
                 format!("{object}: `{cidr}` is not a CIDR"),
             );
             return None;
@@ -838,7 +837,7 @@ impl Loader {
                     };
                     if let Some(s) = self.selector(object, req, true, &format!("{at}.{field}[{j}]"))
                     {
-                        let s = self.scope_peer(s, clusterwide, ns, false);
+                        let s = self.scope_peer(s, clusterwide, ns);
                         d.requires.push(s);
                     }
                 }
@@ -872,13 +871,7 @@ impl Loader {
     }
 
     /// Applies Cilium's scoping to a peer endpoint selector.
-    fn scope_peer(
-        &self,
-        sel: Selector,
-        clusterwide: bool,
-        ns: &str,
-        _is_requirement: bool,
-    ) -> Selector {
+    fn scope_peer(&self, sel: Selector, clusterwide: bool, ns: &str) -> Selector {
         if sel.has_reserved() {
             return sel;
         }
@@ -927,9 +920,8 @@ impl Loader {
         r: &raw::CiliumPeerRule,
         deny: bool,
     ) -> Option<Rule> {
-        let (pre, ep, ent, cidr, cidrset, nodes) = match dir {
+        let (ep, ent, cidr, cidrset, nodes) = match dir {
             Direction::Ingress => (
-                "from",
                 "fromEndpoints",
                 "fromEntities",
                 "fromCIDR",
@@ -937,7 +929,6 @@ impl Loader {
                 "fromNodes",
             ),
             Direction::Egress => (
-                "to",
                 "toEndpoints",
                 "toEntities",
                 "toCIDR",
@@ -945,7 +936,6 @@ impl Loader {
                 "toNodes",
             ),
         };
-        let _ = pre;
         let has_l3 = r.from_endpoints.is_some()
             || r.from_entities.is_some()
             || r.from_cidr.is_some()
@@ -958,12 +948,7 @@ impl Loader {
         let mut peers = Vec::new();
         for (i, s) in r.from_endpoints.iter().flatten().enumerate() {
             if let Some(sel) = self.selector(object, s, true, &format!("{at}.{ep}[{i}]")) {
-                peers.push(Peer::Endpoints(self.scope_peer(
-                    sel,
-                    clusterwide,
-                    ns,
-                    false,
-                )));
+                peers.push(Peer::Endpoints(self.scope_peer(sel, clusterwide, ns)));
             }
         }
         for (i, e) in r.from_entities.iter().flatten().enumerate() {

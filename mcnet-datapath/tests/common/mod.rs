@@ -1,8 +1,9 @@
 //! Shared by the datapath tests: the conformance cases as manifests and queries.
 
+use std::net::IpAddr;
 use std::path::Path;
 
-use mcnet_core::policy::{Manifests, Proto, Query};
+use mcnet_core::policy::{Manifests, Proto, Query, QueryEndpoint};
 use mcnet_ebpf_common::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use serde::Deserialize;
 
@@ -50,4 +51,37 @@ pub fn cases() -> Vec<(String, Manifests, Vec<Query>)> {
         }
     }
     out
+}
+
+/// A query endpoint as the datapath sees it: the pod it is (inventory
+/// index), if any, and its address; `None` when it has no address.
+pub fn resolve(m: &Manifests, e: &QueryEndpoint) -> Option<(Option<usize>, IpAddr)> {
+    match (&e.pod, &e.ip) {
+        (Some(p), _) => {
+            let i = m.inventory.pod(p)?;
+            Some((Some(i), *m.inventory.pods[i].ips.first()?))
+        }
+        (_, Some(ip)) => {
+            let ip: IpAddr = ip.parse().ok()?;
+            Some((
+                m.inventory.pods.iter().position(|p| p.ips.contains(&ip)),
+                ip,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Every pod of the inventory, then `external` addresses, as query endpoints.
+#[allow(dead_code)]
+pub fn endpoints(m: &Manifests, external: &[&str]) -> Vec<QueryEndpoint> {
+    let pods = m.inventory.pods.iter().map(|p| QueryEndpoint {
+        pod: Some(p.key()),
+        ip: None,
+    });
+    let ips = external.iter().map(|ip| QueryEndpoint {
+        pod: None,
+        ip: Some(ip.to_string()),
+    });
+    pods.chain(ips).collect()
 }

@@ -1,7 +1,6 @@
 //! `mcnet datapath enforce | lab | flows`.
 
 use std::io::{BufRead, Write};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -250,18 +249,7 @@ fn lab(action: LabAction, prefix: &str, manifests: &str) -> anyhow::Result<ExitC
             let Some(m) = load_manifests(&[manifests.to_string()])? else {
                 return Ok(ExitCode::from(1));
             };
-            let pods: Vec<(String, std::net::Ipv4Addr)> = m
-                .inventory
-                .pods
-                .iter()
-                .filter_map(|p| match p.ips.first() {
-                    Some(IpAddr::V4(a)) => Some((p.key(), *a)),
-                    _ => None,
-                })
-                .collect();
-            let refs: Vec<(&str, std::net::Ipv4Addr)> =
-                pods.iter().map(|(k, a)| (k.as_str(), *a)).collect();
-            let lab = Lab::new(prefix, &refs).map_err(anyhow::Error::msg)?;
+            let lab = Lab::for_inventory(prefix, &m.inventory).map_err(anyhow::Error::msg)?;
             println!("lab `{prefix}` is up: node namespace {}", lab.node);
             let mut binds = Vec::new();
             for p in &lab.pods {
@@ -334,18 +322,7 @@ pub fn demo(manifests: &str) -> anyhow::Result<()> {
         anyhow::bail!("invalid manifests")
     };
     let c = Compiled::new(&m);
-    let pods: Vec<(String, std::net::Ipv4Addr)> = m
-        .inventory
-        .pods
-        .iter()
-        .filter_map(|p| match p.ips.first() {
-            Some(IpAddr::V4(a)) => Some((p.key(), *a)),
-            _ => None,
-        })
-        .collect();
-    let refs: Vec<(&str, std::net::Ipv4Addr)> =
-        pods.iter().map(|(k, a)| (k.as_str(), *a)).collect();
-    let lab = Lab::new(&format!("md{}", std::process::id() % 10000), &refs)
+    let lab = Lab::for_inventory(&format!("md{}", std::process::id() % 10000), &m.inventory)
         .map_err(anyhow::Error::msg)?;
     let stop = Arc::new(AtomicBool::new(false));
     for p in &lab.pods {
