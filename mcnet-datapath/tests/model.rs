@@ -5,37 +5,20 @@
 
 use mcnet_core::policy::eval::Decision;
 use mcnet_core::policy::Compiled;
-use mcnet_datapath::state::{model_verdict, Binding, DesiredState};
+use mcnet_datapath::state::{model_verdict, DesiredState};
 use mcnet_ebpf_common::{DIR_EGRESS, DIR_INGRESS};
 
 mod common;
-use common::{cases, endpoints, proto_number, resolve};
+use common::{bind_local_pods, bound_ifindex, cases, endpoints, proto_number, resolve};
 
 #[test]
 fn datapath_entries_reproduce_the_engine_on_the_conformance_suites() {
     let (mut checked, mut failures) = (0usize, Vec::new());
     for (name, m, queries) in cases() {
         let c = Compiled::new(&m);
-        let bindings: Vec<Binding> = m
-            .inventory
-            .pods
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.cluster == c.local_cluster && !p.ips.is_empty())
-            .map(|(i, p)| Binding {
-                ifindex: 100 + i as u32,
-                pod: p.key(),
-            })
-            .collect();
+        let bindings = bind_local_pods(&m, &c);
         let desired = DesiredState::from_compiled(&c, &bindings).unwrap();
-        let ifindex = |pod: Option<usize>| {
-            pod.and_then(|i| {
-                bindings
-                    .iter()
-                    .find(|b| b.pod == m.inventory.pods[i].key())
-                    .map(|b| b.ifindex)
-            })
-        };
+        let ifindex = |pod| bound_ifindex(&bindings, pod);
         let ip_of = |e| resolve(&m, e).map(|(pod, ip)| (ifindex(pod), ip));
         for (qi, q) in queries.iter().enumerate() {
             if q.http.is_some() {
@@ -98,27 +81,10 @@ fn datapath_entries_reproduce_the_engine_on_random_policies() {
             Err(e) => return Err(TestCaseError::reject(e.to_string())),
         };
         let c = Compiled::new(&m);
-        let bindings: Vec<Binding> = m
-            .inventory
-            .pods
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.cluster == c.local_cluster)
-            .map(|(i, p)| Binding {
-                ifindex: 100 + i as u32,
-                pod: p.key(),
-            })
-            .collect();
+        let bindings = bind_local_pods(&m, &c);
         let desired = DesiredState::from_compiled(&c, &bindings).unwrap();
         let ends = endpoints(&m, &random_policies::EXTERNAL);
-        let ifindex = |pod: Option<usize>| {
-            pod.and_then(|i| {
-                bindings
-                    .iter()
-                    .find(|b| b.pod == m.inventory.pods[i].key())
-                    .map(|b| b.ifindex)
-            })
-        };
+        let ifindex = |pod| bound_ifindex(&bindings, pod);
         let addr = |e| resolve(&m, e).map(|(pod, ip)| (ifindex(pod), ip)).unwrap();
         for from in &ends {
             for to in &ends {

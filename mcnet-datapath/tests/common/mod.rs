@@ -3,7 +3,8 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use mcnet_core::policy::{Manifests, Proto, Query, QueryEndpoint};
+use mcnet_core::policy::{Compiled, Manifests, Proto, Query, QueryEndpoint};
+use mcnet_datapath::state::Binding;
 use mcnet_ebpf_common::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use serde::Deserialize;
 
@@ -84,4 +85,26 @@ pub fn endpoints(m: &Manifests, external: &[&str]) -> Vec<QueryEndpoint> {
         ip: Some(ip.to_string()),
     });
     pods.chain(ips).collect()
+}
+
+/// Binds every local pod with an address to ifindex 100 + its inventory index.
+#[allow(dead_code)]
+pub fn bind_local_pods(m: &Manifests, c: &Compiled) -> Vec<Binding> {
+    m.inventory
+        .pods
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.cluster == c.local_cluster && !p.ips.is_empty())
+        .map(|(i, p)| Binding {
+            ifindex: 100 + i as u32,
+            pod: p.key(),
+        })
+        .collect()
+}
+
+/// The ifindex [`bind_local_pods`] gave a pod (by inventory index), if it bound it.
+#[allow(dead_code)]
+pub fn bound_ifindex(bindings: &[Binding], pod: Option<usize>) -> Option<u32> {
+    pod.map(|i| 100 + i as u32)
+        .filter(|ifi| bindings.iter().any(|b| b.ifindex == *ifi))
 }
