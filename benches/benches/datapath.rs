@@ -13,6 +13,7 @@
 //!     the median of several runs.
 //!
 //! Without `--bench` (as `cargo test` runs it) it does a short smoke run.
+//! `MCNET_BENCH_ONLY=a` stops after part (a).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -55,12 +56,13 @@ fn state(
             flags: EP_INGRESS_ISOLATED,
         },
     );
+    // Endpoints nothing restricts, as `DesiredState::from_compiled` marks them.
     for &(ifi, id) in extra_endpoints {
         s.endpoints.insert(
             ifi,
             EndpointInfo {
                 identity: id,
-                flags: 0,
+                flags: EP_OPEN,
             },
         );
     }
@@ -152,6 +154,19 @@ fn part_a(full: bool) -> BTreeMap<usize, [f64; 4]> {
         .collect()
 }
 
+/// Pins the calling thread to `cpu` (modulo the CPUs there are), so that
+/// the scheduler does not move the sender and receiver between runs.
+fn pin_to_cpu(cpu: usize) {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays in bounds
+    // and sched_setaffinity(0, ..) applies to the calling thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu % n, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 /// Counts UDP packets `sender` → `dst:PORT` delivered within `secs`.
 fn pps(lab: &Lab, sender: &str, dst: Ipv4Addr, secs: f64) -> f64 {
     let recv_ns = lab.pods.iter().find(|p| p.ip == dst).unwrap().netns.clone();
@@ -166,6 +181,7 @@ fn pps(lab: &Lab, sender: &str, dst: Ipv4Addr, secs: f64) -> f64 {
         .unwrap();
     let (s2, c2) = (stop.clone(), count.clone());
     let rx = std::thread::spawn(move || {
+        pin_to_cpu(1);
         let mut buf = [0u8; 128];
         while !s2.load(Ordering::Relaxed) {
             if sock.recv(&mut buf).is_ok() {
@@ -181,6 +197,7 @@ fn pps(lab: &Lab, sender: &str, dst: Ipv4Addr, secs: f64) -> f64 {
     })
     .unwrap();
     let tx = std::thread::spawn(move || {
+        pin_to_cpu(0);
         let payload = [0u8; 32];
         while !s3.load(Ordering::Relaxed) {
             let _ = tx_sock.send(&payload);
@@ -317,6 +334,10 @@ fn main() {
         println!("  10 → 100,000 entries: no rule {:+.1}%, rule hit {:+.1}%, established {:+.1}% (target within ±10%, ≤ 80 ns)", (hi[1] / lo[1] - 1.0) * 100.0, (hi[2] / lo[2] - 1.0) * 100.0, (hi[3] / lo[3] - 1.0) * 100.0);
     }
 
+    if std::env::var("MCNET_BENCH_ONLY").as_deref() == Ok("a") {
+        return;
+    }
+
     // (b) and (c) share a lab: sender 198.18.0.10 → receiver 198.18.0.20.
     let src = Ipv4Addr::new(198, 18, 0, 10);
     let dst = Ipv4Addr::new(198, 18, 0, 20);
@@ -336,7 +357,7 @@ fn main() {
         ifindex(&lab.pods[1].host_iface),
     );
     let secs = if full { 1.5 } else { 0.3 };
-    let runs = if full { 5 } else { 1 };
+    let runs = if full { 7 } else { 1 };
     let sizes: &[usize] = if full { &[10, 1_000, 10_000] } else { &[10] };
 
     // Rounds interleave the setups, so that drift on a shared machine hits them alike.
@@ -344,13 +365,18 @@ fn main() {
     let mut bpf_stats = Vec::new();
     for &n in sizes {
         for round in 0..runs {
-            for setup in [
+            // Each round starts the rotation one setup later, so that no
+            // setup always runs first (or right after the slow linear one).
+            let mut order = [
                 Setup::NoPolicy,
                 Setup::Mcnet,
                 Setup::IptablesLinear,
                 Setup::IptablesIpset,
                 Setup::NftablesSet,
-            ] {
+            ];
+            let n_setups = order.len();
+            order.rotate_left(round % n_setups);
+            for setup in order {
                 let mut dp = None;
                 if setup == Setup::Mcnet {
                     let mut d = Datapath::load().unwrap();

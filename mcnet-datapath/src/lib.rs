@@ -603,9 +603,11 @@ impl Datapath {
     /// entry replaced atomically, so that no packet meets a key that is in
     /// neither state. Returns the number of map operations.
     pub fn sync(&mut self, desired: &DesiredState) -> Result<usize> {
-        let delta = Delta::between(&self.applied, desired);
+        let mut desired = desired.clone();
+        desired.mark_lookup_shapes();
+        let delta = Delta::between(&self.applied, &desired);
         let ops = self.apply(&delta)?;
-        self.applied = desired.clone();
+        self.applied = desired;
         Ok(ops)
     }
 

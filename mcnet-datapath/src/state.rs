@@ -35,6 +35,33 @@ pub struct DesiredState {
     pub policy: BTreeMap<PolicyKey, PolicyValue>,
 }
 
+/// The lookup shape of a policy key (see [`EP_SHAPE_SHIFT`]).
+fn shape(k: &PolicyKey) -> u32 {
+    match (k.peer, k.port) {
+        (0, 0) => 3,
+        (0, _) => 2,
+        (_, 0) => 1,
+        _ => 0,
+    }
+}
+
+impl DesiredState {
+    /// Sets each endpoint's shape bits from the policy entries it has, so
+    /// that the kernel skips lookups that cannot hit. Idempotent; [`Datapath::sync`]
+    /// calls it, so hand-built states need not.
+    ///
+    /// [`Datapath::sync`]: crate::Datapath::sync
+    pub fn mark_lookup_shapes(&mut self) {
+        let mut shapes: BTreeMap<u32, u32> = BTreeMap::new();
+        for k in self.policy.keys() {
+            *shapes.entry(k.endpoint).or_default() |= ep_shape_bit(k.direction, shape(k));
+        }
+        for ep in self.endpoints.values_mut() {
+            ep.flags = (ep.flags & !EP_SHAPES) | shapes.get(&ep.identity).copied().unwrap_or(0);
+        }
+    }
+}
+
 /// An address as the kernel keys it: IPv6, or IPv4 mapped into `::ffff:0:0/96`.
 pub fn mapped(ip: IpAddr) -> [u8; 16] {
     match ip {
@@ -254,6 +281,7 @@ impl DesiredState {
                 ep.flags |= EP_OPEN;
             }
         }
+        s.mark_lookup_shapes();
         Ok(s)
     }
 }
@@ -350,15 +378,19 @@ pub fn model_verdict(
         0
     };
     let keys = [(peer, port), (peer, 0), (0, port), (0, 0)];
-    let hit = keys.iter().find_map(|&(peer, port)| {
-        s.policy.get(&PolicyKey {
-            endpoint: ep.identity,
-            peer,
-            port,
-            proto,
-            direction,
-        })
-    });
+    let hit = keys
+        .iter()
+        .enumerate()
+        .filter(|&(shape, _)| ep.flags & ep_shape_bit(direction, shape as u32) != 0)
+        .find_map(|(_, &(peer, port))| {
+            s.policy.get(&PolicyKey {
+                endpoint: ep.identity,
+                peer,
+                port,
+                proto,
+                direction,
+            })
+        });
     let isolated = if direction == DIR_EGRESS {
         ep.flags & EP_EGRESS_ISOLATED != 0
     } else {

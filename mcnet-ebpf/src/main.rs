@@ -183,14 +183,16 @@ mod prog {
 
     #[inline(always)]
     fn policy(
-        endpoint: u32,
+        ep: &EndpointInfo,
         peer: u32,
         port: u16,
         proto: u8,
         direction: u8,
     ) -> Option<PolicyValue> {
         // Most specific first; userspace guarantees that the first hit carries
-        // the merged verdict of every entry that covers it.
+        // the merged verdict of every entry that covers it, and flags the
+        // shapes the endpoint has entries of, so that the rest are skipped.
+        let endpoint = ep.identity;
         let keys = [
             PolicyKey {
                 endpoint,
@@ -221,7 +223,10 @@ mod prog {
                 direction,
             },
         ];
-        for k in keys.iter() {
+        for (shape, k) in keys.iter().enumerate() {
+            if ep.flags & ep_shape_bit(direction, shape as u32) == 0 {
+                continue;
+            }
             if let Some(v) = POLICY.get_ptr(k) {
                 // SAFETY: the pointer comes from a successful lookup.
                 return Some(unsafe { *v });
@@ -243,6 +248,9 @@ mod prog {
         l7: u8,
         cookie: u32,
     ) {
+        if CONFIG.get(CONFIG_EVENTS_OFF).copied().unwrap_or(0) == 1 {
+            return;
+        }
         if let Some(mut e) = FLOWS.reserve::<FlowEvent>(0) {
             let ev = FlowEvent {
                 // SAFETY: a helper without preconditions.
@@ -482,8 +490,7 @@ mod prog {
             0
         };
 
-        let (allow, reason, l7, cookie) = match policy(ep.identity, peer, port, p.proto, direction)
-        {
+        let (allow, reason, l7, cookie) = match policy(&ep, peer, port, p.proto, direction) {
             Some(v) if v.action == ACTION_DENY => (false, REASON_DROP_DENY_RULE, 0, v.cookie),
             Some(v) if v.action == ACTION_ALLOW_L7 => {
                 let deny = CONFIG.get(CONFIG_L7_MODE).copied().unwrap_or(0) == 1;

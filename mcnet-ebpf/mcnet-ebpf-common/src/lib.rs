@@ -35,6 +35,22 @@ pub const EP_EGRESS_ISOLATED: u32 = 2;
 /// direction (not isolated, no deny rule): its packets pass untracked.
 pub const EP_OPEN: u32 = 4;
 
+/// `EndpointInfo::flags`: the policy-key shapes an endpoint has entries of,
+/// one bit per shape and direction, so that the kernel looks up only the
+/// shapes that can hit. Shape 0 is (peer, port), 1 (peer, any port),
+/// 2 (any peer, port), 3 (any peer, any port); the bit of `shape` in
+/// `direction` is `1 << (EP_SHAPE_SHIFT + 4 * direction + shape)`.
+pub const EP_SHAPE_SHIFT: u32 = 8;
+
+/// The `EndpointInfo::flags` bit saying that `direction` has entries of `shape`.
+#[inline(always)]
+pub const fn ep_shape_bit(direction: u8, shape: u32) -> u32 {
+    1 << (EP_SHAPE_SHIFT + 4 * direction as u32 + shape)
+}
+
+/// Every shape bit of both directions.
+pub const EP_SHAPES: u32 = 0xff << EP_SHAPE_SHIFT;
+
 /// Size of the endpoint array, indexed by ifindex (interfaces with a larger index cannot be bound).
 pub const MAX_IFINDEX: u32 = 65_536;
 
