@@ -38,6 +38,8 @@
 pub mod diag;
 mod error;
 pub mod policy;
+#[cfg(feature = "render")]
+pub mod render;
 pub mod topology;
 
 pub use diag::{Diagnostic, Report, Severity};

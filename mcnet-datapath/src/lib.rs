@@ -25,6 +25,7 @@
 pub mod flows;
 pub mod lab;
 pub mod netns;
+pub mod node;
 pub mod state;
 pub mod testrun;
 

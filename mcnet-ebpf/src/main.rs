@@ -422,6 +422,21 @@ mod prog {
     #[inline(always)]
     fn enforce(ctx: &TcContext, direction: u8) -> i32 {
         let len = ctx.len();
+        // The endpoint first: packets of unbound or unrestricted endpoints
+        // pass without being parsed.
+        // SAFETY: the skb pointer is valid for the program's run.
+        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+        let ep = match ENDPOINTS.get(ifindex) {
+            Some(ep) if ep.identity != 0 => *ep,
+            _ => {
+                count(REASON_PASS_NO_ENDPOINT, len);
+                return TC_ACT_OK;
+            }
+        };
+        if ep.flags & EP_OPEN != 0 {
+            count(REASON_ALLOWED_NOT_ISOLATED, len);
+            return TC_ACT_OK;
+        }
         let p = match parse(ctx) {
             Ok(Parsed::Packet(p)) => p,
             Ok(Parsed::NotIp) => {
@@ -437,19 +452,6 @@ mod prog {
                 return TC_ACT_SHOT;
             }
         };
-        // SAFETY: the skb pointer is valid for the program's run.
-        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        let ep = match ENDPOINTS.get(ifindex) {
-            Some(ep) if ep.identity != 0 => *ep,
-            _ => {
-                count(REASON_PASS_NO_ENDPOINT, len);
-                return TC_ACT_OK;
-            }
-        };
-        if ep.flags & EP_OPEN != 0 {
-            count(REASON_ALLOWED_NOT_ISOLATED, len);
-            return TC_ACT_OK;
-        }
 
         match track(&p, ifindex) {
             Tracked::Established => {

@@ -222,8 +222,14 @@ pub fn diff(old: &Compiled, new: &Compiled, ports: &[PortProto]) -> Diff {
     out
 }
 
-fn is_system_namespace(ns: &str) -> bool {
-    ns.starts_with("kube-")
+/// The label marking a platform namespace (an ingress controller, the mesh's
+/// control plane) that application zero-trust rules do not cover.
+pub const PLATFORM_LABEL: &str = "mcnet.io/platform";
+
+/// `kube-*` namespaces, and those labelled `mcnet.io/platform=true`.
+fn is_system_namespace(ns: &super::model::Namespace) -> bool {
+    ns.name.starts_with("kube-")
+        || ns.labels.get(PLATFORM_LABEL).map(String::as_str) == Some("true")
 }
 
 fn covers_world(peer: &Peer) -> bool {
@@ -243,8 +249,9 @@ pub fn lint(c: &Compiled) -> Vec<Diagnostic> {
     for ns in c
         .inventory
         .namespaces
-        .keys()
+        .values()
         .filter(|n| !is_system_namespace(n))
+        .map(|n| &n.name)
     {
         for d in [Direction::Ingress, Direction::Egress] {
             let covered = c.policies.iter().any(|p| {

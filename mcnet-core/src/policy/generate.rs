@@ -2,6 +2,8 @@
 //! intent such as `frontend may GET /api/v1/.* and POST /api/v1/users on
 //! api-server:8080`.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 
 use crate::diag::Diagnostic;
@@ -130,16 +132,79 @@ impl Intent {
     /// NetworkPolicy when HTTP rules are given: in Cilium an L4 allow for the
     /// same peer and port would lift the L7 restriction.
     pub fn policies(&self, namespace: &str, label: &str) -> Vec<Value> {
-        let name = format!("{}-to-{}-{}", self.from, self.to, self.port);
+        let side = |app: &str| Side {
+            namespace: namespace.to_string(),
+            name: app.to_string(),
+            labels: [(label.to_string(), app.to_string())].into(),
+        };
+        Allow {
+            from: side(&self.from),
+            to: side(&self.to),
+            port: self.port,
+            protocol: self.protocol.clone(),
+            http: self.http.clone(),
+        }
+        .policies()
+    }
+}
+
+/// One side of an [`Allow`]: a workload's namespace, name and pod labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Side {
+    /// Namespace.
+    pub namespace: String,
+    /// Workload name (used in policy names).
+    pub name: String,
+    /// Labels selecting its pods.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An allowed call between two workloads, possibly in different namespaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allow {
+    /// Client.
+    pub from: Side,
+    /// Server.
+    pub to: Side,
+    /// Server port.
+    pub port: u16,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    /// Allowed `(method, path regex)` pairs; empty means any traffic on the port.
+    pub http: Vec<(String, String)>,
+}
+
+impl Allow {
+    /// A NetworkPolicy for the client's egress (L4), in the client's
+    /// namespace, and for the server's ingress, in the server's namespace, a
+    /// CiliumNetworkPolicy carrying the HTTP rules (L7) or, without HTTP
+    /// rules, a NetworkPolicy.
+    ///
+    /// The server's ingress is deliberately not also allowed by an L4
+    /// NetworkPolicy when HTTP rules are given: in Cilium an L4 allow for the
+    /// same peer and port would lift the L7 restriction.
+    pub fn policies(&self) -> Vec<Value> {
+        let (from, to) = (&self.from, &self.to);
+        let name = format!("{}-to-{}-{}", from.name, to.name, self.port);
+        let same_ns = from.namespace == to.namespace;
+        // A NetworkPolicy peer: the pods of `side`, naming its namespace when it is another one.
+        let peer = |side: &Side| {
+            let mut p = json!({"podSelector": {"matchLabels": side.labels}});
+            if !same_ns {
+                p["namespaceSelector"] =
+                    json!({"matchLabels": {"kubernetes.io/metadata.name": side.namespace}});
+            }
+            p
+        };
         let egress = json!({
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
-            "metadata": {"name": format!("allow-egress-{name}"), "namespace": namespace},
+            "metadata": {"name": format!("allow-egress-{name}"), "namespace": from.namespace},
             "spec": {
-                "podSelector": {"matchLabels": {label: self.from}},
+                "podSelector": {"matchLabels": from.labels},
                 "policyTypes": ["Egress"],
                 "egress": [{
-                    "to": [{"podSelector": {"matchLabels": {label: self.to}}}],
+                    "to": [peer(to)],
                     "ports": [{"protocol": self.protocol, "port": self.port}]
                 }]
             }
@@ -148,12 +213,12 @@ impl Intent {
             json!({
                 "apiVersion": "networking.k8s.io/v1",
                 "kind": "NetworkPolicy",
-                "metadata": {"name": format!("allow-ingress-{name}"), "namespace": namespace},
+                "metadata": {"name": format!("allow-ingress-{name}"), "namespace": to.namespace},
                 "spec": {
-                    "podSelector": {"matchLabels": {label: self.to}},
+                    "podSelector": {"matchLabels": to.labels},
                     "policyTypes": ["Ingress"],
                     "ingress": [{
-                        "from": [{"podSelector": {"matchLabels": {label: self.from}}}],
+                        "from": [peer(from)],
                         "ports": [{"protocol": self.protocol, "port": self.port}]
                     }]
                 }
@@ -164,14 +229,21 @@ impl Intent {
                 .iter()
                 .map(|(m, p)| json!({"method": m, "path": p}))
                 .collect();
+            let mut client = from.labels.clone();
+            if !same_ns {
+                client.insert(
+                    "k8s:io.kubernetes.pod.namespace".into(),
+                    from.namespace.clone(),
+                );
+            }
             json!({
                 "apiVersion": "cilium.io/v2",
                 "kind": "CiliumNetworkPolicy",
-                "metadata": {"name": format!("{}-l7-{name}", self.to), "namespace": namespace},
+                "metadata": {"name": format!("{}-l7-{name}", to.name), "namespace": to.namespace},
                 "spec": {
-                    "endpointSelector": {"matchLabels": {label: self.to}},
+                    "endpointSelector": {"matchLabels": to.labels},
                     "ingress": [{
-                        "fromEndpoints": [{"matchLabels": {label: self.from}}],
+                        "fromEndpoints": [{"matchLabels": client}],
                         "toPorts": [{
                             "ports": [{"port": self.port.to_string(), "protocol": "TCP"}],
                             "rules": {"http": rules}

@@ -530,9 +530,19 @@ pub struct Workload {
     /// Ports it serves.
     #[serde(default)]
     pub ports: Vec<WorkloadPort>,
+    /// Name of the Kubernetes Service in front of it (default: the workload's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// Services it calls: the zero-trust allow list.
     #[serde(default)]
     pub depends_on: Vec<Dependency>,
+}
+
+impl Workload {
+    /// The name of the Service in front of the workload.
+    pub fn service_name(&self) -> &str {
+        self.service.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// A port a workload serves.

@@ -423,7 +423,31 @@ impl Validator {
                 }
             }
         }
+        let services: HashSet<(&str, &str)> = s
+            .namespaces
+            .iter()
+            .flat_map(|ns| {
+                ns.workloads
+                    .iter()
+                    .map(move |w| (ns.name.as_str(), w.service_name()))
+            })
+            .collect();
         for (i, h) in s.load_balancing.hostnames.iter().enumerate() {
+            if let Some(svc) = &h.service {
+                let known = svc
+                    .split_once('/')
+                    .is_some_and(|(ns, name)| services.contains(&(ns, name)));
+                if !known {
+                    self.err(
+                        "ref.dangling",
+                        format!("spec.loadBalancing.hostnames[{i}].service"),
+                        format!(
+                            "hostname `{}` is served by `{svc}`, which is not the `namespace/service` of a declared workload",
+                            h.name
+                        ),
+                    );
+                }
+            }
             for (j, tg) in h.targets.iter().enumerate() {
                 if !clusters.contains(tg.cluster.as_str()) {
                     self.err(

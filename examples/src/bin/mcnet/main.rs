@@ -6,6 +6,7 @@
 mod datapath_cmd;
 mod output;
 mod policy_cmd;
+mod render_cmd;
 mod topology_cmd;
 
 use std::process::ExitCode;
@@ -68,6 +69,13 @@ enum Command {
     /// The eBPF datapath: enforce policy in the kernel, lab, flows (root).
     #[command(subcommand)]
     Datapath(datapath_cmd::DatapathCommand),
+    /// Render every cluster's manifests (Cilium, ClusterMesh, zero trust,
+    /// Linkerd, resilience, ingress) into a directory, each custom resource
+    /// checked against its upstream CRD schema.
+    Render(render_cmd::RenderArgs),
+    /// Node tuning: the ADR's kernel network profile.
+    #[command(subcommand)]
+    Node(render_cmd::NodeCommand),
     /// Run the demo on the embedded default: validate, paths and diagram on adr-003.
     Demo {
         /// Topology to use.
@@ -100,6 +108,8 @@ fn main() -> ExitCode {
         Command::Diagram { file, out } => topology_cmd::diagram(&file, &out),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Datapath(cmd) => datapath_cmd::run(cmd),
+        Command::Render(a) => render_cmd::render(&a),
+        Command::Node(cmd) => render_cmd::node(cmd),
         Command::Demo { topology, out_dir } => topology_cmd::demo(&topology, &out_dir),
     };
     match result {

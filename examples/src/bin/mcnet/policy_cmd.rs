@@ -91,7 +91,9 @@ pub enum GenerateCommand {
 
 #[derive(Args)]
 pub struct Input {
-    /// Manifests (Namespaces, Pods, policies; YAML or JSON, multi-document, `kind: List`). Repeatable.
+    /// Manifests (Namespaces, Pods, policies; YAML or JSON, multi-document,
+    /// `kind: List`), or a directory of them (e.g. a cluster of `mcnet render`;
+    /// Helm `values.yaml` files are skipped). Repeatable.
     #[arg(long = "manifests", value_name = "FILE", required = true)]
     manifests: Vec<String>,
 }
@@ -151,15 +153,57 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Loads manifests; `Ok(None)` after printing the problems when they are invalid.
+/// The files behind `--manifests` arguments: a file as given, a directory
+/// as every `.yaml`, `.yml` and `.json` file under it, in name order, but
+/// Helm values (`values.yaml`).
+fn expand(paths: &[String]) -> anyhow::Result<Vec<String>> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<String>) -> anyhow::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+                // Helm values are not manifests.
+                && p.file_stem().is_none_or(|s| s != "values")
+            {
+                out.push(p.display().to_string());
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        let path = std::path::Path::new(p);
+        if path.is_dir() {
+            walk(path, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
 fn load(files: &[String]) -> anyhow::Result<Option<Manifests>> {
-    let texts: Vec<(String, String)> = files
+    let texts: Vec<(String, String)> = expand(files)?
         .iter()
         .map(|f| Ok((f.clone(), read(f)?)))
         .collect::<anyhow::Result<_>>()?;
+    // A directory (a rendered cluster) holds other kinds by design.
+    let from_dir = files.iter().any(|f| std::path::Path::new(f).is_dir());
     match Manifests::load(texts.iter().map(|(n, t)| (n.as_str(), t.as_str()))) {
         Ok(m) => {
             for w in &m.warnings {
-                tracing::warn!("{w}");
+                if from_dir && w.code == "manifest.ignored" {
+                    tracing::debug!("{w}");
+                } else {
+                    tracing::warn!("{w}");
+                }
             }
             Ok(Some(m))
         }

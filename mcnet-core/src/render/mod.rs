@@ -1,0 +1,428 @@
+//! Cluster rendering: everything each cluster runs, from the one topology.
+//!
+//! [`render`] turns a valid topology into one [`ClusterRender`] per cluster:
+//!
+//! - `cilium/`: Helm values, the `cilium-config` and `hubble-config`
+//!   ConfigMaps (datapath, routing, IPAM, chaining, WireGuard, Hubble) and
+//!   the ClusterMesh connection configuration;
+//! - `namespaces/` and `services/`: the application namespaces and the
+//!   Services in front of each workload (exported to the mesh);
+//! - `policies/`: zero trust, per namespace: default deny, DNS, the Linkerd
+//!   control plane, and one allow per declared dependency (L7 where the
+//!   topology declares HTTP rules), plus the entry points of the
+//!   load-balanced hostnames;
+//! - `linkerd/`: a multicluster Link to every other linked cluster, and a
+//!   Server, MeshTLSAuthentication and AuthorizationPolicy per exported port;
+//! - `resilience/`: the ADR's PodDisruptionBudget for the network components;
+//! - `ingress/`: Nginx Ingress objects for the hostnames the cluster serves,
+//!   and on GKE the ADR's global Ingress with its managed certificate;
+//! - `preview/`: one sample pod per workload (and the system pods the
+//!   policies name), so that `mcnet policy matrix` can show what the
+//!   policies allow. Not for applying.
+//!
+//! Built-in objects pass through their k8s-openapi types; custom resources
+//! can be checked against the upstream CRD schemas with [`schema`].
+//! [`write_dir`] writes the whole tree atomically.
+
+mod cilium;
+mod ingress;
+mod linkerd;
+pub mod schema;
+mod zero_trust;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::diag::Diagnostic;
+use crate::topology::{self, Cluster, Topology};
+use crate::{Error, Result};
+
+pub use cilium::common_supernet;
+
+/// Rendering options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Linkerd and Kubernetes trust domain (`cluster.local`).
+    pub trust_domain: String,
+    /// Cilium's `clustermesh.maxConnectedClusters`: 255 or 511, the same in every cluster.
+    pub max_connected_clusters: u32,
+    /// Base domain for the Hubble UI host (`hubble.<domain>`); default: the
+    /// domain of the first load-balanced hostname.
+    pub domain: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            trust_domain: "cluster.local".into(),
+            max_connected_clusters: 255,
+            domain: None,
+        }
+    }
+}
+
+/// What a rendered document is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DocKind {
+    /// A Kubernetes built-in object (checked through its k8s-openapi type).
+    BuiltIn,
+    /// A custom resource (Cilium, Linkerd, GKE).
+    Custom,
+    /// Helm values, not an object.
+    HelmValues,
+    /// A preview for the policy engine, not for applying.
+    Preview,
+}
+
+/// One rendered file: a list of YAML documents.
+#[derive(Clone, Debug, Serialize)]
+pub struct RenderedFile {
+    /// Path relative to the cluster's directory.
+    pub path: String,
+    /// What the documents are.
+    pub kind: DocKind,
+    /// The documents.
+    pub documents: Vec<Value>,
+}
+
+/// Everything one cluster runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterRender {
+    /// Cluster name.
+    pub cluster: String,
+    /// ClusterMesh id and name, when the cluster is in the mesh.
+    pub cluster_mesh: Option<(u32, String)>,
+    /// `clustermesh.maxConnectedClusters`.
+    pub max_connected_clusters: u32,
+    /// Files, in a stable order.
+    pub files: Vec<RenderedFile>,
+}
+
+impl ClusterRender {
+    fn add(&mut self, path: impl Into<String>, kind: DocKind, documents: Vec<Value>) {
+        if !documents.is_empty() {
+            self.files.push(RenderedFile {
+                path: path.into(),
+                kind,
+                documents,
+            });
+        }
+    }
+
+    /// Every document, with its file.
+    pub fn documents(&self) -> impl Iterator<Item = (&RenderedFile, &Value)> {
+        self.files
+            .iter()
+            .flat_map(|f| f.documents.iter().map(move |d| (f, d)))
+    }
+
+    /// The files under `dir/` (e.g. `policies/`).
+    pub fn files_under<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = &'a RenderedFile> {
+        self.files.iter().filter(move |f| f.path.starts_with(dir))
+    }
+}
+
+/// The rendering of a whole topology.
+#[derive(Clone, Debug, Serialize)]
+pub struct Rendering {
+    /// Topology name.
+    pub topology: String,
+    /// One entry per cluster, in topology order.
+    pub clusters: Vec<ClusterRender>,
+    /// Things rendered with a caveat (e.g. a dependency on a workload that
+    /// does not run in the same cluster).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Renders every cluster of a topology. The topology must be valid; `auto`
+/// CIDRs are allocated first.
+pub fn render(t: &Topology, opts: &Options) -> Result<Rendering> {
+    let report = topology::validate(t);
+    if !report.valid {
+        return Err(Error::Invalid {
+            what: format!("topology `{}`", t.metadata.name),
+            problems: report.errors,
+        });
+    }
+    if ![255, 511].contains(&opts.max_connected_clusters) {
+        return Err(Error::Invalid {
+            what: "render options".into(),
+            problems: vec![Diagnostic::new(
+                "render.max-connected-clusters",
+                "maxConnectedClusters",
+                format!(
+                    "maxConnectedClusters is {}; Cilium supports 255 or 511",
+                    opts.max_connected_clusters
+                ),
+            )],
+        });
+    }
+    let t = topology::ipam::allocate(t).map_err(|problems| Error::Invalid {
+        what: format!("topology `{}`", t.metadata.name),
+        problems,
+    })?;
+    let ctx = Context::new(&t, opts);
+    let mut warnings = Vec::new();
+    let mut clusters = Vec::new();
+    for c in &t.spec.clusters {
+        let mut out = ClusterRender {
+            cluster: c.name.clone(),
+            cluster_mesh: c.cluster_mesh.as_ref().map(|m| (m.id, m.name.clone())),
+            max_connected_clusters: opts.max_connected_clusters,
+            files: Vec::new(),
+        };
+        cilium::render(&ctx, c, &mut out)?;
+        zero_trust::render(&ctx, c, &mut out, &mut warnings)?;
+        linkerd::render(&ctx, c, &mut out)?;
+        ingress::render(&ctx, c, &mut out)?;
+        clusters.push(out);
+    }
+    Ok(Rendering {
+        topology: t.metadata.name.clone(),
+        clusters,
+        warnings,
+    })
+}
+
+/// What every part of the rendering needs.
+struct Context<'a> {
+    t: &'a Topology,
+    opts: &'a Options,
+    /// Pod CIDRs of the ClusterMesh members.
+    mesh_pod_cidrs: Vec<IpNet>,
+    domain: String,
+}
+
+impl<'a> Context<'a> {
+    fn new(t: &'a Topology, opts: &'a Options) -> Context<'a> {
+        let mesh_pod_cidrs = t
+            .spec
+            .clusters
+            .iter()
+            .filter(|c| c.cluster_mesh.is_some())
+            .filter_map(|c| c.pod_cidr.net())
+            .collect();
+        let domain = opts.domain.clone().unwrap_or_else(|| {
+            t.spec
+                .load_balancing
+                .hostnames
+                .first()
+                .and_then(|h| h.name.split_once('.').map(|(_, d)| d.to_string()))
+                .unwrap_or_else(|| format!("{}.example", t.metadata.name))
+        });
+        Context {
+            t,
+            opts,
+            mesh_pod_cidrs,
+            domain,
+        }
+    }
+
+    /// The application namespaces deployed to `cluster`.
+    fn namespaces_in<'b>(
+        &'b self,
+        cluster: &'b Cluster,
+    ) -> impl Iterator<Item = &'a topology::Namespace> + 'b {
+        self.t
+            .spec
+            .namespaces
+            .iter()
+            .filter(move |n| n.clusters.iter().any(|c| c == &cluster.name))
+    }
+
+    /// The clusters linked with `cluster` for multicluster service
+    /// discovery: those sharing an application namespace with it.
+    fn linked_clusters(&self, cluster: &Cluster) -> Vec<&'a Cluster> {
+        self.t
+            .spec
+            .clusters
+            .iter()
+            .filter(|o| o.name != cluster.name)
+            .filter(|o| {
+                self.t
+                    .spec
+                    .namespaces
+                    .iter()
+                    .any(|n| n.clusters.contains(&cluster.name) && n.clusters.contains(&o.name))
+            })
+            .collect()
+    }
+
+    /// Linkerd identity of a service account.
+    fn identity(&self, namespace: &str, service_account: &str) -> String {
+        format!(
+            "{service_account}.{namespace}.serviceaccount.identity.linkerd.{}",
+            self.opts.trust_domain
+        )
+    }
+}
+
+/// Passes a built-in object through its k8s-openapi type, so that what is
+/// written is what the type accepts; an object the type would change is a
+/// rendering bug, reported with its kind and name.
+pub fn builtin(v: Value) -> Result<Value> {
+    use k8s_openapi::api;
+    fn through<T: serde::de::DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String> {
+        let typed: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+        serde_json::to_value(&typed).map_err(|e| e.to_string())
+    }
+    let api_version = v["apiVersion"].as_str().unwrap_or_default();
+    let kind = v["kind"].as_str().unwrap_or_default();
+    let out = match (api_version, kind) {
+        ("v1", "ConfigMap") => through::<api::core::v1::ConfigMap>(&v),
+        ("v1", "Namespace") => through::<api::core::v1::Namespace>(&v),
+        ("v1", "Service") => through::<api::core::v1::Service>(&v),
+        ("v1", "Pod") => through::<api::core::v1::Pod>(&v),
+        ("networking.k8s.io/v1", "NetworkPolicy") => {
+            through::<api::networking::v1::NetworkPolicy>(&v)
+        }
+        ("networking.k8s.io/v1", "Ingress") => through::<api::networking::v1::Ingress>(&v),
+        ("policy/v1", "PodDisruptionBudget") => through::<api::policy::v1::PodDisruptionBudget>(&v),
+        _ => Err(format!(
+            "`{api_version}/{kind}` is not a built-in kind mcnet renders"
+        )),
+    };
+    let name = v["metadata"]["name"].as_str().unwrap_or("?");
+    let bad = |why: String| Error::Invalid {
+        what: format!("rendered {kind} `{name}`"),
+        problems: vec![Diagnostic::new("render.builtin", kind.to_string(), why)],
+    };
+    let out = out.map_err(bad)?;
+    if out != v {
+        return Err(bad(format!(
+            "its k8s-openapi type does not round-trip it: wrote {v}, the type gives {out}"
+        )));
+    }
+    Ok(out)
+}
+
+/// What [`write_dir`] wrote.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WriteSummary {
+    /// Output directory.
+    pub dir: PathBuf,
+    /// Per cluster: files and documents by top-level folder.
+    pub clusters: BTreeMap<String, BTreeMap<String, (usize, usize)>>,
+    /// Files written in all.
+    pub files: usize,
+    /// Documents written in all.
+    pub documents: usize,
+}
+
+/// Marks a directory as mcnet's output, so that re-rendering may replace it.
+const MARKER: &str = ".mcnet-render";
+
+fn io_err(what: &Path, e: std::io::Error) -> Error {
+    Error::Invalid {
+        what: format!("output `{}`", what.display()),
+        problems: vec![Diagnostic::new("render.io", "", e.to_string())],
+    }
+}
+
+/// Writes the rendering under `dir` as `dir/<cluster>/<path>`, atomically:
+/// the tree is built beside `dir` and renamed into place, so that readers
+/// see the old tree or the new one, never a mix. An existing `dir` is
+/// replaced only if it is empty or an earlier rendering.
+pub fn write_dir(r: &Rendering, dir: &Path) -> Result<WriteSummary> {
+    if dir.exists() {
+        let empty = fs::read_dir(dir)
+            .map_err(|e| io_err(dir, e))?
+            .next()
+            .is_none();
+        if !empty && !dir.join(MARKER).exists() {
+            return Err(Error::Invalid {
+                what: format!("output `{}`", dir.display()),
+                problems: vec![Diagnostic::new(
+                    "render.output-not-ours",
+                    "",
+                    format!(
+                        "`{}` holds files mcnet did not render; choose an empty or new directory",
+                        dir.display()
+                    ),
+                )],
+            });
+        }
+    }
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+    let base = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "render".into());
+    let staging = parent.join(format!(".{base}.tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    let result = write_tree(r, &staging, dir);
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+        return result;
+    }
+    let old = parent.join(format!(".{base}.old-{}", std::process::id()));
+    if dir.exists() {
+        fs::rename(dir, &old).map_err(|e| io_err(dir, e))?;
+    }
+    if let Err(e) = fs::rename(&staging, dir) {
+        let _ = fs::rename(&old, dir);
+        let _ = fs::remove_dir_all(&staging);
+        return Err(io_err(dir, e));
+    }
+    let _ = fs::remove_dir_all(&old);
+    result
+}
+
+fn write_tree(r: &Rendering, root: &Path, final_dir: &Path) -> Result<WriteSummary> {
+    let mut summary = WriteSummary {
+        dir: final_dir.to_path_buf(),
+        ..WriteSummary::default()
+    };
+    fs::create_dir_all(root).map_err(|e| io_err(root, e))?;
+    fs::write(
+        root.join(MARKER),
+        format!("rendered by mcnet from topology `{}`\n", r.topology),
+    )
+    .map_err(|e| io_err(root, e))?;
+    for c in &r.clusters {
+        for f in &c.files {
+            let path = root.join(&c.cluster).join(&f.path);
+            if let Some(p) = path.parent() {
+                fs::create_dir_all(p).map_err(|e| io_err(p, e))?;
+            }
+            let mut text = String::new();
+            if f.kind == DocKind::Preview {
+                text.push_str(
+                    "# Preview for `mcnet policy matrix`: sample pods, not for applying.\n",
+                );
+            }
+            for (i, d) in f.documents.iter().enumerate() {
+                if i > 0 {
+                    text.push_str("---\n");
+                }
+                text.push_str(&serde_yaml::to_string(d).map_err(|e| Error::Serialize {
+                    what: f.path.clone(),
+                    reason: e.to_string(),
+                })?);
+            }
+            fs::write(&path, text).map_err(|e| io_err(&path, e))?;
+            let folder = f.path.split('/').next().unwrap_or("").to_string();
+            let e = summary
+                .clusters
+                .entry(c.cluster.clone())
+                .or_default()
+                .entry(folder)
+                .or_default();
+            e.0 += 1;
+            e.1 += f.documents.len();
+            summary.files += 1;
+            summary.documents += f.documents.len();
+        }
+    }
+    Ok(summary)
+}
