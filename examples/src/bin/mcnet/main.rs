@@ -76,7 +76,7 @@ enum Command {
     /// Node tuning: the ADR's kernel network profile.
     #[command(subcommand)]
     Node(render_cmd::NodeCommand),
-    /// Run the demo on the embedded default: validate, paths and diagram on adr-003.
+    /// Run the demo on the embedded default: validate, paths, diagram, render, policy and the eBPF datapath on adr-003.
     Demo {
         /// Topology to use.
         #[arg(long, default_value = "examples/topologies/adr-003.yaml")]

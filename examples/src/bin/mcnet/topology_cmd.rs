@@ -210,7 +210,7 @@ pub fn diagram(file: &str, out: &str) -> anyhow::Result<ExitCode> {
 
 pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let step = |n: u32, what: &str| eprintln!("\n[{n}/5] {what}");
+    let step = |n: u32, what: &str| eprintln!("\n[{n}/6] {what}");
     step(1, &format!("validate {topology_file}"));
     let code = validate(topology_file, Format::Text)?;
     if code != ExitCode::SUCCESS {
@@ -228,6 +228,18 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
     diagram(topology_file, &svg)?;
     step(
         4,
+        "render every cluster's manifests (Cilium, ClusterMesh, zero trust, Linkerd, resilience, ingress)",
+    );
+    let rendered = format!("{out_dir}/{}-clusters", t.metadata.name);
+    crate::render_cmd::render(&crate::render_cmd::RenderArgs {
+        file: topology_file.to_string(),
+        out: rendered.clone(),
+        max_connected_clusters: 255,
+        trust_domain: "cluster.local".into(),
+        output: Format::Text,
+    })?;
+    step(
+        5,
         "zero-trust policy of the production namespace (default deny + the ADR's L7 rule)",
     );
     let manifests = "examples/policies/adr-003-production.yaml";
@@ -237,14 +249,14 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
             "examples/policies/adr-003-queries.json",
         )?;
     }
-    step(5, "the same policy enforced in the kernel (eBPF), with real traffic in a network-namespace lab");
+    step(6, "the same policy enforced in the kernel (eBPF), with real traffic in a network-namespace lab");
     if mcnet_datapath::is_root() && !mcnet_datapath::EBPF_OBJECT.is_empty() {
         crate::datapath_cmd::demo(manifests)?;
     } else {
         eprintln!("skipped: the eBPF datapath needs root");
     }
     eprintln!(
-        "\ndemo finished in {:.1?}; picture: {svg}",
+        "\ndemo finished in {:.1?}; picture: {svg}; manifests: {rendered}/",
         started.elapsed()
     );
     Ok(ExitCode::SUCCESS)

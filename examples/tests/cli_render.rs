@@ -1,0 +1,405 @@
+//! The `mcnet render` and `mcnet node tune` contracts, run as a user would:
+//! the rendered policies, read back by `mcnet policy matrix`, allow exactly
+//! the topology's declared dependencies (and the platform's entry points),
+//! `mcnet policy lint` finds nothing, and node tuning changes a namespace
+//! it creates, never the host.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use mcnet_core::topology::{ipam, Topology};
+use serde_json::Value;
+
+mod common;
+use common::mcnet;
+
+const EXAMPLES: [&str; 2] = [
+    concat!(env!("CARGO_MANIFEST_DIR"), "/topologies/adr-003.yaml"),
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/topologies/adr-003-redundant.yaml"
+    ),
+];
+
+/// Ports the matrix is computed on: every port the policies name, and some they do not.
+const PORTS: [&str; 11] = [
+    "53/UDP", "53/TCP", "8080/TCP", "8086/TCP", "8090/TCP", "4143/TCP", "5432/TCP", "80/TCP",
+    "443/TCP", "8080/UDP", "9090/TCP",
+];
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("mcnet-cli-render-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        TempDir(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What the topology declares, as this test reads it (independently of the renderer).
+struct Declared {
+    t: Topology,
+}
+
+impl Declared {
+    fn new(path: &str) -> Declared {
+        let t = Topology::from_str_strict(&std::fs::read_to_string(path).unwrap()).unwrap();
+        Declared {
+            t: ipam::allocate(&t).unwrap(),
+        }
+    }
+
+    fn spans(&self, ns: &str) -> usize {
+        self.t
+            .spec
+            .namespaces
+            .iter()
+            .find(|n| n.name == ns)
+            .map_or(0, |n| n.clusters.len())
+    }
+
+    /// `ns/name` of the preview pod → (namespace, workload) for app pods.
+    fn app(&self, pod: &str) -> Option<(String, String)> {
+        let (ns, name) = pod.split_once('/')?;
+        let w = name.strip_suffix("-0")?;
+        self.t
+            .spec
+            .namespaces
+            .iter()
+            .find(|n| n.name == ns)?
+            .workloads
+            .iter()
+            .find(|x| x.name == w)
+            .map(|_| (ns.to_string(), w.to_string()))
+    }
+
+    fn depends(
+        &self,
+        from: &(String, String),
+        to: &(String, String),
+        port: u16,
+        proto: &str,
+    ) -> bool {
+        let ns = self
+            .t
+            .spec
+            .namespaces
+            .iter()
+            .find(|n| n.name == from.0)
+            .unwrap();
+        let w = ns.workloads.iter().find(|w| w.name == from.1).unwrap();
+        w.depends_on.iter().any(|d| {
+            let (dns, dname) = d.workload.split_once('/').unwrap_or((&from.0, &d.workload));
+            dns == to.0
+                && dname == to.1
+                && d.port == port
+                && format!("{:?}", d.protocol).eq_ignore_ascii_case(proto)
+        })
+    }
+
+    fn serves(&self, w: &(String, String), port: u16, proto: &str) -> bool {
+        let ns = self
+            .t
+            .spec
+            .namespaces
+            .iter()
+            .find(|n| n.name == w.0)
+            .unwrap();
+        let w = ns.workloads.iter().find(|x| x.name == w.1).unwrap();
+        w.ports
+            .iter()
+            .any(|p| p.port == port && format!("{:?}", p.protocol).eq_ignore_ascii_case(proto))
+    }
+
+    fn backs_hostname(&self, cluster: &str, w: &(String, String)) -> bool {
+        let ns = self
+            .t
+            .spec
+            .namespaces
+            .iter()
+            .find(|n| n.name == w.0)
+            .unwrap();
+        let svc = ns
+            .workloads
+            .iter()
+            .find(|x| x.name == w.1)
+            .unwrap()
+            .service_name();
+        self.t.spec.load_balancing.hostnames.iter().any(|h| {
+            h.service.as_deref() == Some(&format!("{}/{svc}", w.0))
+                && h.targets.iter().any(|t| t.cluster == cluster)
+        })
+    }
+
+    /// Whether `src → dst` on `port/proto` should be allowed in `cluster`.
+    fn expected(&self, cluster: &str, src: &str, dst: &str, port: u16, proto: &str) -> bool {
+        let (s, d) = (self.app(src), self.app(dst));
+        let egress = match &s {
+            None => true, // platform pods are not isolated
+            Some(sw) => {
+                (dst == "kube-system/kube-dns-0" && port == 53)
+                    || (dst == "linkerd/destination-0"
+                        && proto == "TCP"
+                        && [8080, 8086, 8090].contains(&port)
+                        && self.spans(&sw.0) > 1)
+                    || d.as_ref()
+                        .is_some_and(|dw| self.depends(sw, dw, port, proto))
+            }
+        };
+        let ingress = match &d {
+            None => true,
+            Some(dw) => {
+                s.as_ref()
+                    .is_some_and(|sw| self.depends(sw, dw, port, proto))
+                    || (src == "ingress-nginx/ingress-nginx-0"
+                        && self.backs_hostname(cluster, dw)
+                        && self.serves(dw, port, proto))
+                    || (src == "linkerd-multicluster/linkerd-gateway-0"
+                        && self.spans(&dw.0) > 1
+                        && self.serves(dw, port, proto))
+            }
+        };
+        egress && ingress
+    }
+}
+
+#[test]
+fn rendered_policies_allow_exactly_the_declared_dependencies() {
+    for ex in EXAMPLES {
+        let declared = Declared::new(ex);
+        let out = TempDir::new("matrix");
+        let dir = out.0.to_str().unwrap();
+        let (code, stdout, stderr) = mcnet(&["render", ex, "-o", dir, "--output", "json"]);
+        assert_eq!(code, 0, "{ex}: {stderr}");
+        let summary: Value = serde_json::from_str(&stdout).unwrap();
+        assert!(summary["custom_resources_checked"].as_u64().unwrap() > 0);
+        for c in &declared.t.spec.clusters {
+            assert!(
+                summary["clusters"][&c.name].is_object(),
+                "{ex}: {} missing",
+                c.name
+            );
+            let cdir = format!("{dir}/{}", c.name);
+            let mut args = vec!["policy", "matrix", "--manifests", &cdir, "--output", "json"];
+            for p in PORTS {
+                args.extend(["--port", p]);
+            }
+            let (code, stdout, stderr) = mcnet(&args);
+            assert_eq!(code, 0, "{ex} {}: {stderr}", c.name);
+            let m: Value = serde_json::from_str(&stdout).unwrap();
+            let pods: Vec<String> = m["pods"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_string())
+                .collect();
+            assert!(pods.len() >= 6, "{ex} {}: {pods:?}", c.name);
+            let mut declared_pairs = 0;
+            for port in m["ports"].as_array().unwrap() {
+                let (n, proto) = (
+                    port["port"].as_u64().unwrap() as u16,
+                    port["protocol"].as_str().unwrap().to_ascii_uppercase(),
+                );
+                let got: BTreeSet<(String, String)> = port["allowed"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| (p[0].as_str().unwrap().into(), p[1].as_str().unwrap().into()))
+                    .collect();
+                let mut want = BTreeSet::new();
+                for a in &pods {
+                    for b in &pods {
+                        if declared.expected(&c.name, a, b, n, &proto) {
+                            want.insert((a.clone(), b.clone()));
+                            if declared.app(a).is_some() && declared.app(b).is_some() {
+                                declared_pairs += 1;
+                            }
+                        }
+                    }
+                }
+                assert_eq!(
+                    got, want,
+                    "{ex} {}: {n}/{proto}: allowed pairs differ from the declared ones",
+                    c.name
+                );
+            }
+            // Every cluster has at least one app-to-app dependency, and it is reachable.
+            assert!(declared_pairs > 0, "{ex} {}", c.name);
+            let (code, stdout, stderr) = mcnet(&["policy", "lint", "--manifests", &cdir]);
+            assert_eq!(code, 0, "{ex} {}: lint found {stdout} {stderr}", c.name);
+        }
+    }
+}
+
+#[test]
+fn the_l7_rule_is_enforced_by_the_engine() {
+    let out = TempDir::new("l7");
+    let dir = out.0.to_str().unwrap();
+    let (code, _, stderr) = mcnet(&["render", EXAMPLES[0], "-o", dir]);
+    assert_eq!(code, 0, "{stderr}");
+    let cdir = format!("{dir}/eks-prod");
+    let eval = |method: &str, path: &str| {
+        let (code, stdout, stderr) = mcnet(&[
+            "policy",
+            "eval",
+            "--manifests",
+            &cdir,
+            "--from",
+            "production/frontend-0",
+            "--to",
+            "production/api-server-0",
+            "--port",
+            "8080",
+            "--method",
+            method,
+            "--path",
+            path,
+            "--output",
+            "json",
+        ]);
+        assert!(code == 0 || code == 1, "{stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        v[0]["verdict"].as_str().unwrap().to_string()
+    };
+    assert_eq!(eval("GET", "/api/v1/orders"), "allow");
+    assert_eq!(eval("POST", "/api/v1/users"), "allow");
+    assert_eq!(eval("DELETE", "/api/v1/users"), "deny");
+    assert_eq!(eval("GET", "/admin"), "deny");
+}
+
+#[test]
+fn render_refuses_a_directory_it_does_not_own_and_an_invalid_topology() {
+    let out = TempDir::new("refuse");
+    std::fs::create_dir_all(&out.0).unwrap();
+    std::fs::write(out.0.join("keep.txt"), "x").unwrap();
+    let (code, _, stderr) = mcnet(&["render", EXAMPLES[0], "-o", out.0.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("did not render"), "{stderr}");
+    let bad = common::temp(
+        "bad-mesh.yaml",
+        &std::fs::read_to_string(EXAMPLES[0]).unwrap().replacen(
+            "clusterMesh: {id: 2",
+            "clusterMesh: {id: 1",
+            1,
+        ),
+    );
+    let (code, _, stderr) = mcnet(&["render", &bad, "-o", out.0.join("x").to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("clustermesh.id-duplicate"), "{stderr}");
+    assert!(!out.0.join("x").exists());
+}
+
+// Node tuning, in a network namespace this test creates (root only).
+
+const KEYS: [&str; 6] = [
+    "net/core/somaxconn",
+    "net/ipv4/tcp_max_syn_backlog",
+    "net/core/netdev_max_backlog",
+    "net/ipv4/tcp_congestion_control",
+    "net/core/rmem_max",
+    "net/core/wmem_max",
+];
+
+fn host_values() -> Vec<String> {
+    KEYS.iter()
+        .map(|k| std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap_or_default())
+        .collect()
+}
+
+struct Netns(String);
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("mcnet-tune-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip netns add {name}");
+        Netns(name)
+    }
+}
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn tune(args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["node", "tune"];
+    all.extend(args);
+    all.extend(["--output", "json"]);
+    let (code, stdout, stderr) = mcnet(&all);
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+    (code, v)
+}
+
+fn setting<'a>(v: &'a Value, key: &str) -> &'a Value {
+    v["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == key)
+        .unwrap()
+}
+
+#[test]
+fn node_tune_checks_and_applies_inside_a_namespace_only() {
+    if !mcnet_datapath::is_root() {
+        eprintln!("skipped: needs root (CI runs it)");
+        return;
+    }
+    let before = host_values();
+    let ns = Netns::new();
+    // A fresh namespace has the kernel defaults: somaxconn 4096 < 65535.
+    let (code, check) = tune(&["--check", "--netns", &ns.0]);
+    assert_eq!(code, 1, "{check}");
+    assert!(check["deviations"].as_u64().unwrap() > 0);
+    assert_eq!(setting(&check, "net.core.somaxconn")["ok"], false);
+    assert_eq!(setting(&check, "net.core.rmem_max")["scope"], "global");
+    assert_eq!(setting(&check, "net.core.somaxconn")["scope"], "per-netns");
+
+    let (code, applied) = tune(&["--apply", "--netns", &ns.0]);
+    assert_eq!(code, 0, "{applied}");
+    for s in applied["settings"].as_array().unwrap() {
+        match s["scope"].as_str().unwrap() {
+            "per-netns" if s["ok"] == false => {
+                assert_eq!(s["changed_to"], s["wanted"], "{s}");
+            }
+            "global" => {
+                assert!(s.get("changed_to").is_none(), "a global was written: {s}");
+                if s["ok"] == false {
+                    assert!(s["skipped"].as_str().unwrap().contains("global"), "{s}");
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(applied["changed"].as_u64().unwrap() >= 1);
+
+    // Now only globals may deviate inside the namespace.
+    let (_, again) = tune(&["--check", "--netns", &ns.0]);
+    for s in again["settings"].as_array().unwrap() {
+        if s["scope"] == "per-netns" {
+            assert_eq!(s["ok"], true, "{s}");
+        }
+    }
+    assert_eq!(setting(&again, "net.core.somaxconn")["current"], "65535");
+    assert_eq!(
+        setting(&again, "net.ipv4.tcp_congestion_control")["current"],
+        "bbr"
+    );
+    drop(ns);
+    assert_eq!(host_values(), before, "the host's sysctls changed");
+
+    // A namespace that does not exist is a usage error.
+    let (code, _, stderr) = mcnet(&["node", "tune", "--check", "--netns", "mcnet-no-such-ns"]);
+    assert_eq!(code, 2, "{stderr}");
+}
