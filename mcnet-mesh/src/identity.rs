@@ -249,6 +249,38 @@ pub struct WorkloadCert {
 }
 
 impl WorkloadCert {
+    /// Loads a certificate chain (leaf first) and its key, as written by
+    /// `mcnet mesh cert issue`; the identity comes from the leaf's SPIFFE id.
+    pub fn from_pem(chain_pem: &str, key_pem: &str) -> Result<WorkloadCert> {
+        let chain = pem_certs(chain_pem)?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| Error::Invalid("tls.crt holds no certificate".into()))?;
+        let (_, c) = x509_parser::parse_x509_certificate(leaf)
+            .map_err(|e| Error::Invalid(format!("tls.crt: {e}")))?;
+        let ids = crate::tls::identities_of(leaf)?;
+        let spiffe = ids
+            .iter()
+            .find_map(|i| i.strip_prefix("spiffe://"))
+            .ok_or_else(|| Error::Invalid("tls.crt has no SPIFFE id".into()))?;
+        let parts: Vec<&str> = spiffe.split('/').collect();
+        let id = match parts.as_slice() {
+            [td, "ns", ns, "sa", sa] => WorkloadId::new(ns, sa, td)?,
+            _ => return Err(Error::Invalid(format!("`spiffe://{spiffe}` is not a workload id"))),
+        };
+        KeyPair::from_pem(key_pem).map_err(|e| Error::Crypto(format!("tls.key: {e}")))?;
+        let at = |t: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+        let not_before = at(c.validity().not_before.timestamp());
+        let not_after = at(c.validity().not_after.timestamp());
+        Ok(WorkloadCert {
+            id,
+            chain_pem: chain_pem.into(),
+            key: SecretKey(key_pem.into()),
+            issued_at: (not_before + CLOCK_SKEW_ALLOWANCE).min(not_after),
+            not_after,
+        })
+    }
+
     /// When it should be renewed: at 70% of its lifetime, as Linkerd's proxy does.
     pub fn renew_at(&self) -> SystemTime {
         let life = self
@@ -257,6 +289,44 @@ impl WorkloadCert {
             .unwrap_or_default();
         self.issued_at + life.mul_f64(0.7)
     }
+}
+
+impl TrustAnchor {
+    /// Loads an anchor from its certificate and key (PEM).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<TrustAnchor> {
+        KeyPair::from_pem(key_pem).map_err(|e| Error::Crypto(format!("anchor key: {e}")))?;
+        pem_certs(cert_pem)?;
+        Ok(TrustAnchor {
+            ca: CertAndKey {
+                cert_pem: cert_pem.into(),
+                key: SecretKey(key_pem.into()),
+            },
+        })
+    }
+}
+
+/// The trust domain an issuer certificate names (`identity.linkerd.<td>`).
+pub fn issuer_trust_domain(cert_pem: &str) -> Result<String> {
+    let der = pem_certs(cert_pem)?;
+    let first = der
+        .first()
+        .ok_or_else(|| Error::Invalid("issuer.crt holds no certificate".into()))?;
+    let (_, c) = x509_parser::parse_x509_certificate(first)
+        .map_err(|e| Error::Invalid(format!("issuer.crt: {e}")))?;
+    let cn = c
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|n| n.as_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    cn.strip_prefix("identity.linkerd.")
+        .map(String::from)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "issuer.crt's common name `{cn}` is not `identity.linkerd.<trust-domain>`"
+            ))
+        })
 }
 
 impl IssuerCa {

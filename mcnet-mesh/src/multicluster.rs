@@ -550,3 +550,74 @@ fn signed_by_any(cert_pem: &str, bundle: &TrustBundle) -> Result<bool> {
     }
     Ok(false)
 }
+
+/// The REST plural of the kinds mcnet applies.
+fn plural(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "Link" => "links",
+        "Service" => "services",
+        "Endpoints" => "endpoints",
+        "ServiceAccount" => "serviceaccounts",
+        "Secret" => "secrets",
+        "ClusterRole" => "clusterroles",
+        "ClusterRoleBinding" => "clusterrolebindings",
+        "Server" => "servers",
+        "AuthorizationPolicy" => "authorizationpolicies",
+        "MeshTLSAuthentication" => "meshtlsauthentications",
+        _ => return None,
+    })
+}
+
+/// Server-side applies `docs` (field manager `mcnet`, forcing conflicts)
+/// through `client`; returns `(kind, namespace/name)` of each object applied.
+pub async fn apply(client: kube::Client, docs: &[Value]) -> Result<Vec<(String, String)>> {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use kube::discovery::ApiResource;
+    let mut out = Vec::new();
+    for d in docs {
+        let api_version = d["apiVersion"].as_str().unwrap_or_default();
+        let kind = d["kind"].as_str().unwrap_or_default();
+        let name = d["metadata"]["name"]
+            .as_str()
+            .ok_or_else(|| Error::Invalid(format!("{kind} without metadata.name")))?;
+        let plural = plural(kind)
+            .ok_or_else(|| Error::Invalid(format!("{kind} `{name}`: not a kind mcnet applies")))?;
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let ar = ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: api_version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let ns = d["metadata"]["namespace"].as_str();
+        let api: Api<DynamicObject> = match ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        let obj: DynamicObject = serde_json::from_value(d.clone())
+            .map_err(|e| Error::Invalid(format!("{kind} `{name}`: {e}")))?;
+        api.patch(name, &PatchParams::apply("mcnet").force(), &Patch::Apply(&obj))
+            .await
+            .map_err(|e| Error::Kube(format!("apply {kind} `{name}`: {e}")))?;
+        out.push((
+            kind.to_string(),
+            ns.map_or(name.to_string(), |ns| format!("{ns}/{name}")),
+        ));
+    }
+    Ok(out)
+}
+
+/// [`apply`] with the client a kubeconfig file describes.
+pub async fn apply_with_kubeconfig(
+    path: &std::path::Path,
+    docs: &[Value],
+) -> Result<Vec<(String, String)>> {
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .map_err(|e| Error::Kube(format!("kubeconfig `{}`: {e}", path.display())))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| Error::Kube(format!("kubeconfig `{}`: {e}", path.display())))?;
+    let client = kube::Client::try_from(cfg).map_err(|e| Error::Kube(e.to_string()))?;
+    apply(client, docs).await
+}

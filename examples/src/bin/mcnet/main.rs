@@ -4,6 +4,7 @@
 //! 2 usage or I/O errors.
 
 mod datapath_cmd;
+mod mesh_cmd;
 mod output;
 mod policy_cmd;
 mod render_cmd;
@@ -73,6 +74,9 @@ enum Command {
     /// Linkerd, resilience, ingress) into a directory, each custom resource
     /// checked against its upstream CRD schema.
     Render(render_cmd::RenderArgs),
+    /// The service mesh: CA, workload certificates, the cross-cluster gateway, Linkerd multicluster.
+    #[command(subcommand)]
+    Mesh(mesh_cmd::MeshCommand),
     /// Node tuning: the ADR's kernel network profile.
     #[command(subcommand)]
     Node(render_cmd::NodeCommand),
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
         Command::Datapath(cmd) => datapath_cmd::run(cmd),
         Command::Render(a) => render_cmd::render(&a),
         Command::Node(cmd) => render_cmd::node(cmd),
+        Command::Mesh(cmd) => mesh_cmd::run(cmd),
         Command::Demo { topology, out_dir } => topology_cmd::demo(&topology, &out_dir),
     };
     match result {

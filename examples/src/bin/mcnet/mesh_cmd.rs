@@ -1,0 +1,420 @@
+//! `mcnet mesh ca init | cert issue | gateway | link | check | apply`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use mcnet_mesh::gateway::{self, GatewayConfig};
+use mcnet_mesh::identity::{
+    self, issuer_trust_domain, IssuerCa, TrustAnchor, TrustBundle, WorkloadCert, WorkloadId,
+    ANCHOR_LIFETIME,
+};
+use mcnet_mesh::multicluster;
+use mcnet_mesh::tls::{Authorization, DefaultPolicy, HandshakeFailure, TlsIdentity};
+
+use crate::output::{print_json, Format};
+
+#[derive(Subcommand)]
+pub enum MeshCommand {
+    /// Certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Workload certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Run the cross-cluster gateway in the foreground (mTLS in, bytes to the target).
+    Gateway(GatewayArgs),
+    /// Print the Linkerd multicluster manifests of a topology (Links, the gateway
+    /// Service, remote-access credentials), or apply them with a kubeconfig.
+    Link(LinkArgs),
+    /// Check two clusters' trust material before linking them.
+    Check(CheckArgs),
+}
+
+#[derive(Subcommand)]
+pub enum CaCommand {
+    /// Create a trust anchor and an issuer: DIR/ca.crt, DIR/issuer.crt,
+    /// DIR/issuer.key (and DIR/ca.key, to keep offline, for future issuers).
+    Init {
+        /// Output directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Trust domain.
+        #[arg(long, default_value = "cluster.local")]
+        trust_domain: String,
+        /// Issuer lifetime (`365d`, `24h`, `90m`, `30s`).
+        #[arg(long, default_value = "365d", value_parser = parse_duration)]
+        issuer_lifetime: Duration,
+    },
+    /// Create another cluster's issuer under the same anchor: OUT/ca.crt,
+    /// OUT/issuer.crt, OUT/issuer.key (needs DIR/ca.key).
+    Issuer {
+        /// Directory written by `mcnet mesh ca init`.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Issuer lifetime.
+        #[arg(long, default_value = "365d", value_parser = parse_duration)]
+        issuer_lifetime: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CertCommand {
+    /// Issue a workload certificate: OUT/tls.crt (leaf then issuer), OUT/tls.key, OUT/ca.crt.
+    Issue {
+        /// Directory written by `mcnet mesh ca init`.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Namespace.
+        #[arg(long)]
+        namespace: String,
+        /// Service account.
+        #[arg(long)]
+        service_account: String,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Lifetime (`24h` by default, as Linkerd).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        lifetime: Duration,
+    },
+}
+
+#[derive(Args)]
+pub struct GatewayArgs {
+    /// Where remote clusters connect (mTLS), e.g. 127.0.0.1:4143.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// The local target, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    target: SocketAddr,
+    /// The gateway's identity: a directory with tls.crt, tls.key and ca.crt
+    /// (re-read when they change, for rotation without a restart).
+    #[arg(long)]
+    identity: PathBuf,
+    /// An identity allowed in (Linkerd name, SPIFFE id, `*`, or `*.<suffix>`);
+    /// repeatable. Without any, every client chaining to the anchor is allowed.
+    #[arg(long = "allow", value_name = "IDENTITY")]
+    allow: Vec<String>,
+    /// Probe and metrics address (`/ready`, `/metrics`), e.g. 127.0.0.1:4191.
+    #[arg(long)]
+    probe: Option<SocketAddr>,
+    /// Log violations but let them through.
+    #[arg(long)]
+    audit: bool,
+}
+
+#[derive(Args)]
+pub struct LinkArgs {
+    /// Topology file.
+    file: String,
+    /// Trust domain.
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// Apply with this kubeconfig (server-side apply, field manager `mcnet`)
+    /// instead of printing; default: $KUBECONFIG when set.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Only this cluster's manifests.
+    #[arg(long)]
+    cluster: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// One cluster's CA directory (`mcnet mesh ca init`).
+    a: PathBuf,
+    /// The other's.
+    b: PathBuf,
+    /// Output format.
+    #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
+    output: Format,
+}
+
+/// Parses `30s`, `90m`, `24h`, `365d` (or plain seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().map_err(|_| format!("`{s}` is not a duration like 24h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("`{s}`: unit must be s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("a lifetime must be positive".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn read(p: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(p).with_context(|| format!("cannot read `{}`", p.display()))
+}
+
+pub fn run(cmd: MeshCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        MeshCommand::Ca(CaCommand::Init {
+            dir,
+            trust_domain,
+            issuer_lifetime,
+        }) => {
+            WorkloadId::new("x", "x", &trust_domain)?;
+            let anchor = TrustAnchor::generate(&trust_domain, ANCHOR_LIFETIME)?;
+            let issuer = anchor.issue_issuer(&trust_domain, issuer_lifetime)?;
+            identity::write_file(&dir.join("ca.crt"), anchor.ca.cert_pem.as_bytes(), 0o644)?;
+            identity::write_key(&dir.join("ca.key"), &anchor.ca.key)?;
+            identity::write_file(&dir.join("issuer.crt"), issuer.ca.cert_pem.as_bytes(), 0o644)?;
+            identity::write_key(&dir.join("issuer.key"), &issuer.ca.key)?;
+            eprintln!(
+                "wrote {0}/ca.crt (trust anchor root.linkerd.{trust_domain}), {0}/issuer.crt and {0}/issuer.key (identity.linkerd.{trust_domain}); {0}/ca.key signs future issuers: keep it offline",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        MeshCommand::Ca(CaCommand::Issuer {
+            ca,
+            out,
+            issuer_lifetime,
+        }) => {
+            let ca_pem = read(&ca.join("ca.crt"))?;
+            let anchor = TrustAnchor::from_pem(&ca_pem, &read(&ca.join("ca.key"))?)?;
+            let td = issuer_trust_domain(&read(&ca.join("issuer.crt"))?)?;
+            let issuer = anchor.issue_issuer(&td, issuer_lifetime)?;
+            identity::write_file(&out.join("ca.crt"), ca_pem.as_bytes(), 0o644)?;
+            identity::write_file(&out.join("issuer.crt"), issuer.ca.cert_pem.as_bytes(), 0o644)?;
+            identity::write_key(&out.join("issuer.key"), &issuer.ca.key)?;
+            eprintln!("wrote {0}/ca.crt, {0}/issuer.crt and {0}/issuer.key", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        MeshCommand::Cert(CertCommand::Issue {
+            ca,
+            namespace,
+            service_account,
+            out,
+            lifetime,
+        }) => {
+            let issuer_pem = read(&ca.join("issuer.crt"))?;
+            let td = issuer_trust_domain(&issuer_pem)?;
+            let issuer = IssuerCa::from_pem(&issuer_pem, &read(&ca.join("issuer.key"))?, &td)?;
+            let id = WorkloadId::new(&namespace, &service_account, &td)?;
+            let cert = issuer.issue(&id, lifetime)?;
+            identity::write_file(&out.join("tls.crt"), cert.chain_pem.as_bytes(), 0o644)?;
+            identity::write_key(&out.join("tls.key"), &cert.key)?;
+            identity::write_file(&out.join("ca.crt"), read(&ca.join("ca.crt"))?.as_bytes(), 0o644)?;
+            eprintln!(
+                "wrote {0}/tls.crt, {0}/tls.key, {0}/ca.crt for {1} ({2})",
+                out.display(),
+                id.linkerd_name(),
+                id.spiffe_id()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        MeshCommand::Gateway(a) => gateway_cmd(a),
+        MeshCommand::Link(a) => link_cmd(a),
+        MeshCommand::Check(a) => check_cmd(a),
+    }
+}
+
+fn load_identity(dir: &Path) -> anyhow::Result<(WorkloadCert, TrustBundle)> {
+    let cert = WorkloadCert::from_pem(&read(&dir.join("tls.crt"))?, &read(&dir.join("tls.key"))?)?;
+    let bundle = TrustBundle::from_pem(&read(&dir.join("ca.crt"))?)?;
+    Ok((cert, bundle))
+}
+
+fn mtime(dir: &Path) -> Vec<Option<SystemTime>> {
+    ["tls.crt", "tls.key", "ca.crt"]
+        .iter()
+        .map(|f| std::fs::metadata(dir.join(f)).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+fn gateway_cmd(a: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let (cert, bundle) = load_identity(&a.identity)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let identity = TlsIdentity::new(cert.clone(), bundle)?;
+        let authz = if a.allow.is_empty() {
+            Authorization {
+                default: DefaultPolicy::AllAuthenticated,
+                audit: a.audit,
+                ..Authorization::default()
+            }
+        } else {
+            Authorization {
+                audit: a.audit,
+                ..Authorization::allow_only(a.allow.clone())
+            }
+        };
+        let gw = gateway::start(
+            identity.clone(),
+            GatewayConfig {
+                listen: a.listen,
+                target: a.target,
+                probe: a.probe,
+                authz,
+                handshake_timeout: Duration::from_secs(10),
+            },
+        )
+        .await?;
+        eprintln!(
+            "gateway {} listening on {} (mTLS) → {}{}; allowing {}",
+            cert.id.linkerd_name(),
+            gw.addr,
+            a.target,
+            gw.probe_addr.map(|p| format!("; probe http://{p}/ready")).unwrap_or_default(),
+            if a.allow.is_empty() { "every identity of the trust anchor".to_string() } else { a.allow.join(", ") }
+        );
+        // Rotation: new files take effect for new handshakes.
+        let dir = a.identity.clone();
+        let reload_id = identity.clone();
+        tokio::spawn(async move {
+            let mut seen = mtime(&dir);
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let now = mtime(&dir);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                match load_identity(&dir) {
+                    Ok((c, b)) => match reload_id.set_bundle(b).and_then(|_| reload_id.set_cert(c)) {
+                        Ok(()) => eprintln!("identity reloaded from {}", dir.display()),
+                        Err(e) => eprintln!("identity reload failed (keeping the old one): {e}"),
+                    },
+                    Err(e) => eprintln!("identity reload failed (keeping the old one): {e:#}"),
+                }
+            }
+        });
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let m = gw.metrics.clone();
+        gw.shutdown().await;
+        use std::sync::atomic::Ordering::Relaxed;
+        eprintln!(
+            "gateway stopped: {} connections, {} bytes in, {} bytes out, {} denied, {} audited",
+            m.connections.load(Relaxed),
+            m.bytes_in.load(Relaxed),
+            m.bytes_out.load(Relaxed),
+            m.authz_denials.load(Relaxed),
+            m.authz_audited.load(Relaxed)
+        );
+        for why in HandshakeFailure::ALL {
+            let n = m.handshake_failures(why);
+            if n > 0 {
+                eprintln!("  handshake failures ({why}): {n}");
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn link_cmd(a: LinkArgs) -> anyhow::Result<ExitCode> {
+    let text = crate::output::read(&a.file)?;
+    let t = mcnet_core::topology::Topology::from_str_strict(&text)?;
+    let domain = t
+        .spec
+        .load_balancing
+        .hostnames
+        .first()
+        .and_then(|h| h.name.split_once('.').map(|(_, d)| d.to_string()))
+        .unwrap_or_else(|| "mesh.internal".into());
+    let mut out: Vec<(String, serde_json::Value)> = Vec::new();
+    for c in &t.spec.clusters {
+        if a.cluster.as_ref().is_some_and(|x| x != &c.name) {
+            continue;
+        }
+        out.push((c.name.clone(), serde_json::to_value(multicluster::gateway_service(&a.trust_domain)?)?));
+        let ra = multicluster::remote_access()?;
+        for v in [
+            serde_json::to_value(&ra.service_account)?,
+            serde_json::to_value(&ra.role)?,
+            serde_json::to_value(&ra.binding)?,
+            serde_json::to_value(&ra.token)?,
+        ] {
+            out.push((c.name.clone(), v));
+        }
+        for o in t.spec.clusters.iter().filter(|o| o.name != c.name) {
+            let shares = t
+                .spec
+                .namespaces
+                .iter()
+                .any(|n| n.clusters.contains(&c.name) && n.clusters.contains(&o.name));
+            if !shares {
+                continue;
+            }
+            let l = multicluster::link(&multicluster::LinkTarget {
+                cluster: o.name.clone(),
+                gateway_address: format!("linkerd-gateway.{}.{domain}", o.name),
+                trust_domain: a.trust_domain.clone(),
+            });
+            let mut v = serde_json::to_value(&l)?;
+            v["apiVersion"] = "multicluster.linkerd.io/v1alpha3".into();
+            v["kind"] = "Link".into();
+            out.push((c.name.clone(), v));
+        }
+    }
+    let kubeconfig = a
+        .kubeconfig
+        .clone()
+        .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from));
+    match kubeconfig {
+        Some(path) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let docs: Vec<serde_json::Value> = out.iter().map(|(_, v)| v.clone()).collect();
+            let applied = rt.block_on(multicluster::apply_with_kubeconfig(&path, &docs))?;
+            for (kind, name) in applied {
+                println!("applied {kind} {name}");
+            }
+        }
+        None => {
+            let mut last = String::new();
+            for (cluster, v) in &out {
+                if *cluster != last {
+                    println!("# cluster {cluster}");
+                    last = cluster.clone();
+                }
+                println!("---\n{}", serde_yaml::to_string(v)?.trim_end());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_cmd(a: CheckArgs) -> anyhow::Result<ExitCode> {
+    let load = |dir: &Path| -> anyhow::Result<multicluster::ClusterTrust> {
+        let issuer_pem = read(&dir.join("issuer.crt"))?;
+        let td = issuer_trust_domain(&issuer_pem)?;
+        Ok(multicluster::ClusterTrust {
+            name: dir.display().to_string(),
+            bundle: TrustBundle::from_pem(&read(&dir.join("ca.crt"))?)?,
+            issuer: IssuerCa::from_pem(&issuer_pem, &read(&dir.join("issuer.key"))?, &td)?,
+            now: SystemTime::now(),
+        })
+    };
+    let checks = multicluster::check_link(&load(&a.a)?, &load(&a.b)?)?;
+    let failed = checks.iter().any(|c| c.status == "error");
+    match a.output {
+        Format::Json => print_json(&serde_json::json!({"ok": !failed, "checks": checks}))?,
+        Format::Text => {
+            for c in &checks {
+                println!("[{}] {:<16} {}", c.status, c.name, c.message);
+            }
+        }
+    }
+    Ok(ExitCode::from(if failed { 1 } else { 0 }))
+}
