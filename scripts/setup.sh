@@ -11,9 +11,11 @@ as_root() {
 }
 
 # Debian packages: iproute2 for the netns lab; iptables, ipset and nftables for
-# the datapath benchmark's baselines.
+# the datapath benchmark's baselines; openssl to check our certificates with an
+# independent TLS implementation; nginx (with its stream module) as the mTLS
+# proxy the gateway benchmark compares against.
 missing=()
-for pkg in iproute2 pkg-config iptables ipset nftables; do
+for pkg in iproute2 pkg-config iptables ipset nftables openssl nginx-light libnginx-mod-stream; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -49,7 +49,10 @@ fn ok(args: &[&str]) {
 }
 
 fn openssl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl").args(args).output().expect("openssl");
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
     (
         out.status.success(),
         format!(
@@ -65,7 +68,11 @@ fn mode(p: &str) -> u32 {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn echo() -> SocketAddr {
@@ -90,7 +97,10 @@ fn echo() -> SocketAddr {
 fn wait_for(addr: &str) {
     let t0 = Instant::now();
     while TcpStream::connect(addr).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "{addr} never listened");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{addr} never listened"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -100,13 +110,24 @@ fn wait_for(addr: &str) {
 fn s_client(gw: &str, cert_dir: &Path, verify_name: &str, msg: &str) -> (String, String) {
     let mut c = Command::new("openssl")
         .args([
-            "s_client", "-connect", gw, "-quiet", "-verify_return_error",
-            "-cert", &cert_dir.join("tls.crt").to_string_lossy(),
+            "s_client",
+            "-connect",
+            gw,
+            "-quiet",
+            "-verify_return_error",
+            "-cert",
+            &cert_dir.join("tls.crt").to_string_lossy(),
             // s_client sends only the leaf of -cert; the issuer goes with -cert_chain.
-            "-cert_chain", &cert_dir.join("tls.crt").to_string_lossy(),
-            "-key", &cert_dir.join("tls.key").to_string_lossy(),
-            "-CAfile", &cert_dir.join("ca.crt").to_string_lossy(),
-            "-servername", verify_name, "-verify_hostname", verify_name,
+            "-cert_chain",
+            &cert_dir.join("tls.crt").to_string_lossy(),
+            "-key",
+            &cert_dir.join("tls.key").to_string_lossy(),
+            "-CAfile",
+            &cert_dir.join("ca.crt").to_string_lossy(),
+            "-servername",
+            verify_name,
+            "-verify_hostname",
+            verify_name,
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -142,37 +163,80 @@ fn ca_and_certificates_verify_with_openssl() {
         assert!(Path::new(&d.path(&format!("ca/{f}"))).exists(), "{f}");
     }
     assert_eq!(mode(&d.path("ca/issuer.key")), 0o600);
-    let (v, out) = openssl(&["verify", "-CAfile", &d.path("ca/ca.crt"), &d.path("ca/issuer.crt")]);
+    let (v, out) = openssl(&[
+        "verify",
+        "-CAfile",
+        &d.path("ca/ca.crt"),
+        &d.path("ca/issuer.crt"),
+    ]);
     assert!(v, "{out}");
 
     ok(&[
-        "mesh", "cert", "issue", "--ca", &d.path("ca"), "--namespace", "production",
-        "--service-account", "frontend", "--out", &d.path("fe"),
+        "mesh",
+        "cert",
+        "issue",
+        "--ca",
+        &d.path("ca"),
+        "--namespace",
+        "production",
+        "--service-account",
+        "frontend",
+        "--out",
+        &d.path("fe"),
     ]);
     assert_eq!(mode(&d.path("fe/tls.key")), 0o600);
     // tls.crt is the leaf followed by the issuer; openssl builds the chain to ca.crt.
     let (v, out) = openssl(&[
-        "verify", "-CAfile", &d.path("fe/ca.crt"), "-untrusted", &d.path("fe/tls.crt"),
+        "verify",
+        "-CAfile",
+        &d.path("fe/ca.crt"),
+        "-untrusted",
+        &d.path("fe/tls.crt"),
         &d.path("fe/tls.crt"),
     ]);
     assert!(v, "{out}");
-    assert_eq!(std::fs::read_to_string(d.path("fe/tls.crt")).unwrap().matches("BEGIN CERTIFICATE").count(), 2);
+    assert_eq!(
+        std::fs::read_to_string(d.path("fe/tls.crt"))
+            .unwrap()
+            .matches("BEGIN CERTIFICATE")
+            .count(),
+        2
+    );
     let (_, text) = openssl(&["x509", "-in", &d.path("fe/tls.crt"), "-noout", "-text"]);
     assert!(text.contains(&format!("DNS:{FRONTEND_ID}")), "{text}");
-    assert!(text.contains("URI:spiffe://cluster.local/ns/production/sa/frontend"), "{text}");
+    assert!(
+        text.contains("URI:spiffe://cluster.local/ns/production/sa/frontend"),
+        "{text}"
+    );
     assert!(text.contains("prime256v1"), "ECDSA P-256: {text}");
-    assert!(text.contains("TLS Web Server Authentication") && text.contains("TLS Web Client Authentication"));
+    assert!(
+        text.contains("TLS Web Server Authentication")
+            && text.contains("TLS Web Client Authentication")
+    );
     // A chain from another anchor does not verify.
     ok(&["mesh", "ca", "init", "--dir", &d.path("other")]);
     let (v, _) = openssl(&[
-        "verify", "-CAfile", &d.path("other/ca.crt"), "-untrusted", &d.path("fe/tls.crt"),
+        "verify",
+        "-CAfile",
+        &d.path("other/ca.crt"),
+        "-untrusted",
+        &d.path("fe/tls.crt"),
         &d.path("fe/tls.crt"),
     ]);
     assert!(!v);
     // Bad input names the field.
     let (code, _, err) = mcnet(&[
-        "mesh", "cert", "issue", "--ca", &d.path("ca"), "--namespace", "Prod",
-        "--service-account", "x", "--out", &d.path("bad"),
+        "mesh",
+        "cert",
+        "issue",
+        "--ca",
+        &d.path("ca"),
+        "--namespace",
+        "Prod",
+        "--service-account",
+        "x",
+        "--out",
+        &d.path("bad"),
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("namespace `Prod`"), "{err}");
@@ -184,8 +248,17 @@ fn the_gateway_speaks_mtls_to_openssl_and_refuses_others() {
     ok(&["mesh", "ca", "init", "--dir", &d.path("ca")]);
     let issue = |ns: &str, sa: &str, out: &str| {
         ok(&[
-            "mesh", "cert", "issue", "--ca", &d.path("ca"), "--namespace", ns,
-            "--service-account", sa, "--out", &d.path(out),
+            "mesh",
+            "cert",
+            "issue",
+            "--ca",
+            &d.path("ca"),
+            "--namespace",
+            ns,
+            "--service-account",
+            sa,
+            "--out",
+            &d.path(out),
         ])
     };
     issue("linkerd-multicluster", "linkerd-gateway", "gw");
@@ -193,8 +266,17 @@ fn the_gateway_speaks_mtls_to_openssl_and_refuses_others() {
     issue("production", "attacker", "bad");
     ok(&["mesh", "ca", "init", "--dir", &d.path("rogue-ca")]);
     ok(&[
-        "mesh", "cert", "issue", "--ca", &d.path("rogue-ca"), "--namespace", "production",
-        "--service-account", "frontend", "--out", &d.path("rogue"),
+        "mesh",
+        "cert",
+        "issue",
+        "--ca",
+        &d.path("rogue-ca"),
+        "--namespace",
+        "production",
+        "--service-account",
+        "frontend",
+        "--out",
+        &d.path("rogue"),
     ]);
     // The rogue client trusts our anchor (so that only the gateway's check fails).
     std::fs::copy(d.path("ca/ca.crt"), d.path("rogue/ca.crt")).unwrap();
@@ -206,9 +288,18 @@ fn the_gateway_speaks_mtls_to_openssl_and_refuses_others() {
     let _gw = Proc(
         Command::new(env!("CARGO_BIN_EXE_mcnet"))
             .args([
-                "mesh", "gateway", "--listen", &listen, "--target", &target.to_string(),
-                "--identity", &d.path("gw"), "--allow", FRONTEND_ID,
-                "--probe", &format!("127.0.0.1:{probe}"),
+                "mesh",
+                "gateway",
+                "--listen",
+                &listen,
+                "--target",
+                &target.to_string(),
+                "--identity",
+                &d.path("gw"),
+                "--allow",
+                FRONTEND_ID,
+                "--probe",
+                &format!("127.0.0.1:{probe}"),
             ])
             .stderr(Stdio::null())
             .spawn()
@@ -216,8 +307,16 @@ fn the_gateway_speaks_mtls_to_openssl_and_refuses_others() {
     );
     wait_for(&listen);
 
-    let (out, err) = s_client(&listen, &d.0.join("fe"), GATEWAY_ID, "hello through the gateway\n");
-    assert!(out.contains("hello through the gateway"), "stdout {out:?} stderr {err}");
+    let (out, err) = s_client(
+        &listen,
+        &d.0.join("fe"),
+        GATEWAY_ID,
+        "hello through the gateway\n",
+    );
+    assert!(
+        out.contains("hello through the gateway"),
+        "stdout {out:?} stderr {err}"
+    );
     assert!(!err.contains("verify error"), "{err}");
 
     // openssl refuses the gateway under another name.
@@ -232,20 +331,42 @@ fn the_gateway_speaks_mtls_to_openssl_and_refuses_others() {
     assert!(!out.contains("rogue"), "{out}");
 
     let mut s = TcpStream::connect(format!("127.0.0.1:{probe}")).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut metrics = String::new();
     s.read_to_string(&mut metrics).unwrap();
-    assert!(metrics.contains("mcnet_gateway_authz_denials_total 1"), "{metrics}");
-    assert!(metrics.contains("mcnet_gateway_handshake_failures_total{reason=\"untrusted\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("mcnet_gateway_authz_denials_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mcnet_gateway_handshake_failures_total{reason=\"untrusted\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
 fn check_tells_a_shared_root_from_a_foreign_one() {
     let d = TempDir::new("check");
     ok(&["mesh", "ca", "init", "--dir", &d.path("east")]);
-    ok(&["mesh", "ca", "issuer", "--ca", &d.path("east"), "--out", &d.path("west")]);
+    ok(&[
+        "mesh",
+        "ca",
+        "issuer",
+        "--ca",
+        &d.path("east"),
+        "--out",
+        &d.path("west"),
+    ]);
     ok(&["mesh", "ca", "init", "--dir", &d.path("foreign")]);
-    let (code, out, err) = mcnet(&["mesh", "check", &d.path("east"), &d.path("west"), "-O", "json"]);
+    let (code, out, err) = mcnet(&[
+        "mesh",
+        "check",
+        &d.path("east"),
+        &d.path("west"),
+        "-O",
+        "json",
+    ]);
     assert_eq!(code, 0, "{out} {err}");
     assert!(out.contains("\"ok\": true"), "{out}");
     let (code, out, _) = mcnet(&["mesh", "check", &d.path("east"), &d.path("foreign")]);
@@ -269,8 +390,18 @@ fn link_prints_the_multicluster_manifests_without_a_kubeconfig() {
         .filter(|v: &serde_json::Value| v.is_object())
         .collect();
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "Link").count(), 2, "{kinds:?}");
-    for k in ["Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Secret"] {
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "Link").count(),
+        2,
+        "{kinds:?}"
+    );
+    for k in [
+        "Service",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Secret",
+    ] {
         assert!(kinds.contains(&k), "{k} missing: {kinds:?}");
     }
     let link = docs.iter().find(|d| d["kind"] == "Link").unwrap();

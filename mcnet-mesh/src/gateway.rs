@@ -252,12 +252,14 @@ where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if w.write_all(&buf[..n]).await.is_err() {
+                // Flush too: a TLS writer may keep records buffered when the
+                // socket is momentarily full, and nothing else would push them.
+                if w.write_all(&buf[..n]).await.is_err() || w.flush().await.is_err() {
                     break;
                 }
                 counter.fetch_add(n as u64, Ordering::Relaxed);

@@ -1,9 +1,12 @@
 //! Workload identity: a trust anchor, a per-cluster issuer, and workload
 //! certificates carrying both Linkerd's identity name and a SPIFFE id.
 //!
-//! Lifetimes follow Linkerd's defaults: a workload certificate lives 24 h
-//! (plus a 20 s clock-skew allowance before its start), an issuer 1 year, a
-//! trust anchor 10 years. Every key is ECDSA P-256.
+//! Lifetimes follow Linkerd's defaults: a workload certificate lives 24 h,
+//! widened by a 20 s clock-skew allowance at both ends; an issuer 1 year.
+//! The trust anchor lives 10 years (Linkerd sets no default; its docs
+//! suggest a long-lived one). Every key is ECDSA P-256. Unlike Linkerd's own
+//! issuer, which puts only the DNS name in the leaf, mcnet adds the SPIFFE
+//! id as a URI SAN; Linkerd's proxy verifies either.
 
 use std::fmt;
 use std::fs;
@@ -216,6 +219,7 @@ impl TrustAnchor {
                 key: SecretKey(key.serialize_pem()),
             },
             trust_domain: trust_domain.into(),
+            clock_skew: CLOCK_SKEW_ALLOWANCE,
         })
     }
 
@@ -231,6 +235,9 @@ pub struct IssuerCa {
     pub ca: CertAndKey,
     /// Trust domain of the identities it issues.
     pub trust_domain: String,
+    /// Clock-skew allowance added at both ends of a certificate's validity
+    /// ([`CLOCK_SKEW_ALLOWANCE`] unless changed).
+    pub clock_skew: Duration,
 }
 
 /// A workload certificate chain and key.
@@ -266,7 +273,11 @@ impl WorkloadCert {
         let parts: Vec<&str> = spiffe.split('/').collect();
         let id = match parts.as_slice() {
             [td, "ns", ns, "sa", sa] => WorkloadId::new(ns, sa, td)?,
-            _ => return Err(Error::Invalid(format!("`spiffe://{spiffe}` is not a workload id"))),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "`spiffe://{spiffe}` is not a workload id"
+                )))
+            }
         };
         KeyPair::from_pem(key_pem).map_err(|e| Error::Crypto(format!("tls.key: {e}")))?;
         let at = |t: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
@@ -341,14 +352,17 @@ impl IssuerCa {
                 key: SecretKey(key_pem.into()),
             },
             trust_domain: trust_domain.into(),
+            clock_skew: CLOCK_SKEW_ALLOWANCE,
         })
     }
 
-    /// A workload certificate for `id`, valid for `lifetime` (and from
-    /// [`CLOCK_SKEW_ALLOWANCE`] before now), for both server and client use.
+    /// A workload certificate for `id`, valid for `lifetime`, widened by
+    /// [`CLOCK_SKEW_ALLOWANCE`] at both ends (as Linkerd issues them), for
+    /// both server and client use.
     pub fn issue(&self, id: &WorkloadId, lifetime: Duration) -> Result<WorkloadCert> {
+        // As Linkerd's identity controller: the skew allowance widens both ends.
         let now = SystemTime::now();
-        self.issue_valid(id, now - CLOCK_SKEW_ALLOWANCE, now + lifetime)
+        self.issue_valid(id, now - self.clock_skew, now + lifetime + self.clock_skew)
     }
 
     /// A workload certificate valid from `not_before` to `not_after` (for
@@ -390,7 +404,7 @@ impl IssuerCa {
             id: id.clone(),
             chain_pem: format!("{}{}", cert.pem(), self.ca.cert_pem),
             key: SecretKey(key.serialize_pem()),
-            issued_at: (not_before + CLOCK_SKEW_ALLOWANCE).min(not_after),
+            issued_at: (not_before + self.clock_skew).min(not_after),
             not_after,
         })
     }
@@ -556,12 +570,12 @@ mod tests {
             2,
             "leaf then issuer"
         );
-        // Lifetime: 24 h from issue, starting 20 s before it.
+        // Lifetime: 24 h, widened by the 20 s allowance at both ends.
         let chain = pem_certs(&w.chain_pem).unwrap();
         let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
         let nb = leaf.validity().not_before.timestamp();
         let na = leaf.validity().not_after.timestamp();
-        assert!((na - nb - (24 * 3600 + 20)).abs() <= 1, "{}", na - nb);
+        assert!((na - nb - (24 * 3600 + 40)).abs() <= 1, "{}", na - nb);
         let other = WorkloadId::new("production", "frontend", "other.local").unwrap();
         assert!(i.issue(&other, WORKLOAD_LIFETIME).is_err());
     }

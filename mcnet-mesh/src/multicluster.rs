@@ -156,9 +156,10 @@ pub fn gateway_service(trust_domain: &str) -> Result<Service> {
                     "mirror.linkerd.io/gateway-identity": gateway_identity(trust_domain),
                     "mirror.linkerd.io/probe-path": "/ready",
                     "mirror.linkerd.io/probe-period": "3",
-                    "mirror.linkerd.io/multicluster-gateway": "true"
+                    "mirror.linkerd.io/multicluster-gateway": "true",
+                    "component": "gateway"
                 },
-                "labels": {"mirror.linkerd.io/mirrored-gateway": "false", "app": GATEWAY_NAME}
+                "labels": {"linkerd.io/extension": "multicluster", "app": GATEWAY_NAME}
             },
             "spec": {
                 "type": "LoadBalancer",
@@ -191,7 +192,8 @@ pub struct RemoteAccess {
     pub token: Secret,
 }
 
-/// The remote-access credentials of a cluster others link to.
+/// The remote-access credentials of a cluster others link to (what
+/// `linkerd multicluster install` creates on the target).
 pub fn remote_access() -> Result<RemoteAccess> {
     Ok(RemoteAccess {
         service_account: typed(
@@ -204,9 +206,13 @@ pub fn remote_access() -> Result<RemoteAccess> {
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": "linkerd-service-mirror-remote-access-default"},
             "rules": [
-                {"apiGroups": [""], "resources": ["services", "endpoints", "pods", "namespaces"], "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links"], "verbs": ["get", "list", "watch"]}
+                {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": [""], "resources": ["pods", "endpoints", "services"], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": ["policy.linkerd.io"], "resources": ["servers"], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": ["linkerd-config"]},
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}
             ]}),
         )?,
         binding: typed(
@@ -295,7 +301,8 @@ fn label<'a>(s: &'a Service, k: &str) -> Option<&'a str> {
 ///   gateway as endpoints on port 4143;
 /// - `mirror.linkerd.io/exported=remote-discovery`: `<svc>-<cluster>`
 ///   without endpoints, resolved by the destination controller in the remote
-///   cluster (annotation `multicluster.linkerd.io/remote-discovery`);
+///   cluster (labels `multicluster.linkerd.io/remote-discovery` and
+///   `multicluster.linkerd.io/remote-service`);
 /// - `mirror.linkerd.io/federated=member`: one `<svc>-federated` per
 ///   namespace and name, listing every member as `<svc>@<cluster>`.
 pub fn mirror(local: &RemoteCluster, remotes: &[RemoteCluster]) -> Result<Mirror> {
@@ -337,15 +344,24 @@ pub fn mirror(local: &RemoteCluster, remotes: &[RemoteCluster]) -> Result<Mirror
                 .and_then(|sp| sp.ports.clone())
                 .unwrap_or_default()
                 .iter()
-                .map(|p| json!({"name": p.name, "port": p.port, "protocol": p.protocol.clone().unwrap_or_else(|| "TCP".into())}))
+                .map(|p| json!({"name": p.name, "port": p.port, "protocol": p.protocol.clone().unwrap_or_else(|| "TCP".into()), "targetPort": p.target_port}))
                 .collect();
             let mirrored = format!("{name}-{}", r.name);
+            // The remote labels travel, but not mirror.linkerd.io's own.
+            let mut labels: BTreeMap<String, String> = s
+                .metadata
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("mirror.linkerd.io/"))
+                .collect();
+            labels.insert("mirror.linkerd.io/mirrored-service".into(), "true".into());
+            labels.insert("mirror.linkerd.io/cluster-name".into(), r.name.clone());
             let base_meta = json!({
-                "name": mirrored, "namespace": ns,
-                "labels": {"mirror.linkerd.io/mirrored-service": "true", "mirror.linkerd.io/cluster-name": r.name},
+                "name": mirrored, "namespace": ns, "labels": labels,
                 "annotations": {
-                    "mirror.linkerd.io/remote-svc-fq-name": format!("{name}.{ns}.svc.{}", r.trust_domain),
-                    "mirror.linkerd.io/remote-gateway-identity": gateway_identity(&r.trust_domain)
+                    "mirror.linkerd.io/remote-svc-fq-name": format!("{name}.{ns}.svc.{}", r.trust_domain)
                 }
             });
             match label(s, EXPORTED) {
@@ -360,17 +376,20 @@ pub fn mirror(local: &RemoteCluster, remotes: &[RemoteCluster]) -> Result<Mirror
                             |p| json!({"name": p["name"], "port": GATEWAY_PORT, "protocol": "TCP"}),
                         )
                         .collect();
+                    // The gateway's identity goes on the Endpoints.
+                    let mut ep_meta = base_meta.clone();
+                    ep_meta["annotations"]["mirror.linkerd.io/remote-gateway-identity"] =
+                        json!(gateway_identity(&r.trust_domain));
                     out.endpoints.push(typed(
                         "mirror Endpoints",
-                        json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": base_meta,
+                        json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": ep_meta,
                             "subsets": [{"addresses": [{"ip": r.gateway_ip}], "ports": eports}]}),
                     )?);
                 }
                 Some("remote-discovery") => {
                     let mut meta = base_meta.clone();
-                    meta["annotations"]["multicluster.linkerd.io/remote-discovery"] = json!(r.name);
-                    meta["annotations"]["multicluster.linkerd.io/remote-service"] =
-                        json!(format!("{name}.{ns}.svc.{}", r.trust_domain));
+                    meta["labels"]["multicluster.linkerd.io/remote-discovery"] = json!(r.name);
+                    meta["labels"]["multicluster.linkerd.io/remote-service"] = json!(name);
                     out.services.push(typed(
                         "remote-discovery Service",
                         json!({"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": {"ports": ports}}),
@@ -402,7 +421,7 @@ pub fn mirror(local: &RemoteCluster, remotes: &[RemoteCluster]) -> Result<Mirror
             "federated Service",
             json!({"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": format!("{name}-federated"), "namespace": ns,
-                    "labels": {"mirror.linkerd.io/federated": "true"}, "annotations": ann},
+                    "labels": {"mirror.linkerd.io/mirrored-service": "true"}, "annotations": ann},
                 "spec": {"ports": ports}}),
         )?);
     }
@@ -448,8 +467,11 @@ fn not_after(pem: &str) -> Result<SystemTime> {
 }
 
 /// The checks to pass before linking `a` and `b`: a shared trust root (each
-/// side's issuer chains to an anchor the other trusts), both issuers' remaining
-/// lifetime, and clock skew within the certificates' allowance.
+/// side's issuer chains to an anchor the other trusts, as `linkerd
+/// multicluster check` requires), both issuers' remaining lifetime (a warning
+/// under 60 days, as `linkerd check`), and clock skew within the
+/// certificates' 20 s allowance (stricter than `linkerd check`'s node
+/// heartbeat check, which allows 5 min 10 s).
 pub fn check_link(a: &ClusterTrust, b: &ClusterTrust) -> Result<Vec<Check>> {
     let mut out = Vec::new();
     let shared: Vec<&String> = a
@@ -597,9 +619,13 @@ pub async fn apply(client: kube::Client, docs: &[Value]) -> Result<Vec<(String, 
         };
         let obj: DynamicObject = serde_json::from_value(d.clone())
             .map_err(|e| Error::Invalid(format!("{kind} `{name}`: {e}")))?;
-        api.patch(name, &PatchParams::apply("mcnet").force(), &Patch::Apply(&obj))
-            .await
-            .map_err(|e| Error::Kube(format!("apply {kind} `{name}`: {e}")))?;
+        api.patch(
+            name,
+            &PatchParams::apply("mcnet").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .map_err(|e| Error::Kube(format!("apply {kind} `{name}`: {e}")))?;
         out.push((
             kind.to_string(),
             ns.map_or(name.to_string(), |ns| format!("{ns}/{name}")),

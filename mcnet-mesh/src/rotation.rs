@@ -135,8 +135,9 @@ pub async fn rollover(
     for m in members {
         if !replaced.iter().any(|r| Arc::ptr_eq(&r.0, &m.issuer.0)) {
             let td = m.issuer.get().trust_domain;
-            m.issuer
-                .replace(new_anchor.issue_issuer(&td, issuer_lifetime)?);
+            let mut next = new_anchor.issue_issuer(&td, issuer_lifetime)?;
+            next.clock_skew = m.issuer.get().clock_skew;
+            m.issuer.replace(next);
             replaced.push(m.issuer.clone());
         }
         let c = m.issuer.reissue(&m.identity.cert(), cert_lifetime)?;

@@ -48,16 +48,28 @@ async fn apply_sends_one_server_side_apply_per_object() {
     assert_eq!(
         applied,
         vec![
-            ("Link".to_string(), "linkerd-multicluster/gke-prod".to_string()),
-            ("Service".to_string(), "linkerd-multicluster/linkerd-gateway".to_string()),
-            ("ClusterRole".to_string(), "linkerd-service-mirror-remote-access-default".to_string()),
+            (
+                "Link".to_string(),
+                "linkerd-multicluster/gke-prod".to_string()
+            ),
+            (
+                "Service".to_string(),
+                "linkerd-multicluster/linkerd-gateway".to_string()
+            ),
+            (
+                "ClusterRole".to_string(),
+                "linkerd-service-mirror-remote-access-default".to_string()
+            ),
         ]
     );
     for (method, _, ctype, _) in &seen {
         assert_eq!(method, "PATCH");
         assert_eq!(ctype, "application/apply-patch+yaml");
     }
-    let paths: Vec<&str> = seen.iter().map(|s| s.1.split('?').next().unwrap()).collect();
+    let paths: Vec<&str> = seen
+        .iter()
+        .map(|s| s.1.split('?').next().unwrap())
+        .collect();
     assert_eq!(
         paths,
         [
@@ -67,9 +79,15 @@ async fn apply_sends_one_server_side_apply_per_object() {
         ]
     );
     for (_, uri, _, _) in &seen {
-        assert!(uri.contains("fieldManager=mcnet") && uri.contains("force=true"), "{uri}");
+        assert!(
+            uri.contains("fieldManager=mcnet") && uri.contains("force=true"),
+            "{uri}"
+        );
     }
-    assert_eq!(seen[0].3["spec"]["gatewayIdentity"], "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local");
+    assert_eq!(
+        seen[0].3["spec"]["gatewayIdentity"],
+        "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+    );
 
     // An object of a kind mcnet does not apply is refused before any request.
     let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();

@@ -93,6 +93,7 @@ async fn request(client: &TlsIdentity, gw: SocketAddr, msg: &[u8]) -> Result<Vec
     tls.write_all(msg)
         .await
         .map_err(|e| format!("write: {e}"))?;
+    tls.flush().await.map_err(|e| format!("flush: {e}"))?;
     let mut buf = vec![0u8; msg.len()];
     match tls.read_exact(&mut buf).await {
         Ok(_) => Ok(buf),
@@ -262,7 +263,10 @@ fn traffic(
                 }
             };
             let mut buf = [0u8; 4];
-            if long.write_all(b"ping").await.is_err() || long.read_exact(&mut buf).await.is_err() {
+            if long.write_all(b"ping").await.is_err()
+                || long.flush().await.is_err()
+                || long.read_exact(&mut buf).await.is_err()
+            {
                 errors.push("long-lived connection broke".into());
                 failed.fetch_add(1, Ordering::Relaxed);
             }
@@ -274,9 +278,11 @@ fn traffic(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_survives_renewals_and_an_anchor_rollover() {
-    let pki = Pki::new();
+    let mut pki = Pki::new();
+    // Short lifetimes without the 20 s skew allowance, so that renewals (at
+    // 70% of the lifetime) happen during the test.
+    pki.issuer.clock_skew = Duration::ZERO;
     let issuer = SharedIssuer::new(pki.issuer.clone());
-    // Short lifetimes, so that renewals (at 70%) happen during the test.
     let life = Duration::from_secs(3);
     let gw_identity = pki.identity(&id("linkerd-multicluster", "linkerd-gateway"), life);
     let fe = pki.identity(&id("production", "frontend"), life);
@@ -321,7 +327,10 @@ async fn traffic_survives_renewals_and_an_anchor_rollover() {
     assert_eq!(failed, 0, "failed requests: {errors:?}");
     assert!(ok > 50, "only {ok} requests");
     // Only the new anchor is trusted now, and the old PKI is refused.
-    assert_eq!(fe.bundle().anchors(), std::slice::from_ref(&new_anchor.ca.cert_pem));
+    assert_eq!(
+        fe.bundle().anchors(),
+        std::slice::from_ref(&new_anchor.ca.cert_pem)
+    );
     let old = pki.identity(&id("production", "frontend"), WORKLOAD_LIFETIME);
     assert!(request(&old, gw.addr, b"x").await.is_err());
     gw.shutdown().await;

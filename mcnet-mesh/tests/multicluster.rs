@@ -26,20 +26,52 @@ fn cluster(name: &str, ip: &str, services: Vec<Service>) -> RemoteCluster {
 
 #[test]
 fn the_mirror_names_and_points_services_as_linkerd_does() {
-    let east = cluster("east", "198.18.1.1", vec![
-        svc("production", "api", &[("mirror.linkerd.io/exported", "true")]),
-        svc("production", "search", &[("mirror.linkerd.io/exported", "remote-discovery")]),
-        svc("production", "users", &[("mirror.linkerd.io/federated", "member")]),
-        svc("production", "private", &[]),
-    ]);
-    let west = cluster("west", "198.18.2.1", vec![
-        svc("production", "users", &[("mirror.linkerd.io/federated", "member")]),
-    ]);
-    let local = cluster("central", "198.18.3.1", vec![
-        svc("production", "users", &[("mirror.linkerd.io/federated", "member")]),
-    ]);
+    let east = cluster(
+        "east",
+        "198.18.1.1",
+        vec![
+            svc(
+                "production",
+                "api",
+                &[("mirror.linkerd.io/exported", "true")],
+            ),
+            svc(
+                "production",
+                "search",
+                &[("mirror.linkerd.io/exported", "remote-discovery")],
+            ),
+            svc(
+                "production",
+                "users",
+                &[("mirror.linkerd.io/federated", "member")],
+            ),
+            svc("production", "private", &[]),
+        ],
+    );
+    let west = cluster(
+        "west",
+        "198.18.2.1",
+        vec![svc(
+            "production",
+            "users",
+            &[("mirror.linkerd.io/federated", "member")],
+        )],
+    );
+    let local = cluster(
+        "central",
+        "198.18.3.1",
+        vec![svc(
+            "production",
+            "users",
+            &[("mirror.linkerd.io/federated", "member")],
+        )],
+    );
     let m = multicluster::mirror(&local, &[east, west]).unwrap();
-    let names: Vec<&str> = m.services.iter().map(|s| s.metadata.name.as_deref().unwrap()).collect();
+    let names: Vec<&str> = m
+        .services
+        .iter()
+        .map(|s| s.metadata.name.as_deref().unwrap())
+        .collect();
     assert_eq!(names, ["api-east", "search-east", "users-federated"]);
     // Exported: endpoints are the remote gateway on 4143.
     assert_eq!(m.endpoints.len(), 1);
@@ -58,10 +90,29 @@ fn the_mirror_names_and_points_services_as_linkerd_does() {
     );
     // Remote discovery: no endpoints, resolved in the remote cluster.
     let search = &m.services[1];
-    assert_eq!(search.metadata.annotations.as_ref().unwrap()["multicluster.linkerd.io/remote-discovery"], "east");
+    let search_labels = search.metadata.labels.as_ref().unwrap();
+    assert_eq!(
+        search_labels["multicluster.linkerd.io/remote-discovery"],
+        "east"
+    );
+    assert_eq!(
+        search_labels["multicluster.linkerd.io/remote-service"],
+        "search"
+    );
+    assert!(
+        !search_labels.contains_key("mirror.linkerd.io/exported"),
+        "mirror labels do not travel"
+    );
+    assert_eq!(
+        ep.metadata.annotations.as_ref().unwrap()["mirror.linkerd.io/remote-gateway-identity"],
+        "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+    );
     // Federated: every remote member, and the local one.
     let fed = m.services[2].metadata.annotations.as_ref().unwrap();
-    assert_eq!(fed["multicluster.linkerd.io/remote-discovery"], "users@east,users@west");
+    assert_eq!(
+        fed["multicluster.linkerd.io/remote-discovery"],
+        "users@east,users@west"
+    );
     assert_eq!(fed["multicluster.linkerd.io/local-discovery"], "users");
 }
 
@@ -78,24 +129,63 @@ fn pre_link_checks_catch_foreign_roots_dying_issuers_and_skew() {
     let east = member("east", &anchor, ISSUER_LIFETIME, now);
     let west = member("west", &anchor, ISSUER_LIFETIME, now);
     let status = |checks: &[multicluster::Check], name: &str| -> Vec<&str> {
-        checks.iter().filter(|c| c.name == name).map(|c| c.status).collect()
+        checks
+            .iter()
+            .filter(|c| c.name == name)
+            .map(|c| c.status)
+            .collect()
     };
     let ok = check_link(&east, &west).unwrap();
     assert!(ok.iter().all(|c| c.status == "ok"), "{ok:?}");
 
-    let foreign = member("foreign", &TrustAnchor::generate("cluster.local", ANCHOR_LIFETIME).unwrap(), ISSUER_LIFETIME, now);
-    assert_eq!(status(&check_link(&east, &foreign).unwrap(), "trust-root"), ["error"]);
+    let foreign = member(
+        "foreign",
+        &TrustAnchor::generate("cluster.local", ANCHOR_LIFETIME).unwrap(),
+        ISSUER_LIFETIME,
+        now,
+    );
+    assert_eq!(
+        status(&check_link(&east, &foreign).unwrap(), "trust-root"),
+        ["error"]
+    );
 
     // Same anchor in the bundle, but the issuer was signed by another one.
-    let mut sneaky = member("sneaky", &TrustAnchor::generate("cluster.local", ANCHOR_LIFETIME).unwrap(), ISSUER_LIFETIME, now);
+    let mut sneaky = member(
+        "sneaky",
+        &TrustAnchor::generate("cluster.local", ANCHOR_LIFETIME).unwrap(),
+        ISSUER_LIFETIME,
+        now,
+    );
     sneaky.bundle = TrustBundle::new(&anchor.ca.cert_pem);
-    assert_eq!(status(&check_link(&east, &sneaky).unwrap(), "trust-root"), ["error"]);
+    assert_eq!(
+        status(&check_link(&east, &sneaky).unwrap(), "trust-root"),
+        ["error"]
+    );
 
     let dying = member("dying", &anchor, Duration::from_secs(10 * 86400), now);
-    assert_eq!(status(&check_link(&east, &dying).unwrap(), "issuer-lifetime"), ["ok", "warning"]);
+    assert_eq!(
+        status(&check_link(&east, &dying).unwrap(), "issuer-lifetime"),
+        ["ok", "warning"]
+    );
 
-    let skewed = member("skewed", &anchor, ISSUER_LIFETIME, now + Duration::from_secs(45));
-    assert_eq!(status(&check_link(&east, &skewed).unwrap(), "clock-skew"), ["error"]);
-    let close = member("close", &anchor, ISSUER_LIFETIME, now + Duration::from_secs(5));
-    assert_eq!(status(&check_link(&east, &close).unwrap(), "clock-skew"), ["ok"]);
+    let skewed = member(
+        "skewed",
+        &anchor,
+        ISSUER_LIFETIME,
+        now + Duration::from_secs(45),
+    );
+    assert_eq!(
+        status(&check_link(&east, &skewed).unwrap(), "clock-skew"),
+        ["error"]
+    );
+    let close = member(
+        "close",
+        &anchor,
+        ISSUER_LIFETIME,
+        now + Duration::from_secs(5),
+    );
+    assert_eq!(
+        status(&check_link(&east, &close).unwrap(), "clock-skew"),
+        ["ok"]
+    );
 }

@@ -140,7 +140,9 @@ pub struct CheckArgs {
 /// Parses `30s`, `90m`, `24h`, `365d` (or plain seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n.parse().map_err(|_| format!("`{s}` is not a duration like 24h"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 24h"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
@@ -170,7 +172,11 @@ pub fn run(cmd: MeshCommand) -> anyhow::Result<ExitCode> {
             let issuer = anchor.issue_issuer(&trust_domain, issuer_lifetime)?;
             identity::write_file(&dir.join("ca.crt"), anchor.ca.cert_pem.as_bytes(), 0o644)?;
             identity::write_key(&dir.join("ca.key"), &anchor.ca.key)?;
-            identity::write_file(&dir.join("issuer.crt"), issuer.ca.cert_pem.as_bytes(), 0o644)?;
+            identity::write_file(
+                &dir.join("issuer.crt"),
+                issuer.ca.cert_pem.as_bytes(),
+                0o644,
+            )?;
             identity::write_key(&dir.join("issuer.key"), &issuer.ca.key)?;
             eprintln!(
                 "wrote {0}/ca.crt (trust anchor root.linkerd.{trust_domain}), {0}/issuer.crt and {0}/issuer.key (identity.linkerd.{trust_domain}); {0}/ca.key signs future issuers: keep it offline",
@@ -188,9 +194,16 @@ pub fn run(cmd: MeshCommand) -> anyhow::Result<ExitCode> {
             let td = issuer_trust_domain(&read(&ca.join("issuer.crt"))?)?;
             let issuer = anchor.issue_issuer(&td, issuer_lifetime)?;
             identity::write_file(&out.join("ca.crt"), ca_pem.as_bytes(), 0o644)?;
-            identity::write_file(&out.join("issuer.crt"), issuer.ca.cert_pem.as_bytes(), 0o644)?;
+            identity::write_file(
+                &out.join("issuer.crt"),
+                issuer.ca.cert_pem.as_bytes(),
+                0o644,
+            )?;
             identity::write_key(&out.join("issuer.key"), &issuer.ca.key)?;
-            eprintln!("wrote {0}/ca.crt, {0}/issuer.crt and {0}/issuer.key", out.display());
+            eprintln!(
+                "wrote {0}/ca.crt, {0}/issuer.crt and {0}/issuer.key",
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         MeshCommand::Cert(CertCommand::Issue {
@@ -207,7 +220,11 @@ pub fn run(cmd: MeshCommand) -> anyhow::Result<ExitCode> {
             let cert = issuer.issue(&id, lifetime)?;
             identity::write_file(&out.join("tls.crt"), cert.chain_pem.as_bytes(), 0o644)?;
             identity::write_key(&out.join("tls.key"), &cert.key)?;
-            identity::write_file(&out.join("ca.crt"), read(&ca.join("ca.crt"))?.as_bytes(), 0o644)?;
+            identity::write_file(
+                &out.join("ca.crt"),
+                read(&ca.join("ca.crt"))?.as_bytes(),
+                0o644,
+            )?;
             eprintln!(
                 "wrote {0}/tls.crt, {0}/tls.key, {0}/ca.crt for {1} ({2})",
                 out.display(),
@@ -231,7 +248,11 @@ fn load_identity(dir: &Path) -> anyhow::Result<(WorkloadCert, TrustBundle)> {
 fn mtime(dir: &Path) -> Vec<Option<SystemTime>> {
     ["tls.crt", "tls.key", "ca.crt"]
         .iter()
-        .map(|f| std::fs::metadata(dir.join(f)).and_then(|m| m.modified()).ok())
+        .map(|f| {
+            std::fs::metadata(dir.join(f))
+                .and_then(|m| m.modified())
+                .ok()
+        })
         .collect()
 }
 
@@ -270,8 +291,14 @@ fn gateway_cmd(a: GatewayArgs) -> anyhow::Result<ExitCode> {
             cert.id.linkerd_name(),
             gw.addr,
             a.target,
-            gw.probe_addr.map(|p| format!("; probe http://{p}/ready")).unwrap_or_default(),
-            if a.allow.is_empty() { "every identity of the trust anchor".to_string() } else { a.allow.join(", ") }
+            gw.probe_addr
+                .map(|p| format!("; probe http://{p}/ready"))
+                .unwrap_or_default(),
+            if a.allow.is_empty() {
+                "every identity of the trust anchor".to_string()
+            } else {
+                a.allow.join(", ")
+            }
         );
         // Rotation: new files take effect for new handshakes.
         let dir = a.identity.clone();
@@ -286,7 +313,8 @@ fn gateway_cmd(a: GatewayArgs) -> anyhow::Result<ExitCode> {
                 }
                 seen = now;
                 match load_identity(&dir) {
-                    Ok((c, b)) => match reload_id.set_bundle(b).and_then(|_| reload_id.set_cert(c)) {
+                    Ok((c, b)) => match reload_id.set_bundle(b).and_then(|_| reload_id.set_cert(c))
+                    {
                         Ok(()) => eprintln!("identity reloaded from {}", dir.display()),
                         Err(e) => eprintln!("identity reload failed (keeping the old one): {e}"),
                     },
@@ -336,7 +364,10 @@ fn link_cmd(a: LinkArgs) -> anyhow::Result<ExitCode> {
         if a.cluster.as_ref().is_some_and(|x| x != &c.name) {
             continue;
         }
-        out.push((c.name.clone(), serde_json::to_value(multicluster::gateway_service(&a.trust_domain)?)?));
+        out.push((
+            c.name.clone(),
+            serde_json::to_value(multicluster::gateway_service(&a.trust_domain)?)?,
+        ));
         let ra = multicluster::remote_access()?;
         for v in [
             serde_json::to_value(&ra.service_account)?,
