@@ -13,9 +13,12 @@ as_root() {
 # Debian packages: iproute2 for the netns lab; iptables, ipset and nftables for
 # the datapath benchmark's baselines; openssl to check our certificates with an
 # independent TLS implementation; nginx (with its stream module) as the mTLS
-# proxy the gateway benchmark compares against.
+# proxy the gateway benchmark compares against; dig, dnsperf and NSD for the
+# GSLB tests and benchmark; promtool (prometheus) and VictoriaMetrics for the
+# metrics tests.
 missing=()
-for pkg in iproute2 pkg-config iptables ipset nftables openssl nginx-light libnginx-mod-stream; do
+for pkg in iproute2 pkg-config iptables ipset nftables openssl nginx-light libnginx-mod-stream \
+    bind9-dnsutils dnsperf nsd prometheus victoria-metrics; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -375,10 +375,10 @@ fn check_tells_a_shared_root_from_a_foreign_one() {
 }
 
 #[test]
-fn link_prints_the_multicluster_manifests_without_a_kubeconfig() {
+fn apply_prints_the_multicluster_manifests_without_a_kubeconfig() {
     let topo = concat!(env!("CARGO_MANIFEST_DIR"), "/topologies/adr-003.yaml");
     let out = Command::new(env!("CARGO_BIN_EXE_mcnet"))
-        .args(["mesh", "link", topo, "--cluster", "eks-prod"])
+        .args(["mesh", "apply", topo, "--cluster", "eks-prod"])
         .env_remove("KUBECONFIG")
         .output()
         .unwrap();

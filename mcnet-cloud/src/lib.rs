@@ -1,11 +1,17 @@
 //! # mcnet-cloud
 //!
-//! Home of mcnet's connectivity providers: the embedded `sim` cloud and the
-//! AWS, Megaport, Azure and GCP implementations of mcnet-core's provider
-//! traits, one module and one cargo feature per vendor.
+//! mcnet's cross-cloud layer.
 //!
-//! Status: not implemented yet. This crate holds no provider today; the
-//! planner and providers land with the cross-cloud connectivity work.
+//! - [`gslb`]: global server load balancing over DNS: an authoritative
+//!   responder answering from active health checks, with failover,
+//!   weighted, latency and geo (EDNS Client Subnet) policies, and
+//!   Prometheus metrics.
+//!
+//! Status: the connectivity providers (the embedded `sim` cloud, AWS,
+//! Megaport, Azure, GCP) and the plan/apply reconciler are not implemented
+//! yet.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod gslb;

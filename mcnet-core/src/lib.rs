@@ -37,6 +37,7 @@
 
 pub mod diag;
 mod error;
+pub mod metrics;
 pub mod policy;
 #[cfg(feature = "render")]
 pub mod render;

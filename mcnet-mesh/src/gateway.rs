@@ -81,7 +81,7 @@ impl GatewayMetrics {
         let mut s = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
             s.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name}_total {v}\n"
+                "# HELP {name}_total {help}\n# TYPE {name}_total counter\n{name}_total {v}\n"
             ));
         };
         counter(
@@ -104,13 +104,13 @@ impl GatewayMetrics {
             "Failed connections to the local target.",
             self.target_errors.load(Ordering::Relaxed),
         );
-        s.push_str("# HELP mcnet_gateway_bytes Bytes forwarded, by direction.\n# TYPE mcnet_gateway_bytes counter\n");
+        s.push_str("# HELP mcnet_gateway_bytes_total Bytes forwarded, by direction.\n# TYPE mcnet_gateway_bytes_total counter\n");
         s.push_str(&format!(
             "mcnet_gateway_bytes_total{{direction=\"in\"}} {}\nmcnet_gateway_bytes_total{{direction=\"out\"}} {}\n",
             self.bytes_in.load(Ordering::Relaxed),
             self.bytes_out.load(Ordering::Relaxed)
         ));
-        s.push_str("# HELP mcnet_gateway_handshake_failures mTLS handshake failures, by reason.\n# TYPE mcnet_gateway_handshake_failures counter\n");
+        s.push_str("# HELP mcnet_gateway_handshake_failures_total mTLS handshake failures, by reason.\n# TYPE mcnet_gateway_handshake_failures_total counter\n");
         for why in HandshakeFailure::ALL {
             s.push_str(&format!(
                 "mcnet_gateway_handshake_failures_total{{reason=\"{why}\"}} {}\n",

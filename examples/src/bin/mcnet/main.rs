@@ -4,6 +4,7 @@
 //! 2 usage or I/O errors.
 
 mod datapath_cmd;
+mod gslb_cmd;
 mod mesh_cmd;
 mod output;
 mod policy_cmd;
@@ -77,6 +78,9 @@ enum Command {
     /// The service mesh: CA, workload certificates, the cross-cluster gateway, Linkerd multicluster.
     #[command(subcommand)]
     Mesh(mesh_cmd::MeshCommand),
+    /// Global load balancing over DNS, answering from health checks.
+    #[command(subcommand)]
+    Gslb(gslb_cmd::GslbCommand),
     /// Node tuning: the ADR's kernel network profile.
     #[command(subcommand)]
     Node(render_cmd::NodeCommand),
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
         Command::Render(a) => render_cmd::render(&a),
         Command::Node(cmd) => render_cmd::node(cmd),
         Command::Mesh(cmd) => mesh_cmd::run(cmd),
+        Command::Gslb(cmd) => gslb_cmd::run(cmd),
         Command::Demo { topology, out_dir } => topology_cmd::demo(&topology, &out_dir),
     };
     match result {

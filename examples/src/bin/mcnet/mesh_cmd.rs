@@ -1,4 +1,4 @@
-//! `mcnet mesh ca init | cert issue | gateway | link | check | apply`.
+//! `mcnet mesh ca init | ca issuer | cert issue | gateway | apply | check`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,9 +27,11 @@ pub enum MeshCommand {
     Cert(CertCommand),
     /// Run the cross-cluster gateway in the foreground (mTLS in, bytes to the target).
     Gateway(GatewayArgs),
-    /// Print the Linkerd multicluster manifests of a topology (Links, the gateway
-    /// Service, remote-access credentials), or apply them with a kubeconfig.
-    Link(LinkArgs),
+    /// The Linkerd multicluster manifests of a topology (Links, the gateway
+    /// Service, remote-access credentials): server-side applied through kube
+    /// when a kubeconfig is given (or $KUBECONFIG is set), printed otherwise.
+    #[command(visible_alias = "link")]
+    Apply(LinkArgs),
     /// Check two clusters' trust material before linking them.
     Check(CheckArgs),
 }
@@ -234,7 +236,7 @@ pub fn run(cmd: MeshCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         MeshCommand::Gateway(a) => gateway_cmd(a),
-        MeshCommand::Link(a) => link_cmd(a),
+        MeshCommand::Apply(a) => link_cmd(a),
         MeshCommand::Check(a) => check_cmd(a),
     }
 }
