@@ -41,8 +41,20 @@ fn have(tool: &str) -> bool {
 fn dnsperf(port: u16, queries: &Path, secs: u32) -> f64 {
     let out = Command::new("dnsperf")
         .args([
-            "-s", "127.0.0.1", "-p", &port.to_string(), "-d", &queries.display().to_string(),
-            "-l", &secs.to_string(), "-c", "4", "-T", "1", "-q", "200",
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-d",
+            &queries.display().to_string(),
+            "-l",
+            &secs.to_string(),
+            "-c",
+            "4",
+            "-T",
+            "1",
+            "-q",
+            "200",
         ])
         .output()
         .expect("dnsperf");
@@ -94,7 +106,16 @@ fn nsd(dir: &Path, port: u16) -> Option<Proc> {
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(10) {
         let ok = Command::new("dig")
-            .args(["@127.0.0.1", "-p", &port.to_string(), "api.example.test", "A", "+short", "+time=1", "+tries=1"])
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "api.example.test",
+                "A",
+                "+short",
+                "+time=1",
+                "+tries=1",
+            ])
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("198.18.0.10"));
         if ok {

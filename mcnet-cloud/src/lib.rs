@@ -5,7 +5,9 @@
 //! - [`gslb`]: global server load balancing over DNS: an authoritative
 //!   responder answering from active health checks, with failover,
 //!   weighted, latency and geo (EDNS Client Subnet) policies, and
-//!   Prometheus metrics.
+//!   Prometheus metrics;
+//! - [`probe`]: SLO probes (connection success and rate, latency
+//!   percentiles, throughput, loss) judged against the ADR's success metrics.
 //!
 //! Status: the connectivity providers (the embedded `sim` cloud, AWS,
 //! Megaport, Azure, GCP) and the plan/apply reconciler are not implemented
@@ -15,3 +17,4 @@
 #![warn(missing_docs)]
 
 pub mod gslb;
+pub mod probe;

@@ -3,11 +3,13 @@
 //! Exit codes: 0 success, 1 the input is invalid (or a check failed),
 //! 2 usage or I/O errors.
 
+mod cost_cmd;
 mod datapath_cmd;
 mod gslb_cmd;
 mod mesh_cmd;
 mod output;
 mod policy_cmd;
+mod probe_cmd;
 mod render_cmd;
 mod topology_cmd;
 
@@ -78,6 +80,11 @@ enum Command {
     /// The service mesh: CA, workload certificates, the cross-cluster gateway, Linkerd multicluster.
     #[command(subcommand)]
     Mesh(mesh_cmd::MeshCommand),
+    /// Monthly network cost of a topology and a traffic matrix, with what-ifs.
+    Cost(cost_cmd::CostArgs),
+    /// SLO probe between two endpoints (connections, latency, throughput,
+    /// loss) against the ADR's success metrics; `--serve` runs the far end.
+    Probe(probe_cmd::ProbeArgs),
     /// Global load balancing over DNS, answering from health checks.
     #[command(subcommand)]
     Gslb(gslb_cmd::GslbCommand),
@@ -120,6 +127,8 @@ fn main() -> ExitCode {
         Command::Node(cmd) => render_cmd::node(cmd),
         Command::Mesh(cmd) => mesh_cmd::run(cmd),
         Command::Gslb(cmd) => gslb_cmd::run(cmd),
+        Command::Cost(a) => cost_cmd::run(&a),
+        Command::Probe(a) => probe_cmd::run(&a),
         Command::Demo { topology, out_dir } => topology_cmd::demo(&topology, &out_dir),
     };
     match result {

@@ -41,7 +41,7 @@ fn print_report(file: &str, report: &Report) {
 }
 
 /// Parses, validates and allocates; prints the errors and returns `None` when invalid.
-fn load_valid(file: &str) -> anyhow::Result<Option<Topology>> {
+pub fn load_valid(file: &str) -> anyhow::Result<Option<Topology>> {
     let text = read(file)?;
     let report = topology::validate_str(&text);
     if !report.valid {
@@ -210,7 +210,7 @@ pub fn diagram(file: &str, out: &str) -> anyhow::Result<ExitCode> {
 
 pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let step = |n: u32, what: &str| eprintln!("\n[{n}/6] {what}");
+    let step = |n: u32, what: &str| eprintln!("\n[{n}/7] {what}");
     step(1, &format!("validate {topology_file}"));
     let code = validate(topology_file, Format::Text)?;
     if code != ExitCode::SUCCESS {
@@ -240,6 +240,21 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
     })?;
     step(
         5,
+        "monthly network cost with a sample traffic matrix, and what-ifs",
+    );
+    let traffic = "examples/traffic/adr-003.yaml";
+    if std::path::Path::new(traffic).exists() {
+        crate::cost_cmd::run(&crate::cost_cmd::CostArgs {
+            file: topology_file.to_string(),
+            traffic: traffic.into(),
+            prices: None,
+            compression: 0.6,
+            cache_hit: 0.3,
+            output: Format::Text,
+        })?;
+    }
+    step(
+        6,
         "zero-trust policy of the production namespace (default deny + the ADR's L7 rule)",
     );
     let manifests = "examples/policies/adr-003-production.yaml";
@@ -249,7 +264,7 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
             "examples/policies/adr-003-queries.json",
         )?;
     }
-    step(6, "the same policy enforced in the kernel (eBPF), with real traffic in a network-namespace lab");
+    step(7, "the same policy enforced in the kernel (eBPF), with real traffic in a network-namespace lab");
     if mcnet_datapath::is_root() && !mcnet_datapath::EBPF_OBJECT.is_empty() {
         crate::datapath_cmd::demo(manifests)?;
     } else {
