@@ -37,7 +37,7 @@ impl Drop for Agent {
 }
 
 /// Starts the agent in the node namespace and waits until it enforces.
-fn start(node: &str, binds: &[String], flows: &str, pins: &str) -> Agent {
+fn start(node: &str, binds: &[String], flows: &str, pins: &str, metrics: Option<u16>) -> Agent {
     let mut args: Vec<String> = vec![
         format!("--net=/run/netns/{node}"),
         env!("CARGO_BIN_EXE_mcnet").into(),
@@ -53,6 +53,10 @@ fn start(node: &str, binds: &[String], flows: &str, pins: &str) -> Agent {
     for b in binds {
         args.push("--bind".into());
         args.push(b.clone());
+    }
+    if let Some(port) = metrics {
+        args.push("--metrics".into());
+        args.push(format!("127.0.0.1:{port}"));
     }
     let mut child = Command::new("nsenter")
         .args(&args)
@@ -113,7 +117,14 @@ fn enforce_contract_restart_and_clean_stop() {
     );
     let (fe, api, batch) = (&lab.pods[0].netns, pods[1].1, &lab.pods[2].netns);
 
-    let agent = start(&lab.node, &binds, &flows, &pins);
+    // The node namespace's loopback carries the agent's /metrics.
+    let up = Command::new("ip")
+        .args(["-n", &lab.node, "link", "set", "lo", "up"])
+        .status()
+        .unwrap();
+    assert!(up.success());
+    let metrics_port = 19_000 + (std::process::id() % 1000) as u16;
+    let agent = start(&lab.node, &binds, &flows, &pins, Some(metrics_port));
     assert!(
         tcp_ok(fe, api, 8080),
         "frontend → api-server:8080 is allowed"
@@ -144,6 +155,36 @@ fn enforce_contract_restart_and_clean_stop() {
         && l["dst"] == "198.18.0.20"
         && l["direction"] == "egress"));
 
+    // The agent's /metrics: verdicts by reason and flow events, valid for promtool.
+    std::thread::sleep(Duration::from_millis(700));
+    let text = netns::run_in(&netns::named(&lab.node), || {
+        let mut s = TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .unwrap();
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    assert!(
+        body.contains("mcnet_datapath_packets_total{verdict=\"dropped\",reason=\"drop-no-rule\"}"),
+        "{body}"
+    );
+    assert!(body.contains("mcnet_datapath_flow_events_total"), "{body}");
+    if std::path::Path::new("/usr/bin/promtool").exists() {
+        let mut c = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "promtool: {out:?}\n{body}");
+    }
+
     // An established connection survives SIGKILL and a restart.
     let mut conn = netns::run_in(&netns::named(fe), || {
         TcpStream::connect_timeout(&SocketAddr::from((api, 8080)), Duration::from_secs(1)).unwrap()
@@ -164,7 +205,7 @@ fn enforce_contract_restart_and_clean_stop() {
         "the pinned programs keep the connection while no agent runs"
     );
     assert!(!tcp_ok(batch, api, 8080), "and keep denying");
-    let agent = start(&lab.node, &binds, &flows, &pins);
+    let agent = start(&lab.node, &binds, &flows, &pins, None);
     assert!(
         echo(b"thr3"),
         "the restarted agent keeps the established connection"

@@ -343,6 +343,19 @@ fn the_gateway_speaks_mtls_to_openssl_and_refuses_others() {
         metrics.contains("mcnet_gateway_handshake_failures_total{reason=\"untrusted\"} 1"),
         "{metrics}"
     );
+    if Path::new("/usr/bin/promtool").exists() {
+        let body = metrics.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+        let mut c = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "promtool: {out:?}\n{body}");
+    }
 }
 
 #[test]

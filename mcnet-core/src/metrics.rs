@@ -1,4 +1,18 @@
-//! Metrics exposition helpers.
+//! One Prometheus registry across the SDK: every crate registers its
+//! metrics (or a collector) in a [`Registry`] of the re-exported
+//! prometheus-client, and the long-running commands serve [`encode`]'s text.
+
+pub use prometheus_client;
+pub use prometheus_client::registry::Registry;
+
+/// The registry's metrics in the Prometheus text format (0.0.4).
+pub fn encode(registry: &Registry) -> String {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, registry) {
+        Ok(()) => openmetrics_to_prometheus(&text),
+        Err(_) => String::new(),
+    }
+}
 
 /// Turns an OpenMetrics text exposition (what prometheus-client encodes)
 /// into the Prometheus text format (0.0.4) that scrapers and `promtool check

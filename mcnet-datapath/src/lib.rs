@@ -24,6 +24,7 @@
 
 pub mod flows;
 pub mod lab;
+pub mod metrics;
 pub mod netns;
 pub mod node;
 pub mod state;

@@ -76,52 +76,11 @@ impl GatewayMetrics {
             .unwrap_or(0)
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            s.push_str(&format!(
-                "# HELP {name}_total {help}\n# TYPE {name}_total counter\n{name}_total {v}\n"
-            ));
-        };
-        counter(
-            "mcnet_gateway_connections",
-            "TCP connections accepted by the gateway.",
-            self.connections.load(Ordering::Relaxed),
-        );
-        counter(
-            "mcnet_gateway_authz_denials",
-            "Connections refused by the authorization policy.",
-            self.authz_denials.load(Ordering::Relaxed),
-        );
-        counter(
-            "mcnet_gateway_authz_audited",
-            "Policy violations let through in audit mode.",
-            self.authz_audited.load(Ordering::Relaxed),
-        );
-        counter(
-            "mcnet_gateway_target_errors",
-            "Failed connections to the local target.",
-            self.target_errors.load(Ordering::Relaxed),
-        );
-        s.push_str("# HELP mcnet_gateway_bytes_total Bytes forwarded, by direction.\n# TYPE mcnet_gateway_bytes_total counter\n");
-        s.push_str(&format!(
-            "mcnet_gateway_bytes_total{{direction=\"in\"}} {}\nmcnet_gateway_bytes_total{{direction=\"out\"}} {}\n",
-            self.bytes_in.load(Ordering::Relaxed),
-            self.bytes_out.load(Ordering::Relaxed)
-        ));
-        s.push_str("# HELP mcnet_gateway_handshake_failures_total mTLS handshake failures, by reason.\n# TYPE mcnet_gateway_handshake_failures_total counter\n");
-        for why in HandshakeFailure::ALL {
-            s.push_str(&format!(
-                "mcnet_gateway_handshake_failures_total{{reason=\"{why}\"}} {}\n",
-                self.handshake_failures(why)
-            ));
-        }
-        s.push_str(&format!(
-            "# HELP mcnet_gateway_active_connections Connections currently forwarding.\n# TYPE mcnet_gateway_active_connections gauge\nmcnet_gateway_active_connections {}\n",
-            self.active.load(Ordering::Relaxed)
-        ));
-        s
+    /// The Prometheus text exposition (through a prometheus-client registry).
+    pub fn render(self: &Arc<Self>) -> String {
+        let mut r = mcnet_core::metrics::Registry::default();
+        r.register_collector(Box::new(GatewayCollector(Arc::clone(self))));
+        mcnet_core::metrics::encode(&r)
     }
 }
 
@@ -305,5 +264,76 @@ async fn probe(l: TcpListener, m: Arc<GatewayMetrics>, mut stopped: watch::Recei
             let _ = s.write_all(resp.as_bytes()).await;
             let _ = s.shutdown().await;
         });
+    }
+}
+
+/// Exposes [`GatewayMetrics`] to a prometheus-client registry, read at each scrape.
+#[derive(Debug)]
+pub struct GatewayCollector(pub Arc<GatewayMetrics>);
+
+impl prometheus_client::collector::Collector for GatewayCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use prometheus_client::metrics::MetricType;
+        let m = &self.0;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for (name, help, v) in [
+            (
+                "mcnet_gateway_connections",
+                "TCP connections accepted by the gateway",
+                load(&m.connections),
+            ),
+            (
+                "mcnet_gateway_authz_denials",
+                "Connections refused by the authorization policy",
+                load(&m.authz_denials),
+            ),
+            (
+                "mcnet_gateway_authz_audited",
+                "Policy violations let through in audit mode",
+                load(&m.authz_audited),
+            ),
+            (
+                "mcnet_gateway_target_errors",
+                "Failed connections to the local target",
+                load(&m.target_errors),
+            ),
+        ] {
+            let e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(v).encode(e)?;
+        }
+        let mut e = encoder.encode_descriptor(
+            "mcnet_gateway_bytes",
+            "Bytes forwarded, by direction",
+            None,
+            MetricType::Counter,
+        )?;
+        for (dir, v) in [("in", load(&m.bytes_in)), ("out", load(&m.bytes_out))] {
+            let labels = [("direction", dir)];
+            ConstCounter::new(v).encode(e.encode_family(&labels)?)?;
+        }
+        let mut e = encoder.encode_descriptor(
+            "mcnet_gateway_handshake_failures",
+            "mTLS handshake failures, by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for why in HandshakeFailure::ALL {
+            let labels = [("reason", why.as_str())];
+            ConstCounter::new(m.handshake_failures(why)).encode(e.encode_family(&labels)?)?;
+        }
+        let e = encoder.encode_descriptor(
+            "mcnet_gateway_active_connections",
+            "Connections currently forwarding",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(load(&m.active) as i64).encode(e)?;
+        Ok(())
     }
 }

@@ -36,6 +36,9 @@ pub enum DatapathCommand {
         /// Format of the counters printed on exit.
         #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
         output: Format,
+        /// Serve Prometheus metrics (packets and bytes by verdict and reason, flow events) on http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Build or remove the ADR production namespace as a netns lab.
     Lab {
@@ -84,7 +87,16 @@ pub fn run(cmd: DatapathCommand) -> anyhow::Result<ExitCode> {
             pin_dir,
             l7,
             output,
-        } => enforce(&manifests, &binds, flows.as_deref(), pin_dir, l7, output),
+            metrics,
+        } => enforce(
+            &manifests,
+            &binds,
+            flows.as_deref(),
+            pin_dir,
+            l7,
+            output,
+            metrics,
+        ),
         DatapathCommand::Lab {
             action,
             prefix,
@@ -119,6 +131,7 @@ fn enforce(
     pin_dir: Option<PathBuf>,
     l7: L7Arg,
     output: Format,
+    metrics_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
     let Some(m) = load_manifests(files)? else {
         return Ok(ExitCode::from(1));
@@ -194,15 +207,32 @@ fn enforce(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let metrics = std::sync::Arc::new(mcnet_datapath::metrics::DatapathMetrics::default());
     let result: anyhow::Result<()> = rt.block_on(async {
+        if let Some(addr) = metrics_addr {
+            let mut registry = mcnet_core::metrics::Registry::default();
+            registry.register_collector(Box::new(mcnet_datapath::metrics::DatapathCollector(
+                metrics.clone(),
+            )));
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics {addr}"))?;
+            eprintln!("mcnet: metrics on http://{}/metrics", l.local_addr()?);
+            tokio::spawn(crate::metrics_http::serve(l, std::sync::Arc::new(registry)));
+        }
         let mut stream = FlowStream::new(ring)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut refresh = tokio::time::interval(std::time::Duration::from_millis(500));
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
+                _ = refresh.tick(), if metrics_addr.is_some() => {
+                    metrics.update(dp.counters()?);
+                }
                 rec = stream.next() => {
                     let rec = rec?;
+                    metrics.flow();
                     if let Some(f) = sink.as_mut() {
                         serde_json::to_writer(&mut *f, &rec)?;
                         f.write_all(b"\n")?;

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use mcnet_cloud::gslb::{self, Config, Gslb};
-use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use mcnet_core::metrics::Registry;
 
 use crate::output::read;
 
@@ -81,7 +80,7 @@ async fn serve(cfg: Config, listen: SocketAddr, metrics: Option<SocketAddr>) -> 
         let registry = Arc::new(registry);
         let l = tokio::net::TcpListener::bind(m).await?;
         eprintln!("metrics on http://{}/metrics", l.local_addr()?);
-        tokio::spawn(serve_metrics(l, registry));
+        tokio::spawn(crate::metrics_http::serve(l, registry));
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -90,49 +89,4 @@ async fn serve(cfg: Config, listen: SocketAddr, metrics: Option<SocketAddr>) -> 
     }
     eprintln!("gslb stopped");
     Ok(())
-}
-
-/// `/metrics` in the Prometheus text format (prometheus-client's encoder).
-async fn serve_metrics(l: tokio::net::TcpListener, registry: Arc<Registry>) {
-    loop {
-        let Ok((mut s, _)) = l.accept().await else {
-            continue;
-        };
-        let registry = Arc::clone(&registry);
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            let mut n = 0;
-            while n < buf.len() {
-                match s.read(&mut buf[n..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => {
-                        n += k;
-                        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                            break;
-                        }
-                    }
-                }
-            }
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("");
-            let (status, body) = if path == "/metrics" {
-                let mut text = String::new();
-                match prometheus_client::encoding::text::encode(&mut text, &registry) {
-                    Ok(()) => (
-                        "200 OK",
-                        mcnet_core::metrics::openmetrics_to_prometheus(&text),
-                    ),
-                    Err(_) => ("500 Internal Server Error", String::new()),
-                }
-            } else {
-                ("404 Not Found", "not found\n".to_string())
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = s.write_all(resp.as_bytes()).await;
-            let _ = s.shutdown().await;
-        });
-    }
 }

@@ -7,6 +7,7 @@ mod cost_cmd;
 mod datapath_cmd;
 mod gslb_cmd;
 mod mesh_cmd;
+mod metrics_http;
 mod output;
 mod policy_cmd;
 mod probe_cmd;
