@@ -160,6 +160,12 @@ pub struct FlowCost {
     pub per_gb: f64,
     /// Monthly cost.
     pub monthly: f64,
+    /// The same flow over a VXC through the Megaport Cloud Router (the
+    /// source cloud's interconnect egress), where the MCR reaches both ends.
+    pub via_vxc: Option<f64>,
+    /// The same flow over a cloud peering (same cloud only: the peering
+    /// rate in one region, the inter-region rate across regions).
+    pub via_peering: Option<f64>,
     /// The same flow over an internet VPN instead (egress at internet rates).
     pub via_internet_vpn: f64,
 }
@@ -276,6 +282,8 @@ pub fn estimate(
             "internet_egress_per_gb",
             &src_cloud,
         )?;
+        let mut via_vxc = None;
+        let mut via_peering = None;
         let (path, per_gb) = if f.to == "internet" {
             ("internet".to_string(), internet)
         } else {
@@ -285,6 +293,29 @@ pub fn estimate(
                     f.from.clone().min(f.to.clone()),
                     f.from.clone().max(f.to.clone()),
                 ));
+                if !conn
+                    .routers_of(src_net)
+                    .is_disjoint(&conn.routers_of(dst_net))
+                {
+                    let rate = prices.per_gb(
+                        &prices.interconnect_egress_per_gb,
+                        "interconnect_egress_per_gb",
+                        &src_cloud,
+                    )?;
+                    via_vxc = Some(round2(f.gb_per_month * rate));
+                }
+                if src_cloud == dst_cloud {
+                    let rate = if src_region == dst_region {
+                        prices.per_gb(&prices.peering_per_gb, "peering_per_gb", &src_cloud)?
+                    } else {
+                        prices.per_gb(
+                            &prices.inter_region_per_gb,
+                            "inter_region_per_gb",
+                            &src_cloud,
+                        )?
+                    };
+                    via_peering = Some(round2(f.gb_per_month * rate));
+                }
             }
             if src_net == dst_net {
                 ("same-network".to_string(), 0.0)
@@ -322,6 +353,8 @@ pub fn estimate(
             path,
             per_gb,
             monthly: round2(f.gb_per_month * per_gb),
+            via_vxc,
+            via_peering,
             via_internet_vpn: round2(f.gb_per_month * internet),
         });
     }

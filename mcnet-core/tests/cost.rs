@@ -61,6 +61,13 @@ fn adr_003_costs_what_a_hand_computation_says() {
         ]
     );
     assert_eq!(e.transfer_monthly, 275.0);
+    // Per-flow alternatives: the VXC where the MCR reaches both ends, a
+    // peering only inside one cloud, the internet always.
+    assert_eq!(e.flows[0].via_vxc, Some(20.0));
+    assert_eq!(e.flows[0].via_peering, None, "AWS and Azure cannot peer");
+    assert_eq!(e.flows[0].via_internet_vpn, 100.0);
+    assert_eq!(e.flows[2].via_vxc, None, "to the internet");
+    assert_eq!(e.flows[3].via_vxc, None, "inside one VPC");
     // Fixed: the 10 Gbps MCR (1000) and VXCs of 5000, 2000 and 2000 Mbps
     // (500, 300, 300), all on a 12-month term (10% off): 0.9 × 2100 = 1890.
     assert_eq!(e.fixed_monthly, 1890.0);

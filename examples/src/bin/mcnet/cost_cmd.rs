@@ -71,18 +71,21 @@ pub fn print_table(e: &cost::Estimate) {
     let c = &e.currency;
     println!("Monthly network cost ({c}); prices: {}", e.prices);
     println!(
-        "  {:<12} {:<12} {:>10} {:<14} {:>9} {:>11} {:>14}",
-        "from", "to", "GB/month", "path", "per GB", "monthly", "internet VPN"
+        "  {:<12} {:<12} {:>10} {:<14} {:>9} {:>11}   {:>9} {:>9} {:>12}",
+        "from", "to", "GB/month", "path", "per GB", "monthly", "via VXC", "peering", "internet VPN"
     );
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2}"));
     for f in &e.flows {
         println!(
-            "  {:<12} {:<12} {:>10.0} {:<14} {:>9.3} {:>11.2} {:>14.2}",
+            "  {:<12} {:<12} {:>10.0} {:<14} {:>9.3} {:>11.2}   {:>9} {:>9} {:>12.2}",
             f.flow.from,
             f.flow.to,
             f.flow.gb_per_month,
             f.path,
             f.per_gb,
             f.monthly,
+            opt(f.via_vxc),
+            opt(f.via_peering),
             f.via_internet_vpn
         );
     }
