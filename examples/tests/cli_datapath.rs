@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,14 +27,8 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::Proc as Agent;
 
 /// Starts the agent in the node namespace and waits until it enforces.
 fn start(node: &str, binds: &[String], flows: &str, pins: &str, metrics: Option<u16>) -> Agent {
@@ -172,18 +166,7 @@ fn enforce_contract_restart_and_clean_stop() {
         "{body}"
     );
     assert!(body.contains("mcnet_datapath_flow_events_total"), "{body}");
-    if std::path::Path::new("/usr/bin/promtool").exists() {
-        let mut c = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-        let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "promtool: {out:?}\n{body}");
-    }
+    common::promtool_accepts(body);
 
     // An established connection survives SIGKILL and a restart.
     let mut conn = netns::run_in(&netns::named(fe), || {

@@ -1,13 +1,13 @@
 //! `mcnet cost` and `mcnet probe`, run as a user would.
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
-use common::mcnet;
+use common::{mcnet, Proc};
 
 const ADR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/topologies/adr-003.yaml");
 const TRAFFIC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/traffic/adr-003.yaml");
@@ -84,14 +84,6 @@ fn cost_prints_a_table_and_consistent_json() {
     let (code, _, err) = mcnet(&["cost", ADR, "--traffic", &bad]);
     assert_eq!(code, 1);
     assert!(err.contains("flows[0].to"), "{err}");
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

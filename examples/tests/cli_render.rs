@@ -5,14 +5,13 @@
 //! it creates, never the host.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Command;
 
 use mcnet_core::topology::{ipam, Topology};
 use serde_json::Value;
 
 mod common;
-use common::mcnet;
+use common::{mcnet, TempDir};
 
 const EXAMPLES: [&str; 2] = [
     concat!(env!("CARGO_MANIFEST_DIR"), "/topologies/adr-003.yaml"),
@@ -27,20 +26,6 @@ const PORTS: [&str; 11] = [
     "53/UDP", "53/TCP", "8080/TCP", "8086/TCP", "8090/TCP", "4143/TCP", "5432/TCP", "80/TCP",
     "443/TCP", "8080/UDP", "9090/TCP",
 ];
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("mcnet-cli-render-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// What the topology declares, as this test reads it (independently of the renderer).
 struct Declared {
