@@ -36,6 +36,23 @@ fn openssl(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// `mcnet mesh cert issue` from CA directory `ca` into `out`, both inside `d`.
+fn issue(d: &TempDir, ca: &str, ns: &str, sa: &str, out: &str) {
+    ok(&[
+        "mesh",
+        "cert",
+        "issue",
+        "--ca",
+        &d.path(ca),
+        "--namespace",
+        ns,
+        "--service-account",
+        sa,
+        "--out",
+        &d.path(out),
+    ]);
+}
+
 fn mode(p: &str) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
@@ -125,19 +142,7 @@ fn ca_and_certificates_verify_with_openssl() {
     ]);
     assert!(v, "{out}");
 
-    ok(&[
-        "mesh",
-        "cert",
-        "issue",
-        "--ca",
-        &d.path("ca"),
-        "--namespace",
-        "production",
-        "--service-account",
-        "frontend",
-        "--out",
-        &d.path("fe"),
-    ]);
+    issue(&d, "ca", "production", "frontend", "fe");
     assert_eq!(mode(&d.path("fe/tls.key")), 0o600);
     // tls.crt is the leaf followed by the issuer; openssl builds the chain to ca.crt.
     let (v, out) = openssl(&[
@@ -200,38 +205,12 @@ fn ca_and_certificates_verify_with_openssl() {
 fn the_gateway_speaks_mtls_to_openssl_and_refuses_others() {
     let d = TempDir::new("gw");
     ok(&["mesh", "ca", "init", "--dir", &d.path("ca")]);
-    let issue = |ns: &str, sa: &str, out: &str| {
-        ok(&[
-            "mesh",
-            "cert",
-            "issue",
-            "--ca",
-            &d.path("ca"),
-            "--namespace",
-            ns,
-            "--service-account",
-            sa,
-            "--out",
-            &d.path(out),
-        ])
-    };
-    issue("linkerd-multicluster", "linkerd-gateway", "gw");
-    issue("production", "frontend", "fe");
-    issue("production", "attacker", "bad");
+    let ours = |ns: &str, sa: &str, out: &str| issue(&d, "ca", ns, sa, out);
+    ours("linkerd-multicluster", "linkerd-gateway", "gw");
+    ours("production", "frontend", "fe");
+    ours("production", "attacker", "bad");
     ok(&["mesh", "ca", "init", "--dir", &d.path("rogue-ca")]);
-    ok(&[
-        "mesh",
-        "cert",
-        "issue",
-        "--ca",
-        &d.path("rogue-ca"),
-        "--namespace",
-        "production",
-        "--service-account",
-        "frontend",
-        "--out",
-        &d.path("rogue"),
-    ]);
+    issue(&d, "rogue-ca", "production", "frontend", "rogue");
     // The rogue client trusts our anchor (so that only the gateway's check fails).
     std::fs::copy(d.path("ca/ca.crt"), d.path("rogue/ca.crt")).unwrap();
 

@@ -64,6 +64,17 @@ impl Declared {
             .map(|_| (ns.to_string(), w.to_string()))
     }
 
+    /// The declared workload `(namespace, name)`.
+    fn workload(&self, w: &(String, String)) -> &mcnet_core::topology::Workload {
+        self.t
+            .spec
+            .namespaces
+            .iter()
+            .find(|n| n.name == w.0)
+            .and_then(|n| n.workloads.iter().find(|x| x.name == w.1))
+            .unwrap()
+    }
+
     fn depends(
         &self,
         from: &(String, String),
@@ -71,14 +82,7 @@ impl Declared {
         port: u16,
         proto: &str,
     ) -> bool {
-        let ns = self
-            .t
-            .spec
-            .namespaces
-            .iter()
-            .find(|n| n.name == from.0)
-            .unwrap();
-        let w = ns.workloads.iter().find(|w| w.name == from.1).unwrap();
+        let w = self.workload(from);
         w.depends_on.iter().any(|d| {
             let (dns, dname) = d.workload.split_once('/').unwrap_or((&from.0, &d.workload));
             dns == to.0
@@ -89,33 +93,14 @@ impl Declared {
     }
 
     fn serves(&self, w: &(String, String), port: u16, proto: &str) -> bool {
-        let ns = self
-            .t
-            .spec
-            .namespaces
-            .iter()
-            .find(|n| n.name == w.0)
-            .unwrap();
-        let w = ns.workloads.iter().find(|x| x.name == w.1).unwrap();
+        let w = self.workload(w);
         w.ports
             .iter()
             .any(|p| p.port == port && format!("{:?}", p.protocol).eq_ignore_ascii_case(proto))
     }
 
     fn backs_hostname(&self, cluster: &str, w: &(String, String)) -> bool {
-        let ns = self
-            .t
-            .spec
-            .namespaces
-            .iter()
-            .find(|n| n.name == w.0)
-            .unwrap();
-        let svc = ns
-            .workloads
-            .iter()
-            .find(|x| x.name == w.1)
-            .unwrap()
-            .service_name();
+        let svc = self.workload(w).service_name();
         self.t.spec.load_balancing.hostnames.iter().any(|h| {
             h.service.as_deref() == Some(&format!("{}/{svc}", w.0))
                 && h.targets.iter().any(|t| t.cluster == cluster)

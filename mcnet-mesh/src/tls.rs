@@ -179,6 +179,10 @@ fn build(cert: &WorkloadCert, bundle: &TrustBundle) -> Result<(ServerConfig, Cli
 }
 
 impl TlsIdentity {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Configs> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A live identity from a certificate and a bundle.
     pub fn new(cert: WorkloadCert, bundle: TrustBundle) -> Result<TlsIdentity> {
         let (server, client) = build(&cert, &bundle)?;
@@ -218,36 +222,20 @@ impl TlsIdentity {
 
     /// The current certificate.
     pub fn cert(&self) -> WorkloadCert {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .cert
-            .clone()
+        self.read().cert.clone()
     }
 
     /// The current bundle.
     pub fn bundle(&self) -> TrustBundle {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .bundle
-            .clone()
+        self.read().bundle.clone()
     }
 
     fn server_config(&self) -> Arc<ServerConfig> {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .server
-            .clone()
+        self.read().server.clone()
     }
 
     fn client_config(&self) -> Arc<ClientConfig> {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .client
-            .clone()
+        self.read().client.clone()
     }
 
     /// Accepts an mTLS connection: the client must present a certificate
