@@ -107,23 +107,35 @@ fn s_client(gw: &str, cert_dir: &Path, verify_name: &str, msg: &str) -> (String,
         .unwrap();
     c.stdin.as_mut().unwrap().write_all(msg.as_bytes()).unwrap();
     let mut stdout = c.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
     let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
         let mut buf = [0u8; 1024];
         while let Ok(n) = stdout.read(&mut buf) {
             if n == 0 {
                 break;
             }
-            out.extend_from_slice(&buf[..n]);
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
         }
-        String::from_utf8_lossy(&out).into_owned()
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // Until the echo comes back, s_client gives up (a refused handshake or
+    // connection ends it), or 10 s pass on a loaded machine.
+    let want = msg.trim().as_bytes().to_vec();
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        let echoed = seen.lock().unwrap().windows(want.len()).any(|w| w == want);
+        if echoed || c.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = c.kill();
     let _ = c.wait();
+    let _ = reader.join();
     let mut err = String::new();
     let _ = c.stderr.take().unwrap().read_to_string(&mut err);
-    (reader.join().unwrap(), err)
+    let out = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    (out, err)
 }
 
 #[test]
