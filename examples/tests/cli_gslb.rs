@@ -137,10 +137,10 @@ fn answers_follow_health_for_dig() {
         "over TCP too"
     );
 
-    // Outage: it leaves the answers after two failed checks, that is within
-    // two intervals. Counted in checks, not in wall-clock time, which a
-    // loaded machine stretches: when dig first sees the failover, the
-    // responder has run at most a check or two beyond the two that decide.
+    // Outage: it leaves the answers. That it takes exactly two failed checks
+    // (two intervals) is the thresholds' unit test in mcnet-cloud; here the
+    // time and the checks are printed, not asserted: a loaded machine
+    // stretches both how fast dig polls and how often checks run.
     aws.up.store(false, Ordering::Relaxed);
     let took = until(&port, &["198.18.0.20"], Duration::from_secs(10)).expect("failover");
     let text = http_get(metrics, "/metrics");
@@ -150,10 +150,14 @@ fn answers_follow_health_for_dig() {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    eprintln!("failover after {took:?} and {failed} failed checks (interval {interval} ms)");
+    eprintln!("failover seen after {took:?} and {failed} failed checks (interval {interval} ms)");
     assert!(
-        (2..=4).contains(&failed),
-        "failover after {failed} failed checks"
+        failed >= 2,
+        "it failed over after {failed} failed check(s), before the threshold"
+    );
+    assert!(
+        text.contains("mcnet_gslb_endpoint_healthy{name=\"api.example.test\",endpoint=\"aws\"} 0"),
+        "{text}"
     );
     // Back: it returns.
     aws.up.store(true, Ordering::Relaxed);
