@@ -513,6 +513,16 @@ impl Gslb {
 
     /// Answers one DNS query (wire format); `None` for a message that is not one.
     pub fn handle(&self, query: &[u8], source: IpAddr) -> Option<Vec<u8>> {
+        self.respond(query, source, false)
+    }
+
+    /// [`Gslb::handle`] for a query that came over UDP: an answer too big
+    /// for plain (non-EDNS) UDP is sent truncated, so that the client retries over TCP.
+    pub fn handle_udp(&self, query: &[u8], source: IpAddr) -> Option<Vec<u8>> {
+        self.respond(query, source, true)
+    }
+
+    fn respond(&self, query: &[u8], source: IpAddr, udp: bool) -> Option<Vec<u8>> {
         let q = Message::from_vec(query).ok()?;
         if q.metadata.message_type != MessageType::Query {
             return None;
@@ -577,7 +587,13 @@ impl Gslb {
                 ("rcode".into(), format!("{code:?}").to_ascii_lowercase()),
             ])
             .inc();
-        resp.to_vec().ok()
+        let out = resp.to_vec().ok()?;
+        if udp && q.edns.is_none() && out.len() > 512 {
+            resp.answers.clear();
+            resp.metadata.truncation = true;
+            return resp.to_vec().ok();
+        }
+        Some(out)
     }
 }
 
@@ -687,15 +703,7 @@ pub async fn serve(
                 let Ok((n, from)) = udp.recv_from(&mut buf).await else {
                     continue;
                 };
-                if let Some(mut out) = g.handle(&buf[..n], from.ip()) {
-                    if out.len() > 512 && !has_edns(&buf[..n]) {
-                        // Too big for plain UDP: truncated, the client retries over TCP.
-                        if let Ok(mut m) = Message::from_vec(&out) {
-                            m.answers.clear();
-                            m.metadata.truncation = true;
-                            out = m.to_vec().unwrap_or(out);
-                        }
-                    }
+                if let Some(out) = g.handle_udp(&buf[..n], from.ip()) {
                     let _ = udp.send_to(&out, from).await;
                 }
             }
@@ -730,12 +738,6 @@ pub async fn serve(
         }
     }));
     Ok((bound, tasks))
-}
-
-fn has_edns(q: &[u8]) -> bool {
-    Message::from_vec(q)
-        .map(|m| m.edns.is_some())
-        .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -49,6 +49,27 @@ pub struct Prices {
 
 const EMBEDDED: &str = include_str!("../data/prices.yaml");
 
+/// Parses YAML (or JSON) into `T`; an error names the field's path.
+fn from_yaml<T: serde::de::DeserializeOwned>(text: &str, what: &str, code: &str) -> Result<T> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| Error::Invalid {
+        what: what.into(),
+        problems: vec![Diagnostic::new(
+            code,
+            e.path().to_string(),
+            e.inner().to_string(),
+        )],
+    })
+}
+
+/// A price the table lacks.
+fn missing(field: impl Into<String>, message: String) -> Error {
+    Error::Invalid {
+        what: "price table".into(),
+        problems: vec![Diagnostic::new("cost.price-missing", field, message)],
+    }
+}
+
 /// Hours in a billing month (730, the clouds' convention).
 pub const HOURS_PER_MONTH: f64 = 730.0;
 
@@ -60,25 +81,15 @@ impl Prices {
 
     /// Parses a price table.
     pub fn from_yaml(text: &str) -> Result<Prices> {
-        let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| Error::Invalid {
-            what: "price table".into(),
-            problems: vec![Diagnostic::new(
-                "cost.prices",
-                e.path().to_string(),
-                e.inner().to_string(),
-            )],
-        })
+        from_yaml(text, "price table", "cost.prices")
     }
 
     fn per_gb(&self, table: &BTreeMap<String, f64>, which: &str, cloud: &str) -> Result<f64> {
-        table.get(cloud).copied().ok_or_else(|| Error::Invalid {
-            what: "price table".into(),
-            problems: vec![Diagnostic::new(
-                "cost.price-missing",
+        table.get(cloud).copied().ok_or_else(|| {
+            missing(
                 format!("{which}.{cloud}"),
                 format!("no `{which}` price for `{cloud}`"),
-            )],
+            )
         })
     }
 
@@ -117,15 +128,7 @@ pub struct Flow {
 impl Traffic {
     /// Parses a traffic matrix (YAML or JSON).
     pub fn from_yaml(text: &str) -> Result<Traffic> {
-        let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| Error::Invalid {
-            what: "traffic matrix".into(),
-            problems: vec![Diagnostic::new(
-                "cost.traffic",
-                e.path().to_string(),
-                e.inner().to_string(),
-            )],
-        })
+        from_yaml(text, "traffic matrix", "cost.traffic")
     }
 }
 
@@ -360,15 +363,12 @@ pub fn estimate(
     }
     let mut fixed = Vec::new();
     for r in &t.spec.interconnect.routers {
-        let base =
-            Prices::tier(&prices.mcr_monthly, r.speed_mbps).ok_or_else(|| Error::Invalid {
-                what: "price table".into(),
-                problems: vec![Diagnostic::new(
-                    "cost.price-missing",
-                    "mcr_monthly",
-                    format!("no MCR price at or above {} Mbps", r.speed_mbps),
-                )],
-            })?;
+        let base = Prices::tier(&prices.mcr_monthly, r.speed_mbps).ok_or_else(|| {
+            missing(
+                "mcr_monthly",
+                format!("no MCR price at or above {} Mbps", r.speed_mbps),
+            )
+        })?;
         let d = prices.discount(r.term_months.unwrap_or(1));
         fixed.push(FixedCost {
             item: format!(
@@ -387,14 +387,10 @@ pub fn estimate(
             .filter(|v| v.router == r.name)
         {
             let base = Prices::tier(&prices.vxc_monthly, v.rate_limit_mbps).ok_or_else(|| {
-                Error::Invalid {
-                    what: "price table".into(),
-                    problems: vec![Diagnostic::new(
-                        "cost.price-missing",
-                        "vxc_monthly",
-                        format!("no VXC price at or above {} Mbps", v.rate_limit_mbps),
-                    )],
-                }
+                missing(
+                    "vxc_monthly",
+                    format!("no VXC price at or above {} Mbps", v.rate_limit_mbps),
+                )
             })?;
             fixed.push(FixedCost {
                 item: format!("VXC {} ({} Mbps)", v.name, v.rate_limit_mbps),

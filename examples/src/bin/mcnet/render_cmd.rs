@@ -7,10 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use mcnet_core::render::{self, schema::CrdSchemas, DocKind, Options, Rendering};
-use mcnet_core::topology::{self, Topology};
 use mcnet_datapath::node::{self, Finding, Scope};
 
-use crate::output::{print_json, read, Format};
+use crate::output::{print_json, Format};
 
 #[derive(Args)]
 pub struct RenderArgs {
@@ -34,21 +33,9 @@ pub struct RenderArgs {
 /// Renders, checks every custom resource against its upstream CRD schema,
 /// and writes the tree; nothing is written when a check fails.
 pub fn render(a: &RenderArgs) -> anyhow::Result<ExitCode> {
-    let text = read(&a.file)?;
-    let report = topology::validate_str(&text);
-    if !report.valid {
-        eprintln!(
-            "{} is invalid; run `mcnet validate {}` for details:",
-            a.file, a.file
-        );
-        for d in &report.errors {
-            eprintln!("  {d}");
-        }
+    let Some(t) = crate::topology_cmd::load_valid(&a.file)? else {
         return Ok(ExitCode::from(1));
-    }
-    let t: Topology = topology::parse(&text)
-        .topology
-        .context("parsed once already")?;
+    };
     let opts = Options {
         trust_domain: a.trust_domain.clone(),
         max_connected_clusters: a.max_connected_clusters,
