@@ -84,7 +84,8 @@ pub struct ProbeReport {
     pub latency_p99_ms: f64,
     /// Echo throughput, megabits per second (one direction).
     pub throughput_mbps: f64,
-    /// UDP datagrams sent.
+    /// UDP datagrams sent: fewer than asked once a whole window in a row
+    /// went unanswered (the path is down).
     pub datagrams_sent: u32,
     /// UDP datagrams echoed back.
     pub datagrams_received: u32,
@@ -144,6 +145,67 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Datagrams in flight at once during the loss test.
+const LOSS_WINDOW: usize = 64;
+
+/// Sends `n` numbered datagrams over the connected `udp`, keeping at most
+/// [`LOSS_WINDOW`] unanswered, and counts the echoes. A datagram not echoed
+/// within `timeout` is lost: its slot frees and a late echo is ignored.
+/// After a whole window in a row is lost the path is down and sending stops.
+/// Returns (sent, echoed).
+async fn count_echoes(udp: &UdpSocket, n: u32, timeout: Duration) -> std::io::Result<(u32, u32)> {
+    use std::collections::VecDeque;
+
+    let mut sent_at: Vec<Option<Instant>> = vec![None; n as usize];
+    let mut order: VecDeque<u32> = VecDeque::with_capacity(LOSS_WINDOW);
+    let (mut next, mut in_flight, mut received) = (0u32, 0usize, 0u32);
+    let mut lost_in_a_row = 0usize;
+    let mut b = [0u8; 64];
+    loop {
+        // Retire answered datagrams and expire the overdue ones, oldest first.
+        while let Some(&i) = order.front() {
+            match sent_at[i as usize] {
+                None => {
+                    order.pop_front();
+                }
+                Some(at) if at.elapsed() >= timeout => {
+                    sent_at[i as usize] = None;
+                    in_flight -= 1;
+                    lost_in_a_row += 1;
+                    order.pop_front();
+                }
+                Some(_) => break,
+            }
+        }
+        if next < n && in_flight < LOSS_WINDOW && lost_in_a_row < LOSS_WINDOW {
+            let mut d = [0u8; 32];
+            d[..4].copy_from_slice(&next.to_be_bytes());
+            udp.send(&d).await?;
+            sent_at[next as usize] = Some(Instant::now());
+            order.push_back(next);
+            in_flight += 1;
+            next += 1;
+            continue;
+        }
+        let Some(oldest) = order.front().and_then(|&i| sent_at[i as usize]) else {
+            break; // all sent, none outstanding
+        };
+        let deadline = tokio::time::Instant::from_std(oldest + timeout);
+        if let Ok(Ok(len)) = tokio::time::timeout_at(deadline, udp.recv(&mut b)).await {
+            if len >= 4 {
+                let i = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                if sent_at.get(i).is_some_and(Option::is_some) {
+                    sent_at[i] = None;
+                    in_flight -= 1;
+                    received += 1;
+                    lost_in_a_row = 0;
+                }
+            }
+        }
+    }
+    Ok((next, received))
 }
 
 /// Runs every probe against `cfg.target` and judges the results against `slo`.
@@ -206,7 +268,8 @@ pub async fn run(cfg: &ProbeConfig, slo: &Slo) -> std::io::Result<ProbeReport> {
     let _ = writer.await;
     let throughput_mbps = got as f64 * 8.0 / t2.elapsed().as_secs_f64().max(1e-9) / 1e6;
 
-    // Loss: numbered datagrams, paced in bursts, counted back.
+    // Loss: numbered datagrams with at most `LOSS_WINDOW` in flight, so the
+    // probe measures the path and never overflows its own socket buffers.
     let udp = UdpSocket::bind(if cfg.target.is_ipv4() {
         "0.0.0.0:0"
     } else {
@@ -214,40 +277,7 @@ pub async fn run(cfg: &ProbeConfig, slo: &Slo) -> std::io::Result<ProbeReport> {
     })
     .await?;
     udp.connect(cfg.target).await?;
-    let udp = Arc::new(udp);
-    let rx = Arc::clone(&udp);
-    let n = cfg.datagrams;
-    let receiver = tokio::spawn(async move {
-        let mut seen = vec![false; n as usize];
-        let mut count = 0u32;
-        let mut b = [0u8; 64];
-        loop {
-            match tokio::time::timeout(Duration::from_millis(500), rx.recv(&mut b)).await {
-                Ok(Ok(len)) if len >= 4 => {
-                    let i = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                    if i < seen.len() && !seen[i] {
-                        seen[i] = true;
-                        count += 1;
-                        if count == n {
-                            break;
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        count
-    });
-    for i in 0..n {
-        let mut d = [0u8; 32];
-        d[..4].copy_from_slice(&i.to_be_bytes());
-        let _ = udp.send(&d).await;
-        if i % 64 == 63 {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-    }
-    let received = receiver.await.unwrap_or(0);
+    let (n, received) = count_echoes(&udp, cfg.datagrams, t).await?;
     let loss_percent = if n == 0 {
         0.0
     } else {
@@ -308,6 +338,37 @@ mod tests {
         assert_eq!(percentile(&v, 0.95), 95.0);
         assert_eq!(percentile(&v, 0.99), 99.0);
         assert_eq!(percentile(&[7.0], 0.99), 7.0);
+    }
+
+    #[tokio::test]
+    async fn the_loss_test_counts_dropped_datagrams_and_stops_when_the_path_is_down() {
+        // A responder that drops every tenth datagram.
+        let lossy = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let at = lossy.local_addr().unwrap();
+        let echo = tokio::spawn(async move {
+            let mut b = [0u8; 64];
+            while let Ok((len, from)) = lossy.recv_from(&mut b).await {
+                let i = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                if i % 10 != 9 {
+                    let _ = lossy.send_to(&b[..len], from).await;
+                }
+            }
+        });
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        udp.connect(at).await.unwrap();
+        let (sent, echoed) = count_echoes(&udp, 1000, Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert_eq!((sent, echoed), (1000, 900));
+        echo.abort();
+
+        // A socket that never answers: one window goes out, then sending stops.
+        let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        udp.connect(silent.local_addr().unwrap()).await.unwrap();
+        let (sent, echoed) = count_echoes(&udp, 1000, Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert_eq!((sent as usize, echoed), (LOSS_WINDOW, 0));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
