@@ -40,6 +40,7 @@ pub mod diag;
 mod error;
 pub mod metrics;
 pub mod policy;
+pub mod reconcile;
 #[cfg(feature = "render")]
 pub mod render;
 pub mod topology;

@@ -1,0 +1,317 @@
+//! The desired state: the resources a topology asks for, by logical id.
+
+use std::collections::BTreeSet;
+
+use super::resource::{Desired, Scope, Spec, VxcBgp};
+use crate::topology::{ipam, Network, PeeringKind, Topology, VxcTargetKind};
+use crate::{Error, Result};
+
+/// Every resource `t` asks for in `scopes`, dependencies before dependents.
+///
+/// Auto subnets are allocated first; a topology that fails IPAM is an
+/// error. On-premises networks are not managed and produce nothing.
+pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
+    let t = ipam::allocate(t).map_err(|problems| Error::Invalid {
+        what: format!("topology `{}`", t.metadata.name),
+        problems,
+    })?;
+    let mut out = Vec::new();
+    let mut push = |scope: Scope, id: String, spec: Spec| {
+        if scopes.contains(&scope) {
+            out.push(Desired { id, scope, spec });
+        }
+    };
+    let scope_of = |n: &Network| {
+        t.spec
+            .providers
+            .iter()
+            .find(|p| p.name == n.provider)
+            .and_then(|p| Scope::of(p.kind))
+    };
+    let cidrs = |n: &Network| -> Vec<String> { n.cidrs.iter().map(ToString::to_string).collect() };
+
+    // Networks behind an AWS Direct Connect VXC get a virtual private gateway
+    // whose routes propagate into their route table.
+    let mut dx_networks = BTreeSet::new();
+    for v in &t.spec.interconnect.vxcs {
+        if v.target.kind == VxcTargetKind::AwsDirectConnect {
+            dx_networks.extend(v.target.networks.iter().cloned());
+        }
+    }
+
+    for n in &t.spec.networks {
+        let Some(scope) = scope_of(n) else { continue };
+        let net = format!("network/{}", n.name);
+        push(
+            scope,
+            net.clone(),
+            Spec::Network {
+                region: n.region.clone(),
+                cidrs: cidrs(n),
+            },
+        );
+        for s in &n.subnets {
+            push(
+                scope,
+                format!("subnet/{}/{}", n.name, s.name),
+                Spec::Subnet {
+                    network: net.clone(),
+                    cidr: s.cidr.to_string(),
+                    zone: s.zone.clone(),
+                },
+            );
+        }
+        if scope == Scope::Aws {
+            let vgw = dx_networks.contains(&n.name);
+            if vgw {
+                push(
+                    scope,
+                    format!("vpn-gateway/{}", n.name),
+                    Spec::VpnGateway {
+                        network: net.clone(),
+                        asn: None,
+                    },
+                );
+            }
+            push(
+                scope,
+                format!("route-table/{}", n.name),
+                Spec::RouteTable {
+                    network: net.clone(),
+                    subnets: n
+                        .subnets
+                        .iter()
+                        .map(|s| format!("subnet/{}/{}", n.name, s.name))
+                        .collect(),
+                    propagating_gateways: if vgw {
+                        vec![format!("vpn-gateway/{}", n.name)]
+                    } else {
+                        vec![]
+                    },
+                },
+            );
+        }
+    }
+
+    for p in &t.spec.peerings {
+        let (Some(a), Some(b)) = (
+            p.networks.first().and_then(|n| t.network(n)),
+            p.networks.get(1).and_then(|n| t.network(n)),
+        ) else {
+            continue;
+        };
+        let scope = Scope::of(p.kind.provider_kind()).unwrap_or(Scope::Aws);
+        let id = format!("peering/{}", p.name);
+        push(
+            scope,
+            id.clone(),
+            Spec::Peering {
+                requester: format!("network/{}", a.name),
+                accepter: format!("network/{}", b.name),
+                peer_region: (a.region != b.region).then(|| b.region.clone()),
+            },
+        );
+        // VPC peering needs routes on both sides; VNet and GCP peering
+        // exchange routes themselves.
+        if p.kind == PeeringKind::VpcPeering {
+            for (from, to) in [(a, b), (b, a)] {
+                for c in cidrs(to) {
+                    push(
+                        scope,
+                        format!("route/{}/{}", from.name, c),
+                        Spec::Route {
+                            route_table: format!("route-table/{}", from.name),
+                            destination: c,
+                            target: id.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    for r in &t.spec.interconnect.routers {
+        push(
+            Scope::Megaport,
+            format!("router/{}", r.name),
+            Spec::Router {
+                name: r.name.clone(),
+                location_id: r.location_id.unwrap_or(0),
+                speed_mbps: r.speed_mbps,
+                asn: r.asn,
+                diversity_zone: r.diversity_zone.map(|z| {
+                    serde_json::to_value(z)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                }),
+                term_months: r.term_months.unwrap_or(1),
+            },
+        );
+    }
+
+    for v in &t.spec.interconnect.vxcs {
+        let nets: Vec<&Network> = v
+            .target
+            .networks
+            .iter()
+            .filter_map(|n| t.network(n))
+            .collect();
+        let Some(first) = nets.first() else { continue };
+        let peer_asn = v.bgp.peers.first().map_or(64512, |p| p.peer_asn);
+        let gw = format!("interconnect-gateway/{}", v.name);
+        let vxc = format!("vxc/{}", v.name);
+        let mut partner = None;
+        match v.target.kind {
+            VxcTargetKind::AwsDirectConnect => {
+                push(
+                    Scope::Aws,
+                    gw.clone(),
+                    Spec::InterconnectGateway {
+                        region: "global".into(),
+                        asn: peer_asn,
+                        bandwidth_mbps: None,
+                        network: None,
+                        associations: nets
+                            .iter()
+                            .map(|n| format!("vpn-gateway/{}", n.name))
+                            .collect(),
+                    },
+                );
+                push(
+                    Scope::Aws,
+                    format!("interconnect-attachment/{}", v.name),
+                    Spec::InterconnectAttachment {
+                        gateway: gw.clone(),
+                        vxc: Some(vxc.clone()),
+                        network_gateway: None,
+                        vlan: v.vlan,
+                    },
+                );
+            }
+            VxcTargetKind::AzureExpressroute => {
+                push(
+                    Scope::Azure,
+                    gw.clone(),
+                    Spec::InterconnectGateway {
+                        region: first.region.clone(),
+                        asn: peer_asn,
+                        bandwidth_mbps: Some(v.rate_limit_mbps),
+                        network: None,
+                        associations: vec![],
+                    },
+                );
+                partner = Some(gw.clone());
+                for n in &nets {
+                    push(
+                        Scope::Azure,
+                        format!("vpn-gateway/{}", n.name),
+                        Spec::VpnGateway {
+                            network: format!("network/{}", n.name),
+                            asn: None,
+                        },
+                    );
+                    push(
+                        Scope::Azure,
+                        format!("interconnect-attachment/{}/{}", v.name, n.name),
+                        Spec::InterconnectAttachment {
+                            gateway: gw.clone(),
+                            vxc: Some(vxc.clone()),
+                            network_gateway: Some(format!("vpn-gateway/{}", n.name)),
+                            vlan: v.vlan,
+                        },
+                    );
+                }
+            }
+            VxcTargetKind::GcpPartnerInterconnect => {
+                push(
+                    Scope::Gcp,
+                    gw.clone(),
+                    Spec::InterconnectGateway {
+                        region: first.region.clone(),
+                        asn: peer_asn,
+                        bandwidth_mbps: None,
+                        network: Some(format!("network/{}", first.name)),
+                        associations: vec![],
+                    },
+                );
+                let att = format!("interconnect-attachment/{}", v.name);
+                push(
+                    Scope::Gcp,
+                    att.clone(),
+                    Spec::InterconnectAttachment {
+                        gateway: gw.clone(),
+                        vxc: None,
+                        network_gateway: None,
+                        vlan: None,
+                    },
+                );
+                partner = Some(att);
+            }
+        }
+        push(
+            Scope::Megaport,
+            vxc,
+            Spec::Vxc {
+                name: v.name.clone(),
+                router: format!("router/{}", v.router),
+                target: serde_json::to_value(v.target.kind)
+                    .ok()
+                    .and_then(|x| x.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                partner,
+                rate_limit_mbps: v.rate_limit_mbps,
+                vlan: v.vlan,
+                bgp: VxcBgp {
+                    peers: v
+                        .bgp
+                        .peers
+                        .iter()
+                        .map(|p| {
+                            (
+                                p.local_address.to_string(),
+                                p.peer_address.clone(),
+                                p.peer_asn,
+                            )
+                        })
+                        .collect(),
+                    import: v
+                        .bgp
+                        .prefix_filters
+                        .import
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    export: v
+                        .bgp
+                        .prefix_filters
+                        .export
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                },
+            },
+        );
+    }
+
+    for e in &t.spec.private_endpoints {
+        let Some(n) = t.network(&e.network) else {
+            continue;
+        };
+        let Some(scope) = scope_of(n) else { continue };
+        push(
+            scope,
+            format!("private-endpoint/{}", e.name),
+            Spec::PrivateEndpoint {
+                network: format!("network/{}", n.name),
+                service: e.service.clone(),
+                subnets: e
+                    .subnets
+                    .iter()
+                    .map(|s| format!("subnet/{}/{}", n.name, s))
+                    .collect(),
+            },
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,100 @@
+//! Reconciling a topology with the clouds: the provider traits, the desired
+//! state, the planner and the apply engine.
+//!
+//! The flow is [`desired()`] (what the topology asks for) → observe (what
+//! each [`ResourceProvider`] reports the owner has) → [`plan()`] (a DAG of
+//! create, update, replace and delete actions) → [`apply()`]. Every
+//! resource carries ownership tags ([`Owner::tags`]), so a re-plan after an
+//! apply is empty, a manual change shows as drift, and an interrupted apply
+//! converges when run again.
+//!
+//! ```
+//! use std::collections::BTreeSet;
+//! use mcnet_core::reconcile::{desired, plan, Op, Scope};
+//! use mcnet_core::topology::Topology;
+//!
+//! let t = Topology::from_str_strict(r#"
+//! apiVersion: mcnet.io/v1alpha1
+//! kind: Topology
+//! metadata: {name: demo}
+//! spec:
+//!   providers: [{name: aws, kind: aws, regions: [us-east-1]}]
+//!   networks:
+//!     - {name: a, provider: aws, region: us-east-1, cidrs: [10.0.0.0/16]}
+//! "#).unwrap();
+//! let scopes = BTreeSet::from([Scope::Aws]);
+//! let want = desired(&t, &scopes).unwrap();
+//! // Nothing exists yet: create the network and its route table.
+//! let p = plan("demo", &scopes, &want, &[]);
+//! assert_eq!(p.count(Op::Create), 2);
+//! assert_eq!(p.actions[1].depends_on, vec![0]);
+//! ```
+
+mod apply;
+mod desired;
+mod plan;
+mod provider;
+mod resource;
+
+pub use apply::{apply, ApplyEvent, ApplyOptions, ApplyReport, Failure, Phase, Providers, Retry};
+pub use desired::desired;
+pub use plan::{plan, Action, Op, Plan};
+pub use provider::{
+    ConnectivityProvider, ErrorKind, InterconnectProvider, ProviderError, Quote, Refs,
+    ResourceProvider,
+};
+pub use resource::{
+    Desired, FieldChange, Observed, Owner, ResourceKind, ResourceState, Scope, Spec, VxcBgp,
+    TAG_ID, TAG_MANAGED_BY, TAG_TOPOLOGY,
+};
+
+use serde::Serialize;
+
+/// One difference between the topology and what exists.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftItem {
+    /// Logical id.
+    pub resource: String,
+    /// Kind.
+    pub kind: ResourceKind,
+    /// Provider scope.
+    pub provider: Scope,
+    /// The cloud id, when the resource exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_id: Option<String>,
+    /// `missing`, `changed`, `pending`, `failed`, `duplicate` or `unmanaged`
+    /// (owned by the topology but no longer in it).
+    pub status: &'static str,
+    /// Changed fields: `from` is what exists, `to` what the topology says.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<FieldChange>,
+    /// What `apply` would do about it.
+    pub repair: Op,
+}
+
+/// The drift a plan implies: every resource that differs from the topology.
+/// Replacements forced only by another replacement are left out, since
+/// they are consequences, not drift.
+pub fn drift(p: &Plan) -> Vec<DriftItem> {
+    p.actions
+        .iter()
+        .filter(|a| !(a.changes.is_empty() && a.reason.ends_with(" is replaced")))
+        .map(|a| DriftItem {
+            resource: a.resource.clone(),
+            kind: a.kind,
+            provider: a.provider,
+            cloud_id: a.cloud_id.clone(),
+            status: match a.op {
+                Op::Create => "missing",
+                Op::Update if a.changes.is_empty() => "pending",
+                Op::Replace if a.changes.is_empty() => "failed",
+                Op::Update | Op::Replace => "changed",
+                Op::Delete if a.reason.starts_with("duplicate") => "duplicate",
+                Op::Delete => "unmanaged",
+            },
+            changes: a.changes.clone(),
+            repair: a.op,
+        })
+        .collect()
+}

@@ -1,0 +1,402 @@
+//! The planner: desired state against observed state, as a DAG of actions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write as _};
+
+use serde::Serialize;
+
+use super::resource::{Desired, FieldChange, Observed, ResourceKind, ResourceState, Scope};
+
+/// What an action does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Op {
+    /// Create a missing resource.
+    Create,
+    /// Change a resource in place, or finish a pending step.
+    Update,
+    /// Delete and create again (a field that cannot change in place changed).
+    Replace,
+    /// Delete a resource the topology no longer asks for, or a duplicate.
+    Delete,
+}
+
+impl Op {
+    fn symbol(self) -> &'static str {
+        match self {
+            Op::Create => "+",
+            Op::Update => "~",
+            Op::Replace => "-/+",
+            Op::Delete => "-",
+        }
+    }
+}
+
+/// One planned action.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    /// Index in [`Plan::actions`].
+    pub index: usize,
+    /// What to do.
+    pub op: Op,
+    /// Logical id.
+    pub resource: String,
+    /// Kind.
+    pub kind: ResourceKind,
+    /// Provider scope.
+    pub provider: Scope,
+    /// The cloud id acted on (update, replace, delete).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_id: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// Field changes (update, replace).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<FieldChange>,
+    /// Actions that must finish first.
+    pub depends_on: Vec<usize>,
+    /// The target shape (create, update, replace).
+    #[serde(skip)]
+    pub desired: Option<Desired>,
+    /// What exists now (update, replace, delete).
+    #[serde(skip)]
+    pub current: Option<Observed>,
+}
+
+/// A plan: actions in dependency order, plus what is already converged.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// The topology's name.
+    pub topology: String,
+    /// Providers covered.
+    pub providers: Vec<Scope>,
+    /// Actions, dependencies first. Empty when nothing is to do.
+    pub actions: Vec<Action>,
+    /// Resources already as the topology wants them.
+    pub unchanged: usize,
+    /// What exists, one per logical id (the apply resolves references here).
+    #[serde(skip)]
+    pub known: BTreeMap<String, Observed>,
+}
+
+impl Plan {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    /// How many actions of `op`.
+    pub fn count(&self, op: Op) -> usize {
+        self.actions.iter().filter(|a| a.op == op).count()
+    }
+}
+
+fn state_rank(s: &ResourceState) -> u8 {
+    match s {
+        ResourceState::Ready => 0,
+        ResourceState::Pending(_) => 1,
+        ResourceState::Failed(_) => 2,
+    }
+}
+
+/// Compares `desired` with `observed` (every resource the owner has in the
+/// planned scopes) and orders the actions into a DAG.
+pub fn plan(
+    topology: &str,
+    scopes: &BTreeSet<Scope>,
+    desired: &[Desired],
+    observed: &[Observed],
+) -> Plan {
+    // Group what exists by logical id; one keeper each, the rest are duplicates.
+    let mut by_id: BTreeMap<&str, Vec<&Observed>> = BTreeMap::new();
+    for o in observed.iter().filter(|o| scopes.contains(&o.scope)) {
+        by_id.entry(o.id.as_str()).or_default().push(o);
+    }
+    for v in by_id.values_mut() {
+        v.sort_by(|a, b| {
+            state_rank(&a.state)
+                .cmp(&state_rank(&b.state))
+                .then(a.cloud_id.cmp(&b.cloud_id))
+        });
+    }
+    let wanted: BTreeMap<&str, &Desired> = desired.iter().map(|d| (d.id.as_str(), d)).collect();
+
+    let mut actions: Vec<Action> = Vec::new();
+    let mut unchanged = 0;
+    let mut op_of: BTreeMap<String, Op> = BTreeMap::new();
+    let action = |op: Op, d: Option<&Desired>, o: Option<&Observed>, reason: String, changes| {
+        let (resource, kind, provider) = match (d, o) {
+            (Some(d), _) => (d.id.clone(), d.kind(), d.scope),
+            (None, Some(o)) => (o.id.clone(), o.spec.kind(), o.scope),
+            (None, None) => unreachable!("an action has a desired or a current resource"),
+        };
+        Action {
+            index: 0,
+            op,
+            resource,
+            kind,
+            provider,
+            cloud_id: o.map(|o| o.cloud_id.clone()),
+            reason,
+            changes,
+            depends_on: vec![],
+            desired: d.cloned(),
+            current: o.cloned(),
+        }
+    };
+
+    for d in desired {
+        let keeper = by_id.get(d.id.as_str()).and_then(|v| v.first().copied());
+        let Some(k) = keeper else {
+            actions.push(action(
+                Op::Create,
+                Some(d),
+                None,
+                "not found".into(),
+                vec![],
+            ));
+            continue;
+        };
+        if let ResourceState::Failed(s) = &k.state {
+            actions.push(action(
+                Op::Replace,
+                Some(d),
+                Some(k),
+                format!("failed ({s})"),
+                vec![],
+            ));
+            continue;
+        }
+        let changes = d.spec.diff(&k.spec);
+        if !changes.is_empty() {
+            let mutable = d.kind().mutable_fields();
+            let fixed: Vec<&str> = changes
+                .iter()
+                .map(|c| c.field.as_str())
+                .filter(|f| !mutable.contains(f))
+                .collect();
+            if fixed.is_empty() {
+                actions.push(action(
+                    Op::Update,
+                    Some(d),
+                    Some(k),
+                    "changed".into(),
+                    changes,
+                ));
+            } else {
+                let reason = format!("{} forces replacement", fixed.join(", "));
+                actions.push(action(Op::Replace, Some(d), Some(k), reason, changes));
+            }
+        } else if let ResourceState::Pending(s) = &k.state {
+            actions.push(action(
+                Op::Update,
+                Some(d),
+                Some(k),
+                format!("pending ({s})"),
+                vec![],
+            ));
+        } else {
+            unchanged += 1;
+        }
+    }
+
+    // Replacing a resource gives it a new cloud id: what refers to it
+    // through a field that cannot change is replaced too.
+    loop {
+        for a in &actions {
+            op_of.insert(a.resource.clone(), a.op);
+        }
+        let replaced: BTreeSet<String> = actions
+            .iter()
+            .filter(|a| a.op == Op::Replace)
+            .map(|a| a.resource.clone())
+            .collect();
+        let mut grew = false;
+        for d in desired {
+            if op_of.contains_key(&d.id) {
+                continue;
+            }
+            let Some(k) = by_id.get(d.id.as_str()).and_then(|v| v.first().copied()) else {
+                continue;
+            };
+            let hit: Vec<&String> = d
+                .spec
+                .refs()
+                .into_iter()
+                .filter(|r| replaced.contains(*r))
+                .collect();
+            if hit.is_empty() {
+                continue;
+            }
+            let mut moved = d.spec.clone();
+            moved.map_refs(|r| {
+                if replaced.contains(r) {
+                    format!("{r}#replaced")
+                } else {
+                    r.to_string()
+                }
+            });
+            let fields: Vec<String> = moved.diff(&d.spec).into_iter().map(|c| c.field).collect();
+            let mutable = d.kind().mutable_fields();
+            let reason = format!("{} is replaced", hit[0]);
+            let op = if fields.iter().all(|f| mutable.contains(&f.as_str())) {
+                Op::Update
+            } else {
+                Op::Replace
+            };
+            actions.push(action(op, Some(d), Some(k), reason, vec![]));
+            grew = true;
+        }
+        if !grew {
+            break;
+        }
+    }
+
+    // What the owner has that the topology does not ask for, and duplicates.
+    for (id, v) in &by_id {
+        let extra = if wanted.contains_key(id) {
+            &v[1..]
+        } else {
+            &v[..]
+        };
+        for o in extra {
+            let reason = if wanted.contains_key(id) {
+                format!("duplicate of {}", v[0].cloud_id)
+            } else {
+                "not in the topology".into()
+            };
+            actions.push(action(Op::Delete, None, Some(o), reason, vec![]));
+        }
+    }
+
+    order(&mut actions);
+    let mut providers: Vec<Scope> = scopes.iter().copied().collect();
+    providers.sort();
+    let known = by_id
+        .iter()
+        .map(|(id, v)| (id.to_string(), v[0].clone()))
+        .collect();
+    Plan {
+        topology: topology.to_string(),
+        providers,
+        actions,
+        unchanged,
+        known,
+    }
+}
+
+/// Sorts actions so dependencies come first and fills in `depends_on`:
+/// creates follow the resources they refer to, deletes follow the
+/// resources that refer to them.
+fn order(actions: &mut Vec<Action>) {
+    let steps = super::apply::steps(actions);
+    // A topological order of the steps gives an order of the actions.
+    let n = actions.len();
+    let mut seen = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    for s in super::apply::topo_order(&steps) {
+        let a = steps[s].action;
+        if !seen[a] {
+            seen[a] = true;
+            order.push(a);
+        }
+    }
+    for (a, s) in seen.iter().enumerate() {
+        if !s {
+            order.push(a);
+        }
+    }
+    let mut pos = vec![0; n];
+    for (i, &a) in order.iter().enumerate() {
+        pos[a] = i;
+    }
+    let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+    for s in &steps {
+        for &p in &s.after {
+            let (a, b) = (s.action, steps[p].action);
+            if a != b {
+                deps[a].insert(pos[b]);
+            }
+        }
+    }
+    let mut old: Vec<Option<Action>> = std::mem::take(actions).into_iter().map(Some).collect();
+    for (i, &a) in order.iter().enumerate() {
+        let mut act = old[a].take().expect("each action once");
+        act.index = i;
+        act.depends_on = deps[a].iter().copied().collect();
+        actions.push(act);
+    }
+}
+
+fn short(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => format!("{s:?}"),
+        serde_json::Value::Null => "(none)".into(),
+        other => other.to_string(),
+    }
+}
+
+impl fmt::Display for Plan {
+    /// The plan for people, in the manner of `terraform plan`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scopes: Vec<&str> = self.providers.iter().map(|s| s.as_str()).collect();
+        if self.actions.is_empty() {
+            return writeln!(
+                f,
+                "No changes. Topology `{}` matches {} ({} resources).",
+                self.topology,
+                scopes.join(", "),
+                self.unchanged
+            );
+        }
+        writeln!(
+            f,
+            "mcnet will perform these actions on topology `{}` ({}):\n",
+            self.topology,
+            scopes.join(", ")
+        )?;
+        for a in &self.actions {
+            let mut line = format!(
+                "  {:>3} {:<8} {}",
+                a.op.symbol(),
+                format!("{:?}", a.op).to_lowercase(),
+                a.resource
+            );
+            let _ = write!(line, "  [{}", a.provider);
+            if let Some(c) = &a.cloud_id {
+                let _ = write!(line, " {c}");
+            }
+            let _ = write!(line, "]  ({})", a.reason);
+            writeln!(f, "{line}")?;
+            if a.op == Op::Create {
+                if let Some(Ok(serde_json::Value::Object(m))) =
+                    a.desired.as_ref().map(|d| serde_json::to_value(&d.spec))
+                {
+                    for (k, v) in m.iter().filter(|(k, _)| *k != "kind") {
+                        writeln!(f, "          {k}: {}", short(v))?;
+                    }
+                }
+            }
+            for c in &a.changes {
+                writeln!(
+                    f,
+                    "          {}: {} → {}",
+                    c.field,
+                    short(&c.from),
+                    short(&c.to)
+                )?;
+            }
+        }
+        writeln!(
+            f,
+            "\nPlan: {} to create, {} to update, {} to replace, {} to delete; {} unchanged.",
+            self.count(Op::Create),
+            self.count(Op::Update),
+            self.count(Op::Replace),
+            self.count(Op::Delete),
+            self.unchanged
+        )
+    }
+}
