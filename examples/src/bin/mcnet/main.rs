@@ -3,6 +3,8 @@
 //! Exit codes: 0 success, 1 the input is invalid (or a check failed),
 //! 2 usage or I/O errors.
 
+mod cloud_cmd;
+mod cloud_providers;
 mod cost_cmd;
 mod datapath_cmd;
 mod gslb_cmd;
@@ -92,6 +94,14 @@ enum Command {
     /// Node tuning: the ADR's kernel network profile.
     #[command(subcommand)]
     Node(render_cmd::NodeCommand),
+    /// Show what `apply` would change: the topology against what exists.
+    Plan(cloud_cmd::Common),
+    /// Create, update and delete resources until the clouds match the topology.
+    Apply(cloud_cmd::ApplyArgs),
+    /// Delete every resource the topology owns.
+    Destroy(cloud_cmd::ApplyArgs),
+    /// Report what differs from the topology (exit 1 when something does).
+    Drift(cloud_cmd::Common),
     /// Run the demo on the embedded default: validate, paths, diagram, render, policy and the eBPF datapath on adr-003.
     Demo {
         /// Topology to use.
@@ -130,6 +140,10 @@ fn main() -> ExitCode {
         Command::Gslb(cmd) => gslb_cmd::run(cmd),
         Command::Cost(a) => cost_cmd::run(&a),
         Command::Probe(a) => probe_cmd::run(&a),
+        Command::Plan(c) => cloud_cmd::plan(&c),
+        Command::Apply(a) => cloud_cmd::apply(&a, false),
+        Command::Destroy(a) => cloud_cmd::apply(&a, true),
+        Command::Drift(c) => cloud_cmd::drift(&c),
         Command::Demo { topology, out_dir } => topology_cmd::demo(&topology, &out_dir),
     };
     match result {

@@ -1,0 +1,369 @@
+//! `mcnet plan|apply|destroy|drift`: reconcile a topology with the clouds.
+
+use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context};
+use mcnet_cloud::connect::SimCloud;
+use mcnet_core::reconcile::{self, ApplyEvent, ApplyOptions, Owner, Phase, Plan, Providers, Scope};
+use serde_json::json;
+
+use crate::output::{print_json, Format};
+
+/// Which backend to reconcile against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderArg {
+    /// The embedded simulated cloud, for every part of the topology.
+    Sim,
+    /// The AWS part, on AWS (or `AWS_ENDPOINT_URL`).
+    Aws,
+    /// The Megaport part (MCR, VXCs).
+    Megaport,
+    /// The Azure part.
+    Azure,
+    /// The GCP part.
+    Gcp,
+    /// Every part, on the real providers.
+    All,
+}
+
+#[derive(clap::Args)]
+pub struct Common {
+    /// Topology file.
+    pub file: String,
+    /// Which provider(s) to act on.
+    #[arg(long, value_enum, default_value_t = ProviderArg::Sim)]
+    pub provider: ProviderArg,
+    /// State directory: the lock, and the sim's state.
+    #[arg(long, value_name = "DIR")]
+    pub state: String,
+    /// EC2 endpoint (otherwise `AWS_ENDPOINT_URL`, otherwise AWS).
+    #[arg(long, value_name = "URL")]
+    pub aws_endpoint: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Apply without asking.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Steps in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+/// Holds `<state>/mcnet.lock` for the life of the command.
+struct StateLock(#[allow(dead_code)] std::fs::File);
+
+fn lock_state(dir: &Path) -> anyhow::Result<StateLock> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create state directory `{}`", dir.display()))?;
+    let path = dir.join("mcnet.lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open `{}`", path.display()))?;
+    if f.try_lock().is_err() {
+        eprintln!("waiting for another mcnet holding {} ...", path.display());
+        f.lock()
+            .with_context(|| format!("cannot lock `{}`", path.display()))?;
+    }
+    Ok(StateLock(f))
+}
+
+struct Setup {
+    owner: Owner,
+    scopes: BTreeSet<Scope>,
+    providers: Providers,
+    topology: mcnet_core::topology::Topology,
+}
+
+fn setup(c: &Common) -> anyhow::Result<Option<Setup>> {
+    let Some(t) = crate::topology_cmd::load_valid(&c.file)? else {
+        return Ok(None);
+    };
+    let state = PathBuf::from(&c.state);
+    let scopes: BTreeSet<Scope> = match c.provider {
+        ProviderArg::Sim | ProviderArg::All => Scope::ALL.into_iter().collect(),
+        ProviderArg::Aws => [Scope::Aws].into(),
+        ProviderArg::Megaport => [Scope::Megaport].into(),
+        ProviderArg::Azure => [Scope::Azure].into(),
+        ProviderArg::Gcp => [Scope::Gcp].into(),
+    };
+    let mut providers = Providers::default();
+    if c.provider == ProviderArg::Sim {
+        let sim = SimCloud::open(&state)?;
+        for s in &scopes {
+            providers = providers.with(sim.provider(*s));
+        }
+    } else {
+        for s in &scopes {
+            providers = providers.with(crate::cloud_providers::real(*s, c)?);
+        }
+    }
+    Ok(Some(Setup {
+        owner: Owner {
+            topology: t.metadata.name.clone(),
+        },
+        scopes,
+        providers,
+        topology: t,
+    }))
+}
+
+async fn make_plan(s: &Setup, destroy: bool) -> anyhow::Result<Plan> {
+    let want = if destroy {
+        vec![]
+    } else {
+        reconcile::desired(&s.topology, &s.scopes)?
+    };
+    let have = s.providers.observe(&s.owner).await?;
+    Ok(reconcile::plan(&s.owner.topology, &s.scopes, &want, &have))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+pub fn plan(c: &Common) -> anyhow::Result<ExitCode> {
+    let Some(s) = setup(c)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let _lock = lock_state(Path::new(&c.state))?;
+    let p = runtime()?.block_on(make_plan(&s, false))?;
+    match c.output {
+        Format::Json => print_json(&p)?,
+        Format::Text => write!(std::io::stdout().lock(), "{p}")?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn drift(c: &Common) -> anyhow::Result<ExitCode> {
+    let Some(s) = setup(c)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let _lock = lock_state(Path::new(&c.state))?;
+    let p = runtime()?.block_on(make_plan(&s, false))?;
+    let items = reconcile::drift(&p);
+    match c.output {
+        Format::Json => print_json(&json!({
+            "topology": p.topology,
+            "providers": p.providers,
+            "drifted": !items.is_empty(),
+            "drift": items,
+        }))?,
+        Format::Text if items.is_empty() => {
+            println!(
+                "No drift: {} resources match topology `{}`.",
+                p.unchanged, p.topology
+            )
+        }
+        Format::Text => {
+            println!(
+                "Drift in topology `{}`: {} resources differ.\n",
+                p.topology,
+                items.len()
+            );
+            for d in &items {
+                let cid = d.cloud_id.as_deref().unwrap_or("-");
+                let repair = serde_json::to_value(d.repair)?;
+                println!(
+                    "  {:<10} {}  [{} {cid}]  (apply will {})",
+                    d.status,
+                    d.resource,
+                    d.provider,
+                    repair.as_str().unwrap_or("change it")
+                );
+                for ch in &d.changes {
+                    println!("      {}: {} (topology: {})", ch.field, ch.from, ch.to);
+                }
+            }
+            println!("\nRun `mcnet apply` to repair.");
+        }
+    }
+    Ok(if items.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn apply(a: &ApplyArgs, destroy: bool) -> anyhow::Result<ExitCode> {
+    let c = &a.common;
+    let Some(s) = setup(c)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let _lock = lock_state(Path::new(&c.state))?;
+    let rt = runtime()?;
+    let p = rt.block_on(make_plan(&s, destroy))?;
+    if p.is_empty() {
+        match c.output {
+            Format::Json => print_json(&json!({"plan": p, "report": null}))?,
+            Format::Text => write!(std::io::stdout().lock(), "{p}")?,
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if c.output == Format::Text {
+        write!(std::io::stdout().lock(), "{p}")?;
+    }
+    if !a.auto_approve {
+        if !std::io::stdin().is_terminal() {
+            bail!("refusing to change anything without --auto-approve (stdin is not a terminal)");
+        }
+        eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            eprintln!("Cancelled; nothing changed.");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let progress = Arc::new(Progress::new(&p));
+    let events = {
+        let pr = Arc::clone(&progress);
+        Arc::new(move |e: &ApplyEvent| pr.on(e))
+    };
+    let opts = ApplyOptions {
+        concurrency: a.concurrency.max(1),
+        ..ApplyOptions::default()
+    };
+    let report = rt.block_on(reconcile::apply(&p, &s.owner, &s.providers, &opts, events));
+    progress.finish();
+    match c.output {
+        Format::Json => {
+            print_json(&json!({"plan": p, "report": report, "apiCalls": s.providers.api_calls()}))?
+        }
+        Format::Text => {
+            let verb = if destroy { "Destroy" } else { "Apply" };
+            if report.ok() {
+                println!(
+                    "\n{verb} complete: {} step(s) in {:.1} s, {} retried call(s), {} API calls.",
+                    report.completed,
+                    report.seconds,
+                    report.retries,
+                    s.providers.api_calls()
+                );
+            } else {
+                println!(
+                    "\n{verb} incomplete: {} of {} steps done.",
+                    report.completed, report.steps
+                );
+                for f in &report.failed {
+                    println!("  failed:  {}: {}", f.resource, f.error);
+                }
+                for r in &report.skipped {
+                    println!("  skipped: {r} (a dependency failed)");
+                }
+                println!("Everything created is tagged; fix the cause and run the same command again to resume.");
+            }
+        }
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// A progress bar on a terminal; a line per step otherwise.
+struct Progress {
+    tty: bool,
+    total: usize,
+    state: Mutex<(usize, String)>,
+}
+
+impl Progress {
+    fn new(p: &Plan) -> Progress {
+        let total = p
+            .actions
+            .iter()
+            .map(|a| if a.op == reconcile::Op::Replace { 2 } else { 1 })
+            .sum();
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            total,
+            state: Mutex::new((0, String::new())),
+        }
+    }
+
+    fn on(&self, e: &ApplyEvent) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let line = match e {
+            ApplyEvent::Started {
+                resource, phase, ..
+            } => {
+                st.1 = format!("{} {resource}", verb(*phase));
+                None
+            }
+            ApplyEvent::Waiting { resource, status } => {
+                st.1 = format!("waiting for {resource} ({status})");
+                None
+            }
+            ApplyEvent::Finished {
+                resource, phase, ..
+            } => {
+                st.0 += 1;
+                Some(format!("{} {resource}", done(*phase)))
+            }
+            ApplyEvent::Retrying {
+                resource,
+                attempt,
+                error,
+            } => Some(format!("retry {attempt} of {resource}: {error}")),
+            ApplyEvent::Failed { resource, error } => Some(format!("FAILED {resource}: {error}")),
+            ApplyEvent::Skipped { resource } => Some(format!("skipped {resource}")),
+        };
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let width = 30;
+            let filled = st.0 * width / self.total.max(1);
+            let _ = write!(
+                err,
+                "\r\x1b[2K[{}{}] {}/{}  {}",
+                "=".repeat(filled),
+                " ".repeat(width - filled),
+                st.0,
+                self.total,
+                st.1
+            );
+        } else if let Some(l) = line {
+            let _ = writeln!(err, "[{}/{}] {l}", st.0, self.total);
+        }
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
+
+fn verb(p: Phase) -> &'static str {
+    match p {
+        Phase::Create => "creating",
+        Phase::Update => "updating",
+        Phase::Delete => "deleting",
+    }
+}
+
+fn done(p: Phase) -> &'static str {
+    match p {
+        Phase::Create => "created",
+        Phase::Update => "updated",
+        Phase::Delete => "deleted",
+    }
+}

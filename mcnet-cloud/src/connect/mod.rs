@@ -1,0 +1,6 @@
+//! Connectivity providers for the planner in `mcnet_core::reconcile`: the
+//! embedded simulator (always), and the real clouds behind features.
+
+pub mod sim;
+
+pub use sim::{SimCloud, SimConfig, SimProvider};

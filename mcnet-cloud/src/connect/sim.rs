@@ -1,0 +1,988 @@
+//! The embedded simulated cloud: the default backend for every scope.
+//!
+//! State lives in `<state dir>/sim/<scope>.json`, one file per scope,
+//! replaced atomically (write beside, fsync, rename) under an exclusive
+//! lock on `<scope>.lock`, so that concurrent applies, even from separate
+//! processes, serialise their calls and never corrupt it. Files are plain
+//! JSON a person may edit, which is how a "manual change in the console"
+//! is simulated.
+//!
+//! The sim behaves like the clouds where the planner has to cope:
+//! asynchronous states (a VPC peering waits in `pending-acceptance` until
+//! accepted; a VXC goes `DEPLOYABLE` → `CONFIGURED` → `LIVE`; an
+//! ExpressRoute circuit stays `NotProvisioned` until its VXC is live),
+//! quotas (VPCs per region, peerings per VPC, Megaport speeds), dependency
+//! violations on delete, and faults from `<state dir>/sim/config.yaml`:
+//!
+//! ```yaml
+//! seed: 7
+//! stepMs: 200          # length of each asynchronous state
+//! faults:
+//!   throttle: 0.3      # share of calls refused as throttled
+//!   timeout: 0.1       # share of changes whose response is lost after they took effect
+//!   fail:              # calls that fail for good
+//!     - {resource: subnet/aws-vpc/private-b, operation: create}
+//! quotas: {vpcsPerRegion: 5, peeringsPerVpc: 50}
+//! ```
+//!
+//! It never opens a socket: the addresses in a topology are only data here.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use mcnet_core::reconcile::{
+    ConnectivityProvider, Desired, ErrorKind, InterconnectProvider, Observed, Owner, ProviderError,
+    Quote, Refs, ResourceKind, ResourceProvider, ResourceState, Scope, Spec,
+};
+use serde::{Deserialize, Serialize};
+
+/// Megaport's MCR port speeds (Mbps).
+pub const MCR_SPEEDS: [u32; 7] = [1000, 2500, 5000, 10000, 25000, 50000, 100000];
+
+/// Faults to inject.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Faults {
+    /// Share of calls (0..1) refused as throttled before doing anything.
+    #[serde(default)]
+    pub throttle: f64,
+    /// Share of changes (0..1) that take effect but whose response is lost.
+    #[serde(default)]
+    pub timeout: f64,
+    /// Calls that fail for good.
+    #[serde(default)]
+    pub fail: Vec<FailRule>,
+}
+
+/// A call that fails for good.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailRule {
+    /// Logical id, or a prefix ending in `*`.
+    pub resource: String,
+    /// `create`, `update` or `delete`.
+    pub operation: String,
+}
+
+/// Quotas the sim enforces.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Quotas {
+    /// AWS VPCs per region (AWS's default is 5).
+    #[serde(default = "five")]
+    pub vpcs_per_region: usize,
+    /// AWS active and pending peerings per VPC (AWS's default is 50).
+    #[serde(default = "fifty")]
+    pub peerings_per_vpc: usize,
+}
+
+fn five() -> usize {
+    5
+}
+fn fifty() -> usize {
+    50
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            vpcs_per_region: five(),
+            peerings_per_vpc: fifty(),
+        }
+    }
+}
+
+/// The sim's configuration (`<state dir>/sim/config.yaml`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimConfig {
+    /// Seed for fault injection.
+    #[serde(default)]
+    pub seed: u64,
+    /// Length of each asynchronous state, ms.
+    #[serde(default = "step_ms")]
+    pub step_ms: u64,
+    /// Faults.
+    #[serde(default)]
+    pub faults: Faults,
+    /// Quotas.
+    #[serde(default)]
+    pub quotas: Quotas,
+}
+
+fn step_ms() -> u64 {
+    200
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 0,
+            step_ms: step_ms(),
+            faults: Faults::default(),
+            quotas: Quotas::default(),
+        }
+    }
+}
+
+/// One simulated resource, as the cloud stores it: references are cloud ids.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimResource {
+    /// Tags (labels).
+    pub tags: BTreeMap<String, String>,
+    /// Shape, with cloud-id references.
+    pub spec: Spec,
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+    /// For a peering: when it was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_ms: Option<u64>,
+    /// For an updated VXC: when the update began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_ms: Option<u64>,
+    /// Values other resources need (service and pairing keys).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// One scope's state file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimState {
+    /// Next id to hand out.
+    pub next_id: u64,
+    /// Resources by cloud id.
+    pub resources: BTreeMap<String, SimResource>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The simulated clouds behind one state directory, shared by the
+/// per-scope providers.
+#[derive(Debug)]
+pub struct SimCloud {
+    dir: PathBuf,
+    config: SimConfig,
+    rng: Mutex<u64>,
+}
+
+impl SimCloud {
+    /// Opens (creating) `<state>/sim` and reads its `config.yaml`, if any.
+    pub fn open(state: &Path) -> Result<Arc<SimCloud>, ProviderError> {
+        let dir = state.join("sim");
+        fs::create_dir_all(&dir).map_err(|e| io_err(Scope::Aws, "open", &dir, e))?;
+        let cfg_path = dir.join("config.yaml");
+        let config = match fs::read_to_string(&cfg_path) {
+            Ok(text) => {
+                let de = serde_yaml::Deserializer::from_str(&text);
+                serde_path_to_error::deserialize(de).map_err(|e| {
+                    ProviderError::new(
+                        Scope::Aws,
+                        ErrorKind::Invalid,
+                        "open",
+                        format!(
+                            "{}: field `{}`: {}",
+                            cfg_path.display(),
+                            e.path(),
+                            e.inner()
+                        ),
+                    )
+                })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SimConfig::default(),
+            Err(e) => return Err(io_err(Scope::Aws, "open", &cfg_path, e)),
+        };
+        Ok(SimCloud::with_config(state, config))
+    }
+
+    /// A sim with `config` instead of the file's.
+    pub fn with_config(state: &Path, config: SimConfig) -> Arc<SimCloud> {
+        let seed = config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        Arc::new(SimCloud {
+            dir: state.join("sim"),
+            config,
+            rng: Mutex::new(seed),
+        })
+    }
+
+    /// A provider for one scope.
+    pub fn provider(self: &Arc<Self>, scope: Scope) -> Arc<SimProvider> {
+        Arc::new(SimProvider {
+            scope,
+            cloud: Arc::clone(self),
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    /// The path of a scope's state file.
+    pub fn state_path(&self, scope: Scope) -> PathBuf {
+        self.dir.join(format!("{scope}.json"))
+    }
+
+    fn roll(&self) -> f64 {
+        let mut s = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        *s ^= *s >> 12;
+        *s ^= *s << 25;
+        *s ^= *s >> 27;
+        (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Reads a scope's state. Writes are atomic renames, so readers need no lock.
+    pub fn read(&self, scope: Scope) -> Result<SimState, ProviderError> {
+        let path = self.state_path(scope);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                ProviderError::new(
+                    scope,
+                    ErrorKind::Invalid,
+                    "read state",
+                    format!("{} is not a valid sim state: {e}", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SimState::default()),
+            Err(e) => Err(io_err(scope, "read state", &path, e)),
+        }
+    }
+
+    /// Runs `f` on a scope's state under its exclusive lock and writes the
+    /// result atomically if `f` succeeds.
+    fn modify<T>(
+        &self,
+        scope: Scope,
+        f: impl FnOnce(&mut SimState) -> Result<T, ProviderError>,
+    ) -> Result<T, ProviderError> {
+        let lock_path = self.dir.join(format!("{scope}.lock"));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_err(scope, "lock state", &lock_path, e))?;
+        lock.lock()
+            .map_err(|e| io_err(scope, "lock state", &lock_path, e))?;
+        let mut st = self.read(scope)?;
+        let out = f(&mut st)?;
+        let path = self.state_path(scope);
+        let tmp = self.dir.join(format!(".{scope}.json.tmp"));
+        let write = || -> std::io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&serde_json::to_vec_pretty(&st).map_err(std::io::Error::other)?)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| io_err(scope, "write state", &path, e))?;
+        drop(lock); // closing the file releases the lock
+        Ok(out)
+    }
+}
+
+fn io_err(scope: Scope, op: &str, path: &Path, e: std::io::Error) -> ProviderError {
+    ProviderError::new(
+        scope,
+        ErrorKind::Transient,
+        op,
+        format!("{}: {e}", path.display()),
+    )
+}
+
+/// The sim's provider for one scope.
+#[derive(Debug)]
+pub struct SimProvider {
+    scope: Scope,
+    cloud: Arc<SimCloud>,
+    calls: AtomicU64,
+}
+
+const CLOUD_KINDS: &[ResourceKind] = &[
+    ResourceKind::Network,
+    ResourceKind::Subnet,
+    ResourceKind::RouteTable,
+    ResourceKind::Route,
+    ResourceKind::Peering,
+    ResourceKind::TransitGateway,
+    ResourceKind::TransitGatewayAttachment,
+    ResourceKind::TransitGatewayRoute,
+    ResourceKind::VpnGateway,
+    ResourceKind::InterconnectGateway,
+    ResourceKind::InterconnectAttachment,
+    ResourceKind::PrivateEndpoint,
+];
+const AZURE_GCP_KINDS: &[ResourceKind] = &[
+    ResourceKind::Network,
+    ResourceKind::Subnet,
+    ResourceKind::Peering,
+    ResourceKind::VpnGateway,
+    ResourceKind::InterconnectGateway,
+    ResourceKind::InterconnectAttachment,
+    ResourceKind::PrivateEndpoint,
+];
+const MEGAPORT_KINDS: &[ResourceKind] = &[ResourceKind::Router, ResourceKind::Vxc];
+
+fn id_prefix(scope: Scope, kind: ResourceKind) -> &'static str {
+    use ResourceKind as K;
+    match (scope, kind) {
+        (Scope::Megaport, _) => "",
+        (Scope::Aws, K::Network) => "vpc-",
+        (Scope::Aws, K::Subnet) => "subnet-",
+        (Scope::Aws, K::RouteTable) => "rtb-",
+        (Scope::Aws, K::Route) => "r-",
+        (Scope::Aws, K::Peering) => "pcx-",
+        (Scope::Aws, K::TransitGateway) => "tgw-",
+        (Scope::Aws, K::TransitGatewayAttachment) => "tgw-attach-",
+        (Scope::Aws, K::TransitGatewayRoute) => "tgw-rtb-route-",
+        (Scope::Aws, K::VpnGateway) => "vgw-",
+        (Scope::Aws, K::InterconnectGateway) => "dxgw-",
+        (Scope::Aws, K::InterconnectAttachment) => "dxvif-",
+        (Scope::Aws, K::PrivateEndpoint) => "vpce-",
+        (Scope::Azure, _) => "/subscriptions/sim/resourceGroups/mcnet/providers/",
+        (Scope::Gcp, _) => "projects/sim/",
+        _ => "sim-",
+    }
+}
+
+fn new_id(scope: Scope, kind: ResourceKind, st: &mut SimState) -> String {
+    st.next_id += 1;
+    let n = st.next_id;
+    match scope {
+        Scope::Megaport => format!(
+            "{:08x}-5a1e-4c0d-9e00-{:012x}",
+            n * 2_654_435_761 % 0xffff_ffff,
+            n
+        ),
+        Scope::Azure => format!("{}{}/{kind}-{n}", id_prefix(scope, kind), azure_type(kind)),
+        Scope::Gcp => format!("{}{kind}s/{kind}-{n}", id_prefix(scope, kind)),
+        Scope::Aws => format!(
+            "{}{:017x}",
+            id_prefix(scope, kind),
+            n * 0x9e37_79b9 % (1 << 60)
+        ),
+    }
+}
+
+fn azure_type(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::Network => "Microsoft.Network/virtualNetworks",
+        ResourceKind::Subnet => "Microsoft.Network/virtualNetworks/subnets",
+        ResourceKind::Peering => "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
+        ResourceKind::VpnGateway => "Microsoft.Network/virtualNetworkGateways",
+        ResourceKind::InterconnectGateway => "Microsoft.Network/expressRouteCircuits",
+        ResourceKind::InterconnectAttachment => "Microsoft.Network/connections",
+        ResourceKind::PrivateEndpoint => "Microsoft.Network/privateEndpoints",
+        _ => "Microsoft.Network/other",
+    }
+}
+
+impl SimProvider {
+    fn call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn err(&self, kind: ErrorKind, op: &str, code: &str, msg: String) -> ProviderError {
+        ProviderError::new(self.scope, kind, op, msg).with_code(code)
+    }
+
+    /// One API call: counted, maybe throttled, maybe failed by a rule.
+    fn gate(&self, op: &str, logical: &str) -> Result<(), ProviderError> {
+        self.call();
+        let f = &self.cloud.config.faults;
+        if f.throttle > 0.0 && self.cloud.roll() < f.throttle {
+            let code = match self.scope {
+                Scope::Aws => "RequestLimitExceeded",
+                Scope::Azure => "TooManyRequests",
+                Scope::Gcp => "rateLimitExceeded",
+                Scope::Megaport => "429",
+            };
+            return Err(self.err(
+                ErrorKind::Throttled,
+                op,
+                code,
+                "request rate exceeded".into(),
+            ));
+        }
+        for r in &f.fail {
+            let hit = match r.resource.strip_suffix('*') {
+                Some(prefix) => logical.starts_with(prefix),
+                None => logical == r.resource,
+            };
+            if hit && op.starts_with(&r.operation) {
+                return Err(self.err(
+                    ErrorKind::Conflict,
+                    op,
+                    "InjectedFailure",
+                    format!("{logical}: injected failure of {op}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a change took effect: maybe lose the response.
+    fn lost_response(&self, op: &str, logical: &str) -> Result<(), ProviderError> {
+        let f = &self.cloud.config.faults;
+        if f.timeout > 0.0 && self.cloud.roll() < f.timeout {
+            return Err(self.err(
+                ErrorKind::Transient,
+                op,
+                "RequestTimeout",
+                format!("{logical}: the request timed out (it may have taken effect)"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn status(&self, r: &SimResource, now: u64) -> (ResourceState, String) {
+        let step = self.cloud.config.step_ms;
+        let age = now.saturating_sub(r.created_ms);
+        let stage = |names: &[&str]| -> (ResourceState, String) {
+            let i = (age / step.max(1)) as usize;
+            let s = names[i.min(names.len() - 1)].to_string();
+            if i + 1 >= names.len() {
+                (ResourceState::Ready, s)
+            } else {
+                (ResourceState::Pending(s.clone()), s)
+            }
+        };
+        match (&r.spec, self.scope) {
+            (Spec::Peering { .. }, Scope::Aws) => match r.accepted_ms {
+                None => {
+                    let s = "pending-acceptance".to_string();
+                    (ResourceState::Pending(s.clone()), s)
+                }
+                Some(t) if now.saturating_sub(t) < step => {
+                    let s = "provisioning".to_string();
+                    (ResourceState::Pending(s.clone()), s)
+                }
+                Some(_) => (ResourceState::Ready, "active".into()),
+            },
+            (Spec::Peering { .. }, Scope::Azure) => stage(&["Initiated", "Connected"]),
+            (Spec::Peering { .. }, Scope::Gcp) => stage(&["INACTIVE", "ACTIVE"]),
+            (Spec::Router { .. } | Spec::Vxc { .. }, _) => {
+                if let Some(t) = r.updated_ms.filter(|t| now.saturating_sub(*t) < step) {
+                    let _ = t;
+                    let s = "CONFIGURED".to_string();
+                    return (ResourceState::Pending(s.clone()), s);
+                }
+                stage(&["DEPLOYABLE", "CONFIGURED", "LIVE"])
+            }
+            (Spec::InterconnectGateway { .. }, Scope::Azure) => {
+                // The circuit is usable once its VXC is live.
+                let provisioned = self.partner_live(&r.outputs);
+                let s = if provisioned {
+                    "Provisioned"
+                } else {
+                    "NotProvisioned"
+                };
+                (ResourceState::Ready, s.into())
+            }
+            (Spec::InterconnectAttachment { .. }, Scope::Gcp) => {
+                let s = if self.partner_live(&r.outputs) {
+                    "ACTIVE"
+                } else {
+                    "PENDING_PARTNER"
+                };
+                (ResourceState::Ready, s.into())
+            }
+            (
+                Spec::TransitGateway { .. }
+                | Spec::TransitGatewayAttachment { .. }
+                | Spec::VpnGateway { .. }
+                | Spec::InterconnectGateway { .. }
+                | Spec::InterconnectAttachment { .. }
+                | Spec::PrivateEndpoint { .. },
+                _,
+            ) => stage(&["pending", "available"]),
+            _ => (ResourceState::Ready, "available".into()),
+        }
+    }
+
+    /// Whether a live VXC carries the key in `outputs`.
+    fn partner_live(&self, outputs: &BTreeMap<String, String>) -> bool {
+        let Some(key) = outputs
+            .get("serviceKey")
+            .or_else(|| outputs.get("pairingKey"))
+        else {
+            return false;
+        };
+        let Ok(mp) = self.cloud.read(Scope::Megaport) else {
+            return false;
+        };
+        let now = now_ms();
+        let sim = SimProvider {
+            scope: Scope::Megaport,
+            cloud: Arc::clone(&self.cloud),
+            calls: AtomicU64::new(0),
+        };
+        mp.resources.values().any(|v| {
+            v.outputs.get("partnerKey") == Some(key) && sim.status(v, now).0 == ResourceState::Ready
+        })
+    }
+
+    /// Every scope's cloud id → logical id, for turning references back.
+    fn index(&self) -> Result<BTreeMap<String, String>, ProviderError> {
+        let mut idx = BTreeMap::new();
+        for s in Scope::ALL {
+            for (cid, r) in self.cloud.read(s)?.resources {
+                if let Some(id) = r.tags.get(mcnet_core::reconcile::TAG_ID) {
+                    idx.insert(cid, id.clone());
+                }
+            }
+        }
+        Ok(idx)
+    }
+
+    fn observed(
+        &self,
+        cid: &str,
+        r: &SimResource,
+        idx: &BTreeMap<String, String>,
+        now: u64,
+    ) -> Observed {
+        let mut spec = r.spec.clone();
+        spec.map_refs(|c| {
+            idx.get(c)
+                .cloned()
+                .unwrap_or_else(|| format!("unmanaged:{c}"))
+        });
+        let (state, status) = self.status(r, now);
+        let mut outputs = r.outputs.clone();
+        outputs.insert("status".into(), status);
+        Observed {
+            id: r
+                .tags
+                .get(mcnet_core::reconcile::TAG_ID)
+                .cloned()
+                .unwrap_or_default(),
+            cloud_id: cid.to_string(),
+            scope: self.scope,
+            spec,
+            state,
+            outputs,
+        }
+    }
+
+    /// Checks a create against the cloud's rules and quotas.
+    fn admit(&self, st: &SimState, spec: &Spec, logical: &str) -> Result<(), ProviderError> {
+        let exists = |cid: &String, what: &str| -> Result<&SimResource, ProviderError> {
+            st.resources.get(cid).ok_or_else(|| {
+                self.err(
+                    ErrorKind::NotFound,
+                    "create",
+                    "InvalidID.NotFound",
+                    format!("{logical}: {what} `{cid}` does not exist"),
+                )
+            })
+        };
+        match spec {
+            Spec::Network { region, cidrs } if self.scope == Scope::Aws => {
+                let in_region = st
+                    .resources
+                    .values()
+                    .filter(|r| matches!(&r.spec, Spec::Network { region: g, .. } if g == region))
+                    .count();
+                if in_region >= self.cloud.config.quotas.vpcs_per_region {
+                    return Err(self.err(
+                        ErrorKind::Quota,
+                        "CreateVpc",
+                        "VpcLimitExceeded",
+                        format!(
+                            "{logical}: the maximum number of VPCs in {region} ({}) has been reached",
+                            self.cloud.config.quotas.vpcs_per_region
+                        ),
+                    ));
+                }
+                if cidrs.is_empty() {
+                    return Err(self.err(
+                        ErrorKind::Invalid,
+                        "CreateVpc",
+                        "MissingParameter",
+                        format!("{logical}: no CIDR"),
+                    ));
+                }
+            }
+            Spec::Subnet { network, cidr, .. } => {
+                let net = exists(network, "network")?;
+                let (Ok(sub), Spec::Network { cidrs, .. }) =
+                    (cidr.parse::<ipnet::IpNet>(), &net.spec)
+                else {
+                    return Err(self.err(
+                        ErrorKind::Invalid,
+                        "CreateSubnet",
+                        "InvalidParameterValue",
+                        format!("{logical}: `{cidr}` is not a CIDR"),
+                    ));
+                };
+                if !cidrs
+                    .iter()
+                    .filter_map(|c| c.parse::<ipnet::IpNet>().ok())
+                    .any(|c| c.contains(&sub))
+                {
+                    return Err(self.err(
+                        ErrorKind::Invalid,
+                        "CreateSubnet",
+                        "InvalidSubnet.Range",
+                        format!("{logical}: {cidr} is outside the network's CIDRs"),
+                    ));
+                }
+                for r in st.resources.values() {
+                    if let Spec::Subnet {
+                        network: n,
+                        cidr: c,
+                        ..
+                    } = &r.spec
+                    {
+                        if n == network
+                            && c.parse::<ipnet::IpNet>()
+                                .is_ok_and(|c| c.contains(&sub) || sub.contains(&c))
+                        {
+                            return Err(self.err(
+                                ErrorKind::Conflict,
+                                "CreateSubnet",
+                                "InvalidSubnet.Conflict",
+                                format!("{logical}: {cidr} conflicts with subnet {c}"),
+                            ));
+                        }
+                    }
+                }
+            }
+            Spec::Route {
+                route_table,
+                destination,
+                target,
+            } => {
+                exists(route_table, "route table")?;
+                exists(target, "target")?;
+                if st.resources.values().any(|r| {
+                    matches!(&r.spec, Spec::Route { route_table: t, destination: d, .. } if t == route_table && d == destination)
+                }) {
+                    return Err(self.err(
+                        ErrorKind::Conflict,
+                        "CreateRoute",
+                        "RouteAlreadyExists",
+                        format!("{logical}: the route table already has a route to {destination}"),
+                    ));
+                }
+            }
+            Spec::Peering {
+                requester,
+                accepter,
+                ..
+            } => {
+                exists(requester, "network")?;
+                exists(accepter, "network")?;
+                if self.scope == Scope::Aws {
+                    for vpc in [requester, accepter] {
+                        let n = st
+                            .resources
+                            .values()
+                            .filter(|r| matches!(&r.spec, Spec::Peering { requester: a, accepter: b, .. } if a == vpc || b == vpc))
+                            .count();
+                        if n >= self.cloud.config.quotas.peerings_per_vpc {
+                            return Err(self.err(
+                                ErrorKind::Quota,
+                                "CreateVpcPeeringConnection",
+                                "VpcPeeringConnectionLimitExceeded",
+                                format!("{logical}: {vpc} already has {n} peerings (the limit)"),
+                            ));
+                        }
+                    }
+                }
+            }
+            Spec::Router { speed_mbps, .. } if !MCR_SPEEDS.contains(speed_mbps) => {
+                return Err(self.err(
+                    ErrorKind::Invalid,
+                    "validate MCR",
+                    "400",
+                    format!(
+                        "{logical}: {speed_mbps} Mbps is not an MCR speed (one of {MCR_SPEEDS:?})"
+                    ),
+                ));
+            }
+            Spec::Vxc {
+                router,
+                rate_limit_mbps,
+                vlan,
+                ..
+            } => {
+                let mcr = exists(router, "MCR")?;
+                if let Spec::Router { speed_mbps, .. } = &mcr.spec {
+                    if rate_limit_mbps > speed_mbps {
+                        return Err(self.err(
+                            ErrorKind::Invalid,
+                            "validate VXC",
+                            "400",
+                            format!("{logical}: rate limit {rate_limit_mbps} Mbps exceeds the MCR's {speed_mbps} Mbps"),
+                        ));
+                    }
+                }
+                if let Some(v) = vlan {
+                    if st.resources.values().any(|r| matches!(&r.spec, Spec::Vxc { router: m, vlan: Some(w), .. } if m == router && w == v)) {
+                        return Err(self.err(
+                            ErrorKind::Conflict,
+                            "validate VXC",
+                            "400",
+                            format!("{logical}: VLAN {v} is already in use on the MCR"),
+                        ));
+                    }
+                }
+            }
+            other => {
+                for r in other.refs() {
+                    if !r.starts_with("unmanaged:") && self.scope != Scope::Megaport {
+                        // Cross-scope references (a VXC on a cloud resource) live elsewhere.
+                        if st.resources.contains_key(r) || !same_scope_ref(self.scope, r) {
+                            continue;
+                        }
+                        exists(r, "resource")?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn same_scope_ref(scope: Scope, cid: &str) -> bool {
+    match scope {
+        Scope::Aws => cid.split_once('-').is_some_and(|(p, _)| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()) && !is_uuid(cid)
+        }),
+        Scope::Azure => cid.starts_with("/subscriptions/"),
+        Scope::Gcp => cid.starts_with("projects/"),
+        Scope::Megaport => false,
+    }
+}
+
+#[async_trait]
+impl ResourceProvider for SimProvider {
+    fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    fn kinds(&self) -> &'static [ResourceKind] {
+        match self.scope {
+            Scope::Aws => CLOUD_KINDS,
+            Scope::Azure | Scope::Gcp => AZURE_GCP_KINDS,
+            Scope::Megaport => MEGAPORT_KINDS,
+        }
+    }
+
+    async fn observe(&self, owner: &Owner) -> Result<Vec<Observed>, ProviderError> {
+        let now = now_ms();
+        let idx = self.index()?;
+        let mut out = Vec::new();
+        // One list call per kind, as the clouds' describe/list APIs go.
+        for kind in self.kinds() {
+            self.gate(&format!("list {kind}"), "")?;
+            let st = self.cloud.read(self.scope)?;
+            for (cid, r) in &st.resources {
+                if r.spec.kind() != *kind {
+                    continue;
+                }
+                if owner
+                    .owns(r.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .is_some()
+                {
+                    out.push(self.observed(cid, r, &idx, now));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(
+        &self,
+        owner: &Owner,
+        r: &Desired,
+        refs: Refs<'_>,
+    ) -> Result<Observed, ProviderError> {
+        let op = format!("create {}", r.kind());
+        self.gate(&op, &r.id)?;
+        let spec = refs.to_cloud(&r.spec)?;
+        let mut outputs = BTreeMap::new();
+        // Keys a VXC needs come from the cloud side; the VXC records the key it carries.
+        match (&r.spec, self.scope) {
+            (Spec::InterconnectGateway { .. }, Scope::Azure) => {
+                outputs.insert(
+                    "serviceKey".into(),
+                    format!("{:08x}-sim-er-key", fnv(&r.id)),
+                );
+            }
+            (Spec::InterconnectAttachment { .. }, Scope::Gcp) => {
+                outputs.insert(
+                    "pairingKey".into(),
+                    format!("{:08x}-sim/us-east4/1", fnv(&r.id)),
+                );
+            }
+            (
+                Spec::Vxc {
+                    partner: Some(p), ..
+                },
+                _,
+            ) => {
+                let key = refs
+                    .output(p, "serviceKey")
+                    .or_else(|_| refs.output(p, "pairingKey"))?;
+                outputs.insert("partnerKey".into(), key.to_string());
+            }
+            _ => {}
+        }
+        let (cid, res) = self.cloud.modify(self.scope, |st| {
+            self.admit(st, &spec, &r.id)?;
+            let cid = new_id(self.scope, r.kind(), st);
+            let res = SimResource {
+                tags: owner.tags(&r.id),
+                spec: spec.clone(),
+                created_ms: now_ms(),
+                accepted_ms: None,
+                updated_ms: None,
+                outputs,
+            };
+            st.resources.insert(cid.clone(), res.clone());
+            Ok((cid, res))
+        })?;
+        self.lost_response(&op, &r.id)?;
+        let mut o = self.observed(&cid, &res, &self.index()?, now_ms());
+        // An AWS peering is requested, then accepted: a second call.
+        if matches!(r.spec, Spec::Peering { .. }) && self.scope == Scope::Aws {
+            o = self.update(owner, r, &o, refs).await?;
+        }
+        Ok(o)
+    }
+
+    async fn update(
+        &self,
+        _owner: &Owner,
+        r: &Desired,
+        current: &Observed,
+        refs: Refs<'_>,
+    ) -> Result<Observed, ProviderError> {
+        let op = format!("update {}", r.kind());
+        self.gate(&op, &r.id)?;
+        let spec = refs.to_cloud(&r.spec)?;
+        let res = self.cloud.modify(self.scope, |st| {
+            let Some(res) = st.resources.get_mut(&current.cloud_id) else {
+                return Err(self.err(
+                    ErrorKind::NotFound,
+                    &op,
+                    "NotFound",
+                    format!("{}: `{}` does not exist", r.id, current.cloud_id),
+                ));
+            };
+            if matches!(res.spec, Spec::Peering { .. }) && res.accepted_ms.is_none() {
+                res.accepted_ms = Some(now_ms());
+            }
+            if res.spec != spec {
+                if matches!(spec, Spec::Vxc { .. } | Spec::Router { .. }) {
+                    res.updated_ms = Some(now_ms());
+                }
+                res.spec = spec.clone();
+            }
+            Ok(res.clone())
+        })?;
+        self.lost_response(&op, &r.id)?;
+        Ok(self.observed(&current.cloud_id, &res, &self.index()?, now_ms()))
+    }
+
+    async fn delete(&self, current: &Observed) -> Result<(), ProviderError> {
+        let op = format!("delete {}", current.spec.kind());
+        self.gate(&op, &current.id)?;
+        self.cloud.modify(self.scope, |st| {
+            if let Some((dep, _)) = st
+                .resources
+                .iter()
+                .find(|(_, r)| r.spec.refs().iter().any(|x| **x == current.cloud_id))
+            {
+                return Err(self.err(
+                    ErrorKind::Conflict,
+                    &op,
+                    "DependencyViolation",
+                    format!(
+                        "{} ({}) is still used by {dep}",
+                        current.id, current.cloud_id
+                    ),
+                ));
+            }
+            st.resources.remove(&current.cloud_id);
+            Ok(())
+        })?;
+        self.lost_response(&op, &current.id)
+    }
+
+    async fn refresh(&self, current: &Observed) -> Result<Option<Observed>, ProviderError> {
+        self.gate(&format!("describe {}", current.spec.kind()), "")?;
+        let st = self.cloud.read(self.scope)?;
+        let Some(r) = st.resources.get(&current.cloud_id) else {
+            return Ok(None);
+        };
+        Ok(Some(self.observed(
+            &current.cloud_id,
+            r,
+            &self.index()?,
+            now_ms(),
+        )))
+    }
+
+    fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+impl ConnectivityProvider for SimProvider {}
+
+#[async_trait]
+impl InterconnectProvider for SimProvider {
+    async fn validate(&self, r: &Desired, refs: Refs<'_>) -> Result<Quote, ProviderError> {
+        self.gate("validate", &r.id)?;
+        let spec = refs.to_cloud(&r.spec).unwrap_or_else(|_| r.spec.clone());
+        let st = self.cloud.read(self.scope)?;
+        self.admit(&st, &spec, &r.id)?;
+        let prices = mcnet_core::cost::Prices::embedded();
+        let at_or_above =
+            |table: &BTreeMap<u32, f64>, mbps: u32| table.range(mbps..).next().map(|(_, p)| *p);
+        let monthly = match &r.spec {
+            Spec::Router { speed_mbps, .. } => at_or_above(&prices.mcr_monthly, *speed_mbps),
+            Spec::Vxc {
+                rate_limit_mbps, ..
+            } => at_or_above(&prices.vxc_monthly, *rate_limit_mbps),
+            _ => None,
+        };
+        monthly
+            .map(|m| Quote {
+                monthly_rate: m,
+                currency: prices.currency.clone(),
+            })
+            .ok_or_else(|| {
+                self.err(
+                    ErrorKind::Invalid,
+                    "validate",
+                    "400",
+                    format!("{}: no price for this product", r.id),
+                )
+            })
+    }
+}
+
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn fnv(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
