@@ -18,7 +18,7 @@
 //! seed: 7
 //! stepMs: 200          # length of each asynchronous state
 //! faults:
-//!   throttle: 0.3      # share of calls refused as throttled
+//!   throttle: 0.3      # share of changing calls refused as throttled
 //!   timeout: 0.1       # share of changes whose response is lost after they took effect
 //!   fail:              # calls that fail for good
 //!     - {resource: subnet/aws-vpc/private-b, operation: create}
@@ -49,7 +49,7 @@ pub const MCR_SPEEDS: [u32; 7] = [1000, 2500, 5000, 10000, 25000, 50000, 100000]
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Faults {
-    /// Share of calls (0..1) refused as throttled before doing anything.
+    /// Share of changing calls (0..1) refused as throttled before doing anything.
     #[serde(default)]
     pub throttle: f64,
     /// Share of changes (0..1) that take effect but whose response is lost.
@@ -263,6 +263,7 @@ impl SimCloud {
         f: impl FnOnce(&mut SimState) -> Result<T, ProviderError>,
     ) -> Result<T, ProviderError> {
         let lock_path = self.dir.join(format!("{scope}.lock"));
+        fs::create_dir_all(&self.dir).map_err(|e| io_err(scope, "open state", &self.dir, e))?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -392,10 +393,16 @@ impl SimProvider {
         ProviderError::new(self.scope, kind, op, msg).with_code(code)
     }
 
-    /// One API call: counted, maybe throttled, maybe failed by a rule.
+    /// One API call: counted; a change may be throttled or failed by a rule.
     fn gate(&self, op: &str, logical: &str) -> Result<(), ProviderError> {
         self.call();
         let f = &self.cloud.config.faults;
+        let changes = ["create", "update", "delete", "validate"]
+            .iter()
+            .any(|c| op.starts_with(c));
+        if !changes {
+            return Ok(());
+        }
         if f.throttle > 0.0 && self.cloud.roll() < f.throttle {
             let code = match self.scope {
                 Scope::Aws => "RequestLimitExceeded",
@@ -548,6 +555,7 @@ impl SimProvider {
         idx: &BTreeMap<String, String>,
         now: u64,
     ) -> Observed {
+        let links = r.spec.refs().into_iter().cloned().collect();
         let mut spec = r.spec.clone();
         spec.map_refs(|c| {
             idx.get(c)
@@ -568,6 +576,7 @@ impl SimProvider {
             spec,
             state,
             outputs,
+            links,
         }
     }
 

@@ -427,6 +427,31 @@ impl Ctx {
     }
 }
 
+/// Updates `cur` to `d`, retrying throttled and transient failures.
+async fn update(
+    ctx: &Ctx,
+    p: &dyn ResourceProvider,
+    a: &Action,
+    d: &super::resource::Desired,
+    cur: &Observed,
+) -> Result<Observed, ProviderError> {
+    let mut n = 0;
+    loop {
+        let known = ctx.snapshot();
+        match p
+            .update(&ctx.owner, d, cur, Refs::new(a.provider, &known))
+            .await
+        {
+            Ok(o) => return Ok(o),
+            Err(e) if e.kind.retryable() && n + 1 < ctx.opts.retry.attempts.max(1) => {
+                n += 1;
+                ctx.backoff(&a.resource, n, &e).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 async fn run_step(ctx: Arc<Ctx>, a: Action, phase: Phase) -> Result<(), ProviderError> {
     let p = ctx.providers.get(a.provider)?.clone();
     let attempts = ctx.opts.retry.attempts.max(1);
@@ -444,6 +469,13 @@ async fn run_step(ctx: Arc<Ctx>, a: Action, phase: Phase) -> Result<(), Provider
                         // A timed-out create may have happened: look first.
                         if e.kind == ErrorKind::Transient {
                             if let Ok(Some(o)) = p.lookup(&ctx.owner, d).await {
+                                // Adopted: finish what the lost call left
+                                // half done (a peering not yet accepted).
+                                if o.state != ResourceState::Ready
+                                    || !d.spec.diff(&o.spec).is_empty()
+                                {
+                                    break update(&ctx, p.as_ref(), &a, d, &o).await?;
+                                }
                                 break o;
                             }
                         }
@@ -457,21 +489,7 @@ async fn run_step(ctx: Arc<Ctx>, a: Action, phase: Phase) -> Result<(), Provider
         Phase::Update => {
             let d = a.desired.as_ref().expect("an update has a desired shape");
             let cur = a.current.clone().expect("an update has a current resource");
-            let mut n = 0;
-            let updated = loop {
-                let known = ctx.snapshot();
-                match p
-                    .update(&ctx.owner, d, &cur, Refs::new(a.provider, &known))
-                    .await
-                {
-                    Ok(o) => break o,
-                    Err(e) if e.kind.retryable() && n + 1 < attempts => {
-                        n += 1;
-                        ctx.backoff(&a.resource, n, &e).await;
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
+            let updated = update(&ctx, p.as_ref(), &a, d, &cur).await?;
             let ready = ctx.wait(p.as_ref(), updated, false).await?;
             ctx.record(ready);
         }

@@ -121,6 +121,34 @@ pub fn plan(
                 .then(a.cloud_id.cmp(&b.cloud_id))
         });
     }
+    // Among duplicates (two applies raced), keep the copy whose references
+    // point at kept copies, so deleting the others strands nothing.
+    let dup_members: BTreeSet<String> = by_id
+        .values()
+        .filter(|v| v.len() > 1)
+        .flat_map(|v| v.iter().map(|o| o.cloud_id.clone()))
+        .collect();
+    for _ in 0..8 {
+        let kept: BTreeSet<String> = by_id.values().map(|v| v[0].cloud_id.clone()).collect();
+        let bad = |o: &Observed| {
+            o.links
+                .iter()
+                .any(|l| dup_members.contains(l) && !kept.contains(l))
+        };
+        let mut moved = false;
+        for v in by_id.values_mut().filter(|v| v.len() > 1) {
+            if bad(v[0]) {
+                if let Some(i) = v.iter().position(|o| !bad(o)) {
+                    v.swap(0, i);
+                    moved = true;
+                }
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    let kept: BTreeSet<String> = by_id.values().map(|v| v[0].cloud_id.clone()).collect();
     let wanted: BTreeMap<&str, &Desired> = desired.iter().map(|d| (d.id.as_str(), d)).collect();
 
     let mut actions: Vec<Action> = Vec::new();
@@ -167,6 +195,15 @@ pub fn plan(
                 format!("failed ({s})"),
                 vec![],
             ));
+            continue;
+        }
+        if let Some(dup) = k
+            .links
+            .iter()
+            .find(|l| dup_members.contains(*l) && !kept.contains(*l))
+        {
+            let reason = format!("refers to duplicate {dup}");
+            actions.push(action(Op::Replace, Some(d), Some(k), reason, vec![]));
             continue;
         }
         let changes = d.spec.diff(&k.spec);
@@ -398,5 +435,222 @@ impl fmt::Display for Plan {
             self.count(Op::Delete),
             self.unchanged
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::resource::{Spec, VxcBgp};
+
+    fn net(cidr: &str) -> Desired {
+        Desired {
+            id: "network/a".into(),
+            scope: Scope::Aws,
+            spec: Spec::Network {
+                region: "us-east-1".into(),
+                cidrs: vec![cidr.into()],
+            },
+        }
+    }
+
+    fn subnet(cidr: &str) -> Desired {
+        Desired {
+            id: "subnet/a/x".into(),
+            scope: Scope::Aws,
+            spec: Spec::Subnet {
+                network: "network/a".into(),
+                cidr: cidr.into(),
+                zone: None,
+            },
+        }
+    }
+
+    fn table() -> Desired {
+        Desired {
+            id: "route-table/a".into(),
+            scope: Scope::Aws,
+            spec: Spec::RouteTable {
+                network: "network/a".into(),
+                subnets: vec!["subnet/a/x".into()],
+                propagating_gateways: vec![],
+            },
+        }
+    }
+
+    fn exists(d: &Desired, cloud_id: &str) -> Observed {
+        Observed {
+            id: d.id.clone(),
+            cloud_id: cloud_id.into(),
+            scope: d.scope,
+            spec: d.spec.clone(),
+            state: ResourceState::Ready,
+            outputs: Default::default(),
+            links: vec![],
+        }
+    }
+
+    fn aws() -> BTreeSet<Scope> {
+        BTreeSet::from([Scope::Aws])
+    }
+
+    fn ops(p: &Plan) -> Vec<(Op, &str)> {
+        p.actions
+            .iter()
+            .map(|a| (a.op, a.resource.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn creates_follow_what_they_refer_to_and_a_converged_state_plans_nothing() {
+        let want = [table(), subnet("10.0.0.0/24"), net("10.0.0.0/16")];
+        let p = plan("t", &aws(), &want, &[]);
+        assert_eq!(
+            ops(&p),
+            [
+                (Op::Create, "network/a"),
+                (Op::Create, "subnet/a/x"),
+                (Op::Create, "route-table/a")
+            ]
+        );
+        assert_eq!(p.actions[1].depends_on, [0]);
+        assert_eq!(p.actions[2].depends_on, [0, 1]);
+
+        let have: Vec<Observed> = want
+            .iter()
+            .enumerate()
+            .map(|(i, d)| exists(d, &format!("c{i}")))
+            .collect();
+        let p = plan("t", &aws(), &want, &have);
+        assert!(p.is_empty(), "{p}");
+        assert_eq!(p.unchanged, 3);
+    }
+
+    #[test]
+    fn an_immutable_change_replaces_and_cascades_a_mutable_reference_updates() {
+        let have = [
+            exists(&net("10.0.0.0/16"), "vpc-1"),
+            exists(&subnet("10.0.0.0/24"), "subnet-1"),
+            exists(&table(), "rtb-1"),
+        ];
+        // The subnet's CIDR cannot change in place: replace it; the route
+        // table's association list can, so it is updated after the new subnet exists.
+        let want = [net("10.0.0.0/16"), subnet("10.0.1.0/24"), table()];
+        let p = plan("t", &aws(), &want, &have);
+        assert_eq!(
+            ops(&p),
+            [(Op::Replace, "subnet/a/x"), (Op::Update, "route-table/a")]
+        );
+        assert_eq!(p.actions[0].reason, "cidr forces replacement");
+        assert_eq!(p.actions[0].changes[0].from, "10.0.0.0/24");
+        assert_eq!(p.actions[0].changes[0].to, "10.0.1.0/24");
+        assert_eq!(p.actions[1].depends_on, [0]);
+
+        // A new VPC CIDR can be added in place; nothing else moves.
+        let want = [net("10.0.0.0/15"), subnet("10.0.0.0/24"), table()];
+        let p = plan("t", &aws(), &want, &have);
+        assert_eq!(ops(&p), [(Op::Update, "network/a")]);
+    }
+
+    #[test]
+    fn deletes_go_dependents_first_and_duplicates_are_deleted() {
+        let have = [
+            exists(&net("10.0.0.0/16"), "vpc-1"),
+            exists(&subnet("10.0.0.0/24"), "subnet-1"),
+            exists(&subnet("10.0.0.0/24"), "subnet-2"),
+        ];
+        let p = plan("t", &aws(), &[], &have);
+        assert_eq!(p.count(Op::Delete), 3);
+        let vpc = p
+            .actions
+            .iter()
+            .find(|a| a.resource == "network/a")
+            .unwrap();
+        assert_eq!(vpc.depends_on.len(), 2, "{p}");
+        assert_eq!(vpc.index, 2);
+
+        let want = [net("10.0.0.0/16"), subnet("10.0.0.0/24")];
+        let p = plan("t", &aws(), &want, &have);
+        assert_eq!(ops(&p), [(Op::Delete, "subnet/a/x")]);
+        assert_eq!(p.actions[0].cloud_id.as_deref(), Some("subnet-2"));
+        assert_eq!(p.actions[0].reason, "duplicate of subnet-1");
+    }
+
+    #[test]
+    fn a_vxc_rate_or_vlan_change_is_an_update_and_a_pending_peering_is_finished() {
+        let vxc = |rate, vlan| Desired {
+            id: "vxc/v".into(),
+            scope: Scope::Megaport,
+            spec: Spec::Vxc {
+                name: "v".into(),
+                router: "router/r".into(),
+                target: "aws-direct-connect".into(),
+                partner: None,
+                rate_limit_mbps: rate,
+                vlan: Some(vlan),
+                bgp: VxcBgp::default(),
+            },
+        };
+        let mp = BTreeSet::from([Scope::Megaport]);
+        let p = plan(
+            "t",
+            &mp,
+            &[vxc(2000, 200)],
+            &[exists(&vxc(1000, 100), "uid")],
+        );
+        assert_eq!(ops(&p), [(Op::Update, "vxc/v")]);
+        let fields: Vec<&str> = p.actions[0]
+            .changes
+            .iter()
+            .map(|c| c.field.as_str())
+            .collect();
+        assert_eq!(fields, ["rateLimitMbps", "vlan"]);
+
+        let peering = Desired {
+            id: "peering/p".into(),
+            scope: Scope::Aws,
+            spec: Spec::Peering {
+                requester: "network/a".into(),
+                accepter: "network/b".into(),
+                peer_region: None,
+            },
+        };
+        let mut o = exists(&peering, "pcx-1");
+        o.state = ResourceState::Pending("pending-acceptance".into());
+        let p = plan("t", &aws(), std::slice::from_ref(&peering), &[o.clone()]);
+        assert_eq!(ops(&p), [(Op::Update, "peering/p")]);
+        assert_eq!(p.actions[0].reason, "pending (pending-acceptance)");
+        o.state = ResourceState::Failed("failed".into());
+        let p = plan("t", &aws(), &[peering], &[o]);
+        assert_eq!(ops(&p), [(Op::Replace, "peering/p")]);
+    }
+
+    #[test]
+    fn replacing_a_network_replaces_its_subnets_in_the_right_order() {
+        let have = [
+            exists(&net("10.0.0.0/16"), "vpc-1"),
+            exists(&subnet("10.0.0.0/24"), "subnet-1"),
+        ];
+        let mut moved = net("10.0.0.0/16");
+        if let Spec::Network { region, .. } = &mut moved.spec {
+            *region = "us-west-2".into();
+        }
+        let p = plan("t", &aws(), &[moved, subnet("10.0.0.0/24")], &have);
+        assert_eq!(
+            ops(&p),
+            [(Op::Replace, "subnet/a/x"), (Op::Replace, "network/a")]
+        );
+        assert_eq!(p.actions[1].reason, "region forces replacement");
+        assert_eq!(p.actions[0].reason, "network/a is replaced");
+        // Steps: the subnet goes before the network goes; the network comes
+        // back before the subnet does.
+        let steps = super::super::apply::steps(&p.actions);
+        let order = super::super::apply::topo_order(&steps);
+        let seq: Vec<(usize, super::super::apply::Phase)> = order
+            .iter()
+            .map(|&s| (steps[s].action, steps[s].phase))
+            .collect();
+        use super::super::apply::Phase::{Create, Delete};
+        assert_eq!(seq, [(0, Delete), (1, Delete), (1, Create), (0, Create)]);
     }
 }

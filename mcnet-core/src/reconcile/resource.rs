@@ -582,6 +582,11 @@ pub struct Observed {
     /// Values other resources need: `serviceKey`, `pairingKey`, `vlan`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
+    /// The cloud ids behind `spec`'s references, in [`Spec::refs`] order,
+    /// where the provider knows them. With duplicates about (two applies
+    /// raced), they say which copy a reference really points at.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
 }
 
 /// Who owns a set of resources: the topology's name, carried in every tag.
