@@ -367,3 +367,54 @@ fn done(p: Phase) -> &'static str {
         Phase::Delete => "deleted",
     }
 }
+
+/// The demo's cloud step: apply on the sim, re-plan, change something by
+/// hand, see the drift, repair it.
+pub fn demo(topology_file: &str, state: &str) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(state);
+    let common = || Common {
+        file: topology_file.to_string(),
+        provider: ProviderArg::Sim,
+        state: state.to_string(),
+        aws_endpoint: None,
+        output: Format::Text,
+    };
+    let args = ApplyArgs {
+        common: common(),
+        auto_approve: true,
+        concurrency: 4,
+    };
+    println!("$ mcnet apply {topology_file} --provider sim --state {state} --auto-approve");
+    if apply(&args, false)? != ExitCode::SUCCESS {
+        bail!("the apply on the sim did not complete");
+    }
+    println!("\n$ mcnet plan {topology_file} --provider sim --state {state}");
+    plan(&common())?;
+
+    // Someone halves a VXC's rate limit in the portal.
+    let path =
+        SimCloud::with_config(Path::new(state), Default::default()).state_path(Scope::Megaport);
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    let mut changed = None;
+    if let Some(res) = v["resources"].as_object_mut() {
+        if let Some(r) = res.values_mut().find(|r| r["spec"]["kind"] == "vxc") {
+            let rate = r["spec"]["rateLimitMbps"].as_u64().unwrap_or(1000);
+            r["spec"]["rateLimitMbps"] = (rate / 2).into();
+            changed = r["spec"]["name"].as_str().map(str::to_string);
+        }
+    }
+    crate::output::write_atomic(&path.to_string_lossy(), &serde_json::to_vec_pretty(&v)?)?;
+    println!(
+        "\n(a manual change: the rate limit of VXC `{}` halved in the Megaport portal)",
+        changed.unwrap_or_default()
+    );
+    println!("$ mcnet drift {topology_file} --provider sim --state {state}");
+    drift(&common())?;
+    println!("\n$ mcnet apply {topology_file} --provider sim --state {state} --auto-approve");
+    if apply(&args, false)? != ExitCode::SUCCESS {
+        bail!("the repair on the sim did not complete");
+    }
+    println!("\n$ mcnet drift {topology_file} --provider sim --state {state}");
+    drift(&common())?;
+    Ok(())
+}

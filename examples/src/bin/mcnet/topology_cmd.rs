@@ -210,7 +210,7 @@ pub fn diagram(file: &str, out: &str) -> anyhow::Result<ExitCode> {
 
 pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let step = |n: u32, what: &str| eprintln!("\n[{n}/7] {what}");
+    let step = |n: u32, what: &str| eprintln!("\n[{n}/8] {what}");
     step(1, &format!("validate {topology_file}"));
     let code = validate(topology_file, Format::Text)?;
     if code != ExitCode::SUCCESS {
@@ -240,6 +240,11 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
     })?;
     step(
         5,
+        "plan and apply on the embedded simulated cloud (AWS, Azure, GCP, the MCR and VXCs), re-plan, drift and repair",
+    );
+    crate::cloud_cmd::demo(topology_file, &format!("{out_dir}/state"))?;
+    step(
+        6,
         "monthly network cost with a sample traffic matrix, and what-ifs",
     );
     let traffic = "examples/traffic/adr-003.yaml";
@@ -254,7 +259,7 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
         })?;
     }
     step(
-        6,
+        7,
         "zero-trust policy of the production namespace (default deny + the ADR's L7 rule)",
     );
     let manifests = "examples/policies/adr-003-production.yaml";
@@ -264,7 +269,7 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
             "examples/policies/adr-003-queries.json",
         )?;
     }
-    step(7, "the same policy enforced in the kernel (eBPF), with real traffic in a network-namespace lab");
+    step(8, "the same policy enforced in the kernel (eBPF), with real traffic in a network-namespace lab");
     if mcnet_datapath::is_root() && !mcnet_datapath::EBPF_OBJECT.is_empty() {
         crate::datapath_cmd::demo(manifests)?;
     } else {
