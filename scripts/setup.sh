@@ -49,4 +49,11 @@ if ! bpf-linker --version 2>/dev/null | grep -q '0\.10\.0'; then
     say "installing bpf-linker 0.10.0 (about a minute)"
     cargo +nightly install bpf-linker --version 0.10.0 --locked
 fi
+# moto's EC2 server stands in for AWS in the AWS provider's tests; boto3
+# (which moto brings) checks what the provider did, independently of it.
+if ! command -v moto_server >/dev/null || ! python3 -c 'import moto.server, boto3' 2>/dev/null; then
+    say "installing moto[server]"
+    python3 -m pip install --quiet 'moto[server]' 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages 'moto[server]'
+fi
 say "ready"

@@ -6,9 +6,10 @@
 //! CiliumNetworkPolicy semantics, compiled to identities, with explained
 //! verdicts).
 //!
-//! This crate does no I/O beyond what its callers hand it: no async runtime,
-//! no cloud SDKs, no Kubernetes client, no eBPF. Other mcnet crates build on
-//! it.
+//! It also holds the [`reconcile`] planner and the provider traits that
+//! cloud providers implement; applying a plan needs a tokio runtime (for
+//! timers and tasks). Beyond that the crate does no I/O of its own: no
+//! cloud SDKs, no Kubernetes client, no eBPF. Other mcnet crates build on it.
 //!
 //! ## Getting started
 //!

@@ -89,7 +89,7 @@ struct Setup {
     topology: mcnet_core::topology::Topology,
 }
 
-fn setup(c: &Common) -> anyhow::Result<Option<Setup>> {
+async fn setup(c: &Common) -> anyhow::Result<Option<Setup>> {
     let Some(t) = crate::topology_cmd::load_valid(&c.file)? else {
         return Ok(None);
     };
@@ -109,7 +109,7 @@ fn setup(c: &Common) -> anyhow::Result<Option<Setup>> {
         }
     } else {
         for s in &scopes {
-            providers = providers.with(crate::cloud_providers::real(*s, c)?);
+            providers = providers.with(crate::cloud_providers::real(*s, c, &t).await?);
         }
     }
     Ok(Some(Setup {
@@ -140,24 +140,30 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub fn plan(c: &Common) -> anyhow::Result<ExitCode> {
-    let Some(s) = setup(c)? else {
+    let rt = runtime()?;
+    let Some(s) = rt.block_on(setup(c))? else {
         return Ok(ExitCode::from(1));
     };
     let _lock = lock_state(Path::new(&c.state))?;
-    let p = runtime()?.block_on(make_plan(&s, false))?;
+    let p = rt.block_on(make_plan(&s, false))?;
     match c.output {
-        Format::Json => print_json(&p)?,
+        Format::Json => {
+            let mut v = serde_json::to_value(&p)?;
+            v["apiCalls"] = s.providers.api_calls().into();
+            print_json(&v)?
+        }
         Format::Text => write!(std::io::stdout().lock(), "{p}")?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn drift(c: &Common) -> anyhow::Result<ExitCode> {
-    let Some(s) = setup(c)? else {
+    let rt = runtime()?;
+    let Some(s) = rt.block_on(setup(c))? else {
         return Ok(ExitCode::from(1));
     };
     let _lock = lock_state(Path::new(&c.state))?;
-    let p = runtime()?.block_on(make_plan(&s, false))?;
+    let p = rt.block_on(make_plan(&s, false))?;
     let items = reconcile::drift(&p);
     match c.output {
         Format::Json => print_json(&json!({
@@ -204,11 +210,11 @@ pub fn drift(c: &Common) -> anyhow::Result<ExitCode> {
 
 pub fn apply(a: &ApplyArgs, destroy: bool) -> anyhow::Result<ExitCode> {
     let c = &a.common;
-    let Some(s) = setup(c)? else {
+    let rt = runtime()?;
+    let Some(s) = rt.block_on(setup(c))? else {
         return Ok(ExitCode::from(1));
     };
     let _lock = lock_state(Path::new(&c.state))?;
-    let rt = runtime()?;
     let p = rt.block_on(make_plan(&s, destroy))?;
     if p.is_empty() {
         match c.output {

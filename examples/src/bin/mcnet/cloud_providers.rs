@@ -4,10 +4,32 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use mcnet_core::reconcile::{ResourceProvider, Scope};
+use mcnet_core::topology::{ProviderKind, Topology};
 
 use crate::cloud_cmd::Common;
 
-/// The real provider for `scope`.
-pub fn real(scope: Scope, _c: &Common) -> anyhow::Result<Arc<dyn ResourceProvider>> {
-    bail!("the {scope} provider is not available yet; use --provider sim")
+/// The real provider for `scope`, for the parts of `t` it covers.
+pub async fn real(
+    scope: Scope,
+    c: &Common,
+    t: &Topology,
+) -> anyhow::Result<Arc<dyn ResourceProvider>> {
+    match scope {
+        Scope::Aws => {
+            let mut regions: Vec<String> = t
+                .spec
+                .providers
+                .iter()
+                .filter(|p| p.kind == ProviderKind::Aws)
+                .flat_map(|p| p.regions.iter().cloned())
+                .collect();
+            regions.sort();
+            regions.dedup();
+            let p = mcnet_cloud::connect::aws::AwsProvider::new(regions, c.aws_endpoint.clone()).await;
+            Ok(Arc::new(p))
+        }
+        other => bail!(
+            "the {other} provider is not in this build yet (only sim and aws are); use --provider sim to plan it"
+        ),
+    }
 }

@@ -1,0 +1,979 @@
+//! AWS through aws-sdk-ec2 (feature `aws`): VPCs with secondary CIDRs,
+//! subnets, route tables with associations and VGW propagation, routes,
+//! VPC peering (requested and accepted, also across regions), virtual
+//! private gateways and VPC endpoints.
+//!
+//! Credentials and region come from the standard chain; the endpoint from
+//! `AWS_ENDPOINT_URL` or [`AwsProvider::new`]'s argument (moto's server in
+//! the tests). Every resource is tagged with the owner's tags at creation
+//! (`TagSpecifications`), so a create is visible to the next observe even
+//! if the process dies right after it. Routes have no tags: a route is
+//! mcnet's when its table is, and it is not `local` or propagated.
+//!
+//! Not here yet: transit gateways, and Direct Connect gateways and VIFs
+//! (moto has no Direct Connect); the sim covers them and this provider
+//! refuses them with a clear error.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{
+    Filter, GatewayType, ResourceType, RouteOrigin, Tag, TagSpecification, VpcEndpointType,
+    VpcPeeringConnectionStateReasonCode,
+};
+use aws_sdk_ec2::Client;
+use mcnet_core::reconcile::{
+    ConnectivityProvider, Desired, ErrorKind, Observed, Owner, ProviderError, Refs, ResourceKind,
+    ResourceProvider, ResourceState, Scope, Spec, TAG_ID, TAG_TOPOLOGY,
+};
+
+const KINDS: &[ResourceKind] = &[
+    ResourceKind::Network,
+    ResourceKind::Subnet,
+    ResourceKind::RouteTable,
+    ResourceKind::Route,
+    ResourceKind::Peering,
+    ResourceKind::VpnGateway,
+    ResourceKind::PrivateEndpoint,
+];
+
+/// The AWS provider.
+pub struct AwsProvider {
+    config: aws_config::SdkConfig,
+    endpoint: Option<String>,
+    regions: Vec<String>,
+    clients: Mutex<BTreeMap<String, Client>>,
+    calls: AtomicU64,
+    owner: Mutex<Option<Owner>>,
+}
+
+impl std::fmt::Debug for AwsProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsProvider")
+            .field("endpoint", &self.endpoint)
+            .field("regions", &self.regions)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    op: &str,
+    what: &str,
+    e: SdkError<E, R>,
+) -> ProviderError {
+    let code = e.code().map(str::to_string);
+    let kind = match (&e, code.as_deref()) {
+        (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_), _) => ErrorKind::Transient,
+        (_, Some(c)) if c.contains("Throttl") || c == "RequestLimitExceeded" => {
+            ErrorKind::Throttled
+        }
+        (_, Some(c)) if c.ends_with(".NotFound") || c.ends_with("NotFound") => ErrorKind::NotFound,
+        (_, Some(c)) if c.contains("LimitExceeded") => ErrorKind::Quota,
+        (_, Some("AuthFailure" | "UnauthorizedOperation")) => ErrorKind::Auth,
+        (_, Some(c))
+            if c.starts_with("InvalidParameter")
+                || c.ends_with(".Malformed")
+                || c.ends_with(".Range") =>
+        {
+            ErrorKind::Invalid
+        }
+        (_, Some(_)) => ErrorKind::Conflict,
+        (SdkError::ResponseError(_), None) => ErrorKind::Transient,
+        _ => ErrorKind::Transient,
+    };
+    let message = match e.message() {
+        Some(m) => format!("{what}: {m}"),
+        None => format!("{what}: {}", aws_sdk_ec2::error::DisplayErrorContext(&e)),
+    };
+    let mut pe = ProviderError::new(Scope::Aws, kind, op, message);
+    if let Some(c) = code {
+        pe = pe.with_code(c);
+    }
+    pe
+}
+
+fn tags(owner: &Owner, id: &str, rt: ResourceType) -> TagSpecification {
+    let mut b = TagSpecification::builder().resource_type(rt);
+    for (k, v) in owner.tags(id) {
+        b = b.tags(Tag::builder().key(k).value(v).build());
+    }
+    b.build()
+}
+
+fn owner_filter(owner: &Owner) -> Filter {
+    Filter::builder()
+        .name(format!("tag:{TAG_TOPOLOGY}"))
+        .values(&owner.topology)
+        .build()
+}
+
+fn logical(t: &[Tag]) -> Option<String> {
+    t.iter()
+        .find(|t| t.key() == Some(TAG_ID))
+        .and_then(|t| t.value().map(str::to_string))
+}
+
+/// A resource as AWS reports it: references are AWS ids.
+struct Raw {
+    id: String,
+    cloud_id: String,
+    spec: Spec,
+    state: ResourceState,
+    region: String,
+    status: String,
+}
+
+fn state_of(s: &str) -> ResourceState {
+    match s {
+        "available" | "active" | "attached" => ResourceState::Ready,
+        "failed" | "rejected" | "expired" => ResourceState::Failed(s.into()),
+        other => ResourceState::Pending(other.into()),
+    }
+}
+
+impl AwsProvider {
+    /// A provider for `regions` (the topology's AWS regions), with the
+    /// standard credential chain and `endpoint` (else `AWS_ENDPOINT_URL`).
+    pub async fn new(regions: Vec<String>, endpoint: Option<String>) -> AwsProvider {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(e) = &endpoint {
+            loader = loader.endpoint_url(e);
+        }
+        AwsProvider {
+            config: loader.load().await,
+            endpoint,
+            regions,
+            clients: Mutex::new(BTreeMap::new()),
+            calls: AtomicU64::new(0),
+            owner: Mutex::new(None),
+        }
+    }
+
+    fn client(&self, region: &str) -> Client {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut m = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(region.to_string())
+            .or_insert_with(|| {
+                let conf = aws_sdk_ec2::config::Builder::from(&self.config)
+                    .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+                    .build();
+                Client::from_conf(conf)
+            })
+            .clone()
+    }
+
+    fn region_of(refs: &Refs<'_>, id: &str) -> Result<String, ProviderError> {
+        refs.output(id, "region").map(str::to_string)
+    }
+
+    /// Lists one kind in one region.
+    async fn list(
+        &self,
+        kind: ResourceKind,
+        region: &str,
+        owner: &Owner,
+    ) -> Result<Vec<Raw>, ProviderError> {
+        let c = self.client(region);
+        let f = owner_filter(owner);
+        let mut out = Vec::new();
+        let raw = |id: Option<String>, cloud_id: &str, spec: Spec, status: &str| {
+            id.map(|id| Raw {
+                id,
+                cloud_id: cloud_id.to_string(),
+                spec,
+                state: state_of(status),
+                region: region.to_string(),
+                status: status.to_string(),
+            })
+        };
+        match kind {
+            ResourceKind::Network => {
+                let r = c
+                    .describe_vpcs()
+                    .filters(f)
+                    .send()
+                    .await
+                    .map_err(|e| err("DescribeVpcs", region, e))?;
+                for v in r.vpcs() {
+                    let cidrs = v
+                        .cidr_block_association_set()
+                        .iter()
+                        .filter(|a| {
+                            a.cidr_block_state()
+                                .and_then(|s| s.state())
+                                .is_none_or(|s| {
+                                    s.as_str() == "associated" || s.as_str() == "associating"
+                                })
+                        })
+                        .filter_map(|a| a.cidr_block().map(str::to_string))
+                        .collect();
+                    let spec = Spec::Network {
+                        region: region.to_string(),
+                        cidrs,
+                    };
+                    let status = v.state().map_or("available", |s| s.as_str());
+                    out.extend(raw(
+                        logical(v.tags()),
+                        v.vpc_id().unwrap_or_default(),
+                        spec,
+                        status,
+                    ));
+                }
+            }
+            ResourceKind::Subnet => {
+                let r = c
+                    .describe_subnets()
+                    .filters(f)
+                    .send()
+                    .await
+                    .map_err(|e| err("DescribeSubnets", region, e))?;
+                for s in r.subnets() {
+                    let spec = Spec::Subnet {
+                        network: s.vpc_id().unwrap_or_default().into(),
+                        cidr: s.cidr_block().unwrap_or_default().into(),
+                        zone: s.availability_zone().map(str::to_string),
+                    };
+                    let status = s.state().map_or("available", |x| x.as_str());
+                    out.extend(raw(
+                        logical(s.tags()),
+                        s.subnet_id().unwrap_or_default(),
+                        spec,
+                        status,
+                    ));
+                }
+            }
+            ResourceKind::RouteTable | ResourceKind::Route => {
+                let r = c
+                    .describe_route_tables()
+                    .filters(f)
+                    .send()
+                    .await
+                    .map_err(|e| err("DescribeRouteTables", region, e))?;
+                for t in r.route_tables() {
+                    let Some(id) = logical(t.tags()) else {
+                        continue;
+                    };
+                    let rtb = t.route_table_id().unwrap_or_default();
+                    if kind == ResourceKind::RouteTable {
+                        let spec = Spec::RouteTable {
+                            network: t.vpc_id().unwrap_or_default().into(),
+                            subnets: t
+                                .associations()
+                                .iter()
+                                .filter_map(|a| a.subnet_id().map(str::to_string))
+                                .collect(),
+                            propagating_gateways: t
+                                .propagating_vgws()
+                                .iter()
+                                .filter_map(|g| g.gateway_id().map(str::to_string))
+                                .collect(),
+                        };
+                        out.extend(raw(Some(id), rtb, spec, "available"));
+                        continue;
+                    }
+                    let net = id.strip_prefix("route-table/").unwrap_or(&id).to_string();
+                    for rt in t.routes() {
+                        if rt.origin() != Some(&RouteOrigin::CreateRoute) {
+                            continue; // local and propagated routes are not ours
+                        }
+                        let Some(dest) = rt.destination_cidr_block() else {
+                            continue;
+                        };
+                        let target = rt
+                            .vpc_peering_connection_id()
+                            .or(rt.transit_gateway_id())
+                            .or(rt.gateway_id())
+                            .unwrap_or_default();
+                        let spec = Spec::Route {
+                            route_table: rtb.into(),
+                            destination: dest.into(),
+                            target: target.into(),
+                        };
+                        let status = rt.state().map_or("active", |s| s.as_str());
+                        let status = if status == "blackhole" {
+                            "failed"
+                        } else {
+                            "available"
+                        };
+                        out.extend(raw(
+                            Some(format!("route/{net}/{dest}")),
+                            &format!("{rtb}|{dest}"),
+                            spec,
+                            status,
+                        ));
+                    }
+                }
+            }
+            ResourceKind::Peering => {
+                let r = c
+                    .describe_vpc_peering_connections()
+                    .filters(f)
+                    .send()
+                    .await
+                    .map_err(|e| err("DescribeVpcPeeringConnections", region, e))?;
+                for p in r.vpc_peering_connections() {
+                    let code = p.status().and_then(|s| s.code());
+                    if code == Some(&VpcPeeringConnectionStateReasonCode::Deleted) {
+                        continue;
+                    }
+                    let (req, acc) = (p.requester_vpc_info(), p.accepter_vpc_info());
+                    // A cross-region peering shows in both regions; keep the requester's view.
+                    if req.and_then(|r| r.region()).is_some_and(|r| r != region) {
+                        continue;
+                    }
+                    let peer_region = acc
+                        .and_then(|a| a.region())
+                        .filter(|r| *r != region)
+                        .map(str::to_string);
+                    let spec = Spec::Peering {
+                        requester: req.and_then(|r| r.vpc_id()).unwrap_or_default().into(),
+                        accepter: acc.and_then(|a| a.vpc_id()).unwrap_or_default().into(),
+                        peer_region,
+                    };
+                    let status = code.map_or("pending-acceptance", |c| c.as_str());
+                    out.extend(raw(
+                        logical(p.tags()),
+                        p.vpc_peering_connection_id().unwrap_or_default(),
+                        spec,
+                        status,
+                    ));
+                }
+            }
+            ResourceKind::VpnGateway => {
+                let r = c
+                    .describe_vpn_gateways()
+                    .filters(f)
+                    .send()
+                    .await
+                    .map_err(|e| err("DescribeVpnGateways", region, e))?;
+                for g in r.vpn_gateways() {
+                    let state = g.state().map_or("available", |s| s.as_str());
+                    if state == "deleted" {
+                        continue;
+                    }
+                    let att = g
+                        .vpc_attachments()
+                        .iter()
+                        .find(|a| a.state().is_some_and(|s| s.as_str() != "detached"));
+                    let status = match att.and_then(|a| a.state()) {
+                        Some(s) if state == "available" => s.as_str(),
+                        _ => state,
+                    };
+                    let spec = Spec::VpnGateway {
+                        network: att.and_then(|a| a.vpc_id()).unwrap_or_default().into(),
+                        asn: None,
+                    };
+                    out.extend(raw(
+                        logical(g.tags()),
+                        g.vpn_gateway_id().unwrap_or_default(),
+                        spec,
+                        status,
+                    ));
+                }
+            }
+            ResourceKind::PrivateEndpoint => {
+                let r = c
+                    .describe_vpc_endpoints()
+                    .filters(f)
+                    .send()
+                    .await
+                    .map_err(|e| err("DescribeVpcEndpoints", region, e))?;
+                for v in r.vpc_endpoints() {
+                    let state = v
+                        .state()
+                        .map_or("available", |s| s.as_str())
+                        .to_ascii_lowercase();
+                    if state == "deleted" {
+                        continue;
+                    }
+                    let spec = Spec::PrivateEndpoint {
+                        network: v.vpc_id().unwrap_or_default().into(),
+                        service: v.service_name().unwrap_or_default().into(),
+                        subnets: v.subnet_ids().to_vec(),
+                    };
+                    out.extend(raw(
+                        logical(v.tags()),
+                        v.vpc_endpoint_id().unwrap_or_default(),
+                        spec,
+                        &state,
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    fn finish(raw: Raw, idx: &BTreeMap<String, String>) -> Observed {
+        let links: Vec<String> = raw.spec.refs().into_iter().cloned().collect();
+        let mut spec = raw.spec;
+        spec.map_refs(|c| {
+            idx.get(c)
+                .cloned()
+                .unwrap_or_else(|| format!("unmanaged:{c}"))
+        });
+        Observed {
+            id: raw.id,
+            cloud_id: raw.cloud_id,
+            scope: Scope::Aws,
+            spec,
+            state: raw.state,
+            outputs: BTreeMap::from([("region".into(), raw.region), ("status".into(), raw.status)]),
+            links,
+        }
+    }
+
+    fn unsupported(&self, r: &str, kind: ResourceKind) -> ProviderError {
+        ProviderError::new(
+            Scope::Aws,
+            ErrorKind::Invalid,
+            "select",
+            format!("{r}: {kind} is not supported by the AWS provider yet (the sim covers it)"),
+        )
+    }
+}
+
+#[async_trait]
+impl ResourceProvider for AwsProvider {
+    fn scope(&self) -> Scope {
+        Scope::Aws
+    }
+
+    fn kinds(&self) -> &'static [ResourceKind] {
+        KINDS
+    }
+
+    async fn observe(&self, owner: &Owner) -> Result<Vec<Observed>, ProviderError> {
+        self.remember(owner);
+        let mut raws = Vec::new();
+        for region in &self.regions {
+            for kind in KINDS {
+                raws.extend(self.list(*kind, region, owner).await?);
+            }
+        }
+        let idx: BTreeMap<String, String> = raws
+            .iter()
+            .map(|r| (r.cloud_id.clone(), r.id.clone()))
+            .collect();
+        Ok(raws.into_iter().map(|r| Self::finish(r, &idx)).collect())
+    }
+
+    async fn create(
+        &self,
+        owner: &Owner,
+        r: &Desired,
+        refs: Refs<'_>,
+    ) -> Result<Observed, ProviderError> {
+        self.remember(owner);
+        let spec = refs.to_cloud(&r.spec)?;
+        let id = r.id.as_str();
+        let region = match &r.spec {
+            Spec::Network { region, .. } => region.clone(),
+            Spec::Subnet { network, .. }
+            | Spec::RouteTable { network, .. }
+            | Spec::VpnGateway { network, .. }
+            | Spec::PrivateEndpoint { network, .. } => Self::region_of(&refs, network)?,
+            Spec::Route { route_table, .. } => Self::region_of(&refs, route_table)?,
+            Spec::Peering { requester, .. } => Self::region_of(&refs, requester)?,
+            other => return Err(self.unsupported(id, other.kind())),
+        };
+        let c = self.client(&region);
+        let cloud_id = match &spec {
+            Spec::Network { cidrs, .. } => {
+                let first = cidrs.first().cloned().unwrap_or_default();
+                let out = c
+                    .create_vpc()
+                    .cidr_block(first)
+                    .tag_specifications(tags(owner, id, ResourceType::Vpc))
+                    .send()
+                    .await
+                    .map_err(|e| err("CreateVpc", id, e))?;
+                let vpc = out
+                    .vpc()
+                    .and_then(|v| v.vpc_id())
+                    .unwrap_or_default()
+                    .to_string();
+                for extra in cidrs.iter().skip(1) {
+                    self.client(&region)
+                        .associate_vpc_cidr_block()
+                        .vpc_id(&vpc)
+                        .cidr_block(extra)
+                        .send()
+                        .await
+                        .map_err(|e| err("AssociateVpcCidrBlock", id, e))?;
+                }
+                vpc
+            }
+            Spec::Subnet {
+                network,
+                cidr,
+                zone,
+            } => {
+                let out = c
+                    .create_subnet()
+                    .vpc_id(network)
+                    .cidr_block(cidr)
+                    .set_availability_zone(zone.clone())
+                    .tag_specifications(tags(owner, id, ResourceType::Subnet))
+                    .send()
+                    .await
+                    .map_err(|e| err("CreateSubnet", id, e))?;
+                out.subnet()
+                    .and_then(|s| s.subnet_id())
+                    .unwrap_or_default()
+                    .to_string()
+            }
+            Spec::RouteTable { network, .. } => {
+                let out = c
+                    .create_route_table()
+                    .vpc_id(network)
+                    .tag_specifications(tags(owner, id, ResourceType::RouteTable))
+                    .send()
+                    .await
+                    .map_err(|e| err("CreateRouteTable", id, e))?;
+                let rtb = out
+                    .route_table()
+                    .and_then(|t| t.route_table_id())
+                    .unwrap_or_default()
+                    .to_string();
+                // Associations and propagation are the update's job.
+                let created = Observed {
+                    id: id.into(),
+                    cloud_id: rtb.clone(),
+                    scope: Scope::Aws,
+                    spec: Spec::RouteTable {
+                        network: String::new(),
+                        subnets: vec![],
+                        propagating_gateways: vec![],
+                    },
+                    state: ResourceState::Ready,
+                    outputs: BTreeMap::from([("region".into(), region.clone())]),
+                    links: vec![],
+                };
+                return self.update(owner, r, &created, refs).await;
+            }
+            Spec::Route {
+                route_table,
+                destination,
+                target,
+            } => {
+                let mut b = c
+                    .create_route()
+                    .route_table_id(route_table)
+                    .destination_cidr_block(destination);
+                b = if target.starts_with("pcx-") {
+                    b.vpc_peering_connection_id(target)
+                } else if target.starts_with("tgw-") {
+                    b.transit_gateway_id(target)
+                } else {
+                    b.gateway_id(target)
+                };
+                match b.send().await {
+                    Ok(_) => {}
+                    // Already there (a create whose answer was lost): make it ours.
+                    Err(e) if e.code() == Some("RouteAlreadyExists") => {
+                        let current = Observed {
+                            id: id.into(),
+                            cloud_id: format!("{route_table}|{destination}"),
+                            scope: Scope::Aws,
+                            spec: r.spec.clone(),
+                            state: ResourceState::Ready,
+                            outputs: BTreeMap::from([("region".into(), region.clone())]),
+                            links: vec![],
+                        };
+                        return self.update(owner, r, &current, refs).await;
+                    }
+                    Err(e) => return Err(err("CreateRoute", id, e)),
+                }
+                format!("{route_table}|{destination}")
+            }
+            Spec::Peering {
+                requester,
+                accepter,
+                peer_region,
+            } => {
+                let out = c
+                    .create_vpc_peering_connection()
+                    .vpc_id(requester)
+                    .peer_vpc_id(accepter)
+                    .set_peer_region(peer_region.clone())
+                    .tag_specifications(tags(owner, id, ResourceType::VpcPeeringConnection))
+                    .send()
+                    .await
+                    .map_err(|e| err("CreateVpcPeeringConnection", id, e))?;
+                let pcx = out
+                    .vpc_peering_connection()
+                    .and_then(|p| p.vpc_peering_connection_id())
+                    .unwrap_or_default()
+                    .to_string();
+                self.accept(&pcx, peer_region.as_deref().unwrap_or(&region), id)
+                    .await?;
+                pcx
+            }
+            Spec::VpnGateway { network, asn } => {
+                let mut b = c
+                    .create_vpn_gateway()
+                    .r#type(GatewayType::Ipsec1)
+                    .tag_specifications(tags(owner, id, ResourceType::VpnGateway));
+                if let Some(a) = asn {
+                    b = b.amazon_side_asn(i64::from(*a));
+                }
+                let out = b.send().await.map_err(|e| err("CreateVpnGateway", id, e))?;
+                let vgw = out
+                    .vpn_gateway()
+                    .and_then(|g| g.vpn_gateway_id())
+                    .unwrap_or_default()
+                    .to_string();
+                self.client(&region)
+                    .attach_vpn_gateway()
+                    .vpn_gateway_id(&vgw)
+                    .vpc_id(network)
+                    .send()
+                    .await
+                    .map_err(|e| err("AttachVpnGateway", id, e))?;
+                vgw
+            }
+            Spec::PrivateEndpoint {
+                network,
+                service,
+                subnets,
+            } => {
+                let kind = if subnets.is_empty() {
+                    VpcEndpointType::Gateway
+                } else {
+                    VpcEndpointType::Interface
+                };
+                let out = c
+                    .create_vpc_endpoint()
+                    .vpc_id(network)
+                    .service_name(service)
+                    .vpc_endpoint_type(kind)
+                    .set_subnet_ids((!subnets.is_empty()).then(|| subnets.clone()))
+                    .tag_specifications(tags(owner, id, ResourceType::VpcEndpoint))
+                    .send()
+                    .await
+                    .map_err(|e| err("CreateVpcEndpoint", id, e))?;
+                out.vpc_endpoint()
+                    .and_then(|v| v.vpc_endpoint_id())
+                    .unwrap_or_default()
+                    .to_string()
+            }
+            other => return Err(self.unsupported(id, other.kind())),
+        };
+        Ok(Observed {
+            id: id.into(),
+            cloud_id,
+            scope: Scope::Aws,
+            spec: r.spec.clone(),
+            state: ResourceState::Pending("created".into()),
+            outputs: BTreeMap::from([("region".into(), region)]),
+            links: vec![],
+        })
+    }
+
+    async fn update(
+        &self,
+        _owner: &Owner,
+        r: &Desired,
+        current: &Observed,
+        refs: Refs<'_>,
+    ) -> Result<Observed, ProviderError> {
+        let want = refs.to_cloud(&r.spec)?;
+        let id = r.id.as_str();
+        let region = current
+            .outputs
+            .get("region")
+            .cloned()
+            .ok_or_else(|| self.unsupported(id, r.kind()))?;
+        let c = self.client(&region);
+        match &want {
+            Spec::Network { cidrs, .. } => {
+                let have = match &current.spec {
+                    Spec::Network { cidrs, .. } => cidrs.clone(),
+                    _ => vec![],
+                };
+                for add in cidrs.iter().filter(|x| !have.contains(x)) {
+                    c.associate_vpc_cidr_block()
+                        .vpc_id(&current.cloud_id)
+                        .cidr_block(add)
+                        .send()
+                        .await
+                        .map_err(|e| err("AssociateVpcCidrBlock", id, e))?;
+                }
+            }
+            Spec::RouteTable {
+                subnets,
+                propagating_gateways,
+                ..
+            } => {
+                // Read the table's real associations: ids, not logical names.
+                let t = c
+                    .describe_route_tables()
+                    .route_table_ids(&current.cloud_id)
+                    .send()
+                    .await
+                    .map_err(|e| err("DescribeRouteTables", id, e))?;
+                let t = t.route_tables().first();
+                let assoc: Vec<(String, String)> = t
+                    .map(|t| {
+                        t.associations()
+                            .iter()
+                            .filter_map(|a| {
+                                Some((
+                                    a.subnet_id()?.to_string(),
+                                    a.route_table_association_id()?.to_string(),
+                                ))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let vgws: Vec<String> = t
+                    .map(|t| {
+                        t.propagating_vgws()
+                            .iter()
+                            .filter_map(|g| g.gateway_id().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for s in subnets
+                    .iter()
+                    .filter(|s| !assoc.iter().any(|(x, _)| x == *s))
+                {
+                    self.client(&region)
+                        .associate_route_table()
+                        .route_table_id(&current.cloud_id)
+                        .subnet_id(s)
+                        .send()
+                        .await
+                        .map_err(|e| err("AssociateRouteTable", id, e))?;
+                }
+                for (_, a) in assoc.iter().filter(|(s, _)| !subnets.contains(s)) {
+                    self.client(&region)
+                        .disassociate_route_table()
+                        .association_id(a)
+                        .send()
+                        .await
+                        .map_err(|e| err("DisassociateRouteTable", id, e))?;
+                }
+                for g in propagating_gateways.iter().filter(|g| !vgws.contains(g)) {
+                    self.client(&region)
+                        .enable_vgw_route_propagation()
+                        .route_table_id(&current.cloud_id)
+                        .gateway_id(g)
+                        .send()
+                        .await
+                        .map_err(|e| err("EnableVgwRoutePropagation", id, e))?;
+                }
+            }
+            Spec::Route {
+                route_table,
+                destination,
+                target,
+            } => {
+                let mut b = c
+                    .replace_route()
+                    .route_table_id(route_table)
+                    .destination_cidr_block(destination);
+                b = if target.starts_with("pcx-") {
+                    b.vpc_peering_connection_id(target)
+                } else if target.starts_with("tgw-") {
+                    b.transit_gateway_id(target)
+                } else {
+                    b.gateway_id(target)
+                };
+                b.send().await.map_err(|e| err("ReplaceRoute", id, e))?;
+            }
+            Spec::Peering { peer_region, .. } if current.state != ResourceState::Ready => {
+                self.accept(
+                    &current.cloud_id,
+                    peer_region.as_deref().unwrap_or(&region),
+                    id,
+                )
+                .await?;
+            }
+            Spec::PrivateEndpoint { subnets, .. } => {
+                let have: Vec<String> = current.links.iter().skip(1).cloned().collect();
+                let add: Vec<String> = subnets
+                    .iter()
+                    .filter(|s| !have.contains(s))
+                    .cloned()
+                    .collect();
+                let remove: Vec<String> = have
+                    .iter()
+                    .filter(|s| !subnets.contains(s))
+                    .cloned()
+                    .collect();
+                c.modify_vpc_endpoint()
+                    .vpc_endpoint_id(&current.cloud_id)
+                    .set_add_subnet_ids((!add.is_empty()).then_some(add))
+                    .set_remove_subnet_ids((!remove.is_empty()).then_some(remove))
+                    .send()
+                    .await
+                    .map_err(|e| err("ModifyVpcEndpoint", id, e))?;
+            }
+            _ => {}
+        }
+        Ok(Observed {
+            spec: r.spec.clone(),
+            state: ResourceState::Pending("updated".into()),
+            ..current.clone()
+        })
+    }
+
+    async fn delete(&self, current: &Observed) -> Result<(), ProviderError> {
+        let id = current.id.as_str();
+        let region = current.outputs.get("region").cloned().unwrap_or_default();
+        let c = self.client(&region);
+        let cid = current.cloud_id.as_str();
+        match current.spec.kind() {
+            ResourceKind::Network => c
+                .delete_vpc()
+                .vpc_id(cid)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| err("DeleteVpc", id, e)),
+            ResourceKind::Subnet => c
+                .delete_subnet()
+                .subnet_id(cid)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| err("DeleteSubnet", id, e)),
+            ResourceKind::RouteTable => {
+                let t = c
+                    .describe_route_tables()
+                    .route_table_ids(cid)
+                    .send()
+                    .await
+                    .map_err(|e| err("DescribeRouteTables", id, e))?;
+                for a in t.route_tables().iter().flat_map(|t| t.associations()) {
+                    if let Some(aid) = a.route_table_association_id() {
+                        self.client(&region)
+                            .disassociate_route_table()
+                            .association_id(aid)
+                            .send()
+                            .await
+                            .map_err(|e| err("DisassociateRouteTable", id, e))?;
+                    }
+                }
+                self.client(&region)
+                    .delete_route_table()
+                    .route_table_id(cid)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| err("DeleteRouteTable", id, e))
+            }
+            ResourceKind::Route => {
+                let (rtb, dest) = cid.split_once('|').unwrap_or((cid, ""));
+                c.delete_route()
+                    .route_table_id(rtb)
+                    .destination_cidr_block(dest)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| err("DeleteRoute", id, e))
+            }
+            ResourceKind::Peering => c
+                .delete_vpc_peering_connection()
+                .vpc_peering_connection_id(cid)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| err("DeleteVpcPeeringConnection", id, e)),
+            ResourceKind::VpnGateway => {
+                if let Some(vpc) = current.links.first().filter(|v| !v.is_empty()) {
+                    if let Err(e) = c
+                        .detach_vpn_gateway()
+                        .vpn_gateway_id(cid)
+                        .vpc_id(vpc)
+                        .send()
+                        .await
+                    {
+                        let e = err("DetachVpnGateway", id, e);
+                        if e.kind != ErrorKind::NotFound
+                            && e.code.as_deref() != Some("InvalidVpnGatewayAttachment.NotFound")
+                        {
+                            return Err(e);
+                        }
+                    }
+                }
+                self.client(&region)
+                    .delete_vpn_gateway()
+                    .vpn_gateway_id(cid)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| err("DeleteVpnGateway", id, e))
+            }
+            ResourceKind::PrivateEndpoint => c
+                .delete_vpc_endpoints()
+                .vpc_endpoint_ids(cid)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| err("DeleteVpcEndpoints", id, e)),
+            other => Err(self.unsupported(id, other)),
+        }
+    }
+
+    async fn refresh(&self, current: &Observed) -> Result<Option<Observed>, ProviderError> {
+        let region = current.outputs.get("region").cloned().unwrap_or_default();
+        // One list call for the kind, filtered to the owner's resources.
+        let topo = self
+            .owner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                ProviderError::new(
+                    Scope::Aws,
+                    ErrorKind::Invalid,
+                    "refresh",
+                    "refresh before observe or create",
+                )
+            })?;
+        let found = self
+            .list(current.spec.kind(), &region, &topo)
+            .await?
+            .into_iter()
+            .find(|r| r.cloud_id == current.cloud_id);
+        Ok(found.map(|r| Observed {
+            state: r.state,
+            outputs: BTreeMap::from([("region".into(), r.region), ("status".into(), r.status)]),
+            links: r.spec.refs().into_iter().cloned().collect(),
+            ..current.clone()
+        }))
+    }
+
+    fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+impl AwsProvider {
+    fn remember(&self, owner: &Owner) {
+        *self.owner.lock().unwrap_or_else(|p| p.into_inner()) = Some(owner.clone());
+    }
+
+    async fn accept(
+        &self,
+        pcx: &str,
+        accepter_region: &str,
+        id: &str,
+    ) -> Result<(), ProviderError> {
+        self.client(accepter_region)
+            .accept_vpc_peering_connection()
+            .vpc_peering_connection_id(pcx)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err("AcceptVpcPeeringConnection", id, e))
+    }
+}
+
+impl ConnectivityProvider for AwsProvider {}
