@@ -52,6 +52,22 @@ fn aws_env(cmd: &mut Command) -> &mut Command {
         .env("AWS_EC2_METADATA_DISABLED", "true")
 }
 
+/// `mcnet VERB TOPO --provider aws --state STATE --aws-endpoint MOTO EXTRA...`.
+fn args<'a>(verb: &'a str, m: &'a Moto, state: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        verb,
+        TOPO,
+        "--provider",
+        "aws",
+        "--state",
+        state,
+        "--aws-endpoint",
+        &m.url,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
 fn run(args: &[&str]) -> Output {
     aws_env(&mut Command::new(env!("CARGO_BIN_EXE_mcnet")))
         .args(args)
@@ -60,18 +76,7 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn plan_actions(m: &Moto, state: &str) -> Vec<Value> {
-    let out = run(&[
-        "plan",
-        TOPO,
-        "--provider",
-        "aws",
-        "--state",
-        state,
-        "--aws-endpoint",
-        &m.url,
-        "-O",
-        "json",
-    ]);
+    let out = run(&args("plan", m, state, &["-O", "json"]));
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
@@ -123,17 +128,7 @@ fn a_two_region_topology_applies_on_moto_and_replans_empty() {
     let first = plan_actions(&m, &state);
     assert_eq!(first.len(), 13, "{first:?}");
 
-    let out = run(&[
-        "apply",
-        TOPO,
-        "--provider",
-        "aws",
-        "--state",
-        &state,
-        "--aws-endpoint",
-        &m.url,
-        "--auto-approve",
-    ]);
+    let out = run(&args("apply", &m, &state, &["--auto-approve"]));
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -208,33 +203,12 @@ fn a_two_region_topology_applies_on_moto_and_replans_empty() {
     );
     // A no-op plan lists each kind once per region (route tables carry the
     // routes, listed again): 7 calls in each of 2 regions, whatever the count of resources.
-    let out = run(&[
-        "plan",
-        TOPO,
-        "--provider",
-        "aws",
-        "--state",
-        &state,
-        "--aws-endpoint",
-        &m.url,
-        "-O",
-        "json",
-    ]);
+    let out = run(&args("plan", &m, &state, &["-O", "json"]));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("no-op plan against moto: {} API calls", v["apiCalls"]);
     assert_eq!(v["apiCalls"], 14);
 
-    let out = run(&[
-        "destroy",
-        TOPO,
-        "--provider",
-        "aws",
-        "--state",
-        &state,
-        "--aws-endpoint",
-        &m.url,
-        "--auto-approve",
-    ]);
+    let out = run(&args("destroy", &m, &state, &["--auto-approve"]));
     assert!(
         out.status.success(),
         "{}",
@@ -251,17 +225,7 @@ fn an_apply_killed_mid_way_converges_with_no_duplicate_vpcs() {
     for after in [Duration::from_millis(300), Duration::from_millis(900)] {
         let mut child = Proc(
             aws_env(&mut Command::new(env!("CARGO_BIN_EXE_mcnet")))
-                .args([
-                    "apply",
-                    TOPO,
-                    "--provider",
-                    "aws",
-                    "--state",
-                    &state,
-                    "--aws-endpoint",
-                    &m.url,
-                    "--auto-approve",
-                ])
+                .args(args("apply", &m, &state, &["--auto-approve"]))
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -272,17 +236,7 @@ fn an_apply_killed_mid_way_converges_with_no_duplicate_vpcs() {
         child.0.kill().unwrap(); // SIGKILL
         let _ = child.0.wait();
     }
-    let out = run(&[
-        "apply",
-        TOPO,
-        "--provider",
-        "aws",
-        "--state",
-        &state,
-        "--aws-endpoint",
-        &m.url,
-        "--auto-approve",
-    ]);
+    let out = run(&args("apply", &m, &state, &["--auto-approve"]));
     assert!(
         out.status.success(),
         "{}\n{}",

@@ -18,6 +18,13 @@ fn json(args: &[&str]) -> (i32, Value) {
     (code, v)
 }
 
+/// `mcnet VERB adr-003 --provider sim --state STATE EXTRA...`.
+fn sim<'a>(verb: &'a str, state: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![verb, ADR, "--provider", "sim", "--state", state];
+    v.extend_from_slice(extra);
+    v
+}
+
 /// Logical id → copies, over every sim state file.
 fn census(state: &str) -> BTreeMap<String, usize> {
     let mut n = BTreeMap::new();
@@ -42,16 +49,7 @@ fn plan_apply_replan_drift_repair_destroy() {
     std::fs::create_dir_all(format!("{s}/sim")).unwrap();
     std::fs::write(format!("{s}/sim/config.yaml"), "stepMs: 20\n").unwrap();
 
-    let (code, plan) = json(&[
-        "plan",
-        ADR,
-        "--provider",
-        "sim",
-        "--state",
-        s,
-        "--output",
-        "json",
-    ]);
+    let (code, plan) = json(&sim("plan", s, &["--output", "json"]));
     assert_eq!(code, 0);
     let actions = plan["actions"].as_array().unwrap();
     assert_eq!(actions.len(), 31);
@@ -70,20 +68,12 @@ fn plan_apply_replan_drift_repair_destroy() {
     );
 
     // Without --auto-approve and without a terminal, nothing happens.
-    let (code, _, err) = mcnet(&["apply", ADR, "--provider", "sim", "--state", s]);
+    let (code, _, err) = mcnet(&sim("apply", s, &[]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--auto-approve"), "{err}");
     assert!(census(s).is_empty());
 
-    let (code, out, err) = mcnet(&[
-        "apply",
-        ADR,
-        "--provider",
-        "sim",
-        "--state",
-        s,
-        "--auto-approve",
-    ]);
+    let (code, out, err) = mcnet(&sim("apply", s, &["--auto-approve"]));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("Apply complete: 31 step(s)"), "{out}");
     assert!(
@@ -91,19 +81,10 @@ fn plan_apply_replan_drift_repair_destroy() {
         "progress, a line per step off a terminal: {err}"
     );
 
-    let (code, plan) = json(&["plan", ADR, "--provider", "sim", "--state", s, "-O", "json"]);
+    let (code, plan) = json(&sim("plan", s, &["-O", "json"]));
     assert_eq!(code, 0);
     assert_eq!(plan["actions"], serde_json::json!([]));
-    let (code, d) = json(&[
-        "drift",
-        ADR,
-        "--provider",
-        "sim",
-        "--state",
-        s,
-        "-O",
-        "json",
-    ]);
+    let (code, d) = json(&sim("drift", s, &["-O", "json"]));
     assert_eq!((code, &d["drifted"]), (0, &Value::Bool(false)));
 
     // A console change: a subnet deleted, a VXC's VLAN changed.
@@ -128,16 +109,7 @@ fn plan_apply_replan_drift_repair_destroy() {
         }
         std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
     }
-    let (code, d) = json(&[
-        "drift",
-        ADR,
-        "--provider",
-        "sim",
-        "--state",
-        s,
-        "-O",
-        "json",
-    ]);
+    let (code, d) = json(&sim("drift", s, &["-O", "json"]));
     assert_eq!(code, 1, "drift found exits 1");
     let items: Vec<(String, String)> = d["drift"]
         .as_array()
@@ -167,28 +139,12 @@ fn plan_apply_replan_drift_repair_destroy() {
     assert_eq!(vlan["repair"], "update", "a VLAN change is made in place");
     assert_eq!(vlan["changes"][0]["from"], 301);
 
-    let (code, out, err) = mcnet(&[
-        "apply",
-        ADR,
-        "--provider",
-        "sim",
-        "--state",
-        s,
-        "--auto-approve",
-    ]);
+    let (code, out, err) = mcnet(&sim("apply", s, &["--auto-approve"]));
     assert_eq!(code, 0, "{out}\n{err}");
-    let (code, _, _) = mcnet(&["drift", ADR, "--provider", "sim", "--state", s]);
+    let (code, _, _) = mcnet(&sim("drift", s, &[]));
     assert_eq!(code, 0);
 
-    let (code, out, err) = mcnet(&[
-        "destroy",
-        ADR,
-        "--provider",
-        "sim",
-        "--state",
-        s,
-        "--auto-approve",
-    ]);
+    let (code, out, err) = mcnet(&sim("destroy", s, &["--auto-approve"]));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         census(s).is_empty(),
@@ -212,15 +168,7 @@ fn an_apply_killed_at_any_point_converges_when_run_again() {
         .unwrap();
         let mut child = Proc(
             Command::new(env!("CARGO_BIN_EXE_mcnet"))
-                .args([
-                    "apply",
-                    ADR,
-                    "--provider",
-                    "sim",
-                    "--state",
-                    s,
-                    "--auto-approve",
-                ])
+                .args(sim("apply", s, &["--auto-approve"]))
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -232,20 +180,12 @@ fn an_apply_killed_at_any_point_converges_when_run_again() {
         let _ = child.0.wait();
         let partial = census(s).len();
 
-        let (code, out, err) = mcnet(&[
-            "apply",
-            ADR,
-            "--provider",
-            "sim",
-            "--state",
-            s,
-            "--auto-approve",
-        ]);
+        let (code, out, err) = mcnet(&sim("apply", s, &["--auto-approve"]));
         assert_eq!(
             code, 0,
             "after a kill at {after_ms} ms ({partial} created):\n{out}\n{err}"
         );
-        let (_, plan) = json(&["plan", ADR, "--provider", "sim", "--state", s, "-O", "json"]);
+        let (_, plan) = json(&sim("plan", s, &["-O", "json"]));
         assert_eq!(
             plan["actions"],
             serde_json::json!([]),
@@ -269,15 +209,7 @@ fn two_applies_at_once_take_turns() {
     std::fs::write(format!("{s}/sim/config.yaml"), "stepMs: 20\n").unwrap();
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_mcnet"))
-            .args([
-                "apply",
-                ADR,
-                "--provider",
-                "sim",
-                "--state",
-                s,
-                "--auto-approve",
-            ])
+            .args(sim("apply", s, &["--auto-approve"]))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -95,6 +95,59 @@ fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug
     pe
 }
 
+/// Names an EC2 call's failure: `.send().named("CreateVpc", id).await`.
+trait Named<T>: Sized {
+    fn named<'a>(
+        self,
+        op: &'a str,
+        what: &'a str,
+    ) -> impl std::future::Future<Output = Result<T, ProviderError>> + Send + 'a
+    where
+        Self: 'a;
+}
+
+impl<T, E, R, F> Named<T> for F
+where
+    F: std::future::Future<Output = Result<T, SdkError<E, R>>> + Send,
+    E: ProvideErrorMetadata + std::error::Error + Send + 'static,
+    R: std::fmt::Debug + Send + 'static,
+    T: Send + 'static,
+{
+    async fn named<'a>(self, op: &'a str, what: &'a str) -> Result<T, ProviderError>
+    where
+        Self: 'a,
+    {
+        self.await.map_err(|e| err(op, what, e))
+    }
+}
+
+/// Sets a CreateRoute or ReplaceRoute builder's next hop by the target id's kind.
+macro_rules! next_hop {
+    ($builder:expr, $target:expr) => {{
+        let (b, t) = ($builder, $target);
+        if t.starts_with("pcx-") {
+            b.vpc_peering_connection_id(t)
+        } else if t.starts_with("tgw-") {
+            b.transit_gateway_id(t)
+        } else {
+            b.gateway_id(t)
+        }
+    }};
+}
+
+/// A resource just created or adopted, before the next observe describes it.
+fn fresh(id: &str, cloud_id: String, spec: Spec, state: ResourceState, region: &str) -> Observed {
+    Observed {
+        id: id.into(),
+        cloud_id,
+        scope: Scope::Aws,
+        spec,
+        state,
+        outputs: BTreeMap::from([("region".into(), region.to_string())]),
+        links: vec![],
+    }
+}
+
 fn tags(owner: &Owner, id: &str, rt: ResourceType) -> TagSpecification {
     let mut b = TagSpecification::builder().resource_type(rt);
     for (k, v) in owner.tags(id) {
@@ -195,8 +248,8 @@ impl AwsProvider {
                     .describe_vpcs()
                     .filters(f)
                     .send()
-                    .await
-                    .map_err(|e| err("DescribeVpcs", region, e))?;
+                    .named("DescribeVpcs", region)
+                    .await?;
                 for v in r.vpcs() {
                     let cidrs = v
                         .cidr_block_association_set()
@@ -228,8 +281,8 @@ impl AwsProvider {
                     .describe_subnets()
                     .filters(f)
                     .send()
-                    .await
-                    .map_err(|e| err("DescribeSubnets", region, e))?;
+                    .named("DescribeSubnets", region)
+                    .await?;
                 for s in r.subnets() {
                     let spec = Spec::Subnet {
                         network: s.vpc_id().unwrap_or_default().into(),
@@ -250,8 +303,8 @@ impl AwsProvider {
                     .describe_route_tables()
                     .filters(f)
                     .send()
-                    .await
-                    .map_err(|e| err("DescribeRouteTables", region, e))?;
+                    .named("DescribeRouteTables", region)
+                    .await?;
                 for t in r.route_tables() {
                     let Some(id) = logical(t.tags()) else {
                         continue;
@@ -312,8 +365,8 @@ impl AwsProvider {
                     .describe_vpc_peering_connections()
                     .filters(f)
                     .send()
-                    .await
-                    .map_err(|e| err("DescribeVpcPeeringConnections", region, e))?;
+                    .named("DescribeVpcPeeringConnections", region)
+                    .await?;
                 for p in r.vpc_peering_connections() {
                     let code = p.status().and_then(|s| s.code());
                     if code == Some(&VpcPeeringConnectionStateReasonCode::Deleted) {
@@ -347,8 +400,8 @@ impl AwsProvider {
                     .describe_vpn_gateways()
                     .filters(f)
                     .send()
-                    .await
-                    .map_err(|e| err("DescribeVpnGateways", region, e))?;
+                    .named("DescribeVpnGateways", region)
+                    .await?;
                 for g in r.vpn_gateways() {
                     let state = g.state().map_or("available", |s| s.as_str());
                     if state == "deleted" {
@@ -379,8 +432,8 @@ impl AwsProvider {
                     .describe_vpc_endpoints()
                     .filters(f)
                     .send()
-                    .await
-                    .map_err(|e| err("DescribeVpcEndpoints", region, e))?;
+                    .named("DescribeVpcEndpoints", region)
+                    .await?;
                 for v in r.vpc_endpoints() {
                     let state = v
                         .state()
@@ -489,8 +542,8 @@ impl ResourceProvider for AwsProvider {
                     .cidr_block(first)
                     .tag_specifications(tags(owner, id, ResourceType::Vpc))
                     .send()
-                    .await
-                    .map_err(|e| err("CreateVpc", id, e))?;
+                    .named("CreateVpc", id)
+                    .await?;
                 let vpc = out
                     .vpc()
                     .and_then(|v| v.vpc_id())
@@ -502,8 +555,8 @@ impl ResourceProvider for AwsProvider {
                         .vpc_id(&vpc)
                         .cidr_block(extra)
                         .send()
-                        .await
-                        .map_err(|e| err("AssociateVpcCidrBlock", id, e))?;
+                        .named("AssociateVpcCidrBlock", id)
+                        .await?;
                 }
                 vpc
             }
@@ -519,8 +572,8 @@ impl ResourceProvider for AwsProvider {
                     .set_availability_zone(zone.clone())
                     .tag_specifications(tags(owner, id, ResourceType::Subnet))
                     .send()
-                    .await
-                    .map_err(|e| err("CreateSubnet", id, e))?;
+                    .named("CreateSubnet", id)
+                    .await?;
                 out.subnet()
                     .and_then(|s| s.subnet_id())
                     .unwrap_or_default()
@@ -532,27 +585,20 @@ impl ResourceProvider for AwsProvider {
                     .vpc_id(network)
                     .tag_specifications(tags(owner, id, ResourceType::RouteTable))
                     .send()
-                    .await
-                    .map_err(|e| err("CreateRouteTable", id, e))?;
+                    .named("CreateRouteTable", id)
+                    .await?;
                 let rtb = out
                     .route_table()
                     .and_then(|t| t.route_table_id())
                     .unwrap_or_default()
                     .to_string();
                 // Associations and propagation are the update's job.
-                let created = Observed {
-                    id: id.into(),
-                    cloud_id: rtb.clone(),
-                    scope: Scope::Aws,
-                    spec: Spec::RouteTable {
-                        network: String::new(),
-                        subnets: vec![],
-                        propagating_gateways: vec![],
-                    },
-                    state: ResourceState::Ready,
-                    outputs: BTreeMap::from([("region".into(), region.clone())]),
-                    links: vec![],
+                let empty = Spec::RouteTable {
+                    network: String::new(),
+                    subnets: vec![],
+                    propagating_gateways: vec![],
                 };
+                let created = fresh(id, rtb, empty, ResourceState::Ready, &region);
                 return self.update(owner, r, &created, refs).await;
             }
             Spec::Route {
@@ -560,30 +606,18 @@ impl ResourceProvider for AwsProvider {
                 destination,
                 target,
             } => {
-                let mut b = c
-                    .create_route()
-                    .route_table_id(route_table)
-                    .destination_cidr_block(destination);
-                b = if target.starts_with("pcx-") {
-                    b.vpc_peering_connection_id(target)
-                } else if target.starts_with("tgw-") {
-                    b.transit_gateway_id(target)
-                } else {
-                    b.gateway_id(target)
-                };
+                let b = next_hop!(
+                    c.create_route()
+                        .route_table_id(route_table)
+                        .destination_cidr_block(destination),
+                    target
+                );
                 match b.send().await {
                     Ok(_) => {}
                     // Already there (a create whose answer was lost): make it ours.
                     Err(e) if e.code() == Some("RouteAlreadyExists") => {
-                        let current = Observed {
-                            id: id.into(),
-                            cloud_id: format!("{route_table}|{destination}"),
-                            scope: Scope::Aws,
-                            spec: r.spec.clone(),
-                            state: ResourceState::Ready,
-                            outputs: BTreeMap::from([("region".into(), region.clone())]),
-                            links: vec![],
-                        };
+                        let cid = format!("{route_table}|{destination}");
+                        let current = fresh(id, cid, r.spec.clone(), ResourceState::Ready, &region);
                         return self.update(owner, r, &current, refs).await;
                     }
                     Err(e) => return Err(err("CreateRoute", id, e)),
@@ -602,8 +636,8 @@ impl ResourceProvider for AwsProvider {
                     .set_peer_region(peer_region.clone())
                     .tag_specifications(tags(owner, id, ResourceType::VpcPeeringConnection))
                     .send()
-                    .await
-                    .map_err(|e| err("CreateVpcPeeringConnection", id, e))?;
+                    .named("CreateVpcPeeringConnection", id)
+                    .await?;
                 let pcx = out
                     .vpc_peering_connection()
                     .and_then(|p| p.vpc_peering_connection_id())
@@ -621,7 +655,7 @@ impl ResourceProvider for AwsProvider {
                 if let Some(a) = asn {
                     b = b.amazon_side_asn(i64::from(*a));
                 }
-                let out = b.send().await.map_err(|e| err("CreateVpnGateway", id, e))?;
+                let out = b.send().named("CreateVpnGateway", id).await?;
                 let vgw = out
                     .vpn_gateway()
                     .and_then(|g| g.vpn_gateway_id())
@@ -632,8 +666,8 @@ impl ResourceProvider for AwsProvider {
                     .vpn_gateway_id(&vgw)
                     .vpc_id(network)
                     .send()
-                    .await
-                    .map_err(|e| err("AttachVpnGateway", id, e))?;
+                    .named("AttachVpnGateway", id)
+                    .await?;
                 vgw
             }
             Spec::PrivateEndpoint {
@@ -654,8 +688,8 @@ impl ResourceProvider for AwsProvider {
                     .set_subnet_ids((!subnets.is_empty()).then(|| subnets.clone()))
                     .tag_specifications(tags(owner, id, ResourceType::VpcEndpoint))
                     .send()
-                    .await
-                    .map_err(|e| err("CreateVpcEndpoint", id, e))?;
+                    .named("CreateVpcEndpoint", id)
+                    .await?;
                 out.vpc_endpoint()
                     .and_then(|v| v.vpc_endpoint_id())
                     .unwrap_or_default()
@@ -663,15 +697,8 @@ impl ResourceProvider for AwsProvider {
             }
             other => return Err(self.unsupported(id, other.kind())),
         };
-        Ok(Observed {
-            id: id.into(),
-            cloud_id,
-            scope: Scope::Aws,
-            spec: r.spec.clone(),
-            state: ResourceState::Pending("created".into()),
-            outputs: BTreeMap::from([("region".into(), region)]),
-            links: vec![],
-        })
+        let pending = ResourceState::Pending("created".into());
+        Ok(fresh(id, cloud_id, r.spec.clone(), pending, &region))
     }
 
     async fn update(
@@ -700,8 +727,8 @@ impl ResourceProvider for AwsProvider {
                         .vpc_id(&current.cloud_id)
                         .cidr_block(add)
                         .send()
-                        .await
-                        .map_err(|e| err("AssociateVpcCidrBlock", id, e))?;
+                        .named("AssociateVpcCidrBlock", id)
+                        .await?;
                 }
             }
             Spec::RouteTable {
@@ -714,8 +741,8 @@ impl ResourceProvider for AwsProvider {
                     .describe_route_tables()
                     .route_table_ids(&current.cloud_id)
                     .send()
-                    .await
-                    .map_err(|e| err("DescribeRouteTables", id, e))?;
+                    .named("DescribeRouteTables", id)
+                    .await?;
                 let t = t.route_tables().first();
                 let assoc: Vec<(String, String)> = t
                     .map(|t| {
@@ -747,16 +774,16 @@ impl ResourceProvider for AwsProvider {
                         .route_table_id(&current.cloud_id)
                         .subnet_id(s)
                         .send()
-                        .await
-                        .map_err(|e| err("AssociateRouteTable", id, e))?;
+                        .named("AssociateRouteTable", id)
+                        .await?;
                 }
                 for (_, a) in assoc.iter().filter(|(s, _)| !subnets.contains(s)) {
                     self.client(&region)
                         .disassociate_route_table()
                         .association_id(a)
                         .send()
-                        .await
-                        .map_err(|e| err("DisassociateRouteTable", id, e))?;
+                        .named("DisassociateRouteTable", id)
+                        .await?;
                 }
                 for g in propagating_gateways.iter().filter(|g| !vgws.contains(g)) {
                     self.client(&region)
@@ -764,8 +791,8 @@ impl ResourceProvider for AwsProvider {
                         .route_table_id(&current.cloud_id)
                         .gateway_id(g)
                         .send()
-                        .await
-                        .map_err(|e| err("EnableVgwRoutePropagation", id, e))?;
+                        .named("EnableVgwRoutePropagation", id)
+                        .await?;
                 }
             }
             Spec::Route {
@@ -773,18 +800,13 @@ impl ResourceProvider for AwsProvider {
                 destination,
                 target,
             } => {
-                let mut b = c
-                    .replace_route()
-                    .route_table_id(route_table)
-                    .destination_cidr_block(destination);
-                b = if target.starts_with("pcx-") {
-                    b.vpc_peering_connection_id(target)
-                } else if target.starts_with("tgw-") {
-                    b.transit_gateway_id(target)
-                } else {
-                    b.gateway_id(target)
-                };
-                b.send().await.map_err(|e| err("ReplaceRoute", id, e))?;
+                let b = next_hop!(
+                    c.replace_route()
+                        .route_table_id(route_table)
+                        .destination_cidr_block(destination),
+                    target
+                );
+                b.send().named("ReplaceRoute", id).await?;
             }
             Spec::Peering { peer_region, .. } if current.state != ResourceState::Ready => {
                 self.accept(
@@ -811,8 +833,8 @@ impl ResourceProvider for AwsProvider {
                     .set_add_subnet_ids((!add.is_empty()).then_some(add))
                     .set_remove_subnet_ids((!remove.is_empty()).then_some(remove))
                     .send()
-                    .await
-                    .map_err(|e| err("ModifyVpcEndpoint", id, e))?;
+                    .named("ModifyVpcEndpoint", id)
+                    .await?;
             }
             _ => {}
         }
@@ -833,40 +855,40 @@ impl ResourceProvider for AwsProvider {
                 .delete_vpc()
                 .vpc_id(cid)
                 .send()
+                .named("DeleteVpc", id)
                 .await
-                .map(|_| ())
-                .map_err(|e| err("DeleteVpc", id, e)),
+                .map(drop),
             ResourceKind::Subnet => c
                 .delete_subnet()
                 .subnet_id(cid)
                 .send()
+                .named("DeleteSubnet", id)
                 .await
-                .map(|_| ())
-                .map_err(|e| err("DeleteSubnet", id, e)),
+                .map(drop),
             ResourceKind::RouteTable => {
                 let t = c
                     .describe_route_tables()
                     .route_table_ids(cid)
                     .send()
-                    .await
-                    .map_err(|e| err("DescribeRouteTables", id, e))?;
+                    .named("DescribeRouteTables", id)
+                    .await?;
                 for a in t.route_tables().iter().flat_map(|t| t.associations()) {
                     if let Some(aid) = a.route_table_association_id() {
                         self.client(&region)
                             .disassociate_route_table()
                             .association_id(aid)
                             .send()
-                            .await
-                            .map_err(|e| err("DisassociateRouteTable", id, e))?;
+                            .named("DisassociateRouteTable", id)
+                            .await?;
                     }
                 }
                 self.client(&region)
                     .delete_route_table()
                     .route_table_id(cid)
                     .send()
+                    .named("DeleteRouteTable", id)
                     .await
-                    .map(|_| ())
-                    .map_err(|e| err("DeleteRouteTable", id, e))
+                    .map(drop)
             }
             ResourceKind::Route => {
                 let (rtb, dest) = cid.split_once('|').unwrap_or((cid, ""));
@@ -874,17 +896,17 @@ impl ResourceProvider for AwsProvider {
                     .route_table_id(rtb)
                     .destination_cidr_block(dest)
                     .send()
+                    .named("DeleteRoute", id)
                     .await
-                    .map(|_| ())
-                    .map_err(|e| err("DeleteRoute", id, e))
+                    .map(drop)
             }
             ResourceKind::Peering => c
                 .delete_vpc_peering_connection()
                 .vpc_peering_connection_id(cid)
                 .send()
+                .named("DeleteVpcPeeringConnection", id)
                 .await
-                .map(|_| ())
-                .map_err(|e| err("DeleteVpcPeeringConnection", id, e)),
+                .map(drop),
             ResourceKind::VpnGateway => {
                 if let Some(vpc) = current.links.first().filter(|v| !v.is_empty()) {
                     if let Err(e) = c
@@ -906,17 +928,17 @@ impl ResourceProvider for AwsProvider {
                     .delete_vpn_gateway()
                     .vpn_gateway_id(cid)
                     .send()
+                    .named("DeleteVpnGateway", id)
                     .await
-                    .map(|_| ())
-                    .map_err(|e| err("DeleteVpnGateway", id, e))
+                    .map(drop)
             }
             ResourceKind::PrivateEndpoint => c
                 .delete_vpc_endpoints()
                 .vpc_endpoint_ids(cid)
                 .send()
+                .named("DeleteVpcEndpoints", id)
                 .await
-                .map(|_| ())
-                .map_err(|e| err("DeleteVpcEndpoints", id, e)),
+                .map(drop),
             other => Err(self.unsupported(id, other)),
         }
     }
@@ -970,9 +992,9 @@ impl AwsProvider {
             .accept_vpc_peering_connection()
             .vpc_peering_connection_id(pcx)
             .send()
+            .named("AcceptVpcPeeringConnection", id)
             .await
-            .map(|_| ())
-            .map_err(|e| err("AcceptVpcPeeringConnection", id, e))
+            .map(drop)
     }
 }
 

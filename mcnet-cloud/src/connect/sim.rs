@@ -449,6 +449,11 @@ impl SimProvider {
     }
 
     fn status(&self, r: &SimResource, now: u64) -> (ResourceState, String) {
+        self.status_in(self.scope, r, now)
+    }
+
+    /// The state of `r`, stored in `scope`'s file, at time `now`.
+    fn status_in(&self, scope: Scope, r: &SimResource, now: u64) -> (ResourceState, String) {
         let step = self.cloud.config.step_ms;
         let age = now.saturating_sub(r.created_ms);
         let stage = |names: &[&str]| -> (ResourceState, String) {
@@ -460,7 +465,7 @@ impl SimProvider {
                 (ResourceState::Pending(s.clone()), s)
             }
         };
-        match (&r.spec, self.scope) {
+        match (&r.spec, scope) {
             (Spec::Peering { .. }, Scope::Aws) => match r.accepted_ms {
                 None => {
                     let s = "pending-acceptance".to_string();
@@ -525,13 +530,9 @@ impl SimProvider {
             return false;
         };
         let now = now_ms();
-        let sim = SimProvider {
-            scope: Scope::Megaport,
-            cloud: Arc::clone(&self.cloud),
-            calls: AtomicU64::new(0),
-        };
         mp.resources.values().any(|v| {
-            v.outputs.get("partnerKey") == Some(key) && sim.status(v, now).0 == ResourceState::Ready
+            v.outputs.get("partnerKey") == Some(key)
+                && self.status_in(Scope::Megaport, v, now).0 == ResourceState::Ready
         })
     }
 
@@ -790,10 +791,11 @@ impl ResourceProvider for SimProvider {
         let now = now_ms();
         let idx = self.index()?;
         let mut out = Vec::new();
-        // One list call per kind, as the clouds' describe/list APIs go.
+        // One list call per kind, as the clouds' describe/list APIs go; the
+        // file is read once for all of them.
+        let st = self.cloud.read(self.scope)?;
         for kind in self.kinds() {
             self.gate(&format!("list {kind}"), "")?;
-            let st = self.cloud.read(self.scope)?;
             for (cid, r) in &st.resources {
                 if r.spec.kind() != *kind {
                     continue;

@@ -365,6 +365,25 @@ impl Ctx {
         tokio::time::sleep(self.opts.retry.delay(attempt, self.jitter())).await;
     }
 
+    /// Runs `call` until it succeeds, fails for good, or has used every
+    /// attempt, backing off after each throttled or transient failure.
+    async fn retrying<T, F, Fut>(&self, resource: &str, mut call: F) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let mut failures = 0;
+        loop {
+            match call().await {
+                Err(e) if e.kind.retryable() && failures + 1 < self.opts.retry.attempts.max(1) => {
+                    failures += 1;
+                    self.backoff(resource, failures, &e).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
     /// Polls until `o` is ready (or, with `gone`, until it no longer exists).
     async fn wait(
         &self,
@@ -435,53 +454,43 @@ async fn update(
     d: &super::resource::Desired,
     cur: &Observed,
 ) -> Result<Observed, ProviderError> {
-    let mut n = 0;
-    loop {
+    ctx.retrying(&a.resource, || async {
         let known = ctx.snapshot();
-        match p
-            .update(&ctx.owner, d, cur, Refs::new(a.provider, &known))
+        p.update(&ctx.owner, d, cur, Refs::new(a.provider, &known))
             .await
-        {
-            Ok(o) => return Ok(o),
-            Err(e) if e.kind.retryable() && n + 1 < ctx.opts.retry.attempts.max(1) => {
-                n += 1;
-                ctx.backoff(&a.resource, n, &e).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    })
+    .await
 }
 
 async fn run_step(ctx: Arc<Ctx>, a: Action, phase: Phase) -> Result<(), ProviderError> {
     let p = ctx.providers.get(a.provider)?.clone();
-    let attempts = ctx.opts.retry.attempts.max(1);
     match phase {
         Phase::Create => {
             let d = a.desired.as_ref().expect("a create has a desired shape");
-            let mut n = 0;
-            let created = loop {
-                let known = ctx.snapshot();
-                match p.create(&ctx.owner, d, Refs::new(a.provider, &known)).await {
-                    Ok(o) => break o,
-                    Err(e) if e.kind.retryable() && n + 1 < attempts => {
-                        n += 1;
-                        ctx.backoff(&a.resource, n, &e).await;
-                        // A timed-out create may have happened: look first.
-                        if e.kind == ErrorKind::Transient {
-                            if let Ok(Some(o)) = p.lookup(&ctx.owner, d).await {
-                                // Adopted: finish what the lost call left
-                                // half done (a peering not yet accepted).
-                                if o.state != ResourceState::Ready
-                                    || !d.spec.diff(&o.spec).is_empty()
-                                {
-                                    break update(&ctx, p.as_ref(), &a, d, &o).await?;
-                                }
-                                break o;
+            let (created, adopted) = ctx
+                .retrying(&a.resource, || async {
+                    let known = ctx.snapshot();
+                    match p.create(&ctx.owner, d, Refs::new(a.provider, &known)).await {
+                        Ok(o) => Ok((o, false)),
+                        // A timed-out create may have happened: look before retrying.
+                        Err(e) if e.kind == ErrorKind::Transient => {
+                            match p.lookup(&ctx.owner, d).await {
+                                Ok(Some(o)) => Ok((o, true)),
+                                _ => Err(e),
                             }
                         }
+                        Err(e) => Err(e),
                     }
-                    Err(e) => return Err(e),
-                }
+                })
+                .await?;
+            // Adopted: finish what the lost call left half done (a peering
+            // not yet accepted).
+            let created = if adopted
+                && (created.state != ResourceState::Ready || !d.spec.diff(&created.spec).is_empty())
+            {
+                update(&ctx, p.as_ref(), &a, d, &created).await?
+            } else {
+                created
             };
             let ready = ctx.wait(p.as_ref(), created, false).await?;
             ctx.record(ready);
@@ -495,18 +504,13 @@ async fn run_step(ctx: Arc<Ctx>, a: Action, phase: Phase) -> Result<(), Provider
         }
         Phase::Delete => {
             let cur = a.current.clone().expect("a delete has a current resource");
-            let mut n = 0;
-            loop {
+            ctx.retrying(&a.resource, || async {
                 match p.delete(&cur).await {
-                    Ok(()) => break,
-                    Err(e) if e.kind == ErrorKind::NotFound => break,
-                    Err(e) if e.kind.retryable() && n + 1 < attempts => {
-                        n += 1;
-                        ctx.backoff(&a.resource, n, &e).await;
-                    }
-                    Err(e) => return Err(e),
+                    Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+                    other => other,
                 }
-            }
+            })
+            .await?;
             ctx.wait(p.as_ref(), cur.clone(), true).await?;
             let mut known = ctx.known.lock().unwrap_or_else(|p| p.into_inner());
             if known

@@ -83,6 +83,7 @@ fn lock_state(dir: &Path) -> anyhow::Result<StateLock> {
 }
 
 struct Setup {
+    _lock: StateLock,
     owner: Owner,
     scopes: BTreeSet<Scope>,
     providers: Providers,
@@ -94,6 +95,7 @@ async fn setup(c: &Common) -> anyhow::Result<Option<Setup>> {
         return Ok(None);
     };
     let state = PathBuf::from(&c.state);
+    let lock = lock_state(&state)?;
     let scopes: BTreeSet<Scope> = match c.provider {
         ProviderArg::Sim | ProviderArg::All => Scope::ALL.into_iter().collect(),
         ProviderArg::Aws => [Scope::Aws].into(),
@@ -113,6 +115,7 @@ async fn setup(c: &Common) -> anyhow::Result<Option<Setup>> {
         }
     }
     Ok(Some(Setup {
+        _lock: lock,
         owner: Owner {
             topology: t.metadata.name.clone(),
         },
@@ -132,6 +135,20 @@ async fn make_plan(s: &Setup, destroy: bool) -> anyhow::Result<Plan> {
     Ok(reconcile::plan(&s.owner.topology, &s.scopes, &want, &have))
 }
 
+/// Loads the topology, builds the providers, takes the state lock and
+/// plans: what every command does first. `None` when the topology is invalid.
+fn start(
+    c: &Common,
+    destroy: bool,
+) -> anyhow::Result<Option<(tokio::runtime::Runtime, Setup, Plan)>> {
+    let rt = runtime()?;
+    let Some(s) = rt.block_on(setup(c))? else {
+        return Ok(None);
+    };
+    let p = rt.block_on(make_plan(&s, destroy))?;
+    Ok(Some((rt, s, p)))
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -140,12 +157,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub fn plan(c: &Common) -> anyhow::Result<ExitCode> {
-    let rt = runtime()?;
-    let Some(s) = rt.block_on(setup(c))? else {
+    let Some((_rt, s, p)) = start(c, false)? else {
         return Ok(ExitCode::from(1));
     };
-    let _lock = lock_state(Path::new(&c.state))?;
-    let p = rt.block_on(make_plan(&s, false))?;
     match c.output {
         Format::Json => {
             let mut v = serde_json::to_value(&p)?;
@@ -158,12 +172,9 @@ pub fn plan(c: &Common) -> anyhow::Result<ExitCode> {
 }
 
 pub fn drift(c: &Common) -> anyhow::Result<ExitCode> {
-    let rt = runtime()?;
-    let Some(s) = rt.block_on(setup(c))? else {
+    let Some((_rt, _held, p)) = start(c, false)? else {
         return Ok(ExitCode::from(1));
     };
-    let _lock = lock_state(Path::new(&c.state))?;
-    let p = rt.block_on(make_plan(&s, false))?;
     let items = reconcile::drift(&p);
     match c.output {
         Format::Json => print_json(&json!({
@@ -210,12 +221,9 @@ pub fn drift(c: &Common) -> anyhow::Result<ExitCode> {
 
 pub fn apply(a: &ApplyArgs, destroy: bool) -> anyhow::Result<ExitCode> {
     let c = &a.common;
-    let rt = runtime()?;
-    let Some(s) = rt.block_on(setup(c))? else {
+    let Some((rt, s, p)) = start(c, destroy)? else {
         return Ok(ExitCode::from(1));
     };
-    let _lock = lock_state(Path::new(&c.state))?;
-    let p = rt.block_on(make_plan(&s, destroy))?;
     if p.is_empty() {
         match c.output {
             Format::Json => print_json(&json!({"plan": p, "report": null}))?,
