@@ -3,6 +3,8 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "megaport")]
+pub mod megaport;
 pub mod sim;
 
 pub use sim::{SimCloud, SimConfig, SimProvider};

@@ -307,11 +307,25 @@ impl Providers {
         })
     }
 
-    /// Observes every configured provider.
+    /// Observes every configured provider. A reference one provider could
+    /// not name (`unmanaged:<cloud id>`) is named here when another
+    /// provider owns that cloud id: a VXC a cloud resource waits on.
     pub async fn observe(&self, owner: &Owner) -> Result<Vec<Observed>, ProviderError> {
         let mut all = Vec::new();
         for p in self.0.values() {
             all.extend(p.observe(owner).await?);
+        }
+        let names: BTreeMap<String, String> = all
+            .iter()
+            .map(|o| (o.cloud_id.clone(), o.id.clone()))
+            .collect();
+        for o in &mut all {
+            o.spec.map_refs(
+                |r| match r.strip_prefix("unmanaged:").and_then(|c| names.get(c)) {
+                    Some(id) => id.clone(),
+                    None => r.to_string(),
+                },
+            );
         }
         Ok(all)
     }

@@ -28,8 +28,12 @@ pub async fn real(
             let p = mcnet_cloud::connect::aws::AwsProvider::new(regions, c.aws_endpoint.clone()).await;
             Ok(Arc::new(p))
         }
+        Scope::Megaport => {
+            use mcnet_cloud::connect::megaport::{MegaportConfig, MegaportProvider};
+            Ok(Arc::new(MegaportProvider::new(MegaportConfig::from_env(None)?)?))
+        }
         other => bail!(
-            "the {other} provider is not in this build yet (only sim and aws are); use --provider sim to plan it"
+            "the {other} provider is not in this build yet (sim, aws and megaport are); use --provider sim to plan it"
         ),
     }
 }

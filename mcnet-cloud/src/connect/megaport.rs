@@ -1,0 +1,949 @@
+//! Megaport over its REST API (feature `megaport`): OAuth2 client
+//! credentials, locations, MCR validate and buy, VXCs from the MCR to AWS
+//! (hosted connection), Azure (service key) and Google (pairing key),
+//! product get, list, update and cancel, provisioning-state polling and
+//! pricing.
+//!
+//! Ownership: Megaport products have no free-form tags in the product list,
+//! so mcnet writes `mcnet:<topology>:<logical id>` into each product's cost
+//! centre and reads it back from the one `GET /v2/products` call a no-op
+//! plan makes.
+//!
+//! Configuration comes from the environment: `MEGAPORT_ACCESS_KEY`,
+//! `MEGAPORT_SECRET_KEY`, `MEGAPORT_API_URL` (default
+//! `https://api.megaport.com`), `MEGAPORT_AUTH_URL` (default
+//! `https://auth-m2m.megaport.com/oauth2/token`) and, for AWS hosted
+//! connections, `MEGAPORT_AWS_ACCOUNT` (the AWS account that accepts them).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use mcnet_core::reconcile::{
+    Desired, ErrorKind, InterconnectProvider, Observed, Owner, ProviderError, Quote, Refs,
+    ResourceKind, ResourceProvider, ResourceState, Scope, Spec, VxcBgp,
+};
+use serde_json::{json, Value};
+
+const KINDS: &[ResourceKind] = &[ResourceKind::Router, ResourceKind::Vxc];
+
+/// Where and how to reach Megaport.
+#[derive(Clone)]
+pub struct MegaportConfig {
+    /// API base URL, without a trailing slash.
+    pub api_url: String,
+    /// The OAuth2 token endpoint.
+    pub auth_url: String,
+    /// Client id (API key).
+    pub access_key: String,
+    /// Client secret.
+    pub secret_key: String,
+    /// AWS account for hosted connections.
+    pub aws_account: Option<String>,
+}
+
+impl std::fmt::Debug for MegaportConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MegaportConfig")
+            .field("api_url", &self.api_url)
+            .field("auth_url", &self.auth_url)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(op: &str, msg: String) -> ProviderError {
+    ProviderError::new(Scope::Megaport, ErrorKind::Invalid, op, msg)
+}
+
+impl MegaportConfig {
+    /// Reads the environment (see the module docs); `api_url` overrides it.
+    pub fn from_env(api_url: Option<String>) -> Result<MegaportConfig, ProviderError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let need = |k: &str| {
+            var(k).ok_or_else(|| {
+                ProviderError::new(
+                    Scope::Megaport,
+                    ErrorKind::Auth,
+                    "configure",
+                    format!("{k} is not set"),
+                )
+            })
+        };
+        Ok(MegaportConfig {
+            api_url: api_url
+                .or_else(|| var("MEGAPORT_API_URL"))
+                .unwrap_or_else(|| "https://api.megaport.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            auth_url: var("MEGAPORT_AUTH_URL")
+                .unwrap_or_else(|| "https://auth-m2m.megaport.com/oauth2/token".into()),
+            access_key: need("MEGAPORT_ACCESS_KEY")?,
+            secret_key: need("MEGAPORT_SECRET_KEY")?,
+            aws_account: var("MEGAPORT_AWS_ACCOUNT"),
+        })
+    }
+}
+
+/// The Megaport provider.
+pub struct MegaportProvider {
+    cfg: MegaportConfig,
+    http: reqwest::Client,
+    token: tokio::sync::Mutex<Option<(String, Instant)>>,
+    calls: AtomicU64,
+}
+
+impl std::fmt::Debug for MegaportProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MegaportProvider")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn cost_centre(owner: &Owner, id: &str) -> String {
+    format!("mcnet:{}:{id}", owner.topology)
+}
+
+/// The logical id in a cost centre written for `owner`.
+fn owned(owner: &Owner, cost_centre: &str) -> Option<String> {
+    cost_centre
+        .strip_prefix("mcnet:")?
+        .strip_prefix(owner.topology.as_str())?
+        .strip_prefix(':')
+        .map(str::to_string)
+}
+
+fn state_of(status: &str) -> Option<ResourceState> {
+    match status {
+        "LIVE" => Some(ResourceState::Ready),
+        "DECOMMISSIONED" | "CANCELLED" | "DECOMMISSIONING" => None,
+        "FAILED" => Some(ResourceState::Failed(status.into())),
+        other => Some(ResourceState::Pending(other.into())),
+    }
+}
+
+/// The on-ramp kind of a VXC's B end, from its CSP connection type.
+fn target_of(connect_type: &str) -> Option<&'static str> {
+    match connect_type {
+        "AWS" | "AWSHC" => Some("aws-direct-connect"),
+        "AZURE" => Some("azure-expressroute"),
+        "GOOGLE" => Some("gcp-partner-interconnect"),
+        _ => None,
+    }
+}
+
+/// Percent-encodes a value for one URL path segment (a GCP pairing key
+/// holds slashes).
+fn path_segment(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+fn n(v: &Value) -> u32 {
+    v.as_u64()
+        .and_then(|x| u32::try_from(x).ok())
+        .unwrap_or_default()
+}
+
+/// A product's CSP connections (an object or an array, depending on the call).
+fn csp_connections(p: &Value) -> Vec<&Value> {
+    match &p["resources"]["csp_connection"] {
+        Value::Array(a) => a.iter().collect(),
+        o @ Value::Object(_) => vec![o],
+        _ => vec![],
+    }
+}
+
+/// The MCR (A end) configuration: one interface with the BGP sessions,
+/// whose prefix filters reference the MCR's prefix lists by id.
+fn vrouter_config(bgp: &VxcBgp, import: Option<u64>, export: Option<u64>) -> Value {
+    let mut ips: Vec<&str> = bgp
+        .peers
+        .iter()
+        .map(|(local, _, _)| local.as_str())
+        .collect();
+    ips.dedup();
+    let conns: Vec<Value> = bgp
+        .peers
+        .iter()
+        .map(|(local, peer, asn)| {
+            json!({
+                "peerAsn": asn,
+                "localIpAddress": local.split('/').next().unwrap_or_default(),
+                "peerIpAddress": peer,
+                "shutdown": false,
+                "bfdEnabled": false,
+                "importWhitelist": import,
+                "exportWhitelist": export,
+            })
+        })
+        .collect();
+    json!({"interfaces": [{"ipAddresses": ips, "bgpConnections": conns}]})
+}
+
+impl MegaportProvider {
+    /// A provider for `cfg`.
+    pub fn new(cfg: MegaportConfig) -> Result<MegaportProvider, ProviderError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| invalid("configure", format!("HTTP client: {e}")))?;
+        Ok(MegaportProvider {
+            cfg,
+            http,
+            token: tokio::sync::Mutex::new(None),
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    /// A bearer token, fetched with the client credentials and reused until
+    /// a minute before it expires.
+    async fn token(&self) -> Result<String, ProviderError> {
+        let mut t = self.token.lock().await;
+        if let Some((tok, until)) = t.as_ref() {
+            if Instant::now() < *until {
+                return Ok(tok.clone());
+            }
+        }
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let r = self
+            .http
+            .post(&self.cfg.auth_url)
+            .basic_auth(&self.cfg.access_key, Some(&self.cfg.secret_key))
+            .query(&[("grant_type", "client_credentials")])
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                ProviderError::new(
+                    Scope::Megaport,
+                    ErrorKind::Transient,
+                    "token",
+                    e.to_string(),
+                )
+            })?;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let kind = if status.as_u16() == 429 {
+                ErrorKind::Throttled
+            } else {
+                ErrorKind::Auth
+            };
+            return Err(ProviderError::new(
+                Scope::Megaport,
+                kind,
+                "token",
+                format!("the token endpoint refused the client credentials ({status})"),
+            ));
+        }
+        let tok = s(&body["access_token"]).to_string();
+        let ttl = body["expires_in"].as_u64().unwrap_or(3600);
+        *t = Some((
+            tok.clone(),
+            Instant::now() + Duration::from_secs(ttl.saturating_sub(60)),
+        ));
+        Ok(tok)
+    }
+
+    /// One API call; returns the body's `data` (or the body when it has none).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<Value, ProviderError> {
+        let token = self.token().await?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let op = format!("{method} {path}");
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.cfg.api_url))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.map_err(|e| {
+            ProviderError::new(
+                Scope::Megaport,
+                ErrorKind::Transient,
+                &op,
+                format!("{what}: {e}"),
+            )
+        })?;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(match body.get("data") {
+                Some(d) => d.clone(),
+                None => body,
+            });
+        }
+        let kind = match status.as_u16() {
+            401 | 403 => {
+                *self.token.lock().await = None;
+                ErrorKind::Auth
+            }
+            404 => ErrorKind::NotFound,
+            409 => ErrorKind::Conflict,
+            429 => ErrorKind::Throttled,
+            400 | 422 => ErrorKind::Invalid,
+            _ => ErrorKind::Transient,
+        };
+        let msg = body["message"].as_str().unwrap_or("no message").to_string();
+        Err(ProviderError::new(
+            Scope::Megaport,
+            kind,
+            op,
+            format!("{what}: {msg} ({status})"),
+        )
+        .with_code(status.as_u16().to_string()))
+    }
+
+    fn observed(
+        &self,
+        id: String,
+        p: &Value,
+        spec: Spec,
+        outputs: BTreeMap<String, String>,
+    ) -> Option<Observed> {
+        let status = s(&p["provisioningStatus"]);
+        let state = state_of(status)?;
+        let mut outputs = outputs;
+        outputs.insert("status".into(), status.into());
+        Some(Observed {
+            id,
+            cloud_id: s(&p["productUid"]).into(),
+            scope: Scope::Megaport,
+            spec,
+            state,
+            outputs,
+            links: vec![],
+        })
+    }
+
+    fn router(&self, owner: &Owner, p: &Value) -> Option<Observed> {
+        let id = owned(owner, s(&p["costCentre"]))?;
+        let zone = s(&p["diversityZone"]);
+        let spec = Spec::Router {
+            name: s(&p["productName"]).into(),
+            location_id: n(&p["locationId"]),
+            speed_mbps: n(&p["portSpeed"]),
+            asn: n(&p["resources"]["virtual_router"]["mcrASN"]),
+            diversity_zone: (!zone.is_empty()).then(|| zone.to_string()),
+            term_months: n(&p["contractTermMonths"]),
+        };
+        self.observed(id, p, spec, BTreeMap::new())
+    }
+
+    fn vxc(
+        &self,
+        owner: &Owner,
+        p: &Value,
+        routers: &BTreeMap<String, String>,
+        lists: &BTreeMap<u64, Vec<String>>,
+    ) -> Option<Observed> {
+        let id = owned(owner, s(&p["costCentre"]))?;
+        let conns = csp_connections(p);
+        let vrouter = conns.iter().find(|c| c["connectType"] == "VROUTER");
+        let csp = conns
+            .iter()
+            .find(|c| target_of(s(&c["connectType"])).is_some());
+        let target = csp
+            .and_then(|c| target_of(s(&c["connectType"])))
+            .unwrap_or("unknown");
+        let name = id.strip_prefix("vxc/").unwrap_or(&id);
+        // The B end's key came from the cloud resource desired() names for this VXC.
+        let partner = match target {
+            "azure-expressroute" => Some(format!("interconnect-gateway/{name}")),
+            "gcp-partner-interconnect" => Some(format!("interconnect-attachment/{name}")),
+            _ => None,
+        };
+        let mut bgp = VxcBgp::default();
+        if let Some(v) = vrouter {
+            for i in v["interfaces"].as_array().into_iter().flatten() {
+                let local = i["ipAddresses"][0].as_str().unwrap_or_default();
+                for b in i["bgpConnections"].as_array().into_iter().flatten() {
+                    bgp.peers.push((
+                        local.into(),
+                        s(&b["peerIpAddress"]).into(),
+                        n(&b["peerAsn"]),
+                    ));
+                    let list = |k: &str| -> Vec<String> {
+                        b[k].as_u64()
+                            .and_then(|id| lists.get(&id))
+                            .cloned()
+                            .unwrap_or_default()
+                    };
+                    bgp.import = list("importWhitelist");
+                    bgp.export = list("exportWhitelist");
+                }
+            }
+        }
+        let a_uid = s(&p["aEnd"]["productUid"]);
+        let spec = Spec::Vxc {
+            name: s(&p["productName"]).into(),
+            router: routers
+                .get(a_uid)
+                .cloned()
+                .unwrap_or_else(|| format!("unmanaged:{a_uid}")),
+            target: target.into(),
+            partner,
+            rate_limit_mbps: n(&p["rateLimit"]),
+            vlan: p["aEnd"]["vlan"]
+                .as_u64()
+                .and_then(|v| u16::try_from(v).ok()),
+            bgp,
+        };
+        let mut outputs = BTreeMap::new();
+        if let Some(c) = csp {
+            for k in ["service_key", "pairingKey", "connectionId"] {
+                if let Some(v) = c[k].as_str() {
+                    outputs.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        let mut o = self.observed(id, p, spec, outputs)?;
+        o.links = vec![a_uid.to_string()];
+        Some(o)
+    }
+
+    /// The B end for a VXC: the partner port and its CSP configuration.
+    async fn b_end(
+        &self,
+        r: &Desired,
+        target: &str,
+        partner: Option<&str>,
+        refs: &Refs<'_>,
+        location: u32,
+    ) -> Result<Value, ProviderError> {
+        let id = r.id.as_str();
+        match target {
+            "azure-expressroute" => {
+                let key = refs.output(partner.unwrap_or_default(), "serviceKey")?;
+                let d = self
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/v2/secure/azure/{}", path_segment(key)),
+                        None,
+                        id,
+                    )
+                    .await?;
+                let port = s(&d["megaports"][0]["productUid"]).to_string();
+                Ok(json!({"productUid": port, "partnerConfig": {
+                    "connectType": "AZURE", "serviceKey": key, "peers": [{"type": "private"}],
+                }}))
+            }
+            "gcp-partner-interconnect" => {
+                let key = refs.output(partner.unwrap_or_default(), "pairingKey")?;
+                let d = self
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/v2/secure/google/{}", path_segment(key)),
+                        None,
+                        id,
+                    )
+                    .await?;
+                let port = s(&d["megaports"][0]["productUid"]).to_string();
+                Ok(
+                    json!({"productUid": port, "partnerConfig": {"connectType": "GOOGLE", "pairingKey": key}}),
+                )
+            }
+            "aws-direct-connect" => {
+                let account = self.cfg.aws_account.clone().ok_or_else(|| {
+                    invalid("configure", format!("{id}: MEGAPORT_AWS_ACCOUNT is not set (the AWS account that accepts the hosted connection)"))
+                })?;
+                let ports = self
+                    .call(
+                        reqwest::Method::GET,
+                        "/v2/dropdowns/partner/megaports",
+                        None,
+                        id,
+                    )
+                    .await?;
+                let port = ports
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|p| p["connectType"] == "AWSHC" && n(&p["locationId"]) == location)
+                    .map(|p| s(&p["productUid"]).to_string())
+                    .ok_or_else(|| {
+                        invalid(
+                            "select port",
+                            format!("{id}: no AWS hosted-connection port at location {location}"),
+                        )
+                    })?;
+                Ok(json!({"productUid": port, "partnerConfig": {
+                    "connectType": "AWSHC", "type": "private", "ownerAccount": account,
+                    "name": r.id.trim_start_matches("vxc/"),
+                }}))
+            }
+            other => Err(invalid(
+                "buy VXC",
+                format!("{id}: unknown target `{other}`"),
+            )),
+        }
+    }
+
+    /// Checks that `location` exists and offers an MCR of `speed` (in
+    /// `zone`, when one is asked for), before anything is ordered.
+    async fn check_location(
+        &self,
+        id: &str,
+        location: u32,
+        speed: u32,
+        zone: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        let all = self
+            .call(reqwest::Method::GET, "/v3/locations", None, id)
+            .await?;
+        let Some(loc) = all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| n(&l["id"]) == location)
+        else {
+            return Err(invalid(
+                "locations",
+                format!("{id}: Megaport has no location {location}"),
+            ));
+        };
+        let mut speeds: Vec<u32> = loc["diversityZones"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(z, _)| zone.is_none_or(|want| want == z.as_str()))
+            .flat_map(|(_, z)| z["mcrSpeedMbps"].as_array().into_iter().flatten().map(n))
+            .collect();
+        speeds.sort_unstable();
+        speeds.dedup();
+        if !speeds.contains(&speed) {
+            return Err(invalid(
+                "locations",
+                format!(
+                    "{id}: {} offers MCR speeds {speeds:?} Mbps, not {speed}",
+                    s(&loc["name"])
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validates an order (`/v3/networkdesign/validate`), then buys it
+    /// (`/v4/networkdesign/buy`); returns the buy's `data`.
+    async fn buy(&self, order: Value, what: &str) -> Result<Value, ProviderError> {
+        self.call(
+            reqwest::Method::POST,
+            "/v3/networkdesign/validate",
+            Some(order.clone()),
+            what,
+        )
+        .await?;
+        let body = json!({"networkDesign": order, "discountCodes": []});
+        self.call(
+            reqwest::Method::POST,
+            "/v4/networkdesign/buy",
+            Some(body),
+            what,
+        )
+        .await
+    }
+
+    /// Makes the MCR's prefix list for one VXC and direction hold
+    /// `prefixes` (creating or replacing it); its id, or `None` when empty.
+    async fn prefix_list(
+        &self,
+        owner: &Owner,
+        mcr: &str,
+        vxc_id: &str,
+        dir: &str,
+        prefixes: &[String],
+    ) -> Result<Option<u64>, ProviderError> {
+        if prefixes.is_empty() {
+            return Ok(None);
+        }
+        let desc = format!("{}:{dir}", cost_centre(owner, vxc_id));
+        let body = json!({
+            "description": desc,
+            "addressFamily": "IPv4",
+            "entries": prefixes.iter().map(|p| json!({"action": "permit", "prefix": p})).collect::<Vec<_>>(),
+        });
+        let base = format!("/v2/product/mcr2/{mcr}");
+        let lists = self
+            .call(
+                reqwest::Method::GET,
+                &format!("{base}/prefixLists"),
+                None,
+                vxc_id,
+            )
+            .await?;
+        let existing = lists
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["description"] == desc.as_str());
+        let id = match existing.and_then(|l| l["id"].as_u64()) {
+            Some(id) => {
+                self.call(
+                    reqwest::Method::PUT,
+                    &format!("{base}/prefixList/{id}"),
+                    Some(body),
+                    vxc_id,
+                )
+                .await?;
+                id
+            }
+            None => {
+                let d = self
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("{base}/prefixList"),
+                        Some(body),
+                        vxc_id,
+                    )
+                    .await?;
+                d["id"].as_u64().ok_or_else(|| {
+                    invalid("prefix list", format!("{vxc_id}: no list id returned"))
+                })?
+            }
+        };
+        Ok(Some(id))
+    }
+
+    /// The A-end configuration of a VXC, with its prefix lists in place.
+    async fn a_end_config(
+        &self,
+        owner: &Owner,
+        mcr: &str,
+        id: &str,
+        bgp: &VxcBgp,
+    ) -> Result<Value, ProviderError> {
+        let import = self
+            .prefix_list(owner, mcr, id, "import", &bgp.import)
+            .await?;
+        let export = self
+            .prefix_list(owner, mcr, id, "export", &bgp.export)
+            .await?;
+        Ok(vrouter_config(bgp, import, export))
+    }
+
+    /// Prefix lists of one MCR: id → prefixes.
+    async fn prefix_lists(
+        &self,
+        mcr: &str,
+        ids: &[u64],
+    ) -> Result<BTreeMap<u64, Vec<String>>, ProviderError> {
+        let mut out = BTreeMap::new();
+        for id in ids {
+            let l = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v2/product/mcr2/{mcr}/prefixList/{id}"),
+                    None,
+                    mcr,
+                )
+                .await?;
+            let prefixes = l["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| s(&e["prefix"]).to_string())
+                .collect();
+            out.insert(*id, prefixes);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ResourceProvider for MegaportProvider {
+    fn scope(&self) -> Scope {
+        Scope::Megaport
+    }
+
+    fn kinds(&self) -> &'static [ResourceKind] {
+        KINDS
+    }
+
+    async fn observe(&self, owner: &Owner) -> Result<Vec<Observed>, ProviderError> {
+        // One call: MCRs come with their VXCs.
+        let products = self
+            .call(reqwest::Method::GET, "/v2/products", None, "list products")
+            .await?;
+        let list = products.as_array().cloned().unwrap_or_default();
+        let mut out = Vec::new();
+        let mut routers = BTreeMap::new();
+        for p in list
+            .iter()
+            .filter(|p| s(&p["productType"]).starts_with("MCR"))
+        {
+            if let Some(o) = self.router(owner, p) {
+                routers.insert(o.cloud_id.clone(), o.id.clone());
+                out.push(o);
+            }
+        }
+        // Ours, once each (a VXC shows under both of its ends).
+        let mut vxcs: BTreeMap<String, &Value> = BTreeMap::new();
+        for p in &list {
+            for v in p["associatedVxcs"].as_array().into_iter().flatten() {
+                if owned(owner, s(&v["costCentre"])).is_some() {
+                    vxcs.insert(s(&v["productUid"]).to_string(), v);
+                }
+            }
+        }
+        // Their prefix lists: one read per list, which the API has no bulk call for.
+        let mut wanted: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for v in vxcs.values() {
+            for c in csp_connections(v) {
+                for i in c["interfaces"].as_array().into_iter().flatten() {
+                    for b in i["bgpConnections"].as_array().into_iter().flatten() {
+                        for k in ["importWhitelist", "exportWhitelist"] {
+                            if let Some(id) = b[k].as_u64() {
+                                wanted
+                                    .entry(s(&v["aEnd"]["productUid"]).to_string())
+                                    .or_default()
+                                    .push(id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut lists = BTreeMap::new();
+        for (mcr, ids) in &wanted {
+            lists.extend(self.prefix_lists(mcr, ids).await?);
+        }
+        for v in vxcs.values() {
+            out.extend(self.vxc(owner, v, &routers, &lists));
+        }
+        Ok(out)
+    }
+
+    async fn create(
+        &self,
+        owner: &Owner,
+        r: &Desired,
+        refs: Refs<'_>,
+    ) -> Result<Observed, ProviderError> {
+        let uid = match &r.spec {
+            Spec::Router {
+                name,
+                location_id,
+                speed_mbps,
+                asn,
+                diversity_zone,
+                term_months,
+            } => {
+                self.check_location(&r.id, *location_id, *speed_mbps, diversity_zone.as_deref())
+                    .await?;
+                let order = json!([{
+                    "locationId": location_id,
+                    "productName": name,
+                    "productType": "MCR2",
+                    "portSpeed": speed_mbps,
+                    "term": term_months,
+                    "costCentre": cost_centre(owner, &r.id),
+                    "config": {"mcrAsn": asn, "diversityZone": diversity_zone},
+                }]);
+                let d = self.buy(order, &r.id).await?;
+                s(&d[0]["technicalServiceUid"]).to_string()
+            }
+            Spec::Vxc {
+                name,
+                router,
+                target,
+                partner,
+                rate_limit_mbps,
+                vlan,
+                bgp,
+            } => {
+                let mcr = refs.get(router)?;
+                let location = match &mcr.spec {
+                    Spec::Router { location_id, .. } => *location_id,
+                    _ => 0,
+                };
+                let b_end = self
+                    .b_end(r, target, partner.as_deref(), &refs, location)
+                    .await?;
+                let a_config = self.a_end_config(owner, &mcr.cloud_id, &r.id, bgp).await?;
+                let order = json!([{
+                    "productUid": mcr.cloud_id,
+                    "associatedVxcs": [{
+                        "productName": name,
+                        "rateLimit": rate_limit_mbps,
+                        "term": 1,
+                        "costCentre": cost_centre(owner, &r.id),
+                        "aEnd": {"vlan": vlan, "partnerConfig": a_config},
+                        "bEnd": b_end,
+                    }],
+                }]);
+                let d = self.buy(order, &r.id).await?;
+                s(&d[0]["vxcJTechnicalServiceUid"]).to_string()
+            }
+            other => {
+                return Err(invalid(
+                    "buy",
+                    format!("{}: Megaport does not sell a {}", r.id, other.kind()),
+                ))
+            }
+        };
+        if uid.is_empty() {
+            return Err(invalid(
+                "buy",
+                format!("{}: the order returned no product id", r.id),
+            ));
+        }
+        Ok(Observed {
+            id: r.id.clone(),
+            cloud_id: uid,
+            scope: Scope::Megaport,
+            spec: r.spec.clone(),
+            state: ResourceState::Pending("ordered".into()),
+            outputs: BTreeMap::new(),
+            links: vec![],
+        })
+    }
+
+    async fn update(
+        &self,
+        owner: &Owner,
+        r: &Desired,
+        current: &Observed,
+        _refs: Refs<'_>,
+    ) -> Result<Observed, ProviderError> {
+        let path_body = match &r.spec {
+            Spec::Router { name, .. } => (
+                format!("/v2/product/mcr2/{}", current.cloud_id),
+                json!({"name": name, "costCentre": cost_centre(owner, &r.id)}),
+            ),
+            Spec::Vxc {
+                name,
+                rate_limit_mbps,
+                vlan,
+                bgp,
+                ..
+            } => {
+                let mcr = current.links.first().cloned().unwrap_or_default();
+                let config = self.a_end_config(owner, &mcr, &r.id, bgp).await?;
+                (
+                    format!("/v3/product/vxc/{}", current.cloud_id),
+                    json!({
+                        "name": name,
+                        "rateLimit": rate_limit_mbps,
+                        "aEndVlan": vlan,
+                        "costCentre": cost_centre(owner, &r.id),
+                        "aEndConfig": config,
+                    }),
+                )
+            }
+            other => {
+                return Err(invalid(
+                    "update",
+                    format!("{}: not a Megaport product ({})", r.id, other.kind()),
+                ))
+            }
+        };
+        if current.state == ResourceState::Ready || !r.spec.diff(&current.spec).is_empty() {
+            self.call(reqwest::Method::PUT, &path_body.0, Some(path_body.1), &r.id)
+                .await?;
+        }
+        Ok(Observed {
+            spec: r.spec.clone(),
+            state: ResourceState::Pending("updating".into()),
+            ..current.clone()
+        })
+    }
+
+    async fn delete(&self, current: &Observed) -> Result<(), ProviderError> {
+        let path = format!("/v3/product/{}/action/CANCEL_NOW", current.cloud_id);
+        self.call(reqwest::Method::POST, &path, None, &current.id)
+            .await
+            .map(drop)
+    }
+
+    async fn refresh(&self, current: &Observed) -> Result<Option<Observed>, ProviderError> {
+        let path = format!("/v2/product/{}", current.cloud_id);
+        let p = match self
+            .call(reqwest::Method::GET, &path, None, &current.id)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(state) = state_of(s(&p["provisioningStatus"])) else {
+            return Ok(None);
+        };
+        let mut o = current.clone();
+        o.state = state;
+        o.outputs
+            .insert("status".into(), s(&p["provisioningStatus"]).into());
+        for c in csp_connections(&p) {
+            for k in ["service_key", "pairingKey", "connectionId"] {
+                if let Some(v) = c[k].as_str() {
+                    o.outputs.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        Ok(Some(o))
+    }
+
+    fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl InterconnectProvider for MegaportProvider {
+    async fn validate(&self, r: &Desired, _refs: Refs<'_>) -> Result<Quote, ProviderError> {
+        let body = match &r.spec {
+            Spec::Router {
+                location_id,
+                speed_mbps,
+                term_months,
+                ..
+            } => {
+                json!({"productType": "MCR2", "locationId": location_id, "speed": speed_mbps, "term": term_months})
+            }
+            Spec::Vxc {
+                rate_limit_mbps, ..
+            } => json!({"productType": "VXC", "speed": rate_limit_mbps, "term": 1}),
+            other => {
+                return Err(invalid(
+                    "price",
+                    format!("{}: not a Megaport product ({})", r.id, other.kind()),
+                ))
+            }
+        };
+        let d = self
+            .call(
+                reqwest::Method::POST,
+                "/v4/pricebook/product",
+                Some(body),
+                &r.id,
+            )
+            .await?;
+        Ok(Quote {
+            monthly_rate: d["monthlyRate"].as_f64().unwrap_or_default(),
+            currency: s(&d["currency"]).to_string(),
+        })
+    }
+}
