@@ -1,7 +1,7 @@
 //! AWS through aws-sdk-ec2 (feature `aws`): VPCs with secondary CIDRs,
 //! subnets, route tables with associations and VGW propagation, routes,
 //! VPC peering (requested and accepted, also across regions), virtual
-//! private gateways and VPC endpoints.
+//! private gateways, VPC endpoints and transit gateways.
 //!
 //! Credentials and region come from the standard chain; the endpoint from
 //! `AWS_ENDPOINT_URL` or [`AwsProvider::new`]'s argument (moto's server in
@@ -10,9 +10,12 @@
 //! if the process dies right after it. Routes have no tags: a route is
 //! mcnet's when its table is, and it is not `local` or propagated.
 //!
-//! Not here yet: transit gateways, and Direct Connect gateways and VIFs
-//! (moto has no Direct Connect); the sim covers them and this provider
-//! refuses them with a clear error.
+//! Transit gateways with their VPC attachments and static routes (in the
+//! gateway's default route table) are here too.
+//!
+//! Not here yet: Direct Connect gateways and VIFs (moto has no Direct
+//! Connect); the sim covers them and this provider refuses them with a clear
+//! error.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +30,7 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use mcnet_core::reconcile::{
     ConnectivityProvider, Desired, ErrorKind, Observed, Owner, ProviderError, Refs, ResourceKind,
-    ResourceProvider, ResourceState, Scope, Spec, TAG_ID, TAG_TOPOLOGY,
+    ResourceProvider, ResourceState, Scope, Spec, TAG_TOPOLOGY,
 };
 
 const KINDS: &[ResourceKind] = &[
@@ -38,6 +41,9 @@ const KINDS: &[ResourceKind] = &[
     ResourceKind::Peering,
     ResourceKind::VpnGateway,
     ResourceKind::PrivateEndpoint,
+    ResourceKind::TransitGateway,
+    ResourceKind::TransitGatewayAttachment,
+    ResourceKind::TransitGatewayRoute,
 ];
 
 /// The AWS provider.
@@ -163,10 +169,11 @@ fn owner_filter(owner: &Owner) -> Filter {
         .build()
 }
 
-fn logical(t: &[Tag]) -> Option<String> {
-    t.iter()
-        .find(|t| t.key() == Some(TAG_ID))
-        .and_then(|t| t.value().map(str::to_string))
+/// The logical id in `t`, if the tags mark the resource as `owner`'s. The
+/// list calls filter by the topology tag already; this holds even where a
+/// filter is not honoured (moto ignores it for transit gateway attachments).
+fn logical(owner: &Owner, t: &[Tag]) -> Option<String> {
+    owner.owns(t.iter().filter_map(|t| Some((t.key()?, t.value()?))))
 }
 
 /// A resource as AWS reports it: references are AWS ids.
@@ -269,7 +276,7 @@ impl AwsProvider {
                     };
                     let status = v.state().map_or("available", |s| s.as_str());
                     out.extend(raw(
-                        logical(v.tags()),
+                        logical(owner, v.tags()),
                         v.vpc_id().unwrap_or_default(),
                         spec,
                         status,
@@ -291,7 +298,7 @@ impl AwsProvider {
                     };
                     let status = s.state().map_or("available", |x| x.as_str());
                     out.extend(raw(
-                        logical(s.tags()),
+                        logical(owner, s.tags()),
                         s.subnet_id().unwrap_or_default(),
                         spec,
                         status,
@@ -306,7 +313,7 @@ impl AwsProvider {
                     .named("DescribeRouteTables", region)
                     .await?;
                 for t in r.route_tables() {
-                    let Some(id) = logical(t.tags()) else {
+                    let Some(id) = logical(owner, t.tags()) else {
                         continue;
                     };
                     let rtb = t.route_table_id().unwrap_or_default();
@@ -388,7 +395,7 @@ impl AwsProvider {
                     };
                     let status = code.map_or("pending-acceptance", |c| c.as_str());
                     out.extend(raw(
-                        logical(p.tags()),
+                        logical(owner, p.tags()),
                         p.vpc_peering_connection_id().unwrap_or_default(),
                         spec,
                         status,
@@ -420,8 +427,104 @@ impl AwsProvider {
                         asn: None,
                     };
                     out.extend(raw(
-                        logical(g.tags()),
+                        logical(owner, g.tags()),
                         g.vpn_gateway_id().unwrap_or_default(),
+                        spec,
+                        status,
+                    ));
+                }
+            }
+            ResourceKind::TransitGateway | ResourceKind::TransitGatewayRoute => {
+                let r = c
+                    .describe_transit_gateways()
+                    .filters(f)
+                    .send()
+                    .named("DescribeTransitGateways", region)
+                    .await?;
+                for g in r.transit_gateways() {
+                    let status = g.state().map_or("available", |s| s.as_str());
+                    if status == "deleted" || status == "deleting" {
+                        continue;
+                    }
+                    let Some(id) = logical(owner, g.tags()) else {
+                        continue;
+                    };
+                    let tgw = g.transit_gateway_id().unwrap_or_default();
+                    let opts = g.options();
+                    if kind == ResourceKind::TransitGateway {
+                        let spec = Spec::TransitGateway {
+                            region: region.to_string(),
+                            asn: opts
+                                .and_then(|o| o.amazon_side_asn())
+                                .and_then(|a| u32::try_from(a).ok())
+                                .unwrap_or_default(),
+                        };
+                        out.extend(raw(Some(id), tgw, spec, status));
+                        continue;
+                    }
+                    // Static routes of its default route table (one read per transit gateway).
+                    let Some(rtb) = opts.and_then(|o| o.association_default_route_table_id())
+                    else {
+                        continue;
+                    };
+                    let routes = self
+                        .client(region)
+                        .search_transit_gateway_routes()
+                        .transit_gateway_route_table_id(rtb)
+                        .filters(Filter::builder().name("type").values("static").build())
+                        .send()
+                        .named("SearchTransitGatewayRoutes", region)
+                        .await?;
+                    let name = id.strip_prefix("transit-gateway/").unwrap_or(&id);
+                    for rt in routes.routes() {
+                        let Some(dest) = rt.destination_cidr_block() else {
+                            continue;
+                        };
+                        let att = rt
+                            .transit_gateway_attachments()
+                            .first()
+                            .and_then(|a| a.transit_gateway_attachment_id())
+                            .unwrap_or_default();
+                        let spec = Spec::TransitGatewayRoute {
+                            transit_gateway: tgw.into(),
+                            destination: dest.into(),
+                            attachment: att.into(),
+                        };
+                        let st = rt.state().map_or("active", |s| s.as_str());
+                        let st = if st == "blackhole" {
+                            "failed"
+                        } else {
+                            "available"
+                        };
+                        out.extend(raw(
+                            Some(format!("transit-gateway-route/{name}/{dest}")),
+                            &format!("{rtb}|{dest}"),
+                            spec,
+                            st,
+                        ));
+                    }
+                }
+            }
+            ResourceKind::TransitGatewayAttachment => {
+                let r = c
+                    .describe_transit_gateway_vpc_attachments()
+                    .filters(f)
+                    .send()
+                    .named("DescribeTransitGatewayVpcAttachments", region)
+                    .await?;
+                for a in r.transit_gateway_vpc_attachments() {
+                    let status = a.state().map_or("available", |s| s.as_str());
+                    if status == "deleted" || status == "deleting" {
+                        continue;
+                    }
+                    let spec = Spec::TransitGatewayAttachment {
+                        transit_gateway: a.transit_gateway_id().unwrap_or_default().into(),
+                        network: a.vpc_id().unwrap_or_default().into(),
+                        subnets: a.subnet_ids().to_vec(),
+                    };
+                    out.extend(raw(
+                        logical(owner, a.tags()),
+                        a.transit_gateway_attachment_id().unwrap_or_default(),
                         spec,
                         status,
                     ));
@@ -448,7 +551,7 @@ impl AwsProvider {
                         subnets: v.subnet_ids().to_vec(),
                     };
                     out.extend(raw(
-                        logical(v.tags()),
+                        logical(owner, v.tags()),
                         v.vpc_endpoint_id().unwrap_or_default(),
                         spec,
                         &state,
@@ -528,7 +631,12 @@ impl ResourceProvider for AwsProvider {
             Spec::Subnet { network, .. }
             | Spec::RouteTable { network, .. }
             | Spec::VpnGateway { network, .. }
-            | Spec::PrivateEndpoint { network, .. } => Self::region_of(&refs, network)?,
+            | Spec::PrivateEndpoint { network, .. }
+            | Spec::TransitGatewayAttachment { network, .. } => Self::region_of(&refs, network)?,
+            Spec::TransitGateway { region, .. } => region.clone(),
+            Spec::TransitGatewayRoute {
+                transit_gateway, ..
+            } => Self::region_of(&refs, transit_gateway)?,
             Spec::Route { route_table, .. } => Self::region_of(&refs, route_table)?,
             Spec::Peering { requester, .. } => Self::region_of(&refs, requester)?,
             other => return Err(self.unsupported(id, other.kind())),
@@ -669,6 +777,66 @@ impl ResourceProvider for AwsProvider {
                     .named("AttachVpnGateway", id)
                     .await?;
                 vgw
+            }
+            Spec::TransitGateway { asn, .. } => {
+                let opts = aws_sdk_ec2::types::TransitGatewayRequestOptions::builder()
+                    .amazon_side_asn(i64::from(*asn))
+                    .build();
+                let out = c
+                    .create_transit_gateway()
+                    .description(id)
+                    .options(opts)
+                    .tag_specifications(tags(owner, id, ResourceType::TransitGateway))
+                    .send()
+                    .named("CreateTransitGateway", id)
+                    .await?;
+                out.transit_gateway()
+                    .and_then(|g| g.transit_gateway_id())
+                    .unwrap_or_default()
+                    .to_string()
+            }
+            Spec::TransitGatewayAttachment {
+                transit_gateway,
+                network,
+                subnets,
+            } => {
+                let out = c
+                    .create_transit_gateway_vpc_attachment()
+                    .transit_gateway_id(transit_gateway)
+                    .vpc_id(network)
+                    .set_subnet_ids(Some(subnets.clone()))
+                    .tag_specifications(tags(owner, id, ResourceType::TransitGatewayAttachment))
+                    .send()
+                    .named("CreateTransitGatewayVpcAttachment", id)
+                    .await?;
+                let att = out
+                    .transit_gateway_vpc_attachment()
+                    .and_then(|a| a.transit_gateway_attachment_id())
+                    .unwrap_or_default()
+                    .to_string();
+                // Tag again by id: moto drops TagSpecifications on this type
+                // (AWS keeps them; there the call changes nothing).
+                let mut t = self.client(&region).create_tags().resources(&att);
+                for (k, v) in owner.tags(id) {
+                    t = t.tags(Tag::builder().key(k).value(v).build());
+                }
+                t.send().named("CreateTags", id).await?;
+                att
+            }
+            Spec::TransitGatewayRoute {
+                transit_gateway,
+                destination,
+                attachment,
+            } => {
+                let rtb = self.tgw_route_table(&region, transit_gateway, id).await?;
+                c.create_transit_gateway_route()
+                    .transit_gateway_route_table_id(&rtb)
+                    .destination_cidr_block(destination)
+                    .transit_gateway_attachment_id(attachment)
+                    .send()
+                    .named("CreateTransitGatewayRoute", id)
+                    .await?;
+                format!("{rtb}|{destination}")
             }
             Spec::PrivateEndpoint {
                 network,
@@ -816,6 +984,40 @@ impl ResourceProvider for AwsProvider {
                 )
                 .await?;
             }
+            Spec::TransitGatewayAttachment { subnets, .. } => {
+                let have: Vec<String> = current.links.iter().skip(2).cloned().collect();
+                let add: Vec<String> = subnets
+                    .iter()
+                    .filter(|s| !have.contains(s))
+                    .cloned()
+                    .collect();
+                let remove: Vec<String> = have
+                    .iter()
+                    .filter(|s| !subnets.contains(s))
+                    .cloned()
+                    .collect();
+                c.modify_transit_gateway_vpc_attachment()
+                    .transit_gateway_attachment_id(&current.cloud_id)
+                    .set_add_subnet_ids((!add.is_empty()).then_some(add))
+                    .set_remove_subnet_ids((!remove.is_empty()).then_some(remove))
+                    .send()
+                    .named("ModifyTransitGatewayVpcAttachment", id)
+                    .await?;
+            }
+            Spec::TransitGatewayRoute {
+                destination,
+                attachment,
+                ..
+            } => {
+                let (rtb, _) = current.cloud_id.split_once('|').unwrap_or_default();
+                c.replace_transit_gateway_route()
+                    .transit_gateway_route_table_id(rtb)
+                    .destination_cidr_block(destination)
+                    .transit_gateway_attachment_id(attachment)
+                    .send()
+                    .named("ReplaceTransitGatewayRoute", id)
+                    .await?;
+            }
             Spec::PrivateEndpoint { subnets, .. } => {
                 let have: Vec<String> = current.links.iter().skip(1).cloned().collect();
                 let add: Vec<String> = subnets
@@ -932,6 +1134,30 @@ impl ResourceProvider for AwsProvider {
                     .await
                     .map(drop)
             }
+            ResourceKind::TransitGateway => c
+                .delete_transit_gateway()
+                .transit_gateway_id(cid)
+                .send()
+                .named("DeleteTransitGateway", id)
+                .await
+                .map(drop),
+            ResourceKind::TransitGatewayAttachment => c
+                .delete_transit_gateway_vpc_attachment()
+                .transit_gateway_attachment_id(cid)
+                .send()
+                .named("DeleteTransitGatewayVpcAttachment", id)
+                .await
+                .map(drop),
+            ResourceKind::TransitGatewayRoute => {
+                let (rtb, dest) = cid.split_once('|').unwrap_or((cid, ""));
+                c.delete_transit_gateway_route()
+                    .transit_gateway_route_table_id(rtb)
+                    .destination_cidr_block(dest)
+                    .send()
+                    .named("DeleteTransitGatewayRoute", id)
+                    .await
+                    .map(drop)
+            }
             ResourceKind::PrivateEndpoint => c
                 .delete_vpc_endpoints()
                 .vpc_endpoint_ids(cid)
@@ -978,6 +1204,35 @@ impl ResourceProvider for AwsProvider {
 }
 
 impl AwsProvider {
+    /// A transit gateway's default route table.
+    async fn tgw_route_table(
+        &self,
+        region: &str,
+        tgw: &str,
+        id: &str,
+    ) -> Result<String, ProviderError> {
+        let r = self
+            .client(region)
+            .describe_transit_gateways()
+            .transit_gateway_ids(tgw)
+            .send()
+            .named("DescribeTransitGateways", id)
+            .await?;
+        r.transit_gateways()
+            .first()
+            .and_then(|g| g.options())
+            .and_then(|o| o.association_default_route_table_id())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ProviderError::new(
+                    Scope::Aws,
+                    ErrorKind::Transient,
+                    "DescribeTransitGateways",
+                    format!("{id}: transit gateway {tgw} has no default route table yet"),
+                )
+            })
+    }
+
     fn remember(&self, owner: &Owner) {
         *self.owner.lock().unwrap_or_else(|p| p.into_inner()) = Some(owner.clone());
     }
