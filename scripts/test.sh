@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 
+# A one-off run gains nothing from incremental caches but their disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 say() { printf '\033[1m[test]\033[0m %s\n' "$*" >&2; }
 
 say "cargo fmt --check"
@@ -16,4 +19,4 @@ say "cargo test (workspace, all targets)"
 cargo test --workspace --exclude mcnet-ebpf --all-targets
 say "doc tests"
 cargo test --workspace --exclude mcnet-ebpf --doc
-say "all tests passed"
+say "all tests passed (target dir: $(du -sh target 2>/dev/null | cut -f1))"
