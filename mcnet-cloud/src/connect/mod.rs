@@ -3,8 +3,14 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 #[cfg(feature = "megaport")]
 pub mod megaport;
+#[cfg(any(feature = "azure", feature = "gcp", feature = "megaport"))]
+mod rest;
 pub mod sim;
 
 pub use sim::{SimCloud, SimConfig, SimProvider};

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use anyhow::bail;
 use mcnet_core::reconcile::{ResourceProvider, Scope};
 use mcnet_core::topology::{ProviderKind, Topology};
 
@@ -25,15 +24,26 @@ pub async fn real(
                 .collect();
             regions.sort();
             regions.dedup();
-            let p = mcnet_cloud::connect::aws::AwsProvider::new(regions, c.aws_endpoint.clone()).await;
+            let p =
+                mcnet_cloud::connect::aws::AwsProvider::new(regions, c.aws_endpoint.clone()).await;
             Ok(Arc::new(p))
         }
         Scope::Megaport => {
             use mcnet_cloud::connect::megaport::{MegaportConfig, MegaportProvider};
-            Ok(Arc::new(MegaportProvider::new(MegaportConfig::from_env(None)?)?))
+            Ok(Arc::new(MegaportProvider::new(MegaportConfig::from_env(
+                None,
+            )?)?))
         }
-        other => bail!(
-            "the {other} provider is not in this build yet (sim, aws and megaport are); use --provider sim to plan it"
-        ),
+        Scope::Azure => {
+            use mcnet_cloud::connect::azure::{AzureConfig, AzureProvider};
+            let group = format!("mcnet-{}", t.metadata.name);
+            Ok(Arc::new(AzureProvider::new(AzureConfig::from_env(
+                &group,
+            )?)?))
+        }
+        Scope::Gcp => {
+            use mcnet_cloud::connect::gcp::{GcpConfig, GcpProvider};
+            Ok(Arc::new(GcpProvider::new(GcpConfig::from_env()?)?))
+        }
     }
 }
