@@ -16,8 +16,6 @@
 //! connections, `MEGAPORT_AWS_ACCOUNT` (the AWS account that accepts them).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mcnet_core::reconcile::{
@@ -25,6 +23,8 @@ use mcnet_core::reconcile::{
     ResourceKind, ResourceProvider, ResourceState, Scope, Spec, VxcBgp,
 };
 use serde_json::{json, Value};
+
+use super::rest::Rest;
 
 const KINDS: &[ResourceKind] = &[ResourceKind::Router, ResourceKind::Vxc];
 
@@ -52,6 +52,12 @@ impl std::fmt::Debug for MegaportConfig {
             .field("secret_key", &"<redacted>")
             .finish_non_exhaustive()
     }
+}
+
+/// Megaport's error body: `{"message": ...}`, with no code of its own.
+fn megaport_error(body: &Value) -> (Option<String>, String) {
+    let msg = body["message"].as_str().unwrap_or("no message");
+    (None, msg.to_string())
 }
 
 fn invalid(op: &str, msg: String) -> ProviderError {
@@ -90,9 +96,7 @@ impl MegaportConfig {
 /// The Megaport provider.
 pub struct MegaportProvider {
     cfg: MegaportConfig,
-    http: reqwest::Client,
-    token: tokio::sync::Mutex<Option<(String, Instant)>>,
-    calls: AtomicU64,
+    rest: Rest,
 }
 
 impl std::fmt::Debug for MegaportProvider {
@@ -198,69 +202,57 @@ fn vrouter_config(bgp: &VxcBgp, import: Option<u64>, export: Option<u64>) -> Val
 impl MegaportProvider {
     /// A provider for `cfg`.
     pub fn new(cfg: MegaportConfig) -> Result<MegaportProvider, ProviderError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| invalid("configure", format!("HTTP client: {e}")))?;
         Ok(MegaportProvider {
             cfg,
-            http,
-            token: tokio::sync::Mutex::new(None),
-            calls: AtomicU64::new(0),
+            rest: Rest::new(Scope::Megaport)?,
         })
     }
 
-    /// A bearer token, fetched with the client credentials and reused until
-    /// a minute before it expires.
+    /// A bearer token from the client credentials (sent with Basic auth,
+    /// as Megaport's token endpoint wants), reused until a minute before it
+    /// expires.
     async fn token(&self) -> Result<String, ProviderError> {
-        let mut t = self.token.lock().await;
-        if let Some((tok, until)) = t.as_ref() {
-            if Instant::now() < *until {
-                return Ok(tok.clone());
-            }
-        }
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        let r = self
-            .http
-            .post(&self.cfg.auth_url)
-            .basic_auth(&self.cfg.access_key, Some(&self.cfg.secret_key))
-            .query(&[("grant_type", "client_credentials")])
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .send()
+        self.rest
+            .bearer(|| async {
+                let r = self
+                    .rest
+                    .http
+                    .post(&self.cfg.auth_url)
+                    .basic_auth(&self.cfg.access_key, Some(&self.cfg.secret_key))
+                    .query(&[("grant_type", "client_credentials")])
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        ProviderError::new(
+                            Scope::Megaport,
+                            ErrorKind::Transient,
+                            "token",
+                            e.to_string(),
+                        )
+                    })?;
+                let status = r.status();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                if !status.is_success() {
+                    let kind = if status.as_u16() == 429 {
+                        ErrorKind::Throttled
+                    } else {
+                        ErrorKind::Auth
+                    };
+                    return Err(ProviderError::new(
+                        Scope::Megaport,
+                        kind,
+                        "token",
+                        format!("the token endpoint refused the client credentials ({status})"),
+                    ));
+                }
+                let ttl = body["expires_in"].as_u64().unwrap_or(3600);
+                Ok((s(&body["access_token"]).to_string(), ttl))
+            })
             .await
-            .map_err(|e| {
-                ProviderError::new(
-                    Scope::Megaport,
-                    ErrorKind::Transient,
-                    "token",
-                    e.to_string(),
-                )
-            })?;
-        let status = r.status();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let kind = if status.as_u16() == 429 {
-                ErrorKind::Throttled
-            } else {
-                ErrorKind::Auth
-            };
-            return Err(ProviderError::new(
-                Scope::Megaport,
-                kind,
-                "token",
-                format!("the token endpoint refused the client credentials ({status})"),
-            ));
-        }
-        let tok = s(&body["access_token"]).to_string();
-        let ttl = body["expires_in"].as_u64().unwrap_or(3600);
-        *t = Some((
-            tok.clone(),
-            Instant::now() + Duration::from_secs(ttl.saturating_sub(60)),
-        ));
-        Ok(tok)
     }
 
     /// One API call; returns the body's `data` (or the body when it has none).
@@ -272,50 +264,22 @@ impl MegaportProvider {
         what: &str,
     ) -> Result<Value, ProviderError> {
         let token = self.token().await?;
-        self.calls.fetch_add(1, Ordering::Relaxed);
         let op = format!("{method} {path}");
         let mut req = self
+            .rest
             .http
-            .request(method, format!("{}{path}", self.cfg.api_url))
-            .bearer_auth(token);
+            .request(method, format!("{}{path}", self.cfg.api_url));
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let r = req.send().await.map_err(|e| {
-            ProviderError::new(
-                Scope::Megaport,
-                ErrorKind::Transient,
-                &op,
-                format!("{what}: {e}"),
-            )
-        })?;
-        let status = r.status();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(match body.get("data") {
-                Some(d) => d.clone(),
-                None => body,
-            });
-        }
-        let kind = match status.as_u16() {
-            401 | 403 => {
-                *self.token.lock().await = None;
-                ErrorKind::Auth
-            }
-            404 => ErrorKind::NotFound,
-            409 => ErrorKind::Conflict,
-            429 => ErrorKind::Throttled,
-            400 | 422 => ErrorKind::Invalid,
-            _ => ErrorKind::Transient,
-        };
-        let msg = body["message"].as_str().unwrap_or("no message").to_string();
-        Err(ProviderError::new(
-            Scope::Megaport,
-            kind,
-            op,
-            format!("{what}: {msg} ({status})"),
-        )
-        .with_code(status.as_u16().to_string()))
+        let body = self
+            .rest
+            .send(req, &token, &op, what, megaport_error)
+            .await?;
+        Ok(match body.get("data") {
+            Some(d) => d.clone(),
+            None => body,
+        })
     }
 
     fn observed(
@@ -907,7 +871,7 @@ impl ResourceProvider for MegaportProvider {
     }
 
     fn api_calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+        self.rest.calls()
     }
 }
 
