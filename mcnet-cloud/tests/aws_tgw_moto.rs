@@ -4,57 +4,20 @@
 //! changed in place, destroyed. Skips when moto_server is not installed
 //! (`scripts/test.sh` installs it).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mcnet_cloud::connect::aws::AwsProvider;
 use mcnet_core::reconcile::{
     apply, plan, Action, ApplyOptions, Desired, Op, Owner, Plan, Providers, ResourceKind, Scope,
     Spec,
 };
-
-struct Moto(Child);
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn moto() -> Option<(Moto, String)> {
-    if Command::new("moto_server")
-        .arg("--help")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        eprintln!("skipped: moto_server is not installed");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "moto_server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some((Moto(child), format!("http://127.0.0.1:{port}")))
-}
+use support::moto::moto;
 
 fn d(id: &str, spec: Spec) -> Desired {
     Desired {

@@ -13,9 +13,11 @@
 //! Transit gateways with their VPC attachments and static routes (in the
 //! gateway's default route table) are here too.
 //!
-//! Not here yet: Direct Connect gateways and VIFs (moto has no Direct
-//! Connect); the sim covers them and this provider refuses them with a clear
-//! error.
+//! Direct Connect (aws-sdk-directconnect) is in [`dx`]: the gateway with its
+//! VGW associations, and the private VIF on a Megaport hosted connection.
+//! Moto has no Direct Connect, so its tests run against a mock of the API.
+
+mod dx;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,12 +46,17 @@ const KINDS: &[ResourceKind] = &[
     ResourceKind::TransitGateway,
     ResourceKind::TransitGatewayAttachment,
     ResourceKind::TransitGatewayRoute,
+    // Direct Connect: last, so that `kinds()` can leave them out.
+    ResourceKind::InterconnectGateway,
+    ResourceKind::InterconnectAttachment,
 ];
 
 /// The AWS provider.
 pub struct AwsProvider {
     config: aws_config::SdkConfig,
     endpoint: Option<String>,
+    dx: bool,
+    dx_endpoint: Option<String>,
     regions: Vec<String>,
     clients: Mutex<BTreeMap<String, Client>>,
     calls: AtomicU64,
@@ -205,11 +212,29 @@ impl AwsProvider {
         AwsProvider {
             config: loader.load().await,
             endpoint,
+            dx: false,
+            dx_endpoint: None,
             regions,
             clients: Mutex::new(BTreeMap::new()),
             calls: AtomicU64::new(0),
             owner: Mutex::new(None),
         }
+    }
+
+    /// Manages Direct Connect gateways and VIFs too. Off by default: an
+    /// account that uses no Direct Connect is not asked about it (and moto
+    /// has none). Turn it on for a topology with a Direct Connect VXC, and
+    /// keep it on to destroy one.
+    pub fn with_direct_connect(mut self, on: bool) -> AwsProvider {
+        self.dx = on;
+        self
+    }
+
+    /// Manages Direct Connect, sending its calls to `url` (the standard
+    /// `AWS_ENDPOINT_URL_DIRECT_CONNECT` does the same from the environment).
+    pub fn with_direct_connect_endpoint(mut self, url: impl Into<String>) -> AwsProvider {
+        self.dx_endpoint = Some(url.into());
+        self.with_direct_connect(true)
     }
 
     fn client(&self, region: &str) -> Client {
@@ -236,6 +261,12 @@ impl AwsProvider {
         region: &str,
         owner: &Owner,
     ) -> Result<Vec<Raw>, ProviderError> {
+        if matches!(
+            kind,
+            ResourceKind::InterconnectGateway | ResourceKind::InterconnectAttachment
+        ) {
+            return self.dx_list(kind, region, owner).await;
+        }
         let c = self.client(region);
         let f = owner_filter(owner);
         let mut out = Vec::new();
@@ -566,11 +597,16 @@ impl AwsProvider {
     fn finish(raw: Raw, idx: &BTreeMap<String, String>) -> Observed {
         let links: Vec<String> = raw.spec.refs().into_iter().cloned().collect();
         let mut spec = raw.spec;
-        spec.map_refs(|c| {
-            idx.get(c)
-                .cloned()
-                .unwrap_or_else(|| format!("unmanaged:{c}"))
+        // AWS ids never contain `/`; a reference that does is a logical id
+        // already (a VIF's VXC, kept in a tag).
+        spec.map_refs(|c| match idx.get(c) {
+            Some(id) => id.clone(),
+            None if c.contains('/') => c.to_string(),
+            None => format!("unmanaged:{c}"),
         });
+        if let Spec::InterconnectGateway { associations, .. } = &mut spec {
+            associations.sort();
+        }
         Observed {
             id: raw.id,
             cloud_id: raw.cloud_id,
@@ -599,14 +635,18 @@ impl ResourceProvider for AwsProvider {
     }
 
     fn kinds(&self) -> &'static [ResourceKind] {
-        KINDS
+        if self.dx {
+            KINDS
+        } else {
+            &KINDS[..KINDS.len() - 2]
+        }
     }
 
     async fn observe(&self, owner: &Owner) -> Result<Vec<Observed>, ProviderError> {
         self.remember(owner);
         let mut raws = Vec::new();
         for region in &self.regions {
-            for kind in KINDS {
+            for kind in self.kinds() {
                 raws.extend(self.list(*kind, region, owner).await?);
             }
         }
@@ -624,6 +664,12 @@ impl ResourceProvider for AwsProvider {
         refs: Refs<'_>,
     ) -> Result<Observed, ProviderError> {
         self.remember(owner);
+        if matches!(
+            r.spec,
+            Spec::InterconnectGateway { .. } | Spec::InterconnectAttachment { .. }
+        ) {
+            return self.dx_create(owner, r, refs).await;
+        }
         let spec = refs.to_cloud(&r.spec)?;
         let id = r.id.as_str();
         let region = match &r.spec {
@@ -878,6 +924,17 @@ impl ResourceProvider for AwsProvider {
     ) -> Result<Observed, ProviderError> {
         let want = refs.to_cloud(&r.spec)?;
         let id = r.id.as_str();
+        if matches!(
+            want,
+            Spec::InterconnectGateway { .. } | Spec::InterconnectAttachment { .. }
+        ) {
+            self.dx_update(current, &want, id).await?;
+            return Ok(Observed {
+                spec: r.spec.clone(),
+                state: ResourceState::Pending("updated".into()),
+                ..current.clone()
+            });
+        }
         let region = current
             .outputs
             .get("region")
@@ -1048,6 +1105,12 @@ impl ResourceProvider for AwsProvider {
     }
 
     async fn delete(&self, current: &Observed) -> Result<(), ProviderError> {
+        if matches!(
+            current.spec.kind(),
+            ResourceKind::InterconnectGateway | ResourceKind::InterconnectAttachment
+        ) {
+            return self.dx_delete(current).await;
+        }
         let id = current.id.as_str();
         let region = current.outputs.get("region").cloned().unwrap_or_default();
         let c = self.client(&region);

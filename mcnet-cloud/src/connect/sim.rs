@@ -835,6 +835,17 @@ impl ResourceProvider for SimProvider {
                     format!("{:08x}-sim/us-east4/1", fnv(&r.id)),
                 );
             }
+            // A VXC to AWS is a hosted connection in the AWS account.
+            (
+                Spec::Vxc {
+                    target,
+                    partner: None,
+                    ..
+                },
+                _,
+            ) if target == "aws-direct-connect" => {
+                outputs.insert("connectionId".into(), format!("dxcon-{:08x}", fnv(&r.id)));
+            }
             (
                 Spec::Vxc {
                     partner: Some(p), ..

@@ -175,6 +175,8 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
                         associations: nets
                             .iter()
                             .map(|n| format!("vpn-gateway/{}", n.name))
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
                             .collect(),
                     },
                 );

@@ -206,7 +206,7 @@ pub fn plan(
             actions.push(action(Op::Replace, Some(d), Some(k), reason, vec![]));
             continue;
         }
-        let changes = d.spec.diff(&k.spec);
+        let changes = d.spec.settled_by(&k.spec).diff(&k.spec);
         if !changes.is_empty() {
             let mutable = d.kind().mutable_fields();
             let fixed: Vec<&str> = changes
@@ -499,6 +499,24 @@ mod tests {
             .iter()
             .map(|a| (a.op, a.resource.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn a_zone_the_cloud_chose_is_no_difference_but_a_changed_zone_is() {
+        let want = [net("10.0.0.0/16"), subnet("10.0.0.0/24")];
+        let mut have: Vec<Observed> = want.iter().map(|d| exists(d, "x")).collect();
+        let Spec::Subnet { zone, .. } = &mut have[1].spec else {
+            unreachable!()
+        };
+        *zone = Some("us-east-1a".into());
+        assert!(plan("t", &aws(), &want, &have).is_empty());
+
+        let mut pinned = want.clone();
+        if let Spec::Subnet { zone, .. } = &mut pinned[1].spec {
+            *zone = Some("us-east-1b".into());
+        }
+        let p = plan("t", &aws(), &pinned, &have);
+        assert_eq!(ops(&p), [(Op::Replace, "subnet/a/x")]);
     }
 
     #[test]

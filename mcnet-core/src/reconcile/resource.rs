@@ -500,6 +500,23 @@ impl Spec {
         }
     }
 
+    /// This desired spec with the fields the topology leaves to the cloud
+    /// filled in from `observed`: a subnet without a zone gets the zone the
+    /// cloud chose, so the choice is not a difference.
+    pub fn settled_by(&self, observed: &Spec) -> Spec {
+        let mut out = self.clone();
+        if let (
+            Spec::Subnet {
+                zone: want @ None, ..
+            },
+            Spec::Subnet { zone: got, .. },
+        ) = (&mut out, observed)
+        {
+            want.clone_from(got);
+        }
+        out
+    }
+
     /// The fields whose values differ from `other`'s, with both values, in
     /// field order. Specs of different kinds differ in `kind`.
     pub fn diff(&self, other: &Spec) -> Vec<FieldChange> {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use mcnet_core::reconcile::{ResourceProvider, Scope};
-use mcnet_core::topology::{ProviderKind, Topology};
+use mcnet_core::topology::{ProviderKind, Topology, VxcTargetKind};
 
 use crate::cloud_cmd::Common;
 
@@ -24,8 +24,16 @@ pub async fn real(
                 .collect();
             regions.sort();
             regions.dedup();
-            let p =
-                mcnet_cloud::connect::aws::AwsProvider::new(regions, c.aws_endpoint.clone()).await;
+            // Direct Connect only where the topology has a VXC onto it.
+            let dx = t
+                .spec
+                .interconnect
+                .vxcs
+                .iter()
+                .any(|v| v.target.kind == VxcTargetKind::AwsDirectConnect);
+            let p = mcnet_cloud::connect::aws::AwsProvider::new(regions, c.aws_endpoint.clone())
+                .await
+                .with_direct_connect(dx);
             Ok(Arc::new(p))
         }
         Scope::Megaport => {

@@ -1,0 +1,3 @@
+//! Shared by the integration tests that need it.
+
+pub mod moto;
