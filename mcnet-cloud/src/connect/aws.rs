@@ -237,6 +237,16 @@ impl AwsProvider {
         self.with_direct_connect(true)
     }
 
+    /// Uses `client` for `region` instead of one built from the standard
+    /// chain (a client with its own configuration, or an SDK-level mock).
+    pub fn with_ec2_client(self, region: &str, client: Client) -> AwsProvider {
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(region.to_string(), client);
+        self
+    }
+
     fn client(&self, region: &str) -> Client {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let mut m = self.clients.lock().unwrap_or_else(|p| p.into_inner());
@@ -792,11 +802,27 @@ impl ResourceProvider for AwsProvider {
                     .send()
                     .named("CreateVpcPeeringConnection", id)
                     .await?;
-                let pcx = out
-                    .vpc_peering_connection()
+                let made = out.vpc_peering_connection();
+                let pcx = made
                     .and_then(|p| p.vpc_peering_connection_id())
                     .unwrap_or_default()
                     .to_string();
+                // AWS refuses some peerings by failing them at once
+                // (overlapping CIDRs): nothing to accept.
+                if let Some(st) = made
+                    .and_then(|p| p.status())
+                    .filter(|s| s.code() == Some(&VpcPeeringConnectionStateReasonCode::Failed))
+                {
+                    return Err(ProviderError::new(
+                        Scope::Aws,
+                        ErrorKind::Invalid,
+                        "CreateVpcPeeringConnection",
+                        format!(
+                            "{id}: AWS failed peering {pcx}: {}",
+                            st.message().unwrap_or("no reason given")
+                        ),
+                    ));
+                }
                 self.accept(&pcx, peer_region.as_deref().unwrap_or(&region), id)
                     .await?;
                 pcx
