@@ -248,4 +248,36 @@ async fn a_transit_gateway_hub_applies_replans_empty_updates_in_place_and_destro
         ),
         (0, 0)
     );
+
+    // The same from a topology's `transitGateways`: three VPCs through one hub.
+    let t = mcnet_core::topology::Topology::from_str_strict(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/topologies/aws-hub.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let hub_owner = Owner {
+        topology: "aws-hub".into(),
+    };
+    let want = mcnet_core::reconcile::desired(&t, &scopes).unwrap();
+    let have = providers.observe(&hub_owner).await.unwrap();
+    let p = plan("aws-hub", &scopes, &want, &have);
+    assert_eq!(p.count(Op::Create), 24, "{p}");
+    let r = apply(&p, &hub_owner, &providers, &opts, Arc::new(|_: &_| {})).await;
+    assert!(r.ok(), "{r:?}");
+    let have = providers.observe(&hub_owner).await.unwrap();
+    let again = plan("aws-hub", &scopes, &want, &have);
+    assert_eq!(without_moto_gaps(&again), [], "{again}");
+    let r = apply(
+        &plan("aws-hub", &scopes, &[], &have),
+        &hub_owner,
+        &providers,
+        &opts,
+        Arc::new(|_: &_| {}),
+    )
+    .await;
+    assert!(r.ok(), "{r:?}");
+    assert!(providers.observe(&hub_owner).await.unwrap().is_empty());
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use mcnet_cloud::connect::sim::{FailRule, Faults, Quotas, SimCloud, SimConfig};
 use mcnet_core::reconcile::{
     apply, desired, plan, ApplyOptions, ApplyReport, ErrorKind, Op, Owner, Plan, Providers, Retry,
-    Scope,
+    Scope, Spec,
 };
 use mcnet_core::topology::Topology;
 
@@ -34,9 +34,13 @@ impl Drop for TempDir {
     }
 }
 
-fn adr003() -> Topology {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/topologies/adr-003.yaml");
+fn example(name: &str) -> Topology {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/topologies/{name}"));
     Topology::from_str_strict(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn adr003() -> Topology {
+    example("adr-003.yaml")
 }
 
 fn fast(step_ms: u64) -> SimConfig {
@@ -68,7 +72,10 @@ struct World {
 
 impl World {
     fn new(dir: &Path, config: SimConfig) -> World {
-        let topology = adr003();
+        World::of(adr003(), dir, config)
+    }
+
+    fn of(topology: Topology, dir: &Path, config: SimConfig) -> World {
         let sim = SimCloud::with_config(dir, config);
         let mut providers = Providers::default();
         for s in Scope::ALL {
@@ -383,4 +390,39 @@ async fn concurrent_writers_never_corrupt_the_state() {
     let p = a.plan().await;
     assert!(p.is_empty(), "{p}");
     assert!(census(&dir.0).values().all(|&n| n == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transit_gateway_hub_from_the_topology_applies_and_replans_empty() {
+    let dir = TempDir::new("hub");
+    let w = World::of(example("aws-hub.yaml"), &dir.0, fast(5));
+    let p = w.plan().await;
+    let ids: BTreeSet<&str> = p.actions.iter().map(|a| a.resource.as_str()).collect();
+    for id in [
+        "transit-gateway/hub",
+        "transit-gateway-attachment/hub/app-b",
+        "transit-gateway-route/hub/10.21.0.0/16",
+        "route/app-a/10.22.0.0/16",
+        "route/app-b/10.20.0.0/16",
+    ] {
+        assert!(ids.contains(id), "{id} missing from {p}");
+    }
+    // 3 VPCs, 5 subnets, 3 route tables, the hub, 3 attachments, 3 hub
+    // routes and 6 VPC routes (each VPC to the two others).
+    assert_eq!(p.actions.len(), 24, "{p}");
+    let att = p
+        .actions
+        .iter()
+        .find(|a| a.resource == "transit-gateway-attachment/hub/shared-services")
+        .and_then(|a| a.desired.as_ref())
+        .unwrap();
+    let Spec::TransitGatewayAttachment { subnets, .. } = &att.spec else {
+        unreachable!()
+    };
+    assert_eq!(subnets.len(), 2, "one subnet per zone");
+    let r = w.apply().await;
+    assert!(r.ok(), "{r:?}");
+    assert!(w.plan().await.is_empty());
+    assert!(w.destroy().await.ok());
+    assert!(census(&dir.0).is_empty());
 }

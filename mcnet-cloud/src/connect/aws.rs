@@ -784,6 +784,21 @@ impl ResourceProvider for AwsProvider {
                         let current = fresh(id, cid, r.spec.clone(), ResourceState::Ready, &region);
                         return self.update(owner, r, &current, refs).await;
                     }
+                    // A route to a transit gateway waits for the VPC's
+                    // attachment, which may still be pending: retried.
+                    Err(e)
+                        if target.starts_with("tgw-")
+                            && e.code()
+                                .is_some_and(|c| c.starts_with("InvalidTransitGatewayID")) =>
+                    {
+                        let mut pe = err("CreateRoute", id, e);
+                        pe.kind = ErrorKind::Transient;
+                        pe.message = format!(
+                            "{} (waiting for the VPC's attachment to {target})",
+                            pe.message
+                        );
+                        return Err(pe);
+                    }
                     Err(e) => return Err(err("CreateRoute", id, e)),
                 }
                 format!("{route_table}|{destination}")

@@ -130,6 +130,64 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
         }
     }
 
+    for g in &t.spec.transit_gateways {
+        let hub = format!("transit-gateway/{}", g.name);
+        push(
+            Scope::Aws,
+            hub.clone(),
+            Spec::TransitGateway {
+                region: g.region.clone(),
+                asn: g.asn,
+            },
+        );
+        let attached: Vec<&Network> = g.networks.iter().filter_map(|n| t.network(n)).collect();
+        for n in &attached {
+            // One subnet per availability zone carries the attachment.
+            let zoned = n.subnets.iter().any(|s| s.zone.is_some());
+            let mut zones = BTreeSet::new();
+            let subnets: Vec<String> = n
+                .subnets
+                .iter()
+                .filter(|s| (!zoned || s.zone.is_some()) && zones.insert(s.zone.clone()))
+                .map(|s| format!("subnet/{}/{}", n.name, s.name))
+                .collect();
+            let att = format!("transit-gateway-attachment/{}/{}", g.name, n.name);
+            push(
+                Scope::Aws,
+                att.clone(),
+                Spec::TransitGatewayAttachment {
+                    transit_gateway: hub.clone(),
+                    network: format!("network/{}", n.name),
+                    subnets,
+                },
+            );
+            for c in cidrs(n) {
+                push(
+                    Scope::Aws,
+                    format!("transit-gateway-route/{}/{c}", g.name),
+                    Spec::TransitGatewayRoute {
+                        transit_gateway: hub.clone(),
+                        destination: c,
+                        attachment: att.clone(),
+                    },
+                );
+            }
+            for other in attached.iter().filter(|o| o.name != n.name) {
+                for c in cidrs(other) {
+                    push(
+                        Scope::Aws,
+                        format!("route/{}/{c}", n.name),
+                        Spec::Route {
+                            route_table: format!("route-table/{}", n.name),
+                            destination: c,
+                            target: hub.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
     for r in &t.spec.interconnect.routers {
         push(
             Scope::Megaport,

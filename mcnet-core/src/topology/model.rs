@@ -62,6 +62,10 @@ pub struct TopologySpec {
     /// Intra-cloud peerings between two networks.
     #[serde(default)]
     pub peerings: Vec<Peering>,
+    /// AWS transit gateways: regional hubs that route between the VPCs
+    /// attached to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transit_gateways: Vec<TransitGateway>,
     /// Private endpoints (PrivateLink, Private Endpoint, Private Service Connect).
     #[serde(default)]
     pub private_endpoints: Vec<PrivateEndpoint>,
@@ -424,6 +428,31 @@ pub struct Peering {
     pub kind: PeeringKind,
     /// The two networks (by name).
     pub networks: Vec<String>,
+}
+
+/// An AWS transit gateway. Unlike a peering it is transitive: every VPC
+/// attached to it reaches every other. mcnet attaches each VPC (through one
+/// subnet per availability zone), adds a static route per VPC CIDR in the
+/// gateway's route table, and routes the other VPCs' CIDRs to the gateway
+/// in each VPC's route table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransitGateway {
+    /// Unique name.
+    pub name: String,
+    /// The AWS provider it belongs to (by name).
+    pub provider: String,
+    /// Its region; every attached VPC must be in it.
+    pub region: String,
+    /// The Amazon-side ASN (a private ASN; AWS's default is 64512).
+    #[serde(default = "default_tgw_asn")]
+    pub asn: u32,
+    /// The VPCs attached (by network name).
+    pub networks: Vec<String>,
+}
+
+fn default_tgw_asn() -> u32 {
+    64512
 }
 
 /// Peering kinds. All are non-transitive.

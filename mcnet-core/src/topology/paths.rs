@@ -3,6 +3,7 @@
 //!
 //! The model follows how the clouds route:
 //! - a peering connects exactly its two networks and is not transitive;
+//! - a transit gateway connects every network attached to it;
 //! - a Megaport Cloud Router routes between its VXCs, so two networks reach
 //!   each other through a router when each is behind a different VXC on it;
 //! - networks behind the same VXC (one Direct Connect gateway, say) do not
@@ -27,18 +28,23 @@ pub enum Component {
     Vxc(String),
     /// A peering.
     Peering(String),
+    /// An AWS transit gateway.
+    TransitGateway(String),
 }
 
 impl Component {
     /// The component's name.
     pub fn name(&self) -> &str {
         match self {
-            Component::Router(n) | Component::Vxc(n) | Component::Peering(n) => n,
+            Component::Router(n)
+            | Component::Vxc(n)
+            | Component::Peering(n)
+            | Component::TransitGateway(n) => n,
         }
     }
 
-    /// Resolves `name` or `kind/name` (kind: `mcr`, `router`, `vxc`, `peering`)
-    /// against a topology.
+    /// Resolves `name` or `kind/name` (kind: `mcr`, `router`, `vxc`,
+    /// `peering`, `tgw`) against a topology.
     pub fn resolve(t: &Topology, spec: &str) -> Result<Component, String> {
         let (kind, name) = match spec.split_once('/') {
             Some((k, n)) => (Some(k), n),
@@ -57,10 +63,13 @@ impl Component {
         if want("peering") && t.spec.peerings.iter().any(|p| p.name == name) {
             found.push(Component::Peering(name.to_string()));
         }
+        if want("tgw") && t.spec.transit_gateways.iter().any(|g| g.name == name) {
+            found.push(Component::TransitGateway(name.to_string()));
+        }
         if let Some(k) = kind {
-            if !["mcr", "router", "vxc", "peering"].contains(&k) {
+            if !["mcr", "router", "vxc", "peering", "tgw"].contains(&k) {
                 return Err(format!(
-                    "component kind `{k}` in `{spec}` is not one of mcr, vxc, peering"
+                    "component kind `{k}` in `{spec}` is not one of mcr, vxc, peering, tgw"
                 ));
             }
         }
@@ -85,6 +94,12 @@ impl Component {
                             .peerings
                             .iter()
                             .map(|p| format!("peering/{}", p.name)),
+                    )
+                    .chain(
+                        t.spec
+                            .transit_gateways
+                            .iter()
+                            .map(|g| format!("tgw/{}", g.name)),
                     )
                     .collect();
                 known.sort();
@@ -116,6 +131,7 @@ impl fmt::Display for Component {
             Component::Router(n) => write!(f, "mcr/{n}"),
             Component::Vxc(n) => write!(f, "vxc/{n}"),
             Component::Peering(n) => write!(f, "peering/{n}"),
+            Component::TransitGateway(n) => write!(f, "tgw/{n}"),
         }
     }
 }
@@ -127,8 +143,9 @@ impl FromStr for Component {
             Some(("mcr" | "router", n)) => Ok(Component::Router(n.into())),
             Some(("vxc", n)) => Ok(Component::Vxc(n.into())),
             Some(("peering", n)) => Ok(Component::Peering(n.into())),
+            Some(("tgw", n)) => Ok(Component::TransitGateway(n.into())),
             _ => Err(format!(
-                "`{s}` is not kind/name with kind mcr, vxc or peering"
+                "`{s}` is not kind/name with kind mcr, vxc, peering or tgw"
             )),
         }
     }
@@ -137,7 +154,7 @@ impl FromStr for Component {
 /// One way from one network to another.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Path {
-    /// `peering` or `interconnect`.
+    /// `peering`, `transit-gateway` or `interconnect`.
     pub via: String,
     /// The components traversed, in order.
     pub hops: Vec<Component>,
@@ -165,6 +182,8 @@ pub struct Connectivity<'t> {
     attach: Vec<Vec<(usize, usize)>>,
     /// Peerings by unordered network pair.
     peers: HashMap<(usize, usize), Vec<usize>>,
+    /// For each network: the transit gateways it is attached to.
+    hubs: Vec<Vec<usize>>,
 }
 
 impl<'t> Connectivity<'t> {
@@ -208,11 +227,22 @@ impl<'t> Connectivity<'t> {
                 }
             }
         }
+        let mut hubs = vec![Vec::new(); spec.networks.len()];
+        for (gi, g) in spec.transit_gateways.iter().enumerate() {
+            for n in &g.networks {
+                if let Some(&ni) = index.get(n.as_str()) {
+                    if !hubs[ni].contains(&gi) {
+                        hubs[ni].push(gi);
+                    }
+                }
+            }
+        }
         Connectivity {
             topology,
             index,
             attach,
             peers,
+            hubs,
         }
     }
 
@@ -227,6 +257,9 @@ impl<'t> Connectivity<'t> {
             return true;
         }
         if self.peers.contains_key(&(a.min(b), a.max(b))) {
+            return true;
+        }
+        if self.hubs[a].iter().any(|g| self.hubs[b].contains(g)) {
             return true;
         }
         let (small, large) = if self.attach[a].len() <= self.attach[b].len() {
@@ -250,6 +283,14 @@ impl<'t> Connectivity<'t> {
                     hops: vec![Component::Peering(spec.peerings[pi].name.clone())],
                 });
             }
+        }
+        for g in self.hubs[a].iter().filter(|g| self.hubs[b].contains(g)) {
+            out.push(Path {
+                via: "transit-gateway".into(),
+                hops: vec![Component::TransitGateway(
+                    spec.transit_gateways[*g].name.clone(),
+                )],
+            });
         }
         for &(ra, va) in &self.attach[a] {
             for &(rb, vb) in &self.attach[b] {
@@ -422,6 +463,12 @@ pub fn single_points_of_failure(
                 .iter()
                 .map(|p| Component::Peering(p.name.clone())),
         )
+        .chain(
+            t.spec
+                .transit_gateways
+                .iter()
+                .map(|g| Component::TransitGateway(g.name.clone())),
+        )
         .filter(|c| !already.contains(c));
     let n = t.spec.networks.len();
     let mut pairs = Vec::new();
@@ -469,6 +516,26 @@ mod tests {
         assert!(analyze(&t, &[])
             .single_points_of_failure
             .contains(&Component::Router("m".into())));
+    }
+
+    #[test]
+    fn a_transit_gateway_is_transitive_and_can_fail() {
+        let t = topo(
+            "    - {name: d, provider: aws, region: r, cidrs: [10.3.0.0/16]}\n  transitGateways: [{name: hub, provider: aws, region: r, networks: [a, c, d]}]\n",
+        );
+        let conn = Connectivity::new(&t);
+        let (a, c, d) = (0, 2, 3);
+        assert!(conn.reachable(a, c) && conn.reachable(c, d) && conn.reachable(a, d));
+        assert!(!conn.reachable(a, 1), "b is not attached");
+        let p = conn.paths(a, d, &HashSet::new());
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].via, "transit-gateway");
+        assert_eq!(p[0].to_string(), "transit-gateway: tgw/hub");
+        let hub = Component::resolve(&t, "tgw/hub").unwrap();
+        assert_eq!(hub, Component::TransitGateway("hub".into()));
+        let r = analyze(&t, &[hub.clone()]);
+        assert_eq!(r.disconnected.len(), 3, "{:?}", r.disconnected);
+        assert!(analyze(&t, &[]).single_points_of_failure.contains(&hub));
     }
 
     #[test]

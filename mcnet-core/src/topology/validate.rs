@@ -12,6 +12,7 @@
 //! | `cni.chaining` | error | chaining with the wrong cloud's CNI |
 //! | `megaport.speed`, `megaport.oversubscribed`, `megaport.rate-limit`, `megaport.vlan-range`, `megaport.vlan-duplicate`, `megaport.asn` | error | Megaport |
 //! | `peering.endpoints` | error | a peering must join two distinct networks |
+//! | `tgw.asn`, `tgw.attachment`, `tgw.route-conflict` | error | AWS transit gateways: a private ASN, each VPC once, not also peered with another attached VPC |
 //! | `aws.dx-prefix-limit`, `aws.peering-limit` | error | published AWS limits |
 //! | `spof.mcr`, `spof.vxc` | warning | single points of failure |
 //! | `monitoring.unreachable` | warning | a workload network the monitoring network cannot reach |
@@ -138,6 +139,11 @@ impl Validator {
             "spec.peerings",
             "peering",
             s.peerings.iter().map(|p| p.name.as_str()),
+        );
+        self.unique(
+            "spec.transitGateways",
+            "transit gateway",
+            s.transit_gateways.iter().map(|p| p.name.as_str()),
         );
         self.unique(
             "spec.privateEndpoints",
@@ -344,6 +350,102 @@ impl Validator {
                             ),
                         );
                     }
+                }
+            }
+        }
+        for (i, g) in s.transit_gateways.iter().enumerate() {
+            let at = format!("spec.transitGateways[{i}]");
+            match providers.get(g.provider.as_str()) {
+                None => self.err(
+                    "ref.dangling",
+                    format!("{at}.provider"),
+                    format!(
+                        "transit gateway `{}` refers to provider `{}`, which is not declared",
+                        g.name, g.provider
+                    ),
+                ),
+                Some(p) if p.kind != ProviderKind::Aws => self.err(
+                    "ref.provider-kind",
+                    format!("{at}.provider"),
+                    format!(
+                        "transit gateway `{}` is an AWS transit gateway but provider `{}` is {}",
+                        g.name, g.provider, p.kind
+                    ),
+                ),
+                Some(p) if !p.regions.is_empty() && !p.regions.contains(&g.region) => self.err(
+                    "ref.region",
+                    format!("{at}.region"),
+                    format!(
+                        "transit gateway `{}` is in region `{}`, which provider `{}` does not list",
+                        g.name, g.region, g.provider
+                    ),
+                ),
+                Some(_) => {}
+            }
+            if !((64512..=65534).contains(&g.asn) || g.asn >= 4_200_000_000) {
+                self.err(
+                    "tgw.asn",
+                    format!("{at}.asn"),
+                    format!(
+                        "transit gateway `{}` has ASN {}; AWS wants a private ASN (64512-65534 or 4200000000-4294967294)",
+                        g.name, g.asn
+                    ),
+                );
+            }
+            let mut seen = HashSet::new();
+            for (j, n) in g.networks.iter().enumerate() {
+                let path = format!("{at}.networks[{j}]");
+                if !seen.insert(n.as_str()) {
+                    self.err(
+                        "tgw.attachment",
+                        path,
+                        format!("transit gateway `{}` attaches network `{n}` twice", g.name),
+                    );
+                    continue;
+                }
+                match networks.get(n.as_str()) {
+                    None => self.err(
+                        "ref.dangling",
+                        path,
+                        format!(
+                            "transit gateway `{}` refers to network `{n}`, which is not declared",
+                            g.name
+                        ),
+                    ),
+                    Some(net) if net.provider != g.provider => self.err(
+                        "ref.provider-kind",
+                        path,
+                        format!(
+                            "transit gateway `{}` is on provider `{}` but network `{n}` is on `{}`",
+                            g.name, g.provider, net.provider
+                        ),
+                    ),
+                    Some(net) if net.region != g.region => self.err(
+                        "ref.region",
+                        path,
+                        format!(
+                            "transit gateway `{}` is in `{}` but network `{n}` is in `{}`; attachments are regional",
+                            g.name, g.region, net.region
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            // Two ways to the same peer: both would write the VPC's route.
+            for p in s
+                .peerings
+                .iter()
+                .filter(|p| p.kind == PeeringKind::VpcPeering)
+            {
+                if p.networks.len() == 2 && p.networks.iter().all(|n| g.networks.contains(n)) {
+                    self.err(
+                        "tgw.route-conflict",
+                        format!("{at}.networks"),
+                        format!(
+                            "networks `{}` and `{}` are joined by peering `{}` and by transit gateway `{}`; their VPC routes can point one way only",
+                            p.networks[0], p.networks[1], p.name, g.name
+                        ),
+                    );
                 }
             }
         }
@@ -1103,6 +1205,49 @@ mod tests {
             e[0].message
         );
         assert!(e[0].message.contains("aggregat"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn transit_gateways_are_checked() {
+        let y = |tgw: &str| {
+            format!(
+                "apiVersion: mcnet.io/v1alpha1\nkind: Topology\nmetadata: {{name: t}}\nspec:\n  providers: [{{name: aws, kind: aws, regions: [us-east-1, eu-west-1]}}, {{name: az, kind: azure, regions: [eastus]}}]\n  networks:\n    - {{name: a, provider: aws, region: us-east-1, cidrs: [10.0.0.0/16]}}\n    - {{name: b, provider: aws, region: us-east-1, cidrs: [10.1.0.0/16]}}\n    - {{name: e, provider: aws, region: eu-west-1, cidrs: [10.2.0.0/16]}}\n    - {{name: z, provider: az, region: eastus, cidrs: [10.3.0.0/16]}}\n  peerings: [{{name: ab, kind: vpc-peering, networks: [a, b]}}]\n  transitGateways: [{tgw}]\n"
+            )
+        };
+        let codes = |tgw: &str| -> Vec<(String, String)> {
+            let r = validate_str(&y(tgw));
+            r.errors
+                .iter()
+                .map(|d| (d.code.clone(), d.path.clone()))
+                .collect()
+        };
+        assert!(codes("{name: hub, provider: aws, region: us-east-1, networks: [a]}").is_empty());
+        assert_eq!(
+            codes("{name: hub, provider: aws, region: us-east-1, networks: [a, e]}"),
+            [(
+                "ref.region".to_string(),
+                "spec.transitGateways[0].networks[1]".to_string()
+            )]
+        );
+        assert_eq!(
+            codes("{name: hub, provider: aws, region: us-east-1, networks: [a, z]}")[0].0,
+            "ref.provider-kind"
+        );
+        assert_eq!(
+            codes("{name: hub, provider: aws, region: us-east-1, asn: 65000000, networks: [a]}")[0],
+            (
+                "tgw.asn".to_string(),
+                "spec.transitGateways[0].asn".to_string()
+            )
+        );
+        assert_eq!(
+            codes("{name: hub, provider: aws, region: us-east-1, networks: [a, b]}")[0].0,
+            "tgw.route-conflict"
+        );
+        assert_eq!(
+            codes("{name: hub, provider: az, region: eastus, networks: [z]}")[0].0,
+            "ref.provider-kind"
+        );
     }
 
     #[test]
