@@ -533,7 +533,7 @@ mod tests {
         assert_eq!(p[0].to_string(), "transit-gateway: tgw/hub");
         let hub = Component::resolve(&t, "tgw/hub").unwrap();
         assert_eq!(hub, Component::TransitGateway("hub".into()));
-        let r = analyze(&t, &[hub.clone()]);
+        let r = analyze(&t, std::slice::from_ref(&hub));
         assert_eq!(r.disconnected.len(), 3, "{:?}", r.disconnected);
         assert!(analyze(&t, &[]).single_points_of_failure.contains(&hub));
     }
