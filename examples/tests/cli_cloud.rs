@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{mcnet, Proc, TempDir};
+use common::{mcnet, promtool_accepts, Proc, TempDir};
 use serde_json::Value;
 
 const ADR: &str = "topologies/adr-003.yaml";
@@ -73,13 +73,34 @@ fn plan_apply_replan_drift_repair_destroy() {
     assert!(err.contains("--auto-approve"), "{err}");
     assert!(census(s).is_empty());
 
-    let (code, out, err) = mcnet(&sim("apply", s, &["--auto-approve"]));
+    let prom = dir.path("cloud.prom");
+    let (code, out, err) = mcnet(&sim(
+        "apply",
+        s,
+        &["--auto-approve", "--metrics-file", prom.as_str()],
+    ));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("Apply complete: 31 step(s)"), "{out}");
     assert!(
         err.contains("[31/31]"),
         "progress, a line per step off a terminal: {err}"
     );
+    // The cloud-API metrics: one create per resource, by provider.
+    let text = std::fs::read_to_string(&prom).unwrap();
+    promtool_accepts(&text);
+    let creates: u64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("mcnet_cloud_operations_total{") && l.contains("operation=\"create\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(creates, 31, "{text}");
+    assert!(
+        text.contains("mcnet_cloud_api_requests_total{provider=\"megaport\"}"),
+        "{text}"
+    );
+    assert!(text.contains("mcnet_cloud_operation_duration_seconds_bucket"));
 
     let (code, plan) = json(&sim("plan", s, &["-O", "json"]));
     assert_eq!(code, 0);

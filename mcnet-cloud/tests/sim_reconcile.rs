@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use mcnet_cloud::connect::sim::{FailRule, Faults, Quotas, SimCloud, SimConfig};
 use mcnet_core::reconcile::{
-    apply, desired, plan, ApplyOptions, ApplyReport, ErrorKind, Op, Owner, Plan, Providers, Retry,
-    Scope, Spec,
+    apply, desired, plan, ApplyOptions, ApplyReport, CloudMetrics, ErrorKind, Op, Owner, Plan,
+    Providers, Retry, Scope, Spec,
 };
 use mcnet_core::topology::Topology;
 
@@ -254,8 +254,32 @@ async fn throttling_storms_and_lost_responses_converge_without_duplicates() {
             quotas: Quotas::default(),
         },
     );
+    // The storm as the cloud-API metrics see it.
+    let metrics = CloudMetrics::new();
+    let w = World {
+        providers: Providers(
+            w.providers
+                .0
+                .into_iter()
+                .map(|(s, p)| (s, metrics.wrap(p)))
+                .collect(),
+        ),
+        ..w
+    };
     let r = w.apply().await;
     assert!(r.retries > 10, "the storm was felt: {r:?}");
+    let throttled: u64 = Scope::ALL
+        .iter()
+        .map(|s| metrics.errors(*s, "create", ErrorKind::Throttled))
+        .sum();
+    let creates: u64 = Scope::ALL
+        .iter()
+        .map(|s| metrics.operations(*s, "create"))
+        .sum();
+    assert!(
+        throttled > 0 && creates > throttled,
+        "{throttled} of {creates}"
+    );
     // Whatever did not finish, a re-run on a calm sim finishes, and nothing
     // is duplicated even though responses of calls that took effect were lost.
     let calm = World::new(&dir.0, fast(10));

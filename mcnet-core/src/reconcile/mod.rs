@@ -32,12 +32,14 @@
 
 mod apply;
 mod desired;
+mod metered;
 mod plan;
 mod provider;
 mod resource;
 
 pub use apply::{apply, ApplyEvent, ApplyOptions, ApplyReport, Failure, Phase, Providers, Retry};
 pub use desired::desired;
+pub use metered::{CloudMetrics, Metered};
 pub use plan::{plan, Action, Op, Plan};
 pub use provider::{
     ConnectivityProvider, ErrorKind, InterconnectProvider, ProviderError, Quote, Refs,

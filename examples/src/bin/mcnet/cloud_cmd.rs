@@ -47,6 +47,11 @@ pub struct Common {
     /// Output format.
     #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
     pub output: Format,
+    /// When done, write the cloud-API metrics (calls, errors, latency,
+    /// requests) to FILE in the Prometheus text format, atomically: for
+    /// node_exporter's textfile collector.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -88,6 +93,25 @@ struct Setup {
     scopes: BTreeSet<Scope>,
     providers: Providers,
     topology: mcnet_core::topology::Topology,
+    metrics: reconcile::CloudMetrics,
+    metrics_file: Option<PathBuf>,
+}
+
+impl Drop for Setup {
+    /// Writes the metrics file however the command ends.
+    fn drop(&mut self) {
+        let Some(path) = &self.metrics_file else {
+            return;
+        };
+        let mut registry = mcnet_core::metrics::Registry::default();
+        self.metrics.register(&mut registry);
+        let text = mcnet_core::metrics::encode(&registry);
+        let tmp = path.with_extension("prom.tmp");
+        let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            eprintln!("cannot write metrics to `{}`: {e}", path.display());
+        }
+    }
 }
 
 async fn setup(c: &Common) -> anyhow::Result<Option<Setup>> {
@@ -103,15 +127,17 @@ async fn setup(c: &Common) -> anyhow::Result<Option<Setup>> {
         ProviderArg::Azure => [Scope::Azure].into(),
         ProviderArg::Gcp => [Scope::Gcp].into(),
     };
+    let metrics = reconcile::CloudMetrics::new();
     let mut providers = Providers::default();
     if c.provider == ProviderArg::Sim {
         let sim = SimCloud::open(&state)?;
         for s in &scopes {
-            providers = providers.with(sim.provider(*s));
+            providers = providers.with(metrics.wrap(sim.provider(*s)));
         }
     } else {
         for s in &scopes {
-            providers = providers.with(crate::cloud_providers::real(*s, c, &t).await?);
+            let p = crate::cloud_providers::real(*s, c, &t).await?;
+            providers = providers.with(metrics.wrap(p));
         }
     }
     Ok(Some(Setup {
@@ -122,6 +148,8 @@ async fn setup(c: &Common) -> anyhow::Result<Option<Setup>> {
         scopes,
         providers,
         topology: t,
+        metrics,
+        metrics_file: c.metrics_file.as_ref().map(PathBuf::from),
     }))
 }
 
@@ -392,6 +420,7 @@ pub fn demo(topology_file: &str, state: &str) -> anyhow::Result<()> {
         state: state.to_string(),
         aws_endpoint: None,
         output: Format::Text,
+        metrics_file: None,
     };
     let args = ApplyArgs {
         common: common(),
