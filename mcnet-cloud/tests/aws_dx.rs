@@ -20,10 +20,8 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -33,12 +31,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use mcnet_cloud::connect::aws::AwsProvider;
 use mcnet_cloud::connect::sim::{SimCloud, SimConfig};
-use mcnet_core::reconcile::{
-    apply, desired, plan, ApplyOptions, Op, Owner, Providers, ResourceProvider, Retry, Scope, Spec,
-};
-use mcnet_core::topology::Topology;
+use mcnet_core::reconcile::{Op, Providers, ResourceProvider, Scope, Spec};
 use serde_json::{json, Value};
 use support::moto::moto;
+use support::rig::{example, Rig, TempDir};
 
 const ACCOUNT: &str = "123456789012";
 
@@ -301,13 +297,6 @@ async fn serve() -> (String, Shared) {
     (url, state)
 }
 
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adr003_direct_connect_gateway_and_vif_ride_on_the_vxcs_hosted_connection() {
     let Some((_moto, moto_url)) = moto() else {
@@ -322,12 +311,7 @@ async fn adr003_direct_connect_gateway_and_vif_ride_on_the_vxcs_hosted_connectio
         std::env::set_var(k, v);
     }
     let (dx_url, dx) = serve().await;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("mcnet-dx-{}-{nanos}", std::process::id())));
+    let dir = TempDir::new("dx");
     let sim = SimCloud::with_config(
         &dir.0,
         SimConfig {
@@ -340,63 +324,31 @@ async fn adr003_direct_connect_gateway_and_vif_ride_on_the_vxcs_hosted_connectio
             .await
             .with_direct_connect_endpoint(dx_url),
     );
-    let providers = Providers::default()
-        .with(aws.clone())
-        .with(sim.provider(Scope::Azure))
-        .with(sim.provider(Scope::Gcp))
-        .with(sim.provider(Scope::Megaport));
-    let owner = Owner {
-        topology: "adr-003".into(),
-    };
-    let scopes: BTreeSet<Scope> = Scope::ALL.into_iter().collect();
-    let t = Topology::from_str_strict(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/topologies/adr-003.yaml"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let opts = ApplyOptions {
-        retry: Retry {
-            attempts: 4,
-            base: Duration::from_millis(5),
-            cap: Duration::from_millis(20),
-        },
-        poll: Duration::from_millis(20),
-        wait_timeout: Duration::from_secs(30),
-        ..ApplyOptions::default()
-    };
-    let replan = || {
-        let (providers, owner, scopes, t) =
-            (providers.clone(), owner.clone(), scopes.clone(), t.clone());
-        async move {
-            let mut want = desired(&t, &scopes).unwrap();
-            // moto 5.2 has no EnableVgwRoutePropagation (it answers 500,
-            // "not implemented"), so the route tables here skip propagation.
-            for d in &mut want {
-                if let Spec::RouteTable {
-                    propagating_gateways,
-                    ..
-                } = &mut d.spec
-                {
-                    propagating_gateways.clear();
-                }
+    let mut rig = Rig::new(
+        example("adr-003.yaml"),
+        Providers::default()
+            .with(aws.clone())
+            .with(sim.provider(Scope::Azure))
+            .with(sim.provider(Scope::Gcp))
+            .with(sim.provider(Scope::Megaport)),
+    );
+    // moto 5.2 has no EnableVgwRoutePropagation (it answers 500, "not
+    // implemented"), so the route tables here skip propagation.
+    rig.adjust = |want| {
+        for d in want {
+            if let Spec::RouteTable {
+                propagating_gateways,
+                ..
+            } = &mut d.spec
+            {
+                propagating_gateways.clear();
             }
-            let have = providers.observe(&owner).await.unwrap();
-            plan("adr-003", &scopes, &want, &have)
         }
     };
 
     // First apply: all but the VIF, whose hosted connection Megaport has
     // not made in this account yet (the sim's VXC cannot reach the mock).
-    let r = apply(
-        &replan().await,
-        &owner,
-        &providers,
-        &opts,
-        Arc::new(|_: &_| {}),
-    )
-    .await;
+    let r = rig.converge().await;
     assert_eq!(r.failed.len(), 1, "{r:?}");
     let f = &r.failed[0];
     assert_eq!(f.resource, "interconnect-attachment/vxc-aws-dx");
@@ -404,29 +356,20 @@ async fn adr003_direct_connect_gateway_and_vif_ride_on_the_vxcs_hosted_connectio
 
     // Megaport's side: the hosted connection the sim's VXC names appears in
     // the account, waiting to be confirmed.
-    let seen = providers.observe(&owner).await.unwrap();
-    let vxc = seen.iter().find(|o| o.id == "vxc/vxc-aws-dx").unwrap();
-    let conn = vxc.outputs["connectionId"].clone();
+    let conn = rig.find("vxc/vxc-aws-dx").await.outputs["connectionId"].clone();
     dx.lock().unwrap().connections.insert(
         conn.clone(),
         json!({"connectionId": conn, "connectionState": "ordering", "vlan": 1234,
                "ownerAccount": ACCOUNT, "partnerName": "Megaport", "bandwidth": "5Gbps"}),
     );
 
-    let r = apply(
-        &replan().await,
-        &owner,
-        &providers,
-        &opts,
-        Arc::new(|_: &_| {}),
-    )
-    .await;
+    let r = rig.converge().await;
     assert!(r.ok(), "{r:?}");
-    let again = replan().await;
+    let again = rig.plan().await;
     assert!(again.is_empty(), "{again}");
 
     // Checked on the mock's own state and against moto's VGWs.
-    let seen = providers.observe(&owner).await.unwrap();
+    let seen = rig.observe().await;
     let vgw = |n: &str| {
         seen.iter()
             .find(|o| o.id == format!("vpn-gateway/{n}"))
@@ -468,7 +411,7 @@ async fn adr003_direct_connect_gateway_and_vif_ride_on_the_vxcs_hosted_connectio
     // A no-op plan's Direct Connect calls: gateways, each gateway's
     // associations, and the VIFs.
     let before = dx.lock().unwrap().calls.len();
-    let _ = replan().await;
+    let _ = rig.plan().await;
     let calls = dx.lock().unwrap().calls.len() - before;
     println!("direct connect no-op observe: {calls} API calls");
     assert_eq!(calls, 3);
@@ -484,29 +427,21 @@ async fn adr003_direct_connect_gateway_and_vif_ride_on_the_vxcs_hosted_connectio
             .unwrap();
         d.associations.remove(&k);
     }
-    let p = replan().await;
+    let p = rig.plan().await;
     assert_eq!(p.actions.len(), 1, "{p}");
     assert_eq!(p.actions[0].op, Op::Update);
     assert_eq!(p.actions[0].resource, "interconnect-gateway/vxc-aws-dx");
-    let r = apply(&p, &owner, &providers, &opts, Arc::new(|_: &_| {})).await;
+    let r = rig.apply(&p).await;
     assert!(r.ok(), "{r:?}");
-    assert!(replan().await.is_empty());
+    assert!(rig.plan().await.is_empty());
     assert_eq!(dx.lock().unwrap().associations.len(), 2);
 
     // Destroy: the VIF, the associations and the gateway all go.
-    let have = providers.observe(&owner).await.unwrap();
-    let r = apply(
-        &plan("adr-003", &scopes, &[], &have),
-        &owner,
-        &providers,
-        &opts,
-        Arc::new(|_: &_| {}),
-    )
-    .await;
+    let r = rig.destroy().await;
     assert!(r.ok(), "{r:?}");
     {
         let d = dx.lock().unwrap();
         assert!(d.vifs.is_empty() && d.associations.is_empty() && d.gateways.is_empty());
     }
-    assert!(aws.observe(&owner).await.unwrap().is_empty());
+    assert!(aws.observe(&rig.owner).await.unwrap().is_empty());
 }

@@ -19,10 +19,11 @@
 // The mock's handlers return an axum Response as their error.
 #![allow(clippy::result_large_err)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -33,12 +34,10 @@ use axum::{Json, Router};
 use ipnet::Ipv4Net;
 use mcnet_cloud::connect::azure::{AzureConfig, AzureProvider, NETWORK_API, RESOURCES_API};
 use mcnet_cloud::connect::sim::{SimCloud, SimConfig};
-use mcnet_core::reconcile::{
-    apply, desired, plan, ApplyOptions, ErrorKind, Op, Owner, Providers, ResourceProvider, Retry,
-    Scope,
-};
+use mcnet_core::reconcile::{ErrorKind, Op, Providers, ResourceProvider, Scope};
 use mcnet_core::topology::Topology;
 use serde_json::{json, Value};
+use support::rig::{example, Rig, TempDir};
 
 const TENANT: &str = "tenant-1";
 const CLIENT: &str = "client-1";
@@ -608,13 +607,6 @@ async fn serve() -> (String, Shared) {
     (url, state)
 }
 
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn config(url: &str, secret: &str) -> AzureConfig {
     AzureConfig {
         arm_url: url.into(),
@@ -628,39 +620,18 @@ fn config(url: &str, secret: &str) -> AzureConfig {
     }
 }
 
-fn opts() -> ApplyOptions {
-    ApplyOptions {
-        retry: Retry {
-            attempts: 4,
-            base: Duration::from_millis(5),
-            cap: Duration::from_millis(20),
-        },
-        poll: Duration::from_millis(10),
-        wait_timeout: Duration::from_secs(20),
-        ..ApplyOptions::default()
-    }
-}
-
-fn topology() -> Topology {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/topologies/adr-003.yaml"),
+/// The lower-case ARM id of a Microsoft.Network resource in the group.
+fn arm_key(kind_and_name: &str) -> String {
+    format!(
+        "/subscriptions/{SUB}/resourcegroups/{GROUP}/providers/microsoft.network/{kind_and_name}"
     )
-    .unwrap();
-    Topology::from_str_strict(&text).unwrap()
-}
-
-fn temp(name: &str) -> TempDir {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    TempDir(std::env::temp_dir().join(format!("mcnet-{name}-{}-{nanos}", std::process::id())))
+    .to_ascii_lowercase()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adr003_azure_part_applies_over_arm_with_the_circuit_key_feeding_the_vxc() {
     let (url, arm) = serve().await;
-    let dir = temp("azure");
+    let dir = TempDir::new("azure");
     let sim = SimCloud::with_config(
         &dir.0,
         SimConfig {
@@ -669,29 +640,18 @@ async fn adr003_azure_part_applies_over_arm_with_the_circuit_key_feeding_the_vxc
         },
     );
     let azure = Arc::new(AzureProvider::new(config(&url, SECRET)).unwrap());
-    let providers = Providers::default()
-        .with(sim.provider(Scope::Aws))
-        .with(azure.clone())
-        .with(sim.provider(Scope::Gcp))
-        .with(sim.provider(Scope::Megaport));
-    let owner = Owner {
-        topology: "adr-003".into(),
-    };
-    let scopes: BTreeSet<Scope> = Scope::ALL.into_iter().collect();
-    let t = topology();
-    let replan = || {
-        let (providers, owner, scopes, t) =
-            (providers.clone(), owner.clone(), scopes.clone(), t.clone());
-        async move {
-            let want = desired(&t, &scopes).unwrap();
-            let have = providers.observe(&owner).await.unwrap();
-            plan("adr-003", &scopes, &want, &have)
-        }
-    };
+    let rig = Rig::new(
+        example("adr-003.yaml"),
+        Providers::default()
+            .with(sim.provider(Scope::Aws))
+            .with(azure.clone())
+            .with(sim.provider(Scope::Gcp))
+            .with(sim.provider(Scope::Megaport)),
+    );
 
     // First apply: everything but the ExpressRoute connection, which ARM
     // refuses until Megaport has provisioned the circuit.
-    let p = replan().await;
+    let p = rig.plan().await;
     let azure_steps: Vec<&str> = p
         .actions
         .iter()
@@ -699,7 +659,7 @@ async fn adr003_azure_part_applies_over_arm_with_the_circuit_key_feeding_the_vxc
         .map(|a| a.resource.as_str())
         .collect();
     assert_eq!(azure_steps.len(), 6, "{azure_steps:?}");
-    let r = apply(&p, &owner, &providers, &opts(), Arc::new(|_: &_| {})).await;
+    let r = rig.apply(&p).await;
     assert_eq!(r.failed.len(), 1, "{r:?}");
     let f = &r.failed[0];
     assert_eq!(
@@ -718,93 +678,69 @@ async fn adr003_azure_part_applies_over_arm_with_the_circuit_key_feeding_the_vxc
 
     // The sim's VXC carries the circuit's service key: provision with it,
     // as Megaport would.
-    let seen = providers.observe(&owner).await.unwrap();
-    let circuit = seen
-        .iter()
-        .find(|o| o.id == "interconnect-gateway/vxc-azure-er")
-        .unwrap();
-    let key = circuit.outputs["serviceKey"].clone();
-    let vxc = seen.iter().find(|o| o.id == "vxc/vxc-azure-er").unwrap();
+    let key = rig.find("interconnect-gateway/vxc-azure-er").await.outputs["serviceKey"].clone();
+    let vxc = rig.find("vxc/vxc-azure-er").await;
     assert_eq!(vxc.outputs.get("partnerKey"), Some(&key), "{vxc:?}");
     let status = reqwest_free_post(&format!("{url}/_mock/provision/{key}")).await;
     assert_eq!(status, 200);
 
-    let p = replan().await;
-    let r = apply(&p, &owner, &providers, &opts(), Arc::new(|_: &_| {})).await;
+    let r = rig.converge().await;
     assert!(r.ok(), "{r:?}");
-    let again = replan().await;
+    let again = rig.plan().await;
     assert!(again.is_empty(), "{again}");
 
     // Checked on the server's own state, not through the provider.
     {
         let a = arm.lock().unwrap();
-        let base =
-            format!("/subscriptions/{SUB}/resourcegroups/{GROUP}/providers/microsoft.network")
-                .to_ascii_lowercase();
-        let vnet = &a.res[&format!("{base}/virtualnetworks/network-azure-vnet")];
+        let vnet = &a.res[&arm_key("virtualnetworks/network-azure-vnet")];
         assert_eq!(vnet["tags"]["mcnet.io-topology"], "adr-003");
         assert_eq!(vnet["tags"]["mcnet.io-id"], "network/azure-vnet");
         assert_eq!(
             vnet["properties"]["addressSpace"]["addressPrefixes"],
             json!(["10.1.0.0/16"])
         );
-        assert!(a.res.contains_key(&format!(
-            "{base}/virtualnetworks/network-azure-vnet/subnets/gatewaysubnet"
+        assert!(a.res.contains_key(&arm_key(
+            "virtualnetworks/network-azure-vnet/subnets/gatewaysubnet"
         )));
-        let conn =
-            &a.res[&format!("{base}/connections/interconnect-attachment-vxc-azure-er-azure-vnet")];
+        let conn = &a.res[&arm_key("connections/interconnect-attachment-vxc-azure-er-azure-vnet")];
         assert_eq!(conn["properties"]["connectionStatus"], "Connected");
         assert_eq!(conn["tags"]["mcnet.io-vlan"], "200");
-        let circuit =
-            &a.res[&format!("{base}/expressroutecircuits/interconnect-gateway-vxc-azure-er")];
-        assert_eq!(
-            circuit["properties"]["serviceProviderProperties"]["peeringLocation"],
-            "Washington DC"
-        );
-        assert_eq!(
-            circuit["properties"]["serviceProviderProperties"]["bandwidthInMbps"],
-            2000
-        );
+        let circuit = &a.res[&arm_key("expressroutecircuits/interconnect-gateway-vxc-azure-er")];
+        let sp = &circuit["properties"]["serviceProviderProperties"];
+        assert_eq!(sp["peeringLocation"], "Washington DC");
+        assert_eq!(sp["bandwidthInMbps"], 2000);
     }
 
     // A no-op plan costs one list per collection (and the cached token),
     // however many resources there are; the pager adds a call per page.
     let before = azure.api_calls();
-    let _ = replan().await;
+    let _ = rig.plan().await;
     let calls = azure.api_calls() - before;
     println!("azure no-op observe: {calls} API calls");
     assert!((4..=6).contains(&calls), "{calls}");
 
     // Drift: someone widens the VNet by hand. The repair sends the whole
     // VNet back, so its subnets survive ARM's replace-on-PUT.
-    {
-        let mut a = arm.lock().unwrap();
-        let k = format!(
-            "/subscriptions/{SUB}/resourcegroups/{GROUP}/providers/microsoft.network/virtualnetworks/network-azure-vnet"
-        )
-        .to_ascii_lowercase();
-        a.res.get_mut(&k).unwrap()["properties"]["addressSpace"]["addressPrefixes"] =
-            json!(["10.1.0.0/16", "10.9.0.0/16"]);
-    }
-    let p = replan().await;
+    arm.lock()
+        .unwrap()
+        .res
+        .get_mut(&arm_key("virtualnetworks/network-azure-vnet"))
+        .unwrap()["properties"]["addressSpace"]["addressPrefixes"] =
+        json!(["10.1.0.0/16", "10.9.0.0/16"]);
+    let p = rig.plan().await;
     assert_eq!(p.actions.len(), 1, "{p}");
     assert_eq!(p.actions[0].op, Op::Update);
     assert_eq!(p.actions[0].resource, "network/azure-vnet");
-    let r = apply(&p, &owner, &providers, &opts(), Arc::new(|_: &_| {})).await;
+    let r = rig.apply(&p).await;
     assert!(r.ok(), "{r:?}");
-    let again = replan().await;
+    let again = rig.plan().await;
     assert!(again.is_empty(), "subnets lost in the repair? {again}");
 
     // Destroy: everything goes, dependents first, and nothing is left.
-    let have = providers.observe(&owner).await.unwrap();
-    let p = plan("adr-003", &scopes, &[], &have);
-    let r = apply(&p, &owner, &providers, &opts(), Arc::new(|_: &_| {})).await;
+    let r = rig.destroy().await;
     assert!(r.ok(), "{r:?}");
-    assert!(
-        arm.lock().unwrap().res.is_empty(),
-        "leaked: {:?}",
-        arm.lock().unwrap().res.keys().collect::<Vec<_>>()
-    );
+    let left: Vec<String> = arm.lock().unwrap().res.keys().cloned().collect();
+    assert!(left.is_empty(), "leaked: {left:?}");
 }
 
 /// A POST without a client library: one HTTP/1.1 request on a TCP socket.
@@ -830,9 +766,6 @@ async fn reqwest_free_post(url: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peering_halves_and_refusals_follow_arm() {
     let (url, arm) = serve().await;
-    let owner = Owner {
-        topology: "two".into(),
-    };
     let t = Topology::from_str_strict(
         r#"
 apiVersion: mcnet.io/v1alpha1
@@ -850,30 +783,14 @@ spec:
     )
     .unwrap();
     let azure = Arc::new(AzureProvider::new(config(&url, SECRET)).unwrap());
-    let providers = Providers::default().with(azure.clone());
-    let scopes = BTreeSet::from([Scope::Azure]);
-    let replan = || {
-        let (providers, owner, scopes, t) =
-            (providers.clone(), owner.clone(), scopes.clone(), t.clone());
-        async move {
-            let want = desired(&t, &scopes).unwrap();
-            let have = providers.observe(&owner).await.unwrap();
-            plan("two", &scopes, &want, &have)
-        }
-    };
-    let r = apply(
-        &replan().await,
-        &owner,
-        &providers,
-        &opts(),
-        Arc::new(|_: &_| {}),
-    )
-    .await;
+    let rig = Rig::new(t, Providers::default().with(azure.clone()));
+    let r = rig.converge().await;
     assert!(r.ok(), "{r:?}");
-    let seen = providers.observe(&owner).await.unwrap();
-    let peering = seen.iter().find(|o| o.id == "peering/hub-spoke").unwrap();
-    assert_eq!(peering.outputs["status"], "Connected");
-    assert!(replan().await.is_empty());
+    assert_eq!(
+        rig.find("peering/hub-spoke").await.outputs["status"],
+        "Connected"
+    );
+    assert!(rig.plan().await.is_empty());
 
     // Someone deletes the accepter's half: ours turns Disconnected, which
     // only a replacement fixes.
@@ -887,16 +804,16 @@ spec:
             .clone();
         a.delete(&k).unwrap();
     }
-    let p = replan().await;
+    let p = rig.plan().await;
     assert_eq!(p.actions.len(), 1, "{p}");
     assert_eq!(p.actions[0].op, Op::Replace, "{p}");
-    let r = apply(&p, &owner, &providers, &opts(), Arc::new(|_: &_| {})).await;
+    let r = rig.apply(&p).await;
     assert!(r.ok(), "{r:?}");
-    assert!(replan().await.is_empty());
+    assert!(rig.plan().await.is_empty());
 
     // A wrong secret is an auth error that names the token endpoint.
     let bad = AzureProvider::new(config(&url, "wrong")).unwrap();
-    let e = bad.observe(&owner).await.unwrap_err();
+    let e = bad.observe(&rig.owner).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Auth, "{e}");
     assert!(e.message.contains("oauth2/v2.0/token"), "{e}");
     assert!(!e.message.contains("wrong"), "the secret leaked: {e}");

@@ -15,10 +15,11 @@
 // The mock's handlers return an axum Response as their error.
 #![allow(clippy::result_large_err)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -28,12 +29,10 @@ use axum::routing::any;
 use axum::{Json, Router};
 use mcnet_cloud::connect::gcp::{GcpConfig, GcpProvider};
 use mcnet_cloud::connect::sim::{SimCloud, SimConfig};
-use mcnet_core::reconcile::{
-    apply, desired, plan, ApplyOptions, ErrorKind, Op, Owner, Providers, ResourceProvider, Retry,
-    Scope,
-};
+use mcnet_core::reconcile::{ErrorKind, Op, Providers, ResourceProvider, Scope};
 use mcnet_core::topology::Topology;
 use serde_json::{json, Value};
+use support::rig::{example, Rig, TempDir};
 
 const PROJECT: &str = "mcnet-test";
 const TOKEN: &str = "ya29.test-token";
@@ -450,13 +449,6 @@ async fn serve() -> (String, Shared) {
     (url, state)
 }
 
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn config(url: &str, token: &str) -> GcpConfig {
     GcpConfig {
         compute_url: format!("{url}/compute/v1"),
@@ -465,28 +457,10 @@ fn config(url: &str, token: &str) -> GcpConfig {
     }
 }
 
-fn opts() -> ApplyOptions {
-    ApplyOptions {
-        retry: Retry {
-            attempts: 4,
-            base: Duration::from_millis(5),
-            cap: Duration::from_millis(20),
-        },
-        poll: Duration::from_millis(10),
-        wait_timeout: Duration::from_secs(20),
-        ..ApplyOptions::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adr003_gcp_part_applies_over_compute_with_the_pairing_key_feeding_the_vxc() {
     let (url, gcp_api) = serve().await;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("mcnet-gcp-{}-{nanos}", std::process::id())));
+    let dir = TempDir::new("gcp");
     let sim = SimCloud::with_config(
         &dir.0,
         SimConfig {
@@ -495,53 +469,32 @@ async fn adr003_gcp_part_applies_over_compute_with_the_pairing_key_feeding_the_v
         },
     );
     let gcp = Arc::new(GcpProvider::new(config(&url, TOKEN)).unwrap());
-    let providers = Providers::default()
-        .with(sim.provider(Scope::Aws))
-        .with(sim.provider(Scope::Azure))
-        .with(gcp.clone())
-        .with(sim.provider(Scope::Megaport));
-    let owner = Owner {
-        topology: "adr-003".into(),
-    };
-    let scopes: BTreeSet<Scope> = Scope::ALL.into_iter().collect();
-    let t = Topology::from_str_strict(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/topologies/adr-003.yaml"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let replan = || {
-        let (providers, owner, scopes, t) =
-            (providers.clone(), owner.clone(), scopes.clone(), t.clone());
-        async move {
-            let want = desired(&t, &scopes).unwrap();
-            let have = providers.observe(&owner).await.unwrap();
-            plan("adr-003", &scopes, &want, &have)
-        }
-    };
-    let p = replan().await;
+    let rig = Rig::new(
+        example("adr-003.yaml"),
+        Providers::default()
+            .with(sim.provider(Scope::Aws))
+            .with(sim.provider(Scope::Azure))
+            .with(gcp.clone())
+            .with(sim.provider(Scope::Megaport)),
+    );
+    let p = rig.plan().await;
     let gcp_steps = p
         .actions
         .iter()
         .filter(|a| a.provider == Scope::Gcp)
         .count();
     assert_eq!(gcp_steps, 4, "{p}");
-    let r = apply(&p, &owner, &providers, &opts(), Arc::new(|_: &_| {})).await;
+    let r = rig.apply(&p).await;
     assert!(r.ok(), "{r:?}");
-    let again = replan().await;
+    let again = rig.plan().await;
     assert!(again.is_empty(), "{again}");
 
     // The pairing key went from the attachment to the sim's VXC; the
     // partner (the test, standing in for Megaport) activates it with that key.
-    let seen = providers.observe(&owner).await.unwrap();
-    let att = seen
-        .iter()
-        .find(|o| o.id == "interconnect-attachment/vxc-gcp-pi")
-        .unwrap();
+    let att = rig.find("interconnect-attachment/vxc-gcp-pi").await;
     assert_eq!(att.outputs["status"], "PENDING_PARTNER");
     let key = att.outputs["pairingKey"].clone();
-    let vxc = seen.iter().find(|o| o.id == "vxc/vxc-gcp-pi").unwrap();
+    let vxc = rig.find("vxc/vxc-gcp-pi").await;
     assert_eq!(vxc.outputs.get("partnerKey"), Some(&key), "{vxc:?}");
     {
         let mut c = gcp_api.lock().unwrap();
@@ -552,13 +505,9 @@ async fn adr003_gcp_part_applies_over_compute_with_the_pairing_key_feeding_the_v
             .expect("the VXC's key is the attachment's");
         a["state"] = json!("ACTIVE");
     }
-    let seen = providers.observe(&owner).await.unwrap();
-    let att = seen
-        .iter()
-        .find(|o| o.id == "interconnect-attachment/vxc-gcp-pi")
-        .unwrap();
+    let att = rig.find("interconnect-attachment/vxc-gcp-pi").await;
     assert_eq!(att.outputs["status"], "ACTIVE");
-    assert!(replan().await.is_empty());
+    assert!(rig.plan().await.is_empty());
 
     // Checked on the server's own state.
     {
@@ -579,14 +528,12 @@ async fn adr003_gcp_part_applies_over_compute_with_the_pairing_key_feeding_the_v
     }
 
     let before = gcp.api_calls();
-    let _ = replan().await;
+    let _ = rig.plan().await;
     let calls = gcp.api_calls() - before;
     println!("gcp no-op observe: {calls} API calls");
     assert!((4..=6).contains(&calls), "{calls}");
 
-    let have = providers.observe(&owner).await.unwrap();
-    let p = plan("adr-003", &scopes, &[], &have);
-    let r = apply(&p, &owner, &providers, &opts(), Arc::new(|_: &_| {})).await;
+    let r = rig.destroy().await;
     assert!(r.ok(), "{r:?}");
     let left: Vec<String> = gcp_api.lock().unwrap().res.keys().cloned().collect();
     assert!(left.is_empty(), "leaked: {left:?}");
@@ -595,9 +542,6 @@ async fn adr003_gcp_part_applies_over_compute_with_the_pairing_key_feeding_the_v
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peering_needs_both_halves_and_bad_input_is_named() {
     let (url, gcp_api) = serve().await;
-    let owner = Owner {
-        topology: "pair".into(),
-    };
     let t = Topology::from_str_strict(
         r#"
 apiVersion: mcnet.io/v1alpha1
@@ -615,30 +559,14 @@ spec:
     )
     .unwrap();
     let gcp = Arc::new(GcpProvider::new(config(&url, TOKEN)).unwrap());
-    let providers = Providers::default().with(gcp.clone());
-    let scopes = BTreeSet::from([Scope::Gcp]);
-    let replan = || {
-        let (providers, owner, scopes, t) =
-            (providers.clone(), owner.clone(), scopes.clone(), t.clone());
-        async move {
-            let want = desired(&t, &scopes).unwrap();
-            let have = providers.observe(&owner).await.unwrap();
-            plan("pair", &scopes, &want, &have)
-        }
-    };
-    let r = apply(
-        &replan().await,
-        &owner,
-        &providers,
-        &opts(),
-        Arc::new(|_: &_| {}),
-    )
-    .await;
+    let rig = Rig::new(t, Providers::default().with(gcp.clone()));
+    let r = rig.converge().await;
     assert!(r.ok(), "{r:?}");
-    let seen = providers.observe(&owner).await.unwrap();
-    let p = seen.iter().find(|o| o.id == "peering/left-right").unwrap();
-    assert_eq!(p.outputs["status"], "ACTIVE");
-    assert!(replan().await.is_empty());
+    assert_eq!(
+        rig.find("peering/left-right").await.outputs["status"],
+        "ACTIVE"
+    );
+    assert!(rig.plan().await.is_empty());
 
     // Someone removes the accepter's half: ours goes INACTIVE, and the
     // apply adds the half back in place.
@@ -648,16 +576,16 @@ spec:
         c.res.get_mut(&right).unwrap()["peerings"] = json!([]);
         c.settle();
     }
-    let p = replan().await;
+    let p = rig.plan().await;
     assert_eq!(p.actions.len(), 1, "{p}");
     assert_eq!(p.actions[0].op, Op::Update, "{p}");
-    let r = apply(&p, &owner, &providers, &opts(), Arc::new(|_: &_| {})).await;
+    let r = rig.apply(&p).await;
     assert!(r.ok(), "{r:?}");
-    assert!(replan().await.is_empty());
+    assert!(rig.plan().await.is_empty());
 
     // A bad token is an auth error; the token itself is never printed.
     let bad = GcpProvider::new(config(&url, "ya29.wrong")).unwrap();
-    let e = bad.observe(&owner).await.unwrap_err();
+    let e = bad.observe(&rig.owner).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Auth, "{e}");
     assert!(!e.to_string().contains("ya29.wrong"));
 
@@ -677,7 +605,7 @@ spec:
     let known = BTreeMap::new();
     let e = gcp
         .create(
-            &owner,
+            &rig.owner,
             &d,
             mcnet_core::reconcile::Refs::new(Scope::Gcp, &known),
         )
@@ -689,15 +617,7 @@ spec:
         "{e}"
     );
 
-    let have = providers.observe(&owner).await.unwrap();
-    let r = apply(
-        &plan("pair", &scopes, &[], &have),
-        &owner,
-        &providers,
-        &opts(),
-        Arc::new(|_: &_| {}),
-    )
-    .await;
+    let r = rig.destroy().await;
     assert!(r.ok(), "{r:?}");
     assert!(gcp_api.lock().unwrap().res.is_empty());
 }

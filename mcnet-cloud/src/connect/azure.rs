@@ -398,6 +398,18 @@ impl AzureProvider {
         }
     }
 
+    /// What a PUT returned, as the resource `r` asked for.
+    fn made(r: &Desired, v: &Value, links: Vec<String>) -> Observed {
+        Self::observed(
+            r.id.clone(),
+            s(&v["id"]),
+            r.spec.clone(),
+            state_of(s(&v["properties"]["provisioningState"])),
+            BTreeMap::new(),
+            links,
+        )
+    }
+
     /// A VNet, its subnets and the requester halves of its peerings.
     fn vnet(id: &str, v: &Value, index: &Index, locations: &Index, out: &mut Vec<Observed>) {
         let p = &v["properties"];
@@ -710,14 +722,7 @@ impl ResourceProvider for AzureProvider {
                         id,
                     )
                     .await?;
-                Ok(Self::observed(
-                    id.into(),
-                    s(&v["id"]),
-                    r.spec.clone(),
-                    state_of(s(&v["properties"]["provisioningState"])),
-                    BTreeMap::new(),
-                    vec![],
-                ))
+                Ok(Self::made(r, &v, vec![]))
             }
             Spec::Subnet { network, cidr, .. } => {
                 let vnet = refs.cloud_id(network)?;
@@ -729,14 +734,7 @@ impl ResourceProvider for AzureProvider {
                         id,
                     )
                     .await?;
-                Ok(Self::observed(
-                    id.into(),
-                    s(&v["id"]),
-                    r.spec.clone(),
-                    state_of(s(&v["properties"]["provisioningState"])),
-                    BTreeMap::new(),
-                    vec![vnet.to_string()],
-                ))
+                Ok(Self::made(r, &v, vec![vnet.to_string()]))
             }
             Spec::Peering {
                 requester,
@@ -795,14 +793,7 @@ impl ResourceProvider for AzureProvider {
                         id,
                     )
                     .await?;
-                Ok(Self::observed(
-                    id.into(),
-                    s(&v["id"]),
-                    r.spec.clone(),
-                    state_of(s(&v["properties"]["provisioningState"])),
-                    BTreeMap::new(),
-                    vec![vnet.to_string()],
-                ))
+                Ok(Self::made(r, &v, vec![vnet.to_string()]))
             }
             Spec::InterconnectGateway {
                 region,

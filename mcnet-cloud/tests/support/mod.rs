@@ -1,3 +1,5 @@
-//! Shared by the integration tests that need it.
+//! Shared by the integration tests that need it; each uses a part.
+#![allow(dead_code)]
 
 pub mod moto;
+pub mod rig;
