@@ -34,7 +34,7 @@ use mcnet_core::reconcile::{
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::rest::Rest;
+use super::rest::{env, env_required, Rest};
 
 /// The Microsoft.Network API version every call uses.
 pub const NETWORK_API: &str = "2023-09-01";
@@ -97,17 +97,8 @@ impl AzureConfig {
     /// Reads the environment (see the module docs). `resource_group` is
     /// used when `MCNET_AZURE_RESOURCE_GROUP` is unset.
     pub fn from_env(resource_group: &str) -> Result<AzureConfig, ProviderError> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let need = |k: &str| {
-            var(k).ok_or_else(|| {
-                ProviderError::new(
-                    Scope::Azure,
-                    ErrorKind::Auth,
-                    "configure",
-                    format!("{k} is not set"),
-                )
-            })
-        };
+        let var = env;
+        let need = |k: &str| env_required(Scope::Azure, k, "");
         let trim = |s: String| s.trim_end_matches('/').to_string();
         Ok(AzureConfig {
             arm_url: trim(

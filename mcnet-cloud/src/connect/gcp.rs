@@ -28,7 +28,7 @@ use mcnet_core::reconcile::{
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::rest::Rest;
+use super::rest::{env, env_required, Rest};
 
 /// The ASN a Cloud Router must have for Partner Interconnect.
 pub const PARTNER_ROUTER_ASN: u32 = 16550;
@@ -65,17 +65,8 @@ impl std::fmt::Debug for GcpConfig {
 impl GcpConfig {
     /// Reads the environment (see the module docs).
     pub fn from_env() -> Result<GcpConfig, ProviderError> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let need = |k: &str, hint: &str| {
-            var(k).ok_or_else(|| {
-                ProviderError::new(
-                    Scope::Gcp,
-                    ErrorKind::Auth,
-                    "configure",
-                    format!("{k} is not set{hint}"),
-                )
-            })
-        };
+        let var = env;
+        let need = |k: &str, hint: &str| env_required(Scope::Gcp, k, hint);
         Ok(GcpConfig {
             compute_url: var("MCNET_GCP_COMPUTE_URL")
                 .unwrap_or_else(|| "https://compute.googleapis.com/compute/v1".into())

@@ -24,7 +24,7 @@ use mcnet_core::reconcile::{
 };
 use serde_json::{json, Value};
 
-use super::rest::Rest;
+use super::rest::{env, env_required, Rest};
 
 const KINDS: &[ResourceKind] = &[ResourceKind::Router, ResourceKind::Vxc];
 
@@ -67,17 +67,8 @@ fn invalid(op: &str, msg: String) -> ProviderError {
 impl MegaportConfig {
     /// Reads the environment (see the module docs); `api_url` overrides it.
     pub fn from_env(api_url: Option<String>) -> Result<MegaportConfig, ProviderError> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let need = |k: &str| {
-            var(k).ok_or_else(|| {
-                ProviderError::new(
-                    Scope::Megaport,
-                    ErrorKind::Auth,
-                    "configure",
-                    format!("{k} is not set"),
-                )
-            })
-        };
+        let var = env;
+        let need = |k: &str| env_required(Scope::Megaport, k, "");
         Ok(MegaportConfig {
             api_url: api_url
                 .or_else(|| var("MEGAPORT_API_URL"))

@@ -9,6 +9,23 @@ use std::time::{Duration, Instant};
 use mcnet_core::reconcile::{ErrorKind, ProviderError, Scope};
 use serde_json::Value;
 
+/// An environment variable, `None` when unset or empty.
+pub(crate) fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+/// A required environment variable: an auth error naming it, with `hint`.
+pub(crate) fn env_required(scope: Scope, key: &str, hint: &str) -> Result<String, ProviderError> {
+    env(key).ok_or_else(|| {
+        ProviderError::new(
+            scope,
+            ErrorKind::Auth,
+            "configure",
+            format!("{key} is not set{hint}"),
+        )
+    })
+}
+
 /// How a failed HTTP status is retried or reported.
 pub(crate) fn status_kind(status: u16) -> ErrorKind {
     match status {
