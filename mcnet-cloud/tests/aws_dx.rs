@@ -32,6 +32,7 @@ use axum::{Json, Router};
 use mcnet_cloud::connect::aws::AwsProvider;
 use mcnet_cloud::connect::sim::{SimCloud, SimConfig};
 use mcnet_core::reconcile::{Op, Providers, ResourceProvider, Scope, Spec};
+use mcnet_core::topology::{AwsConnection, VxcTargetKind};
 use serde_json::{json, Value};
 use support::moto::moto;
 use support::rig::{example, Rig, TempDir};
@@ -196,7 +197,55 @@ impl Dx {
                     None => Err(client_error(format!("Connection {id} does not exist"))),
                 }
             }
+            "ConfirmPrivateVirtualInterface" => {
+                let (vid, gw) = (s("virtualInterfaceId"), s("directConnectGatewayId"));
+                if !self.gateways.contains_key(&gw) {
+                    return Err(client_error(format!(
+                        "Direct Connect gateway {gw} does not exist"
+                    )));
+                }
+                match self.vifs.get_mut(&vid) {
+                    Some(v) if v["virtualInterfaceState"] == "confirming" => {
+                        v["virtualInterfaceState"] = json!("pending");
+                        v["directConnectGatewayId"] = json!(gw);
+                        Ok(json!({"virtualInterfaceState": "pending"}))
+                    }
+                    Some(_) => Err(client_error(format!(
+                        "Virtual interface {vid} is not awaiting confirmation"
+                    ))),
+                    None => Err(client_error(format!(
+                        "Virtual interface {vid} does not exist"
+                    ))),
+                }
+            }
+            "TagResource" => {
+                let arn = s("resourceArn");
+                let vid = arn.rsplit('/').next().unwrap_or_default();
+                if !arn.starts_with(&format!("arn:aws:directconnect:us-east-1:{ACCOUNT}:dxvif/")) {
+                    return Err(client_error(format!(
+                        "{arn} is not a VIF ARN in this account"
+                    )));
+                }
+                let Some(v) = self.vifs.get_mut(vid) else {
+                    return Err(client_error(format!("Resource {arn} does not exist")));
+                };
+                let mut tags = v["tags"].as_array().cloned().unwrap_or_default();
+                for t in b["tags"].as_array().into_iter().flatten() {
+                    tags.retain(|x| x["key"] != t["key"]);
+                    tags.push(t.clone());
+                }
+                v["tags"] = json!(tags);
+                Ok(json!({}))
+            }
             "DescribeVirtualInterfaces" => {
+                if let Some(vid) = b["virtualInterfaceId"].as_str() {
+                    return match self.vifs.get(vid) {
+                        Some(v) => Ok(json!({"virtualInterfaces": [v]})),
+                        None => Err(client_error(format!(
+                            "Virtual interface {vid} does not exist"
+                        ))),
+                    };
+                }
                 let out: Vec<Value> = self.vifs.values().cloned().collect();
                 for v in self.vifs.values_mut() {
                     step(v, "virtualInterfaceState", "pending", "available");
@@ -444,4 +493,91 @@ async fn adr003_direct_connect_gateway_and_vif_ride_on_the_vxcs_hosted_connectio
         assert!(d.vifs.is_empty() && d.associations.is_empty() && d.gateways.is_empty());
     }
     assert!(aws.observe(&rig.owner).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_vif_is_accepted_onto_the_gateway_and_tagged() {
+    let Some((_moto, moto_url)) = moto() else {
+        return;
+    };
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ] {
+        std::env::set_var(k, v);
+    }
+    let (dx_url, dx) = serve().await;
+    let dir = TempDir::new("dx-vif");
+    let sim = SimCloud::with_config(
+        &dir.0,
+        SimConfig {
+            step_ms: 10,
+            ..SimConfig::default()
+        },
+    );
+    let aws = Arc::new(
+        AwsProvider::new(vec!["us-east-1".into()], Some(moto_url))
+            .await
+            .with_direct_connect_endpoint(dx_url),
+    );
+    let mut t = example("adr-003.yaml");
+    for v in &mut t.spec.interconnect.vxcs {
+        if v.target.kind == VxcTargetKind::AwsDirectConnect {
+            v.target.aws_connection = Some(AwsConnection::HostedVif);
+        }
+    }
+    let mut rig = Rig::new(
+        t,
+        Providers::default()
+            .with(aws.clone())
+            .with(sim.provider(Scope::Azure))
+            .with(sim.provider(Scope::Gcp))
+            .with(sim.provider(Scope::Megaport)),
+    );
+    rig.adjust = |want| {
+        for d in want {
+            if let Spec::RouteTable {
+                propagating_gateways,
+                ..
+            } = &mut d.spec
+            {
+                propagating_gateways.clear(); // moto's gap, as above
+            }
+        }
+    };
+
+    let r = rig.converge().await;
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    assert!(r.failed[0].error.contains("hosted VIF"), "{r:?}");
+
+    // Megaport's side: the VIF the sim's VXC names appears in the account,
+    // awaiting confirmation, with no mcnet tags.
+    let vid = rig.find("vxc/vxc-aws-dx").await.outputs["vifId"].clone();
+    dx.lock().unwrap().vifs.insert(
+        vid.clone(),
+        json!({"virtualInterfaceId": vid, "ownerAccount": ACCOUNT, "virtualInterfaceType": "private",
+               "vlan": 1234, "asn": 133937, "virtualInterfaceState": "confirming", "tags": []}),
+    );
+    let r = rig.converge().await;
+    assert!(r.ok(), "{r:?}");
+    let again = rig.plan().await;
+    assert!(again.is_empty(), "{again}");
+    {
+        let d = dx.lock().unwrap();
+        let v = &d.vifs[&vid];
+        let gw = d.gateways.keys().next().unwrap();
+        assert_eq!(
+            v["directConnectGatewayId"],
+            gw.as_str(),
+            "accepted onto the gateway"
+        );
+        assert_ne!(v["virtualInterfaceState"], "confirming");
+        assert!(v["tags"].as_array().unwrap().contains(
+            &json!({"key": "mcnet.io/id", "value": "interconnect-attachment/vxc-aws-dx"})
+        ));
+    }
+    assert!(rig.destroy().await.ok());
+    let d = dx.lock().unwrap();
+    assert!(d.vifs.is_empty() && d.gateways.is_empty());
 }

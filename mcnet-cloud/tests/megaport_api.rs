@@ -208,6 +208,14 @@ fn check_order(a: &Api, o: &Value) -> Result<(), String> {
         let pc = &b["partnerConfig"];
         match pc["connectType"].as_str() {
             Some("AWSHC") if pc["ownerAccount"].is_string() && pc["type"] == "private" => {}
+            // A hosted VIF: Megaport creates the VIF, so it needs its BGP.
+            Some("AWS")
+                if pc["ownerAccount"].is_string()
+                    && pc["type"] == "private"
+                    && pc["asn"].is_u64()
+                    && pc["amazonAsn"].is_u64()
+                    && pc["customerIpAddress"].is_string()
+                    && pc["amazonIpAddress"].is_string() => {}
             Some("AZURE") if pc["serviceKey"].is_string() => {}
             Some("GOOGLE") if pc["pairingKey"].is_string() => {}
             other => {
@@ -329,6 +337,14 @@ async fn buy(State(api): State<Shared>, h: HeaderMap, Json(body): Json<Value>) -
             match pc["connectType"].as_str() {
                 Some("AZURE") => csp["service_key"] = pc["serviceKey"].clone(),
                 Some("GOOGLE") => csp["pairingKey"] = pc["pairingKey"].clone(),
+                Some("AWS") => {
+                    for k in ["ownerAccount", "asn", "amazonAsn"] {
+                        csp[k] = pc[k].clone();
+                    }
+                    csp["customer_address"] = pc["customerIpAddress"].clone();
+                    csp["amazon_address"] = pc["amazonIpAddress"].clone();
+                    csp["vif_id"] = format!("dxvif-{:08x}", a.next).into();
+                }
                 _ => {
                     csp["ownerAccount"] = pc["ownerAccount"].clone();
                     csp["connectionId"] = format!("dxcon-{:08x}", a.next).into();
@@ -528,6 +544,7 @@ async fn partner_ports(State(api): State<Shared>, h: HeaderMap) -> Response {
         json!([
             {"connectType": "AWSHC", "productUid": "aws-port-elsewhere", "locationId": 9},
             {"connectType": "AWSHC", "productUid": "aws-port-1", "locationId": 1},
+            {"connectType": "AWS", "productUid": "aws-vif-port-1", "locationId": 1},
         ]),
     )
 }
@@ -921,4 +938,66 @@ async fn bad_credentials_and_bad_orders_are_clear_errors() {
     .await
     .unwrap();
     assert_eq!((q.monthly_rate, q.currency.as_str()), (900.0, "USD"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_vif_vxc_carries_the_vifs_bgp_and_names_the_vif() {
+    let (url, api) = serve().await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("mcnet-mp-vif-{}-{nanos}", std::process::id())));
+    let mut t = Topology::from_str_strict(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/topologies/adr-003.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for v in &mut t.spec.interconnect.vxcs {
+        if v.target.kind == mcnet_core::topology::VxcTargetKind::AwsDirectConnect {
+            v.target.aws_connection = Some(mcnet_core::topology::AwsConnection::HostedVif);
+        }
+    }
+    let sim = SimCloud::with_config(
+        &dir.0,
+        SimConfig {
+            step_ms: 10,
+            ..SimConfig::default()
+        },
+    );
+    let megaport = Arc::new(MegaportProvider::new(config(&url, SECRET)).unwrap());
+    let providers = Providers::default()
+        .with(sim.provider(Scope::Azure))
+        .with(sim.provider(Scope::Gcp))
+        .with(megaport.clone());
+    let owner = Owner {
+        topology: "adr-003".into(),
+    };
+    // Megaport and the clouds it needs keys from; AWS (which accepts the
+    // VIF afterwards) is the Direct Connect test's business.
+    let scopes: BTreeSet<Scope> = [Scope::Azure, Scope::Gcp, Scope::Megaport].into();
+    let want = desired(&t, &scopes).unwrap();
+    let have = providers.observe(&owner).await.unwrap();
+    let p = plan("adr-003", &scopes, &want, &have);
+    let r = apply(&p, &owner, &providers, &opts(), Arc::new(|_: &_| {})).await;
+    assert!(r.ok(), "{r:?}");
+    let have = providers.observe(&owner).await.unwrap();
+    assert!(plan("adr-003", &scopes, &want, &have).is_empty());
+    let vxc = have.iter().find(|o| o.id == "vxc/vxc-aws-dx").unwrap();
+    assert!(vxc.outputs["vifId"].starts_with("dxvif-"), "{vxc:?}");
+    let a = api.lock().unwrap();
+    let csp = a
+        .products
+        .values()
+        .find(|p| p.body["productName"] == "vxc-aws-dx")
+        .map(|p| p.body["resources"]["csp_connection"][1].clone())
+        .unwrap();
+    assert_eq!(csp["connectType"], "AWS");
+    assert_eq!(csp["asn"], 133937, "the MCR is the customer side");
+    assert_eq!(csp["amazonAsn"], 64512);
+    assert_eq!(csp["customer_address"], "169.254.100.1/30");
+    assert_eq!(csp["amazon_address"], "169.254.100.2/30");
 }

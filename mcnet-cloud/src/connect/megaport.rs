@@ -121,9 +121,24 @@ fn state_of(status: &str) -> Option<ResourceState> {
 }
 
 /// The on-ramp kind of a VXC's B end, from its CSP connection type.
+/// What a VXC's CSP connection gives the cloud side: the keys it carries,
+/// an AWS hosted connection's id, a hosted VIF's id (as `vifId`).
+fn csp_outputs(c: &Value) -> Vec<(String, String)> {
+    [
+        ("service_key", "service_key"),
+        ("pairingKey", "pairingKey"),
+        ("connectionId", "connectionId"),
+        ("vif_id", "vifId"),
+    ]
+    .into_iter()
+    .filter_map(|(k, out)| Some((out.to_string(), c[k].as_str()?.to_string())))
+    .collect()
+}
+
 fn target_of(connect_type: &str) -> Option<&'static str> {
     match connect_type {
-        "AWS" | "AWSHC" => Some("aws-direct-connect"),
+        "AWSHC" => Some("aws-direct-connect"),
+        "AWS" => Some("aws-hosted-vif"),
         "AZURE" => Some("azure-expressroute"),
         "GOOGLE" => Some("gcp-partner-interconnect"),
         _ => None,
@@ -370,11 +385,7 @@ impl MegaportProvider {
         };
         let mut outputs = BTreeMap::new();
         if let Some(c) = csp {
-            for k in ["service_key", "pairingKey", "connectionId"] {
-                if let Some(v) = c[k].as_str() {
-                    outputs.insert(k.to_string(), v.to_string());
-                }
-            }
+            outputs.extend(csp_outputs(c));
         }
         let mut o = self.observed(id, p, spec, outputs)?;
         o.links = vec![a_uid.to_string()];
@@ -426,28 +437,41 @@ impl MegaportProvider {
                 let account = self.cfg.aws_account.clone().ok_or_else(|| {
                     invalid("configure", format!("{id}: MEGAPORT_AWS_ACCOUNT is not set (the AWS account that accepts the hosted connection)"))
                 })?;
-                let ports = self
-                    .call(
-                        reqwest::Method::GET,
-                        "/v2/dropdowns/partner/megaports",
-                        None,
-                        id,
-                    )
-                    .await?;
-                let port = ports
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|p| p["connectType"] == "AWSHC" && n(&p["locationId"]) == location)
-                    .map(|p| s(&p["productUid"]).to_string())
-                    .ok_or_else(|| {
-                        invalid(
-                            "select port",
-                            format!("{id}: no AWS hosted-connection port at location {location}"),
-                        )
-                    })?;
+                let port = self.partner_port("AWSHC", location, id).await?;
                 Ok(json!({"productUid": port, "partnerConfig": {
                     "connectType": "AWSHC", "type": "private", "ownerAccount": account,
+                    "name": r.id.trim_start_matches("vxc/"),
+                }}))
+            }
+            "aws-hosted-vif" => {
+                let account = self.cfg.aws_account.clone().ok_or_else(|| {
+                    invalid("configure", format!("{id}: MEGAPORT_AWS_ACCOUNT is not set (the AWS account that accepts the hosted VIF)"))
+                })?;
+                let port = self.partner_port("AWS", location, id).await?;
+                // The VIF's BGP: the MCR is the customer side.
+                let Spec::Vxc { router, bgp, .. } = &r.spec else {
+                    return Err(invalid("buy VXC", format!("{id}: not a VXC")));
+                };
+                let asn = match refs.get(router).map(|o| &o.spec) {
+                    Ok(Spec::Router { asn, .. }) => *asn,
+                    _ => {
+                        return Err(invalid(
+                            "buy VXC",
+                            format!("{id}: its MCR {router} is not known yet"),
+                        ))
+                    }
+                };
+                let (local, peer, amazon_asn) = bgp.peers.first().cloned().ok_or_else(|| {
+                    invalid(
+                        "buy VXC",
+                        format!("{id}: a hosted VIF needs a BGP peer (the Amazon side's address and ASN)"),
+                    )
+                })?;
+                let len = local.split_once('/').map_or("30", |(_, l)| l).to_string();
+                Ok(json!({"productUid": port, "partnerConfig": {
+                    "connectType": "AWS", "type": "private", "ownerAccount": account,
+                    "asn": asn, "amazonAsn": amazon_asn,
+                    "customerIpAddress": local, "amazonIpAddress": format!("{peer}/{len}"),
                     "name": r.id.trim_start_matches("vxc/"),
                 }}))
             }
@@ -456,6 +480,35 @@ impl MegaportProvider {
                 format!("{id}: unknown target `{other}`"),
             )),
         }
+    }
+
+    /// The partner port of `connect_type` (`AWSHC`, `AWS`) at `location`.
+    async fn partner_port(
+        &self,
+        connect_type: &str,
+        location: u32,
+        id: &str,
+    ) -> Result<String, ProviderError> {
+        let ports = self
+            .call(
+                reqwest::Method::GET,
+                "/v2/dropdowns/partner/megaports",
+                None,
+                id,
+            )
+            .await?;
+        ports
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["connectType"] == connect_type && n(&p["locationId"]) == location)
+            .map(|p| s(&p["productUid"]).to_string())
+            .ok_or_else(|| {
+                invalid(
+                    "select port",
+                    format!("{id}: no AWS {connect_type} port at location {location}"),
+                )
+            })
     }
 
     /// Checks that `location` exists and offers an MCR of `speed` (in
@@ -852,11 +905,7 @@ impl ResourceProvider for MegaportProvider {
         o.outputs
             .insert("status".into(), s(&p["provisioningStatus"]).into());
         for c in csp_connections(&p) {
-            for k in ["service_key", "pairingKey", "connectionId"] {
-                if let Some(v) = c[k].as_str() {
-                    o.outputs.insert(k.to_string(), v.to_string());
-                }
-            }
+            o.outputs.extend(csp_outputs(c));
         }
         Ok(Some(o))
     }

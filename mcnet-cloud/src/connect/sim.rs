@@ -846,6 +846,17 @@ impl ResourceProvider for SimProvider {
             ) if target == "aws-direct-connect" => {
                 outputs.insert("connectionId".into(), format!("dxcon-{:08x}", fnv(&r.id)));
             }
+            // A hosted VIF is a virtual interface in the AWS account.
+            (
+                Spec::Vxc {
+                    target,
+                    partner: None,
+                    ..
+                },
+                _,
+            ) if target == "aws-hosted-vif" => {
+                outputs.insert("vifId".into(), format!("dxvif-{:08x}", fnv(&r.id)));
+            }
             (
                 Spec::Vxc {
                     partner: Some(p), ..

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::resource::{Desired, Scope, Spec, VxcBgp};
-use crate::topology::{ipam, Network, PeeringKind, Topology, VxcTargetKind};
+use crate::topology::{ipam, AwsConnection, Network, PeeringKind, Topology, VxcTargetKind};
 use crate::{Error, Result};
 
 /// Every resource `t` asks for in `scopes`, dependencies before dependents.
@@ -315,10 +315,14 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
             Spec::Vxc {
                 name: v.name.clone(),
                 router: format!("router/{}", v.router),
-                target: serde_json::to_value(v.target.kind)
-                    .ok()
-                    .and_then(|x| x.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                target: if v.target.aws_connection == Some(AwsConnection::HostedVif) {
+                    "aws-hosted-vif".to_string()
+                } else {
+                    serde_json::to_value(v.target.kind)
+                        .ok()
+                        .and_then(|x| x.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                },
                 partner,
                 rate_limit_mbps: v.rate_limit_mbps,
                 vlan: v.vlan,

@@ -348,6 +348,24 @@ pub struct VxcTarget {
     /// Connect gateway, the VNets on an ExpressRoute circuit, the VPCs behind
     /// a Cloud Router.
     pub networks: Vec<String>,
+    /// For AWS Direct Connect: a hosted connection, on which the account
+    /// creates its private VIF (the default), or a hosted VIF, which
+    /// Megaport creates and the account accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_connection: Option<AwsConnection>,
+}
+
+/// How a VXC reaches AWS Direct Connect.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AwsConnection {
+    /// A hosted connection in the account; mcnet confirms it and creates
+    /// the private VIF on it.
+    #[default]
+    HostedConnection,
+    /// A private VIF Megaport creates in the account; mcnet accepts it onto
+    /// the Direct Connect gateway.
+    HostedVif,
 }
 
 /// Cloud on-ramps a VXC can reach.

@@ -118,6 +118,7 @@ pub fn synthetic(networks: usize, clusters: usize) -> Topology {
                         .filter(|i| i % 3 == k)
                         .map(|i| format!("net-{i}"))
                         .collect(),
+                    aws_connection: None,
                 },
                 rate_limit_mbps: 10_000,
                 vlan: Some(100 + k as u16 + if zone == DiversityZone::Red { 0 } else { 10 }),

@@ -274,6 +274,18 @@ impl Validator {
             }
         }
         for (i, v) in s.interconnect.vxcs.iter().enumerate() {
+            if v.target.aws_connection.is_some() && v.target.kind != VxcTargetKind::AwsDirectConnect
+            {
+                self.err(
+                    "ref.provider-kind",
+                    format!("spec.interconnect.vxcs[{i}].target.awsConnection"),
+                    format!(
+                        "VXC `{}` sets awsConnection but is an {}, not AWS Direct Connect",
+                        v.name,
+                        v.target.kind.label()
+                    ),
+                );
+            }
             if !routers.contains(v.router.as_str()) {
                 self.err(
                     "ref.dangling",
@@ -1205,6 +1217,26 @@ mod tests {
             e[0].message
         );
         assert!(e[0].message.contains("aggregat"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn aws_connection_is_for_direct_connect_only() {
+        let mut t = synthetic(6, 0);
+        let i = t
+            .spec
+            .interconnect
+            .vxcs
+            .iter()
+            .position(|v| v.target.kind != VxcTargetKind::AwsDirectConnect)
+            .unwrap();
+        t.spec.interconnect.vxcs[i].target.aws_connection = Some(AwsConnection::HostedVif);
+        let r = validate(&t);
+        assert!(
+            r.errors.iter().any(|d| d.code == "ref.provider-kind"
+                && d.path == format!("spec.interconnect.vxcs[{i}].target.awsConnection")),
+            "{:?}",
+            r.errors
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Direct Connect (aws-sdk-directconnect): the Direct Connect gateway with
 //! its virtual private gateway associations, and the private virtual
-//! interface on the hosted connection a Megaport VXC brings.
+//! interface: created on the hosted connection a Megaport VXC brings, or,
+//! for a hosted VIF, the one Megaport created, accepted onto the gateway.
 //!
 //! Direct Connect gateways are global; mcnet reads and writes them, and the
 //! virtual interfaces, through the provider's first region. A
@@ -269,12 +270,18 @@ impl AwsProvider {
                     )
                 })?;
                 let gw = refs.cloud_id(gateway)?;
-                let conn = refs.output(vxc, "connectionId")?;
-                let vif = self.vif_for(conn, vxc, &refs, id).await?;
                 let mut extra = vec![(TAG_VXC, vxc.to_string())];
                 if let Some(v) = vlan {
                     extra.push((TAG_VLAN, v.to_string()));
                 }
+                if matches!(&refs.get(vxc)?.spec, Spec::Vxc { target, .. } if target == "aws-hosted-vif")
+                {
+                    let vid = self.accept_vif(owner, id, vxc, gw, &refs, &extra).await?;
+                    let pending = ResourceState::Pending("confirming".into());
+                    return Ok(fresh(id, vid, r.spec.clone(), pending, &region));
+                }
+                let conn = refs.output(vxc, "connectionId")?;
+                let vif = self.vif_for(conn, vxc, &refs, id).await?;
                 let new = vif
                     .direct_connect_gateway_id(gw)
                     .virtual_interface_name(gateway_name(owner, id))
@@ -383,6 +390,67 @@ impl AwsProvider {
             }
         }
         Ok(b)
+    }
+
+    /// Accepts the hosted VIF a VXC created (its `vifId` output) onto the
+    /// gateway, and tags it as the owner's. Returns the VIF's id.
+    async fn accept_vif(
+        &self,
+        owner: &Owner,
+        id: &str,
+        vxc: &str,
+        gw: &str,
+        refs: &Refs<'_>,
+        extra: &[(&str, String)],
+    ) -> Result<String, ProviderError> {
+        let vid = refs.output(vxc, "vifId")?;
+        let (c, region) = self.dx();
+        let found = c
+            .describe_virtual_interfaces()
+            .virtual_interface_id(vid)
+            .send()
+            .named("DescribeVirtualInterfaces", id)
+            .await
+            .map_err(classify);
+        let unseen = || {
+            ProviderError::new(
+                Scope::Aws,
+                ErrorKind::Unresolved,
+                "DescribeVirtualInterfaces",
+                format!(
+                    "{id}: hosted VIF {vid} from {vxc} is not visible to this AWS account \
+                     (the VXC's AWS account must be this one)"
+                ),
+            )
+        };
+        let found = match found {
+            Ok(r) => r,
+            Err(e) if e.kind == ErrorKind::NotFound => return Err(unseen()),
+            Err(e) => return Err(e),
+        };
+        let v = found.virtual_interfaces().first().ok_or_else(unseen)?;
+        if v.virtual_interface_state().map(|s| s.as_str()) == Some("confirming") {
+            let (c, _) = self.dx();
+            c.confirm_private_virtual_interface()
+                .virtual_interface_id(vid)
+                .direct_connect_gateway_id(gw)
+                .send()
+                .named("ConfirmPrivateVirtualInterface", id)
+                .await
+                .map_err(classify)?;
+        }
+        let account = v.owner_account().unwrap_or_default();
+        let (c, _) = self.dx();
+        c.tag_resource()
+            .resource_arn(format!(
+                "arn:aws:directconnect:{region}:{account}:dxvif/{vid}"
+            ))
+            .set_tags(Some(dx_tags(owner, id, extra)))
+            .send()
+            .named("TagResource", id)
+            .await
+            .map_err(classify)?;
+        Ok(vid.to_string())
     }
 
     async fn associate(&self, gid: &str, vgw: &str, id: &str) -> Result<(), ProviderError> {
