@@ -185,7 +185,7 @@ async fn serve(tcp: TcpStream, id: TlsIdentity, cfg: Arc<GatewayConfig>, m: Arc<
             return;
         }
     }
-    let mut target = match TcpStream::connect(cfg.target).await {
+    let target = match TcpStream::connect(cfg.target).await {
         Ok(t) => t,
         Err(e) => {
             m.target_errors.fetch_add(1, Ordering::Relaxed);
@@ -195,37 +195,66 @@ async fn serve(tcp: TcpStream, id: TlsIdentity, cfg: Arc<GatewayConfig>, m: Arc<
     };
     let _ = target.set_nodelay(true);
     m.active.fetch_add(1, Ordering::Relaxed);
-    let (mut cr, mut cw) = tokio::io::split(tls);
-    let (mut tr, mut tw) = target.split();
-    tokio::join!(
-        pump(&mut cr, &mut tw, &m.bytes_in),
-        pump(&mut tr, &mut cw, &m.bytes_out)
-    );
+    // One task copies both ways (no lock between the halves of the TLS
+    // stream), counting bytes as they are read.
+    let mut client = Counted {
+        inner: tls,
+        read: &m.bytes_in,
+    };
+    let mut target = Counted {
+        inner: target,
+        read: &m.bytes_out,
+    };
+    let _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut target, COPY_BUF, COPY_BUF)
+        .await;
     m.active.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Copies until EOF or an error, counting bytes as they go, then closes the
-/// writing side so that the other end sees the end too.
-async fn pump<R, W>(r: &mut R, w: &mut W, counter: &AtomicU64)
-where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                // Flush too: a TLS writer may keep records buffered when the
-                // socket is momentarily full, and nothing else would push them.
-                if w.write_all(&buf[..n]).await.is_err() || w.flush().await.is_err() {
-                    break;
-                }
-                counter.fetch_add(n as u64, Ordering::Relaxed);
-            }
-        }
+/// Each direction's copy buffer: several TLS records at once.
+const COPY_BUF: usize = 256 * 1024;
+
+/// A stream that counts the bytes read from it into a metric.
+struct Counted<'a, S> {
+    inner: S,
+    read: &'a AtomicU64,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<'_, S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        r
     }
-    let _ = w.shutdown().await;
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<'_, S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// A minimal HTTP/1.1 responder for `/ready` and `/metrics`.
