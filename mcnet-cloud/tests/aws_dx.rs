@@ -346,17 +346,24 @@ async fn serve() -> (String, Shared) {
     (url, state)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn adr003_direct_connect_gateway_and_vif_ride_on_the_vxcs_hosted_connection() {
-    let Some((_moto, moto_url)) = moto() else {
-        return;
-    };
+/// adr-003 with AWS on moto and this mock, and Azure, GCP and Megaport on
+/// the sim; its Direct Connect VXC as a hosted VIF when `hosted_vif`.
+struct World {
+    rig: Rig,
+    dx: Shared,
+    aws: Arc<AwsProvider>,
+    _moto: support::moto::Moto,
+    _dir: TempDir,
+}
+
+async fn world(hosted_vif: bool) -> Option<World> {
+    let (moto, moto_url) = moto()?;
     for (k, v) in [
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
         ("AWS_REGION", "us-east-1"),
     ] {
-        // The standard credential chain reads these; this binary has one test.
+        // The standard credential chain reads these (the same in each test).
         std::env::set_var(k, v);
     }
     let (dx_url, dx) = serve().await;
@@ -373,8 +380,16 @@ async fn adr003_direct_connect_gateway_and_vif_ride_on_the_vxcs_hosted_connectio
             .await
             .with_direct_connect_endpoint(dx_url),
     );
+    let mut t = example("adr-003.yaml");
+    if hosted_vif {
+        for v in &mut t.spec.interconnect.vxcs {
+            if v.target.kind == VxcTargetKind::AwsDirectConnect {
+                v.target.aws_connection = Some(AwsConnection::HostedVif);
+            }
+        }
+    }
     let mut rig = Rig::new(
-        example("adr-003.yaml"),
+        t,
         Providers::default()
             .with(aws.clone())
             .with(sim.provider(Scope::Azure))
@@ -394,6 +409,21 @@ async fn adr003_direct_connect_gateway_and_vif_ride_on_the_vxcs_hosted_connectio
             }
         }
     };
+    Some(World {
+        rig,
+        dx,
+        aws,
+        _moto: moto,
+        _dir: dir,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adr003_direct_connect_gateway_and_vif_ride_on_the_vxcs_hosted_connection() {
+    let Some(w) = world(false).await else {
+        return;
+    };
+    let (rig, dx, aws) = (&w.rig, &w.dx, &w.aws);
 
     // First apply: all but the VIF, whose hosted connection Megaport has
     // not made in this account yet (the sim's VXC cannot reach the mock).
@@ -497,56 +527,10 @@ async fn adr003_direct_connect_gateway_and_vif_ride_on_the_vxcs_hosted_connectio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hosted_vif_is_accepted_onto_the_gateway_and_tagged() {
-    let Some((_moto, moto_url)) = moto() else {
+    let Some(w) = world(true).await else {
         return;
     };
-    for (k, v) in [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-    ] {
-        std::env::set_var(k, v);
-    }
-    let (dx_url, dx) = serve().await;
-    let dir = TempDir::new("dx-vif");
-    let sim = SimCloud::with_config(
-        &dir.0,
-        SimConfig {
-            step_ms: 10,
-            ..SimConfig::default()
-        },
-    );
-    let aws = Arc::new(
-        AwsProvider::new(vec!["us-east-1".into()], Some(moto_url))
-            .await
-            .with_direct_connect_endpoint(dx_url),
-    );
-    let mut t = example("adr-003.yaml");
-    for v in &mut t.spec.interconnect.vxcs {
-        if v.target.kind == VxcTargetKind::AwsDirectConnect {
-            v.target.aws_connection = Some(AwsConnection::HostedVif);
-        }
-    }
-    let mut rig = Rig::new(
-        t,
-        Providers::default()
-            .with(aws.clone())
-            .with(sim.provider(Scope::Azure))
-            .with(sim.provider(Scope::Gcp))
-            .with(sim.provider(Scope::Megaport)),
-    );
-    rig.adjust = |want| {
-        for d in want {
-            if let Spec::RouteTable {
-                propagating_gateways,
-                ..
-            } = &mut d.spec
-            {
-                propagating_gateways.clear(); // moto's gap, as above
-            }
-        }
-    };
-
+    let (rig, dx) = (&w.rig, &w.dx);
     let r = rig.converge().await;
     assert_eq!(r.failed.len(), 1, "{r:?}");
     assert!(r.failed[0].error.contains("hosted VIF"), "{r:?}");

@@ -60,6 +60,31 @@ fn classify(mut e: ProviderError) -> ProviderError {
     e
 }
 
+/// What a VXC made in the account (its hosted connection or VIF) is not
+/// there: the VXC names another account, or the partner has not made it yet.
+fn unseen(id: &str, op: &str, what: &str, cloud_id: &str, vxc: &str) -> ProviderError {
+    ProviderError::new(
+        Scope::Aws,
+        ErrorKind::Unresolved,
+        op,
+        format!(
+            "{id}: {what} {cloud_id} from {vxc} is not visible to this AWS account \
+             (the VXC's AWS account must be this one)"
+        ),
+    )
+}
+
+/// A describe-by-id's answer, with "does not exist" turned into `unseen`.
+fn visible<T>(
+    r: Result<T, ProviderError>,
+    unseen: impl Fn() -> ProviderError,
+) -> Result<T, ProviderError> {
+    match r.map_err(classify) {
+        Err(e) if e.kind == ErrorKind::NotFound => Err(unseen()),
+        other => other,
+    }
+}
+
 fn vif_state(s: &str) -> Option<ResourceState> {
     match s {
         // `down` is a VIF whose BGP session is not up yet: it exists, and
@@ -333,25 +358,10 @@ impl AwsProvider {
             .connection_id(conn)
             .send()
             .named("DescribeConnections", id)
-            .await
-            .map_err(classify);
-        let unseen = || {
-            ProviderError::new(
-                Scope::Aws,
-                ErrorKind::Unresolved,
-                "DescribeConnections",
-                format!(
-                    "{id}: hosted connection {conn} from {vxc} is not visible to this AWS account \
-                     (the VXC's AWS account must be this one)"
-                ),
-            )
-        };
-        let found = match found {
-            Ok(r) => r,
-            Err(e) if e.kind == ErrorKind::NotFound => return Err(unseen()),
-            Err(e) => return Err(e),
-        };
-        let hc = found.connections().first().ok_or_else(unseen)?;
+            .await;
+        let gone = || unseen(id, "DescribeConnections", "hosted connection", conn, vxc);
+        let found = visible(found, gone)?;
+        let hc = found.connections().first().ok_or_else(gone)?;
         match hc.connection_state().map_or("", |s| s.as_str()) {
             "ordering" => {
                 let (c, _) = self.dx();
@@ -410,25 +420,10 @@ impl AwsProvider {
             .virtual_interface_id(vid)
             .send()
             .named("DescribeVirtualInterfaces", id)
-            .await
-            .map_err(classify);
-        let unseen = || {
-            ProviderError::new(
-                Scope::Aws,
-                ErrorKind::Unresolved,
-                "DescribeVirtualInterfaces",
-                format!(
-                    "{id}: hosted VIF {vid} from {vxc} is not visible to this AWS account \
-                     (the VXC's AWS account must be this one)"
-                ),
-            )
-        };
-        let found = match found {
-            Ok(r) => r,
-            Err(e) if e.kind == ErrorKind::NotFound => return Err(unseen()),
-            Err(e) => return Err(e),
-        };
-        let v = found.virtual_interfaces().first().ok_or_else(unseen)?;
+            .await;
+        let gone = || unseen(id, "DescribeVirtualInterfaces", "hosted VIF", vid, vxc);
+        let found = visible(found, gone)?;
+        let v = found.virtual_interfaces().first().ok_or_else(gone)?;
         if v.virtual_interface_state().map(|s| s.as_str()) == Some("confirming") {
             let (c, _) = self.dx();
             c.confirm_private_virtual_interface()
