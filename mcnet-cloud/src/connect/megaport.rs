@@ -1,6 +1,7 @@
 //! Megaport over its REST API (feature `megaport`): OAuth2 client
 //! credentials, locations, MCR validate and buy, VXCs from the MCR to AWS
-//! (hosted connection), Azure (service key) and Google (pairing key),
+//! (hosted connection or hosted VIF), Azure (service key) and Google
+//! (pairing key),
 //! product get, list, update and cancel, provisioning-state polling and
 //! pricing.
 //!
@@ -13,7 +14,8 @@
 //! `MEGAPORT_SECRET_KEY`, `MEGAPORT_API_URL` (default
 //! `https://api.megaport.com`), `MEGAPORT_AUTH_URL` (default
 //! `https://auth-m2m.megaport.com/oauth2/token`) and, for AWS hosted
-//! connections, `MEGAPORT_AWS_ACCOUNT` (the AWS account that accepts them).
+//! connections and VIFs, `MEGAPORT_AWS_ACCOUNT` (the AWS account that
+//! accepts them).
 
 use std::collections::BTreeMap;
 
@@ -39,7 +41,7 @@ pub struct MegaportConfig {
     pub access_key: String,
     /// Client secret.
     pub secret_key: String,
-    /// AWS account for hosted connections.
+    /// AWS account for hosted connections and VIFs.
     pub aws_account: Option<String>,
 }
 
