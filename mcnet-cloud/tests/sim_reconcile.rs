@@ -416,6 +416,56 @@ async fn concurrent_writers_never_corrupt_the_state() {
     assert!(census(&dir.0).values().all(|&n| n == 1));
 }
 
+/// What a lost race can leave: a second copy of a VPC, with the peering
+/// built on the copy and routes through that peering. The plan keeps the
+/// first copy, so the peering is replaced; its routes are blackholed for a
+/// moment (as EC2 does when a next hop goes away), repointed, and the copy
+/// is deleted. One apply converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peering_built_on_a_duplicate_vpc_is_replaced_and_the_copy_deleted() {
+    let dir = TempDir::new("dup-peer");
+    let w = World::new(&dir.0, fast(5));
+    assert!(w.apply().await.ok());
+    let sim = SimCloud::with_config(&dir.0, SimConfig::default());
+    let path = sim.state_path(Scope::Aws);
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let res = v["resources"].as_object_mut().unwrap();
+    let find = |res: &serde_json::Map<String, serde_json::Value>, id: &str| {
+        res.iter()
+            .find(|(_, r)| r["tags"]["mcnet.io/id"] == id)
+            .map(|(k, _)| k.clone())
+            .unwrap()
+    };
+    let vpc = find(res, "network/aws-vpc");
+    let copy = "vpc-ffffffffffffffff0".to_string();
+    let dup = res[&vpc].clone();
+    res.insert(copy.clone(), dup);
+    let pcx = find(res, "peering/aws-vpc-monitoring");
+    assert_eq!(res[&pcx]["spec"]["requester"], serde_json::json!(vpc));
+    res.get_mut(&pcx).unwrap()["spec"]["requester"] = copy.clone().into();
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+
+    let p = w.plan().await;
+    let ops: BTreeSet<(Op, &str)> = p
+        .actions
+        .iter()
+        .map(|a| (a.op, a.resource.as_str()))
+        .collect();
+    assert!(
+        ops.contains(&(Op::Replace, "peering/aws-vpc-monitoring")),
+        "{p}"
+    );
+    assert!(ops.contains(&(Op::Delete, "network/aws-vpc")), "{p}");
+    let r = w.apply().await;
+    assert!(r.ok(), "{r:?}");
+    let p = w.plan().await;
+    assert!(p.is_empty(), "{p}");
+    assert!(census(&dir.0).values().all(|&n| n == 1));
+    let have = w.providers.observe(&w.owner).await.unwrap();
+    let kept = have.iter().find(|o| o.id == "network/aws-vpc").unwrap();
+    assert_eq!(kept.cloud_id, vpc, "the first copy is kept");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transit_gateway_hub_from_the_topology_applies_and_replans_empty() {
     let dir = TempDir::new("hub");

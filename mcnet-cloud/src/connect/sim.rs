@@ -931,11 +931,17 @@ impl ResourceProvider for SimProvider {
         let op = format!("delete {}", current.spec.kind());
         self.gate(&op, &current.id)?;
         self.cloud.modify(self.scope, |st| {
-            if let Some((dep, _)) = st
-                .resources
-                .iter()
-                .find(|(_, r)| r.spec.refs().iter().any(|x| **x == current.cloud_id))
-            {
+            // As in EC2, a route whose next hop goes away is left as a
+            // blackhole rather than blocking the delete; anything else
+            // that still refers to the resource does block it.
+            let blocks = |r: &SimResource| match &r.spec {
+                Spec::Route { target, .. } if *target == current.cloud_id => false,
+                Spec::TransitGatewayRoute { attachment, .. } if *attachment == current.cloud_id => {
+                    false
+                }
+                spec => spec.refs().iter().any(|x| **x == current.cloud_id),
+            };
+            if let Some((dep, _)) = st.resources.iter().find(|(_, r)| blocks(r)) {
                 return Err(self.err(
                     ErrorKind::Conflict,
                     &op,
