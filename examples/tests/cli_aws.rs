@@ -11,7 +11,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{free_port, have, wait_for, Proc, TempDir};
+use common::{have, listening, start_server, Proc, TempDir};
 use serde_json::Value;
 
 const TOPO: &str = "topologies/aws-two-region.yaml";
@@ -26,16 +26,16 @@ fn moto() -> Option<Moto> {
         eprintln!("skipped: moto_server is not installed (scripts/test.sh installs it)");
         return None;
     }
-    let port = free_port();
-    let p = Proc(
-        Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server"),
+    let (p, [port]) = start_server(
+        "moto_server",
+        |[port]| {
+            let mut cmd = Command::new("moto_server");
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null());
+            cmd
+        },
+        |[port]| listening(port),
     );
-    wait_for(&format!("127.0.0.1:{port}"));
     Some(Moto {
         _proc: p,
         url: format!("http://127.0.0.1:{port}"),

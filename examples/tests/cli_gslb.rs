@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{free_port, have, promtool_accepts, Proc};
+use common::{free_port, have, listening, promtool_accepts, start_server, Proc};
 
 /// A health endpoint on loopback that answers 200 while `up`, and closes
 /// its port while down (connections are refused).
@@ -52,12 +52,12 @@ impl Health {
 }
 
 fn serve(config: &str) -> (Proc, String, u16) {
-    let dns = free_port();
-    let metrics = free_port();
-    let cfg = common::temp(&format!("gslb-{dns}.yaml"), config);
-    let p = Proc(
-        Command::new(env!("CARGO_BIN_EXE_mcnet"))
-            .args([
+    let (p, [dns, metrics]) = start_server(
+        "gslb",
+        |[dns, metrics]| {
+            let cfg = common::temp(&format!("gslb-{dns}.yaml"), config);
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcnet"));
+            cmd.args([
                 "gslb",
                 "serve",
                 "--config",
@@ -66,16 +66,11 @@ fn serve(config: &str) -> (Proc, String, u16) {
                 &format!("127.0.0.1:{dns}"),
                 "--metrics",
                 &format!("127.0.0.1:{metrics}"),
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            ]);
+            cmd
+        },
+        |[_, metrics]| listening(metrics),
     );
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", metrics)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "gslb did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     (p, dns.to_string(), metrics)
 }
 
@@ -236,19 +231,20 @@ fn victoria_metrics_scrapes_and_stores_the_series() {
         ),
     )
     .unwrap();
-    let http = free_port();
-    let _vm = Proc(
-        Command::new("victoria-metrics")
-            .args([
+    let (_vm, [http]) = start_server(
+        "victoria-metrics",
+        |[http]| {
+            let mut cmd = Command::new("victoria-metrics");
+            cmd.args([
                 &format!("-storageDataPath={}", dir.join("data").display()),
                 &format!("-httpListenAddr=127.0.0.1:{http}"),
                 &format!("-promscrape.config={}", scrape.display()),
                 "-search.latencyOffset=0s",
             ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stdout(Stdio::null());
+            cmd
+        },
+        |[http]| listening(http),
     );
     let t0 = Instant::now();
     let mut found = String::new();

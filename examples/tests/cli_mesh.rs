@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::{free_port, mcnet, promtool_accepts, wait_for, Proc, TempDir};
+use common::{listening, mcnet, promtool_accepts, start_server, TempDir};
 
 const GATEWAY_ID: &str =
     "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
@@ -227,16 +227,15 @@ fn the_gateway_speaks_mtls_to_openssl_and_refuses_others() {
     std::fs::copy(d.path("ca/ca.crt"), d.path("rogue/ca.crt")).unwrap();
 
     let target = echo();
-    let port = free_port();
-    let probe = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let _gw = Proc(
-        Command::new(env!("CARGO_BIN_EXE_mcnet"))
-            .args([
+    let (_gw, [port, probe]) = start_server(
+        "mesh gateway",
+        |[port, probe]| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcnet"));
+            cmd.args([
                 "mesh",
                 "gateway",
                 "--listen",
-                &listen,
+                &format!("127.0.0.1:{port}"),
                 "--target",
                 &target.to_string(),
                 "--identity",
@@ -245,12 +244,12 @@ fn the_gateway_speaks_mtls_to_openssl_and_refuses_others() {
                 FRONTEND_ID,
                 "--probe",
                 &format!("127.0.0.1:{probe}"),
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            ]);
+            cmd
+        },
+        |[port, probe]| listening(port) && listening(probe),
     );
-    wait_for(&listen);
+    let listen = format!("127.0.0.1:{port}");
 
     let (out, err) = s_client(
         &listen,

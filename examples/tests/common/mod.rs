@@ -62,11 +62,73 @@ impl Drop for TempDir {
 
 /// A loopback port free at the time of the call.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Never the same port twice in one test process: tests run in parallel,
+    // and the kernel may hand a just-released port out again.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // The UDP side too, for servers that bind both (DNS).
+        if !given.contains(&port) && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+/// Starts a server on `N` fresh ports and waits until `ready(ports)`.
+///
+/// A port chosen by [`free_port`] can still be taken by another socket
+/// before the server binds it; a server that exits before it is ready is
+/// started again on fresh ports (three attempts). Its stderr goes to a file
+/// that the final panic message quotes.
+pub fn start_server<const N: usize>(
+    what: &str,
+    build: impl Fn([u16; N]) -> Command,
+    ready: impl Fn([u16; N]) -> bool,
+) -> (Proc, [u16; N]) {
+    use std::time::{Duration, Instant};
+    let mut last = String::new();
+    for attempt in 0..3 {
+        let ports = [(); N].map(|_| free_port());
+        let log = std::env::temp_dir().join(format!(
+            "mcnet-cli-{}-{what}-{}-{attempt}.stderr",
+            std::process::id(),
+            ports.first().copied().unwrap_or(0)
+        ));
+        let mut cmd = build(ports);
+        cmd.stderr(std::fs::File::create(&log).unwrap());
+        let mut p = Proc(cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}")));
+        let t0 = Instant::now();
+        loop {
+            if ready(ports) {
+                return (p, ports);
+            }
+            if let Ok(Some(status)) = p.0.try_wait() {
+                last = format!(
+                    "{what} exited ({status}) before it was ready: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{what} was not ready after 30 s: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("{last}")
+}
+
+/// Whether something accepts TCP connections on loopback `port`.
+pub fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
 /// Whether a program is on the PATH.
