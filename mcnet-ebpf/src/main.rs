@@ -18,13 +18,15 @@
 
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// Word loads from packet data (see `prog::load32`); the crate is built with
+// the nightly toolchain anyway (`-Z build-std=core`).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(target_arch = "bpf")]
 mod prog {
     use aya_ebpf::bindings::{TC_ACT_OK, TC_ACT_SHOT};
-    use aya_ebpf::helpers::bpf_ktime_get_ns;
+    use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_map_lookup_elem};
     use aya_ebpf::macros::{classifier, map};
-    use aya_ebpf::maps::lpm_trie::Key;
     use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf};
     use aya_ebpf::programs::TcContext;
     use mcnet_ebpf_common::*;
@@ -34,16 +36,16 @@ mod prog {
 
     /// Exact IPv4 addresses (pods) → identity; prefixes live in the LPM trie.
     #[map(name = "MCNET_IPCACHE4")]
-    static IPCACHE4: HashMap<[u8; 4], u32> =
-        HashMap::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
+    static IPCACHE4: HashMap<u32, u32> = HashMap::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
 
     /// Exact IPv6 addresses (pods) → identity.
     #[map(name = "MCNET_IPCACHE6")]
-    static IPCACHE6: HashMap<[u8; 16], u32> =
+    static IPCACHE6: HashMap<[u32; 4], u32> =
         HashMap::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
 
     #[map(name = "MCNET_IPCACHE")]
-    static IPCACHE: LpmTrie<IpKey, u32> = LpmTrie::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
+    static IPCACHE: LpmTrie<[u32; 4], u32> =
+        LpmTrie::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
 
     #[map(name = "MCNET_POLICY")]
     static POLICY: HashMap<PolicyKey, PolicyValue> =
@@ -68,14 +70,21 @@ mod prog {
     const ETH_P_IP: u16 = 0x0800;
     const ETH_P_IPV6: u16 = 0x86DD;
 
+    /// A parsed packet. Addresses are their wire bytes read as native
+    /// words (so that copies, comparisons and map keys move whole words, not
+    /// bytes); IPv4 is mapped (`::ffff:a.b.c.d`), its address in word 3.
+    #[derive(Clone, Copy)]
     struct Packet {
-        src: [u8; 16],
-        dst: [u8; 16],
+        src: [u32; 4],
+        dst: [u32; 4],
         sport: u16,
         dport: u16,
         proto: u8,
         family: u8,
     }
+
+    /// Word 2 of an IPv4-mapped address: the bytes `00 00 ff ff`.
+    const MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 
     #[inline(always)]
     fn count(reason: u32, len: u32) {
@@ -94,34 +103,74 @@ mod prog {
         Ndp,
     }
 
-    /// A pointer to a `T` at `offset` in the packet, bounds-checked for the verifier.
-    #[inline(always)]
-    fn at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
-        let start = ctx.data();
-        let end = ctx.data_end();
-        if start + offset + core::mem::size_of::<T>() > end {
-            return None;
-        }
-        Some((start + offset) as *const T)
-    }
-
     /// Reads a `T` at `offset`: directly from the linear packet data, or
     /// through bpf_skb_load_bytes when the headers are not linear.
     #[inline(always)]
     fn read<T: Copy>(ctx: &TcContext, offset: usize) -> Result<T, ()> {
-        match at::<T>(ctx, offset) {
+        let start = ctx.data();
+        if start + offset + core::mem::size_of::<T>() <= ctx.data_end() {
             // SAFETY: bounds-checked above; packet data may be unaligned.
-            Some(p) => Ok(unsafe { core::ptr::read_unaligned(p) }),
-            None => ctx.load::<T>(offset).map_err(|_| ()),
+            Ok(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+        } else {
+            ctx.load::<T>(offset).map_err(|_| ())
         }
+    }
+
+    /// One 32-bit load from packet memory at `addr`, whatever its alignment.
+    ///
+    /// Rust can only read an unaligned `u32` byte by byte on BPF (four loads,
+    /// three shifts, three ors); the kernel accepts unaligned packet loads
+    /// on the JITs that run this program, so one instruction does it.
+    ///
+    /// # Safety
+    /// `addr..addr + 4` must lie inside the packet's linear data, checked
+    /// against `data_end` so that the verifier knows it too.
+    #[inline(always)]
+    unsafe fn load32(addr: usize) -> u32 {
+        let v: u32;
+        // SAFETY: the caller guarantees the four bytes are readable.
+        unsafe {
+            core::arch::asm!(
+                "{v} = *(u32 *)({a} + 0)",
+                v = lateout(reg) v,
+                a = in(reg) addr,
+                options(nostack, readonly, preserves_flags)
+            );
+        }
+        v
+    }
+
+    /// `N` words at `offset`, loaded a word at a time from linear data, or
+    /// through bpf_skb_load_bytes when the headers are not linear.
+    #[inline(always)]
+    fn words<const N: usize>(ctx: &TcContext, offset: usize) -> Result<[u32; N], ()> {
+        let start = ctx.data();
+        if start + offset + 4 * N <= ctx.data_end() {
+            let mut w = [0u32; N];
+            let mut i = 0;
+            while i < N {
+                // SAFETY: inside the bounds checked above.
+                w[i] = unsafe { load32(start + offset + 4 * i) };
+                i += 1;
+            }
+            Ok(w)
+        } else {
+            ctx.load::<[u32; N]>(offset).map_err(|_| ())
+        }
+    }
+
+    /// Byte `i` (in memory order) of a word read from the packet.
+    #[inline(always)]
+    fn byte(w: u32, i: u32) -> u8 {
+        w.to_ne_bytes()[i as usize]
     }
 
     #[inline(always)]
     fn parse(ctx: &TcContext) -> Result<Parsed, ()> {
         let ethertype = u16::from_be(read::<u16>(ctx, 12)?);
         let mut p = Packet {
-            src: [0; 16],
-            dst: [0; 16],
+            src: [0; 4],
+            dst: [0; 4],
             sport: 0,
             dport: 0,
             proto: 0,
@@ -131,32 +180,30 @@ mod prog {
         let mut has_ports = true;
         match ethertype {
             ETH_P_IP => {
-                // version/ihl, tos, total length, id, flags/fragment, ttl, protocol, checksum, src, dst
-                let hdr: [u8; 20] = read(ctx, ETH_HLEN)?;
-                let ihl = ((hdr[0] & 0x0f) as usize) * 4;
+                // Five words: version/ihl, tos, total length | id, flags and
+                // fragment offset | ttl, protocol, checksum | source | destination.
+                let hdr: [u32; 5] = words(ctx, ETH_HLEN)?;
+                let ihl = ((byte(hdr[0], 0) & 0x0f) as usize) * 4;
                 if ihl < 20 {
                     return Err(());
                 }
-                if u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff != 0 {
+                if u16::from_be_bytes([byte(hdr[1], 2), byte(hdr[1], 3)]) & 0x1fff != 0 {
                     has_ports = false;
                 }
-                p.proto = hdr[9];
-                p.src[10] = 0xff;
-                p.src[11] = 0xff;
-                p.dst[10] = 0xff;
-                p.dst[11] = 0xff;
-                p.src[12..16].copy_from_slice(&hdr[12..16]);
-                p.dst[12..16].copy_from_slice(&hdr[16..20]);
+                p.proto = byte(hdr[2], 1);
+                p.src = [0, 0, MAPPED, hdr[3]];
+                p.dst = [0, 0, MAPPED, hdr[4]];
                 l4 = ETH_HLEN + ihl;
             }
             ETH_P_IPV6 => {
                 p.family = 6;
                 p.proto = read(ctx, ETH_HLEN + 6)?;
-                p.src = read(ctx, ETH_HLEN + 8)?;
-                p.dst = read(ctx, ETH_HLEN + 24)?;
+                p.src = words(ctx, ETH_HLEN + 8)?;
+                p.dst = words(ctx, ETH_HLEN + 24)?;
                 l4 = ETH_HLEN + 40;
                 // Link-local multicast (MLD, router and neighbour solicitation).
-                if p.dst[0] == 0xff && p.dst[1] & 0x0f == 0x02 {
+                let d0 = p.dst[0].to_ne_bytes();
+                if d0[0] == 0xff && d0[1] & 0x0f == 0x02 {
                     return Ok(Parsed::Ndp);
                 }
                 if p.proto == PROTO_ICMPV6 {
@@ -171,14 +218,21 @@ mod prog {
         if has_ports {
             match p.proto {
                 PROTO_TCP | PROTO_UDP | PROTO_SCTP => {
-                    let ports: [u8; 4] = read(ctx, l4)?;
-                    p.sport = u16::from_be_bytes([ports[0], ports[1]]);
-                    p.dport = u16::from_be_bytes([ports[2], ports[3]]);
+                    let [ports] = words::<1>(ctx, l4)?;
+                    p.sport = u16::from_be(ports as u16);
+                    p.dport = u16::from_be((ports >> 16) as u16);
                 }
                 _ => {}
             }
         }
         Ok(Parsed::Packet(p))
+    }
+
+    /// An address as the bytes flow events carry.
+    #[inline(always)]
+    fn bytes(a: &[u32; 4]) -> [u8; 16] {
+        // SAFETY: both are 16 plain bytes.
+        unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(*a) }
     }
 
     #[inline(always)]
@@ -255,8 +309,8 @@ mod prog {
             let ev = FlowEvent {
                 // SAFETY: a helper without preconditions.
                 ts_ns: unsafe { bpf_ktime_get_ns() },
-                src: p.src,
-                dst: p.dst,
+                src: bytes(&p.src),
+                dst: bytes(&p.dst),
                 src_identity,
                 dst_identity,
                 sport: p.sport,
@@ -284,36 +338,24 @@ mod prog {
         Reply,
     }
 
-    #[inline(always)]
-    fn v4(a: &[u8; 16]) -> [u8; 4] {
-        [a[12], a[13], a[14], a[15]]
-    }
-
     /// The canonical conntrack key of a packet, and whether its source is the key's `a` side.
     #[inline(always)]
     fn ct4(p: &Packet, ifindex: u32) -> (CtKey4, bool) {
-        let (s, d) = (v4(&p.src), v4(&p.dst));
-        let src_low = (u32::from_be_bytes(s), p.sport) <= (u32::from_be_bytes(d), p.dport);
-        let k = if src_low {
-            CtKey4 {
-                a: s,
-                b: d,
-                pa: p.sport,
-                pb: p.dport,
-                proto: p.proto,
-                _pad: 0,
-                ifindex: ifindex as u16,
-            }
+        let (s, d) = (p.src[3], p.dst[3]);
+        let src_low = ((s as u64) << 16 | p.sport as u64) <= ((d as u64) << 16 | p.dport as u64);
+        let (a, b, pa, pb) = if src_low {
+            (s, d, p.sport, p.dport)
         } else {
-            CtKey4 {
-                a: d,
-                b: s,
-                pa: p.dport,
-                pb: p.sport,
-                proto: p.proto,
-                _pad: 0,
-                ifindex: ifindex as u16,
-            }
+            (d, s, p.dport, p.sport)
+        };
+        let k = CtKey4 {
+            a,
+            b,
+            pa,
+            pb,
+            proto: p.proto,
+            _pad: 0,
+            ifindex: ifindex as u16,
         };
         (k, src_low)
     }
@@ -321,26 +363,19 @@ mod prog {
     #[inline(always)]
     fn ct6(p: &Packet, ifindex: u32) -> (CtKey, bool) {
         let src_low = (p.src, p.sport) <= (p.dst, p.dport);
-        let k = if src_low {
-            CtKey {
-                a: p.src,
-                b: p.dst,
-                pa: p.sport,
-                pb: p.dport,
-                proto: p.proto,
-                _pad: [0; 3],
-                ifindex,
-            }
+        let (a, b, pa, pb) = if src_low {
+            (&p.src, &p.dst, p.sport, p.dport)
         } else {
-            CtKey {
-                a: p.dst,
-                b: p.src,
-                pa: p.dport,
-                pb: p.sport,
-                proto: p.proto,
-                _pad: [0; 3],
-                ifindex,
-            }
+            (&p.dst, &p.src, p.dport, p.sport)
+        };
+        let k = CtKey {
+            a: bytes(a),
+            b: bytes(b),
+            pa,
+            pb,
+            proto: p.proto,
+            _pad: [0; 3],
+            ifindex,
         };
         (k, src_low)
     }
@@ -401,11 +436,19 @@ mod prog {
         }
     }
 
+    /// An LPM-trie key laid out as the kernel wants it (prefix length, then
+    /// data), aligned so that it is written word by word.
+    #[repr(C)]
+    struct LpmKey {
+        prefix_len: u32,
+        addr: [u32; 4],
+    }
+
     /// The ipcache: exact addresses first, then the longest prefix, else world.
     #[inline(always)]
-    fn identity_of(addr: &[u8; 16], family: u8, world: u32) -> u32 {
+    fn identity_of(addr: &[u32; 4], family: u8, world: u32) -> u32 {
         let exact = if family == 4 {
-            IPCACHE4.get_ptr(&v4(addr))
+            IPCACHE4.get_ptr(&addr[3])
         } else {
             IPCACHE6.get_ptr(addr)
         };
@@ -413,9 +456,26 @@ mod prog {
             // SAFETY: the pointer comes from a successful lookup.
             return unsafe { *id };
         }
-        match IPCACHE.get(&Key::new(128, IpKey { addr: *addr })) {
-            Some(id) => *id,
-            None => world,
+        let key = LpmKey {
+            prefix_len: 128,
+            addr: *addr,
+        };
+        // SAFETY: the map is an LPM trie whose keys are a u32 prefix length
+        // followed by 16 address bytes, which is `LpmKey`'s layout; the
+        // helper reads the key and returns a pointer to a u32 value or null.
+        // (`LpmTrie::get` takes aya's packed key, which the compiler writes
+        // byte by byte.)
+        let id = unsafe {
+            bpf_map_lookup_elem(
+                &IPCACHE as *const _ as *mut core::ffi::c_void,
+                &key as *const LpmKey as *const core::ffi::c_void,
+            ) as *const u32
+        };
+        if id.is_null() {
+            world
+        } else {
+            // SAFETY: non-null: a pointer to the value of the entry found.
+            unsafe { *id }
         }
     }
 

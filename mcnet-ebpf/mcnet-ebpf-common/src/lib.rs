@@ -111,15 +111,17 @@ pub struct PolicyValue {
 }
 
 /// An IPv4 connection-tracking key (16 bytes, so that hashing it is cheap),
-/// canonical: the `a` side is the lower (address, port) of the two, so a
-/// flow and its replies share one entry and one lookup finds either.
+/// canonical: the `a` side is the lower (address word, port) of the two,
+/// compared as the kernel reads them, so that a flow and its replies share
+/// one entry and one lookup finds either.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtKey4 {
-    /// The lower side's address, network order.
-    pub a: [u8; 4],
-    /// The higher side's address, network order.
-    pub b: [u8; 4],
+    /// The lower side's address: its four bytes in network order, read as
+    /// one native-endian word.
+    pub a: u32,
+    /// The higher side's address, as `a`.
+    pub b: u32,
     /// The lower side's port.
     pub pa: u16,
     /// The higher side's port.
