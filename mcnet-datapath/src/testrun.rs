@@ -123,3 +123,33 @@ pub fn ipv4_packet(src: [u8; 4], dst: [u8; 4], proto: u8, sport: u16, dport: u16
     p.extend_from_slice(&l4);
     p
 }
+
+/// Builds an Ethernet + IPv6 + TCP/UDP/SCTP (or ICMPv6, `sport` being its
+/// type) packet.
+pub fn ipv6_packet(src: [u8; 16], dst: [u8; 16], proto: u8, sport: u16, dport: u16) -> Vec<u8> {
+    let mut p = Vec::with_capacity(80);
+    p.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x86, 0xdd]);
+    let l4_len: usize = match proto {
+        6 => 20,
+        132 => 12,
+        _ => 8,
+    };
+    p.extend_from_slice(&[0x60, 0, 0, 0]);
+    p.extend_from_slice(&(l4_len as u16).to_be_bytes());
+    p.extend_from_slice(&[proto, 64]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let mut l4 = vec![0u8; l4_len];
+    if proto == 58 {
+        l4[0] = sport as u8;
+    } else {
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        if proto == 6 {
+            l4[12] = 0x50;
+            l4[13] = 0x02; // SYN
+        }
+    }
+    p.extend_from_slice(&l4);
+    p
+}

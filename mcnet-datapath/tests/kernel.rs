@@ -175,3 +175,119 @@ fn kernel_verdicts_equal_the_engine_on_random_policies() {
     }
     assert!(packets > 5_000, "only {packets} packets");
 }
+
+/// What the conformance suites do not reach: IPv6 (exact addresses and
+/// prefixes, neighbour discovery, conntrack replies), IPv4 prefixes and
+/// fragments, and the addresses flow events carry.
+#[test]
+fn ipv6_prefixes_fragments_and_flow_addresses() {
+    use mcnet_datapath::flows;
+    use mcnet_datapath::state::mapped;
+    use mcnet_ebpf_common::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
+        eprintln!("skipped: needs root and the real eBPF object");
+        return;
+    }
+    const ME: u32 = 256;
+    let six = |s: &str| s.parse::<Ipv6Addr>().unwrap().octets();
+    let me6 = six("fd00::100");
+    let me4 = [198, 18, 0, 100];
+    let mut s = DesiredState::default();
+    s.endpoints.insert(
+        1,
+        EndpointInfo {
+            identity: ME,
+            flags: EP_INGRESS_ISOLATED | EP_EGRESS_ISOLATED,
+        },
+    );
+    let v4 = |a: [u8; 4]| mapped(IpAddr::V4(Ipv4Addr::from(a)));
+    s.ipcache.insert((128, six("fd00::1")), 300);
+    s.ipcache.insert((96 + 16, six("fd00:1::")), 400);
+    s.ipcache.insert((128, v4([198, 18, 0, 5])), 300);
+    s.ipcache.insert((96 + 16, v4([198, 19, 0, 0])), 400);
+    let allow = |s: &mut DesiredState, peer, port, proto| {
+        s.policy.insert(
+            PolicyKey {
+                endpoint: ME,
+                peer,
+                port,
+                proto,
+                direction: DIR_INGRESS,
+            },
+            PolicyValue {
+                action: ACTION_ALLOW,
+                _pad: [0; 3],
+                cookie: 7,
+            },
+        );
+    };
+    allow(&mut s, 300, 80, PROTO_TCP);
+    allow(&mut s, 400, 53, PROTO_UDP);
+    let mut dp = Datapath::load().expect("load");
+    dp.sync(&s).unwrap();
+    let mut ring = dp.take_flows().unwrap();
+    let from_pod = dp.program_fd(FROM_POD).unwrap();
+    let to_pod = dp.program_fd(TO_POD).unwrap();
+    let passes = |prog, pkt: &[u8]| testrun::run(prog, pkt, 1, 0).unwrap().retval == 0;
+
+    let in6 =
+        |src: &str, proto, sport, dport| testrun::ipv6_packet(six(src), me6, proto, sport, dport);
+    // Exact IPv6 peer: its port passes, another port does not.
+    assert!(passes(to_pod, &in6("fd00::1", PROTO_TCP, 40000, 80)));
+    assert!(!passes(to_pod, &in6("fd00::1", PROTO_TCP, 40001, 81)));
+    // A prefix's identity (LPM), and world outside it.
+    assert!(passes(to_pod, &in6("fd00:1::9", PROTO_UDP, 5353, 53)));
+    assert!(!passes(to_pod, &in6("fd00:2::9", PROTO_UDP, 5353, 53)));
+    // The reply of the allowed flow passes egress isolation through
+    // conntrack; a new egress flow does not.
+    let reply = testrun::ipv6_packet(me6, six("fd00::1"), PROTO_TCP, 80, 40000);
+    assert!(passes(from_pod, &reply));
+    let fresh = testrun::ipv6_packet(me6, six("fd00::1"), PROTO_TCP, 80, 40002);
+    assert!(!passes(from_pod, &fresh));
+    // Neighbour solicitation to a solicited-node address passes untracked.
+    let ns = testrun::ipv6_packet(
+        six("fe80::1"),
+        six("ff02::1:ff00:100"),
+        PROTO_ICMPV6,
+        135,
+        0,
+    );
+    assert!(passes(to_pod, &ns));
+
+    // IPv4: an exact peer, a prefix, world.
+    let in4 =
+        |src: [u8; 4], proto, sport, dport| testrun::ipv4_packet(src, me4, proto, sport, dport);
+    assert!(passes(to_pod, &in4([198, 18, 0, 5], PROTO_TCP, 41000, 80)));
+    assert!(passes(to_pod, &in4([198, 19, 7, 7], PROTO_UDP, 5353, 53)));
+    assert!(!passes(to_pod, &in4([198, 20, 7, 7], PROTO_UDP, 5353, 53)));
+    // A later fragment carries no ports: judged as port 0, which no rule allows.
+    let mut frag = in4([198, 18, 0, 5], PROTO_TCP, 41001, 80);
+    frag[20] = 0x00;
+    frag[21] = 0x10; // fragment offset 16 (x 8 bytes)
+    assert!(!passes(to_pod, &frag));
+
+    // Flow events carry both families' addresses and the identities.
+    let seen = flows::drain(&mut ring);
+    let find = |src: IpAddr, dport: u16| {
+        seen.iter()
+            .find(|f| f.src == src && f.dport == dport)
+            .unwrap_or_else(|| panic!("no flow from {src} to port {dport} in {seen:#?}"))
+    };
+    let f = find("fd00::1".parse().unwrap(), 80);
+    assert_eq!(
+        (f.verdict, f.dst, f.src_identity, f.dst_identity),
+        ("allow", IpAddr::V6(Ipv6Addr::from(me6)), 300, ME)
+    );
+    let f = find("fd00:2::9".parse().unwrap(), 53);
+    assert_eq!(
+        (f.verdict, f.reason, f.src_identity),
+        ("deny", "drop-no-rule", IDENTITY_WORLD_IPV6)
+    );
+    let f = find(IpAddr::V4(Ipv4Addr::new(198, 19, 7, 7)), 53);
+    assert_eq!(
+        (f.verdict, f.dst, f.src_identity, f.sport),
+        ("allow", IpAddr::V4(Ipv4Addr::from(me4)), 400, 5353)
+    );
+}

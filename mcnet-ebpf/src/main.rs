@@ -70,21 +70,106 @@ mod prog {
     const ETH_P_IP: u16 = 0x0800;
     const ETH_P_IPV6: u16 = 0x86DD;
 
-    /// A parsed packet. Addresses are their wire bytes read as native
-    /// words (so that copies, comparisons and map keys move whole words, not
-    /// bytes); IPv4 is mapped (`::ffff:a.b.c.d`), its address in word 3.
+    /// A parsed packet of one address family. Addresses are their wire
+    /// bytes read as native words, so that copies, comparisons and map keys
+    /// move whole words, never single bytes.
     #[derive(Clone, Copy)]
-    struct Packet {
-        src: [u32; 4],
-        dst: [u32; 4],
+    struct Packet<A> {
+        src: A,
+        dst: A,
         sport: u16,
         dport: u16,
         proto: u8,
-        family: u8,
+    }
+
+    enum Parsed {
+        V4(Packet<u32>),
+        V6(Packet<[u32; 4]>),
+        NotIp,
+        Ndp,
     }
 
     /// Word 2 of an IPv4-mapped address: the bytes `00 00 ff ff`.
     const MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+    /// What the datapath does per address family: conntrack, the ipcache,
+    /// and the address as flow events carry it.
+    trait Family: Copy {
+        const FAMILY: u8;
+        /// The identity of addresses the ipcache does not know.
+        const WORLD: u32;
+        /// Finds the packet's flow (or the flow it replies to) in conntrack.
+        fn track(p: &Packet<Self>, ifindex: u32) -> Tracked;
+        /// Starts tracking an allowed flow.
+        fn open(p: &Packet<Self>, ifindex: u32, now: u64);
+        /// The ipcache: exact addresses first, then the longest prefix, else world.
+        fn identity(&self) -> u32;
+        /// The address as 16 bytes, IPv4 mapped.
+        fn bytes(&self) -> [u8; 16];
+    }
+
+    impl Family for u32 {
+        const FAMILY: u8 = 4;
+        const WORLD: u32 = IDENTITY_WORLD_IPV4;
+
+        #[inline(always)]
+        fn track(p: &Packet<u32>, ifindex: u32) -> Tracked {
+            let (k, src_is_a) = ct4(p, ifindex);
+            tracked(CT4.get_ptr_mut(&k), src_is_a)
+        }
+
+        #[inline(always)]
+        fn open(p: &Packet<u32>, ifindex: u32, now: u64) {
+            let (k, src_is_a) = ct4(p, ifindex);
+            let _ = CT4.insert(&k, &ct_value(now, src_is_a), 0);
+        }
+
+        #[inline(always)]
+        fn identity(&self) -> u32 {
+            if let Some(id) = IPCACHE4.get_ptr(self) {
+                // SAFETY: the pointer comes from a successful lookup.
+                return unsafe { *id };
+            }
+            longest_prefix(&[0, 0, MAPPED, *self], Self::WORLD)
+        }
+
+        #[inline(always)]
+        fn bytes(&self) -> [u8; 16] {
+            [0, 0, MAPPED, *self].bytes()
+        }
+    }
+
+    impl Family for [u32; 4] {
+        const FAMILY: u8 = 6;
+        const WORLD: u32 = IDENTITY_WORLD_IPV6;
+
+        #[inline(always)]
+        fn track(p: &Packet<[u32; 4]>, ifindex: u32) -> Tracked {
+            let (k, src_is_a) = ct6(p, ifindex);
+            tracked(CT.get_ptr_mut(&k), src_is_a)
+        }
+
+        #[inline(always)]
+        fn open(p: &Packet<[u32; 4]>, ifindex: u32, now: u64) {
+            let (k, src_is_a) = ct6(p, ifindex);
+            let _ = CT.insert(&k, &ct_value(now, src_is_a), 0);
+        }
+
+        #[inline(always)]
+        fn identity(&self) -> u32 {
+            if let Some(id) = IPCACHE6.get_ptr(self) {
+                // SAFETY: the pointer comes from a successful lookup.
+                return unsafe { *id };
+            }
+            longest_prefix(self, Self::WORLD)
+        }
+
+        #[inline(always)]
+        fn bytes(&self) -> [u8; 16] {
+            // SAFETY: both are 16 plain bytes.
+            unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(*self) }
+        }
+    }
 
     #[inline(always)]
     fn count(reason: u32, len: u32) {
@@ -94,25 +179,6 @@ mod prog {
                 (*c).packets += 1;
                 (*c).bytes += len as u64;
             }
-        }
-    }
-
-    enum Parsed {
-        Packet(Packet),
-        NotIp,
-        Ndp,
-    }
-
-    /// Reads a `T` at `offset`: directly from the linear packet data, or
-    /// through bpf_skb_load_bytes when the headers are not linear.
-    #[inline(always)]
-    fn read<T: Copy>(ctx: &TcContext, offset: usize) -> Result<T, ()> {
-        let start = ctx.data();
-        if start + offset + core::mem::size_of::<T>() <= ctx.data_end() {
-            // SAFETY: bounds-checked above; packet data may be unaligned.
-            Ok(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
-        } else {
-            ctx.load::<T>(offset).map_err(|_| ())
         }
     }
 
@@ -159,25 +225,39 @@ mod prog {
         }
     }
 
+    /// A byte at `offset` (linear data or bpf_skb_load_bytes).
+    #[inline(always)]
+    fn byte_at(ctx: &TcContext, offset: usize) -> Result<u8, ()> {
+        let start = ctx.data();
+        if start + offset < ctx.data_end() {
+            // SAFETY: bounds-checked above.
+            Ok(unsafe { *((start + offset) as *const u8) })
+        } else {
+            ctx.load::<u8>(offset).map_err(|_| ())
+        }
+    }
+
     /// Byte `i` (in memory order) of a word read from the packet.
     #[inline(always)]
     fn byte(w: u32, i: u32) -> u8 {
         w.to_ne_bytes()[i as usize]
     }
 
+    /// The source and destination ports of a TCP, UDP or SCTP header at `l4`.
+    #[inline(always)]
+    fn ports(ctx: &TcContext, l4: usize, proto: u8) -> Result<(u16, u16), ()> {
+        match proto {
+            PROTO_TCP | PROTO_UDP | PROTO_SCTP => {
+                let [w] = words::<1>(ctx, l4)?;
+                Ok((u16::from_be(w as u16), u16::from_be((w >> 16) as u16)))
+            }
+            _ => Ok((0, 0)),
+        }
+    }
+
     #[inline(always)]
     fn parse(ctx: &TcContext) -> Result<Parsed, ()> {
-        let ethertype = u16::from_be(read::<u16>(ctx, 12)?);
-        let mut p = Packet {
-            src: [0; 4],
-            dst: [0; 4],
-            sport: 0,
-            dport: 0,
-            proto: 0,
-            family: 4,
-        };
-        let l4: usize;
-        let mut has_ports = true;
+        let ethertype = u16::from_be_bytes([byte_at(ctx, 12)?, byte_at(ctx, 13)?]);
         match ethertype {
             ETH_P_IP => {
                 // Five words: version/ihl, tos, total length | id, flags and
@@ -187,54 +267,48 @@ mod prog {
                 if ihl < 20 {
                     return Err(());
                 }
-                if u16::from_be_bytes([byte(hdr[1], 2), byte(hdr[1], 3)]) & 0x1fff != 0 {
-                    has_ports = false;
-                }
-                p.proto = byte(hdr[2], 1);
-                p.src = [0, 0, MAPPED, hdr[3]];
-                p.dst = [0, 0, MAPPED, hdr[4]];
-                l4 = ETH_HLEN + ihl;
+                let proto = byte(hdr[2], 1);
+                // Fragments after the first carry no ports.
+                let fragment = u16::from_be((hdr[1] >> 16) as u16) & 0x1fff != 0;
+                let (sport, dport) = if fragment {
+                    (0, 0)
+                } else {
+                    ports(ctx, ETH_HLEN + ihl, proto)?
+                };
+                Ok(Parsed::V4(Packet {
+                    src: hdr[3],
+                    dst: hdr[4],
+                    sport,
+                    dport,
+                    proto,
+                }))
             }
             ETH_P_IPV6 => {
-                p.family = 6;
-                p.proto = read(ctx, ETH_HLEN + 6)?;
-                p.src = words(ctx, ETH_HLEN + 8)?;
-                p.dst = words(ctx, ETH_HLEN + 24)?;
-                l4 = ETH_HLEN + 40;
+                let proto = byte_at(ctx, ETH_HLEN + 6)?;
+                let src: [u32; 4] = words(ctx, ETH_HLEN + 8)?;
+                let dst: [u32; 4] = words(ctx, ETH_HLEN + 24)?;
+                let l4 = ETH_HLEN + 40;
                 // Link-local multicast (MLD, router and neighbour solicitation).
-                let d0 = p.dst[0].to_ne_bytes();
-                if d0[0] == 0xff && d0[1] & 0x0f == 0x02 {
+                if byte(dst[0], 0) == 0xff && byte(dst[0], 1) & 0x0f == 0x02 {
                     return Ok(Parsed::Ndp);
                 }
-                if p.proto == PROTO_ICMPV6 {
-                    let t: u8 = read(ctx, l4)?;
-                    if (133..=137).contains(&t) {
-                        return Ok(Parsed::Ndp);
-                    }
+                if proto == PROTO_ICMPV6 && (133..=137).contains(&byte_at(ctx, l4)?) {
+                    return Ok(Parsed::Ndp);
                 }
+                let (sport, dport) = ports(ctx, l4, proto)?;
+                Ok(Parsed::V6(Packet {
+                    src,
+                    dst,
+                    sport,
+                    dport,
+                    proto,
+                }))
             }
-            _ => return Ok(Parsed::NotIp),
+            _ => Ok(Parsed::NotIp),
         }
-        if has_ports {
-            match p.proto {
-                PROTO_TCP | PROTO_UDP | PROTO_SCTP => {
-                    let [ports] = words::<1>(ctx, l4)?;
-                    p.sport = u16::from_be(ports as u16);
-                    p.dport = u16::from_be((ports >> 16) as u16);
-                }
-                _ => {}
-            }
-        }
-        Ok(Parsed::Packet(p))
     }
 
-    /// An address as the bytes flow events carry.
-    #[inline(always)]
-    fn bytes(a: &[u32; 4]) -> [u8; 16] {
-        // SAFETY: both are 16 plain bytes.
-        unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(*a) }
-    }
-
+    /// The policy entry deciding (endpoint, peer, port, protocol, direction).
     #[inline(always)]
     fn policy(
         ep: &EndpointInfo,
@@ -246,53 +320,34 @@ mod prog {
         // Most specific first; userspace guarantees that the first hit carries
         // the merged verdict of every entry that covers it, and flags the
         // shapes the endpoint has entries of, so that the rest are skipped.
-        let endpoint = ep.identity;
-        let keys = [
-            PolicyKey {
-                endpoint,
-                peer,
-                port,
-                proto,
-                direction,
-            },
-            PolicyKey {
-                endpoint,
-                peer,
-                port: 0,
-                proto,
-                direction,
-            },
-            PolicyKey {
-                endpoint,
-                peer: 0,
-                port,
-                proto,
-                direction,
-            },
-            PolicyKey {
-                endpoint,
-                peer: 0,
-                port: 0,
-                proto,
-                direction,
-            },
-        ];
-        for (shape, k) in keys.iter().enumerate() {
-            if ep.flags & ep_shape_bit(direction, shape as u32) == 0 {
-                continue;
+        // Shape bit 1 is "any port", bit 2 "any peer".
+        let mut key = PolicyKey {
+            endpoint: ep.identity,
+            peer,
+            port,
+            proto,
+            direction,
+        };
+        let mut shape = 0;
+        while shape < 4 {
+            if ep.flags & ep_shape_bit(direction, shape) != 0 {
+                key.peer = if shape & 2 == 0 { peer } else { 0 };
+                key.port = if shape & 1 == 0 { port } else { 0 };
+                if let Some(v) = POLICY.get_ptr(&key) {
+                    // SAFETY: the pointer comes from a successful lookup.
+                    return Some(unsafe { *v });
+                }
             }
-            if let Some(v) = POLICY.get_ptr(k) {
-                // SAFETY: the pointer comes from a successful lookup.
-                return Some(unsafe { *v });
-            }
+            shape += 1;
         }
         None
     }
 
+    /// A flow event, unless events are off.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn report(
-        p: &Packet,
+    fn report<A: Family>(
+        p: &Packet<A>,
         ifindex: u32,
         direction: u8,
         src_identity: u32,
@@ -309,8 +364,8 @@ mod prog {
             let ev = FlowEvent {
                 // SAFETY: a helper without preconditions.
                 ts_ns: unsafe { bpf_ktime_get_ns() },
-                src: bytes(&p.src),
-                dst: bytes(&p.dst),
+                src: p.src.bytes(),
+                dst: p.dst.bytes(),
                 src_identity,
                 dst_identity,
                 sport: p.sport,
@@ -321,7 +376,7 @@ mod prog {
                 reason: reason as u8,
                 direction,
                 is_reply: 0,
-                family: p.family,
+                family: A::FAMILY,
                 l7,
                 _pad: 0,
                 cookie,
@@ -338,58 +393,9 @@ mod prog {
         Reply,
     }
 
-    /// The canonical conntrack key of a packet, and whether its source is the key's `a` side.
+    /// What a conntrack lookup found, counting the packet on the entry.
     #[inline(always)]
-    fn ct4(p: &Packet, ifindex: u32) -> (CtKey4, bool) {
-        let (s, d) = (p.src[3], p.dst[3]);
-        let src_low = ((s as u64) << 16 | p.sport as u64) <= ((d as u64) << 16 | p.dport as u64);
-        let (a, b, pa, pb) = if src_low {
-            (s, d, p.sport, p.dport)
-        } else {
-            (d, s, p.dport, p.sport)
-        };
-        let k = CtKey4 {
-            a,
-            b,
-            pa,
-            pb,
-            proto: p.proto,
-            _pad: 0,
-            ifindex: ifindex as u16,
-        };
-        (k, src_low)
-    }
-
-    #[inline(always)]
-    fn ct6(p: &Packet, ifindex: u32) -> (CtKey, bool) {
-        let src_low = (p.src, p.sport) <= (p.dst, p.dport);
-        let (a, b, pa, pb) = if src_low {
-            (&p.src, &p.dst, p.sport, p.dport)
-        } else {
-            (&p.dst, &p.src, p.dport, p.sport)
-        };
-        let k = CtKey {
-            a: bytes(a),
-            b: bytes(b),
-            pa,
-            pb,
-            proto: p.proto,
-            _pad: [0; 3],
-            ifindex,
-        };
-        (k, src_low)
-    }
-
-    /// Conntrack: is this packet part of a flow already allowed, or its reply? One lookup.
-    #[inline(always)]
-    fn track(p: &Packet, ifindex: u32) -> Tracked {
-        let (entry, src_is_a) = if p.family == 4 {
-            let (k, a) = ct4(p, ifindex);
-            (CT4.get_ptr_mut(&k), a)
-        } else {
-            let (k, a) = ct6(p, ifindex);
-            (CT.get_ptr_mut(&k), a)
-        };
+    fn tracked(entry: Option<*mut CtValue>, src_is_a: bool) -> Tracked {
         let Some(ct) = entry else { return Tracked::New };
         // SAFETY: the entry stays valid for the program's run; a lost
         // increment under a race only skews a statistic.
@@ -404,36 +410,57 @@ mod prog {
         }
     }
 
-    /// Conntrack: remember an allowed flow.
     #[inline(always)]
-    fn open(p: &Packet, ifindex: u32, now: u64) {
-        if p.family == 4 {
-            let (k, a) = ct4(p, ifindex);
-            let _ = CT4.insert(
-                &k,
-                &CtValue {
-                    created_ns: now,
-                    packets: 1,
-                    replies: 0,
-                    a_is_origin: a as u8,
-                    _pad: [0; 7],
-                },
-                0,
-            );
-        } else {
-            let (k, a) = ct6(p, ifindex);
-            let _ = CT.insert(
-                &k,
-                &CtValue {
-                    created_ns: now,
-                    packets: 1,
-                    replies: 0,
-                    a_is_origin: a as u8,
-                    _pad: [0; 7],
-                },
-                0,
-            );
+    fn ct_value(now: u64, src_is_a: bool) -> CtValue {
+        CtValue {
+            created_ns: now,
+            packets: 1,
+            replies: 0,
+            a_is_origin: src_is_a as u8,
+            _pad: [0; 7],
         }
+    }
+
+    /// The canonical conntrack key of a packet, and whether its source is the key's `a` side.
+    #[inline(always)]
+    fn ct4(p: &Packet<u32>, ifindex: u32) -> (CtKey4, bool) {
+        let src_low =
+            ((p.src as u64) << 16 | p.sport as u64) <= ((p.dst as u64) << 16 | p.dport as u64);
+        let (a, b, pa, pb) = if src_low {
+            (p.src, p.dst, p.sport, p.dport)
+        } else {
+            (p.dst, p.src, p.dport, p.sport)
+        };
+        let k = CtKey4 {
+            a,
+            b,
+            pa,
+            pb,
+            proto: p.proto,
+            _pad: 0,
+            ifindex: ifindex as u16,
+        };
+        (k, src_low)
+    }
+
+    #[inline(always)]
+    fn ct6(p: &Packet<[u32; 4]>, ifindex: u32) -> (CtKey, bool) {
+        let src_low = (p.src, p.sport) <= (p.dst, p.dport);
+        let (a, b, pa, pb) = if src_low {
+            (&p.src, &p.dst, p.sport, p.dport)
+        } else {
+            (&p.dst, &p.src, p.dport, p.sport)
+        };
+        let k = CtKey {
+            a: a.bytes(),
+            b: b.bytes(),
+            pa,
+            pb,
+            proto: p.proto,
+            _pad: [0; 3],
+            ifindex,
+        };
+        (k, src_low)
     }
 
     /// An LPM-trie key laid out as the kernel wants it (prefix length, then
@@ -444,18 +471,9 @@ mod prog {
         addr: [u32; 4],
     }
 
-    /// The ipcache: exact addresses first, then the longest prefix, else world.
+    /// The identity of the longest ipcache prefix holding `addr`, else `world`.
     #[inline(always)]
-    fn identity_of(addr: &[u32; 4], family: u8, world: u32) -> u32 {
-        let exact = if family == 4 {
-            IPCACHE4.get_ptr(&addr[3])
-        } else {
-            IPCACHE6.get_ptr(addr)
-        };
-        if let Some(id) = exact {
-            // SAFETY: the pointer comes from a successful lookup.
-            return unsafe { *id };
-        }
+    fn longest_prefix(addr: &[u32; 4], world: u32) -> u32 {
         let key = LpmKey {
             prefix_len: 128,
             addr: *addr,
@@ -479,6 +497,67 @@ mod prog {
         }
     }
 
+    /// The verdict on a parsed packet of `ep`.
+    #[inline(always)]
+    fn judge<A: Family>(
+        p: &Packet<A>,
+        ep: &EndpointInfo,
+        ifindex: u32,
+        direction: u8,
+        len: u32,
+    ) -> i32 {
+        match A::track(p, ifindex) {
+            Tracked::Established => {
+                count(REASON_ALLOWED_ESTABLISHED, len);
+                return TC_ACT_OK;
+            }
+            Tracked::Reply => {
+                count(REASON_ALLOWED_REPLY, len);
+                return TC_ACT_OK;
+            }
+            Tracked::New => {}
+        }
+        let (peer, isolated) = if direction == DIR_EGRESS {
+            (p.dst.identity(), ep.flags & EP_EGRESS_ISOLATED != 0)
+        } else {
+            (p.src.identity(), ep.flags & EP_INGRESS_ISOLATED != 0)
+        };
+        let (src_id, dst_id) = if direction == DIR_EGRESS {
+            (ep.identity, peer)
+        } else {
+            (peer, ep.identity)
+        };
+        let (allow, reason, l7, cookie) = match policy(ep, peer, p.dport, p.proto, direction) {
+            Some(v) if v.action == ACTION_DENY => (false, REASON_DROP_DENY_RULE, 0, v.cookie),
+            Some(v) if v.action == ACTION_ALLOW_L7 => {
+                if CONFIG.get(CONFIG_L7_MODE).copied().unwrap_or(0) == 1 {
+                    (false, REASON_DROP_L7, 1, v.cookie)
+                } else {
+                    (true, REASON_ALLOWED_L7_AUDIT, 1, v.cookie)
+                }
+            }
+            Some(v) => (true, REASON_ALLOWED_POLICY, 0, v.cookie),
+            None if isolated => (false, REASON_DROP_NO_RULE, 0, 0),
+            None => (true, REASON_ALLOWED_NOT_ISOLATED, 0, 0),
+        };
+        count(reason, len);
+        let verdict = if allow {
+            // SAFETY: a helper without preconditions.
+            A::open(p, ifindex, unsafe { bpf_ktime_get_ns() });
+            VERDICT_FORWARDED
+        } else {
+            VERDICT_DROPPED
+        };
+        report(
+            p, ifindex, direction, src_id, dst_id, verdict, reason, l7, cookie,
+        );
+        if allow {
+            TC_ACT_OK
+        } else {
+            TC_ACT_SHOT
+        }
+    }
+
     #[inline(always)]
     fn enforce(ctx: &TcContext, direction: u8) -> i32 {
         let len = ctx.len();
@@ -497,105 +576,21 @@ mod prog {
             count(REASON_ALLOWED_NOT_ISOLATED, len);
             return TC_ACT_OK;
         }
-        let p = match parse(ctx) {
-            Ok(Parsed::Packet(p)) => p,
+        match parse(ctx) {
+            Ok(Parsed::V4(p)) => judge(&p, &ep, ifindex, direction, len),
+            Ok(Parsed::V6(p)) => judge(&p, &ep, ifindex, direction, len),
             Ok(Parsed::NotIp) => {
                 count(REASON_PASS_NOT_IP, len);
-                return TC_ACT_OK;
+                TC_ACT_OK
             }
             Ok(Parsed::Ndp) => {
                 count(REASON_PASS_NDP, len);
-                return TC_ACT_OK;
+                TC_ACT_OK
             }
             Err(()) => {
                 count(REASON_DROP_MALFORMED, len);
-                return TC_ACT_SHOT;
+                TC_ACT_SHOT
             }
-        };
-
-        match track(&p, ifindex) {
-            Tracked::Established => {
-                count(REASON_ALLOWED_ESTABLISHED, len);
-                return TC_ACT_OK;
-            }
-            Tracked::Reply => {
-                count(REASON_ALLOWED_REPLY, len);
-                return TC_ACT_OK;
-            }
-            Tracked::New => {}
-        }
-
-        let peer_addr = if direction == DIR_EGRESS {
-            p.dst
-        } else {
-            p.src
-        };
-        let world = if p.family == 4 {
-            IDENTITY_WORLD_IPV4
-        } else {
-            IDENTITY_WORLD_IPV6
-        };
-        let peer = identity_of(&peer_addr, p.family, world);
-        let (src_id, dst_id) = if direction == DIR_EGRESS {
-            (ep.identity, peer)
-        } else {
-            (peer, ep.identity)
-        };
-        let isolated = if direction == DIR_EGRESS {
-            ep.flags & EP_EGRESS_ISOLATED != 0
-        } else {
-            ep.flags & EP_INGRESS_ISOLATED != 0
-        };
-        let port = if p.proto == PROTO_TCP || p.proto == PROTO_UDP || p.proto == PROTO_SCTP {
-            p.dport
-        } else {
-            0
-        };
-
-        let (allow, reason, l7, cookie) = match policy(&ep, peer, port, p.proto, direction) {
-            Some(v) if v.action == ACTION_DENY => (false, REASON_DROP_DENY_RULE, 0, v.cookie),
-            Some(v) if v.action == ACTION_ALLOW_L7 => {
-                let deny = CONFIG.get(CONFIG_L7_MODE).copied().unwrap_or(0) == 1;
-                if deny {
-                    (false, REASON_DROP_L7, 1, v.cookie)
-                } else {
-                    (true, REASON_ALLOWED_L7_AUDIT, 1, v.cookie)
-                }
-            }
-            Some(v) => (true, REASON_ALLOWED_POLICY, 0, v.cookie),
-            None if isolated => (false, REASON_DROP_NO_RULE, 0, 0),
-            None => (true, REASON_ALLOWED_NOT_ISOLATED, 0, 0),
-        };
-        count(reason, len);
-        if allow {
-            // SAFETY: a helper without preconditions.
-            let now = unsafe { bpf_ktime_get_ns() };
-            open(&p, ifindex, now);
-            report(
-                &p,
-                ifindex,
-                direction,
-                src_id,
-                dst_id,
-                VERDICT_FORWARDED,
-                reason,
-                l7,
-                cookie,
-            );
-            TC_ACT_OK
-        } else {
-            report(
-                &p,
-                ifindex,
-                direction,
-                src_id,
-                dst_id,
-                VERDICT_DROPPED,
-                reason,
-                l7,
-                cookie,
-            );
-            TC_ACT_SHOT
         }
     }
 
