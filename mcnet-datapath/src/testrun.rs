@@ -82,44 +82,42 @@ pub fn run(prog_fd: RawFd, packet: &[u8], repeat: u32, ifindex: u32) -> io::Resu
     })
 }
 
-/// Builds an Ethernet + IPv4 + TCP/UDP/SCTP (or ICMP) packet.
+/// A transport header: TCP (a SYN), UDP or SCTP with its ports, or an
+/// ICMP/ICMPv6 header whose type is `icmp_type`.
+fn l4_header(proto: u8, sport: u16, dport: u16, icmp_type: u8) -> Vec<u8> {
+    let mut l4 = vec![
+        0u8;
+        match proto {
+            6 => 20,
+            132 => 12,
+            _ => 8,
+        }
+    ];
+    match proto {
+        1 | 58 => l4[0] = icmp_type,
+        _ => {
+            l4[0..2].copy_from_slice(&sport.to_be_bytes());
+            l4[2..4].copy_from_slice(&dport.to_be_bytes());
+            if proto == 6 {
+                l4[12] = 0x50;
+                l4[13] = 0x02; // SYN
+            }
+        }
+    }
+    l4
+}
+
+/// Builds an Ethernet + IPv4 + TCP/UDP/SCTP (or ICMP echo request) packet.
 pub fn ipv4_packet(src: [u8; 4], dst: [u8; 4], proto: u8, sport: u16, dport: u16) -> Vec<u8> {
+    let l4 = l4_header(proto, sport, dport, 8);
+    let total = (20 + l4.len()) as u16;
     let mut p = Vec::with_capacity(64);
     p.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
-    let l4_len: usize = match proto {
-        6 => 20,
-        17 => 8,
-        132 => 12,
-        _ => 8,
-    };
-    let total = (20 + l4_len) as u16;
-    p.extend_from_slice(&[
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        proto,
-        0,
-        0,
-    ]);
+    p.extend_from_slice(&[0x45, 0]);
+    p.extend_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0]);
     p.extend_from_slice(&src);
     p.extend_from_slice(&dst);
-    let mut l4 = vec![0u8; l4_len];
-    if proto != 1 {
-        l4[0..2].copy_from_slice(&sport.to_be_bytes());
-        l4[2..4].copy_from_slice(&dport.to_be_bytes());
-        if proto == 6 {
-            l4[12] = 0x50;
-            l4[13] = 0x02; // SYN
-        }
-    } else {
-        l4[0] = 8; // echo request
-    }
     p.extend_from_slice(&l4);
     p
 }
@@ -127,29 +125,14 @@ pub fn ipv4_packet(src: [u8; 4], dst: [u8; 4], proto: u8, sport: u16, dport: u16
 /// Builds an Ethernet + IPv6 + TCP/UDP/SCTP (or ICMPv6, `sport` being its
 /// type) packet.
 pub fn ipv6_packet(src: [u8; 16], dst: [u8; 16], proto: u8, sport: u16, dport: u16) -> Vec<u8> {
+    let l4 = l4_header(proto, sport, dport, sport as u8);
     let mut p = Vec::with_capacity(80);
     p.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x86, 0xdd]);
-    let l4_len: usize = match proto {
-        6 => 20,
-        132 => 12,
-        _ => 8,
-    };
     p.extend_from_slice(&[0x60, 0, 0, 0]);
-    p.extend_from_slice(&(l4_len as u16).to_be_bytes());
+    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
     p.extend_from_slice(&[proto, 64]);
     p.extend_from_slice(&src);
     p.extend_from_slice(&dst);
-    let mut l4 = vec![0u8; l4_len];
-    if proto == 58 {
-        l4[0] = sport as u8;
-    } else {
-        l4[0..2].copy_from_slice(&sport.to_be_bytes());
-        l4[2..4].copy_from_slice(&dport.to_be_bytes());
-        if proto == 6 {
-            l4[12] = 0x50;
-            l4[13] = 0x02; // SYN
-        }
-    }
     p.extend_from_slice(&l4);
     p
 }
