@@ -97,15 +97,12 @@ fn path_of(url: &str) -> &str {
 
 /// The description that marks a resource as `owner`'s `id`.
 fn description(owner: &Owner, id: &str) -> String {
-    format!("mcnet:{}:{id}", owner.topology)
+    owner.mark(id)
 }
 
 /// The logical id in a description written for `owner`, and the rest.
 fn owned<'a>(owner: &Owner, description: &'a str) -> Option<(String, &'a str)> {
-    let rest = description
-        .strip_prefix("mcnet:")?
-        .strip_prefix(owner.topology.as_str())?
-        .strip_prefix(':')?;
+    let rest = owner.marked(description)?;
     let (id, extra) = rest.split_once(';').unwrap_or((rest, ""));
     Some((id.to_string(), extra))
 }

@@ -101,16 +101,12 @@ impl std::fmt::Debug for MegaportProvider {
 }
 
 fn cost_centre(owner: &Owner, id: &str) -> String {
-    format!("mcnet:{}:{id}", owner.topology)
+    owner.mark(id)
 }
 
 /// The logical id in a cost centre written for `owner`.
 fn owned(owner: &Owner, cost_centre: &str) -> Option<String> {
-    cost_centre
-        .strip_prefix("mcnet:")?
-        .strip_prefix(owner.topology.as_str())?
-        .strip_prefix(':')
-        .map(str::to_string)
+    owner.marked(cost_centre).map(str::to_string)
 }
 
 fn state_of(status: &str) -> Option<ResourceState> {

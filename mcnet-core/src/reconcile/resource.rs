@@ -635,4 +635,50 @@ impl Owner {
         }
         id.filter(|_| topo)
     }
+
+    /// The one-string ownership mark, `mcnet:<topology>:<id>`, for clouds
+    /// whose resources carry no tags (a GCP description, a Megaport cost
+    /// centre).
+    pub fn mark(&self, id: &str) -> String {
+        format!("mcnet:{}:{id}", self.topology)
+    }
+
+    /// What follows this owner's prefix in a [`mark`](Self::mark): the
+    /// logical id, and whatever the provider appended to it.
+    pub fn marked<'a>(&self, text: &'a str) -> Option<&'a str> {
+        text.strip_prefix("mcnet:")?
+            .strip_prefix(self.topology.as_str())?
+            .strip_prefix(':')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ownership_marks_name_their_topology_exactly() {
+        let prod = Owner {
+            topology: "prod".into(),
+        };
+        let prod2 = Owner {
+            topology: "prod-2".into(),
+        };
+        let m = prod.mark("network/aws-vpc");
+        assert_eq!(m, "mcnet:prod:network/aws-vpc");
+        assert_eq!(prod.marked(&m), Some("network/aws-vpc"));
+        assert_eq!(
+            prod.marked(&format!("{m};region=x")),
+            Some("network/aws-vpc;region=x")
+        );
+        // A topology whose name extends another's is a different owner.
+        assert_eq!(prod.marked(&prod2.mark("network/aws-vpc")), None);
+        assert_eq!(prod2.marked(&m), None);
+        assert_eq!(prod.marked("finance:cost-centre-7"), None);
+        // Tags: the topology must match, and the id is returned.
+        let tags = prod.tags("subnet/a/x");
+        let it = || tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        assert_eq!(prod.owns(it()), Some("subnet/a/x".into()));
+        assert_eq!(prod2.owns(it()), None);
+    }
 }
