@@ -475,11 +475,18 @@ pub fn render_svg(t: &Topology) -> Diagram {
         }
     }
 
-    // Peerings legend.
-    let peerings = if spec.peerings.is_empty() {
+    // Peerings and transit gateways legend.
+    let peerings = if spec.peerings.is_empty() && spec.transit_gateways.is_empty() {
         None
     } else {
-        let mut tb = TextBox::new().title("PEERINGS (non-transitive)");
+        let title = if spec.transit_gateways.is_empty() {
+            "PEERINGS (non-transitive)"
+        } else if spec.peerings.is_empty() {
+            "TRANSIT GATEWAYS (hub routing)"
+        } else {
+            "PEERINGS (non-transitive) · TRANSIT GATEWAYS (hub routing)"
+        };
+        let mut tb = TextBox::new().title(title);
         for p in &spec.peerings {
             let kind = match p.kind {
                 PeeringKind::VpcPeering => "VPC peering",
@@ -487,6 +494,15 @@ pub fn render_svg(t: &Topology) -> Diagram {
                 PeeringKind::NetworkPeering => "VPC Network Peering",
             };
             tb = tb.line(format!("{}: {} · {kind}", p.name, p.networks.join(" ↔ ")));
+        }
+        for g in &spec.transit_gateways {
+            tb = tb.line(format!(
+                "{}: transit gateway · {} · AS {} · {}",
+                g.name,
+                g.region,
+                g.asn,
+                g.networks.join(" ⇄ ")
+            ));
         }
         Some(tb)
     };
@@ -708,5 +724,30 @@ mod tests {
     #[test]
     fn redundant_example_has_no_overlapping_labels() {
         check("adr-003-redundant.yaml");
+    }
+
+    #[test]
+    fn transit_gateways_are_drawn() {
+        check("aws-hub.yaml");
+        let text = std::fs::read_to_string(format!(
+            "{}/../examples/topologies/aws-hub.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let t = super::super::parse(&text).topology.unwrap();
+        let t = super::super::ipam::allocate(&t).unwrap();
+        assert!(!t.spec.transit_gateways.is_empty());
+        let d = render_svg(&t);
+        assert!(d.svg.contains("TRANSIT GATEWAYS"), "{}", d.svg);
+        for g in &t.spec.transit_gateways {
+            let line = format!(
+                "{}: transit gateway · {} · AS {} · {}",
+                g.name,
+                g.region,
+                g.asn,
+                g.networks.join(" ⇄ ")
+            );
+            assert!(d.svg.contains(&escape(&line)), "{line} missing");
+        }
     }
 }
