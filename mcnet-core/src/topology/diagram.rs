@@ -683,14 +683,19 @@ pub fn render_svg(t: &Topology) -> Diagram {
 mod tests {
     use super::*;
 
-    fn check(path: &str) {
+    /// An example topology, parsed and allocated.
+    fn example(path: &str) -> Topology {
         let text = std::fs::read_to_string(format!(
             "{}/../examples/topologies/{path}",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap();
         let t = super::super::parse(&text).topology.unwrap();
-        let t = super::super::ipam::allocate(&t).unwrap();
+        super::super::ipam::allocate(&t).unwrap()
+    }
+
+    fn check(path: &str) {
+        let t = example(path);
         let d = render_svg(&t);
         assert!(d.svg.starts_with("<svg"));
         for (i, (a, ta)) in d.labels.iter().enumerate() {
@@ -729,13 +734,7 @@ mod tests {
     #[test]
     fn transit_gateways_are_drawn() {
         check("aws-hub.yaml");
-        let text = std::fs::read_to_string(format!(
-            "{}/../examples/topologies/aws-hub.yaml",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let t = super::super::parse(&text).topology.unwrap();
-        let t = super::super::ipam::allocate(&t).unwrap();
+        let t = example("aws-hub.yaml");
         assert!(!t.spec.transit_gateways.is_empty());
         let d = render_svg(&t);
         assert!(d.svg.contains("TRANSIT GATEWAYS"), "{}", d.svg);
