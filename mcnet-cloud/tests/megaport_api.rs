@@ -718,31 +718,45 @@ fn opts() -> ApplyOptions {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn adr003_buys_the_mcr_and_vxcs_over_http_and_updates_a_vxc_in_place() {
-    let (url, api) = serve().await;
+/// A temporary directory unique to this process and moment.
+fn temp_dir(tag: &str) -> TempDir {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let dir = TempDir(
-        std::env::temp_dir().join(format!("mcnet-megaport-{}-{nanos}", std::process::id())),
-    );
-    let mut t = Topology::from_str_strict(
+    TempDir(std::env::temp_dir().join(format!("mcnet-{tag}-{}-{nanos}", std::process::id())))
+}
+
+/// The ADR's topology, as the examples hold it.
+fn adr003() -> Topology {
+    Topology::from_str_strict(
         &std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/topologies/adr-003.yaml"),
         )
         .unwrap(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// The sim (fast states) under `dir`, and the Megaport provider on the mock at `url`.
+fn sim_and_megaport(dir: &Path, url: &str) -> (Arc<SimCloud>, Arc<MegaportProvider>) {
     let sim = SimCloud::with_config(
-        &dir.0,
+        dir,
         SimConfig {
             step_ms: 10,
             ..SimConfig::default()
         },
     );
-    let megaport = Arc::new(MegaportProvider::new(config(&url, SECRET)).unwrap());
+    let megaport = Arc::new(MegaportProvider::new(config(url, SECRET)).unwrap());
+    (sim, megaport)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adr003_buys_the_mcr_and_vxcs_over_http_and_updates_a_vxc_in_place() {
+    let (url, api) = serve().await;
+    let dir = temp_dir("megaport");
+    let mut t = adr003();
+    let (sim, megaport) = sim_and_megaport(&dir.0, &url);
     let providers = Providers::default()
         .with(sim.provider(Scope::Aws))
         .with(sim.provider(Scope::Azure))
@@ -943,32 +957,14 @@ async fn bad_credentials_and_bad_orders_are_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hosted_vif_vxc_carries_the_vifs_bgp_and_names_the_vif() {
     let (url, api) = serve().await;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("mcnet-mp-vif-{}-{nanos}", std::process::id())));
-    let mut t = Topology::from_str_strict(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/topologies/adr-003.yaml"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let dir = temp_dir("mp-vif");
+    let mut t = adr003();
     for v in &mut t.spec.interconnect.vxcs {
         if v.target.kind == mcnet_core::topology::VxcTargetKind::AwsDirectConnect {
             v.target.aws_connection = Some(mcnet_core::topology::AwsConnection::HostedVif);
         }
     }
-    let sim = SimCloud::with_config(
-        &dir.0,
-        SimConfig {
-            step_ms: 10,
-            ..SimConfig::default()
-        },
-    );
-    let megaport = Arc::new(MegaportProvider::new(config(&url, SECRET)).unwrap());
+    let (sim, megaport) = sim_and_megaport(&dir.0, &url);
     let providers = Providers::default()
         .with(sim.provider(Scope::Azure))
         .with(sim.provider(Scope::Gcp))
