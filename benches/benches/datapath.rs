@@ -363,6 +363,17 @@ fn main() {
     // Rounds interleave the setups, so that drift on a shared machine hits them alike.
     let mut samples: BTreeMap<(Setup, usize), Vec<f64>> = BTreeMap::new();
     let mut bpf_stats = Vec::new();
+    // One mcnet setup: the program loaded with `n` rules, attached to both pods.
+    let mcnet = |n: usize| {
+        let mut d = Datapath::load().unwrap();
+        d.set_flow_events(false).unwrap();
+        d.sync(&state(n, rx_if, Some(src), &[(tx_if, 300)]))
+            .unwrap();
+        for p in &lab.pods {
+            d.attach_in(&netns::named(&node), &p.host_iface).unwrap();
+        }
+        d
+    };
     for &n in sizes {
         for round in 0..runs {
             // Each round starts the rotation one setup later, so that no
@@ -377,35 +388,11 @@ fn main() {
             let n_setups = order.len();
             order.rotate_left(round % n_setups);
             for setup in order {
-                let mut dp = None;
-                if setup == Setup::Mcnet {
-                    let mut d = Datapath::load().unwrap();
-                    d.set_flow_events(false).unwrap();
-                    d.sync(&state(n, rx_if, Some(src), &[(tx_if, 300)]))
-                        .unwrap();
-                    for p in &lab.pods {
-                        d.attach_in(&netns::named(&node), &p.host_iface).unwrap();
-                    }
-                    dp = Some(d);
-                } else {
+                let dp = (setup == Setup::Mcnet).then(|| mcnet(n));
+                if dp.is_none() {
                     install(setup, &node, n, src, dst);
                 }
-                let stats_before = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
-                    .unwrap_or_default();
-                let measure_stats = setup == Setup::Mcnet && round == 0;
-                if measure_stats {
-                    let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
-                }
                 let v = pps(&lab, "bench/sender", dst, secs);
-                if let Some(d) = &dp {
-                    if measure_stats {
-                        bpf_stats.push((n, d.run_stats().unwrap()));
-                        let _ = std::fs::write(
-                            "/proc/sys/kernel/bpf_stats_enabled",
-                            stats_before.trim(),
-                        );
-                    }
-                }
                 match dp {
                     Some(mut d) => d.detach_all().unwrap(),
                     None => uninstall(setup, &node),
@@ -413,6 +400,16 @@ fn main() {
                 samples.entry((setup, n)).or_default().push(v);
             }
         }
+        // (b) in a run of its own: the kernel's statistics cost two clock
+        // reads per program run, which must not weigh on (c).
+        let stats_before =
+            std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default();
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
+        let mut d = mcnet(n);
+        pps(&lab, "bench/sender", dst, secs);
+        bpf_stats.push((n, d.run_stats().unwrap()));
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", stats_before.trim());
+        d.detach_all().unwrap();
     }
     // A ratio's figure is the median of its per-round ratios: the setups of
     // a round run back to back, so that drift between rounds cancels out.

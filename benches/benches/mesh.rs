@@ -1,6 +1,8 @@
 //! The cross-cluster gateway's cost on loopback, in one run, against plain
-//! TCP straight to the target and against nginx doing the same job (an mTLS
-//! stream proxy with `ssl_verify_client on`, the peer to beat):
+//! TCP straight to the target, against a plaintext relay (the gateway's copy
+//! loop without TLS: what the extra hop alone costs) and against nginx doing
+//! the same job (an mTLS stream proxy with `ssl_verify_client on`, the peer
+//! to beat):
 //!
 //! - throughput of one connection (bulk bytes through an echo target);
 //! - round-trip latency of small requests and responses on one connection
@@ -42,22 +44,48 @@ struct Figures {
     handshakes: f64,
 }
 
-async fn echo_server() -> SocketAddr {
+/// Serves every connection to a fresh loopback port with `handle`, each on a
+/// task of its own, with Nagle off.
+async fn serve<F, Fut>(handle: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else {
+            let Ok((s, _)) = l.accept().await else {
                 continue;
             };
             let _ = s.set_nodelay(true);
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
+            tokio::spawn(handle(s));
         }
     });
     a
+}
+
+async fn echo_server() -> SocketAddr {
+    serve(|mut s| async move {
+        let (mut r, mut w) = s.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    })
+    .await
+}
+
+/// A plaintext TCP relay to `target`, copying both ways as the gateway does
+/// (one task, 256 KiB buffers) but without TLS: what any user-space proxy
+/// costs on this machine, the ceiling for the gateway.
+async fn plain_relay(target: SocketAddr) -> SocketAddr {
+    serve(move |mut s| async move {
+        let Ok(mut t) = TcpStream::connect(target).await else {
+            return;
+        };
+        let _ = t.set_nodelay(true);
+        let _ =
+            tokio::io::copy_bidirectional_with_sizes(&mut s, &mut t, 256 << 10, 256 << 10).await;
+    })
+    .await
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -234,6 +262,7 @@ fn main() {
         .build()
         .unwrap();
     let target = servers.block_on(echo_server());
+    let relay = servers.block_on(plain_relay(target));
     let gw = servers
         .block_on(gateway::start(
             TlsIdentity::new(gw_cert.clone(), bundle.clone()).unwrap(),
@@ -261,15 +290,18 @@ fn main() {
     // Interleaved rounds, so that drift on a shared machine hits every path
     // alike; each figure is the median over the rounds.
     let rounds = if full { 5 } else { 1 };
-    let (mut plain, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut plain, mut relayed, mut ours, mut theirs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         plain.push(rt.block_on(measure(target, Path_::Plain, &client, full)));
+        relayed.push(rt.block_on(measure(relay, Path_::Plain, &client, full)));
         ours.push(rt.block_on(measure(gw.addr, Path_::Tls, &client, full)));
         if let Some((_, addr)) = &ngx {
             theirs.push(rt.block_on(measure(*addr, Path_::Tls, &client, full)));
         }
     }
     let plain = median(plain);
+    let relayed = median(relayed);
     let ours = median(ours);
     let theirs = (!theirs.is_empty()).then(|| median(theirs));
 
@@ -288,6 +320,7 @@ fn main() {
         )
     };
     row("plain TCP (baseline)", &plain);
+    row("plaintext relay", &relayed);
     row("mcnet gateway", &ours);
     if let Some(t) = &theirs {
         row("nginx mTLS stream", t);
@@ -297,6 +330,11 @@ fn main() {
         ours.mbps / plain.mbps,
         ours.p50_us - plain.p50_us,
         ours.p99_us - plain.p99_us
+    );
+    println!(
+        "  plaintext relay (no TLS, the same copy loop): throughput {:.2}x plain, the ceiling for any user-space proxy here; the gateway reaches {:.2}x of it",
+        relayed.mbps / plain.mbps,
+        ours.mbps / relayed.mbps
     );
     match &theirs {
         Some(t) => {
