@@ -607,6 +607,7 @@ impl Datapath {
     pub fn sync(&mut self, desired: &DesiredState) -> Result<usize> {
         let mut desired = desired.clone();
         desired.mark_lookup_shapes();
+        desired.fence_ipv4();
         let delta = Delta::between(&self.applied, &desired);
         let ops = self.apply(&delta)?;
         self.applied = desired;

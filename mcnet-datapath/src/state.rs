@@ -60,6 +60,27 @@ impl DesiredState {
             ep.flags = (ep.flags & !EP_SHAPES) | shapes.get(&ep.identity).copied().unwrap_or(0);
         }
     }
+
+    /// Keeps IPv6 prefixes away from IPv4 addresses. The trie keys IPv4 as
+    /// `::ffff:a.b.c.d`, which an IPv6 prefix such as `::/0` covers bit for
+    /// bit; so when one does, `::ffff:0:0/96` (IPv4's `0.0.0.0/0`) goes in as
+    /// world, unless a prefix of that length is there already, and IPv4
+    /// lookups stop at it. Idempotent; [`Datapath::sync`] calls it.
+    ///
+    /// [`Datapath::sync`]: crate::Datapath::sync
+    pub fn fence_ipv4(&mut self) {
+        let v4_all = mapped(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let v4 = u128::from_be_bytes(v4_all);
+        let covers_v4 = self.ipcache.keys().any(|&(len, addr)| {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            len < 96 && u128::from_be_bytes(addr) & mask == v4 & mask
+        });
+        if covers_v4 {
+            self.ipcache
+                .entry((96, v4_all))
+                .or_insert(IDENTITY_WORLD_IPV4);
+        }
+    }
 }
 
 /// An address as the kernel keys it: IPv6, or IPv4 mapped into `::ffff:0:0/96`.
@@ -282,6 +303,7 @@ impl DesiredState {
             }
         }
         s.mark_lookup_shapes();
+        s.fence_ipv4();
         Ok(s)
     }
 }

@@ -291,3 +291,130 @@ fn ipv6_prefixes_fragments_and_flow_addresses() {
         ("allow", IpAddr::V4(Ipv4Addr::from(me4)), 400, 5353)
     );
 }
+
+/// An IPv6 prefix never gives its identity to an IPv4 peer (nor the other
+/// way round), although the ipcache trie keys IPv4 as `::ffff:a.b.c.d`:
+/// `::/8` (like any IPv6 prefix of zeros up to /95) covers that range bit
+/// for bit, and the engine, like Kubernetes and Cilium, keeps the families
+/// apart.
+#[test]
+fn prefixes_of_one_family_never_cover_the_other() {
+    use mcnet_core::policy::{Manifests, Proto, Query, QueryEndpoint};
+
+    if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
+        eprintln!("skipped: needs root and the real eBPF object");
+        return;
+    }
+    const MANIFESTS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: prod, labels: {app: api}}
+status: {podIP: 198.18.0.100, podIPs: [{ip: 198.18.0.100}, {ip: "fd00::100"}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: families, namespace: prod}
+spec:
+  podSelector: {matchLabels: {app: api}}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from: [{ipBlock: {cidr: "::/8"}}]
+  egress:
+  - to: [{ipBlock: {cidr: "203.0.113.0/24"}}]
+"#;
+    let m = Manifests::parse_str(MANIFESTS).unwrap();
+    let c = Compiled::new(&m);
+    let mut dp = Datapath::load().expect("load");
+    dp.set_flow_events(false).unwrap();
+    dp.sync(
+        &DesiredState::from_compiled(
+            &c,
+            &[Binding {
+                ifindex: 1,
+                pod: "prod/api".into(),
+            }],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let from_pod = dp.program_fd(FROM_POD).unwrap();
+    let to_pod = dp.program_fd(TO_POD).unwrap();
+    let api = |peer: IpAddr| -> IpAddr {
+        if peer.is_ipv4() {
+            "198.18.0.100".parse().unwrap()
+        } else {
+            "fd00::100".parse().unwrap()
+        }
+    };
+    let packet = |src: IpAddr, dst: IpAddr, sport| match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            testrun::ipv4_packet(s.octets(), d.octets(), 6, sport, 80)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            testrun::ipv6_packet(s.octets(), d.octets(), 6, sport, 80)
+        }
+        _ => unreachable!("one family per packet"),
+    };
+    let ends = |ip: Option<IpAddr>| QueryEndpoint {
+        pod: ip.is_none().then(|| "prod/api".to_string()),
+        ip: ip.map(|i| i.to_string()),
+    };
+    let mut verdicts = Vec::new();
+    for (i, peer) in [
+        "203.0.113.9",
+        "198.51.100.7",
+        "64:ff9b::9",
+        "::ffff:198.51.100.7",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let peer: IpAddr = peer.parse().unwrap();
+        // An IPv4-mapped IPv6 peer is an IPv4 peer on the wire.
+        let wire = match peer {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+            v4 => v4,
+        };
+        for (egress, prog) in [(false, to_pod), (true, from_pod)] {
+            let (from, to) = if egress {
+                (None, Some(peer))
+            } else {
+                (Some(peer), None)
+            };
+            let q = Query {
+                from: ends(from),
+                to: ends(to),
+                port: 80,
+                protocol: Proto::Tcp,
+                http: None,
+            };
+            let out = c.eval(&q).unwrap();
+            let engine = if egress { &out.egress } else { &out.ingress }.verdict;
+            let (src, dst) = if egress {
+                (api(wire), wire)
+            } else {
+                (wire, api(wire))
+            };
+            let sport = 40_000 + 2 * i as u16 + egress as u16;
+            let r = testrun::run(prog, &packet(src, dst, sport), 1, 0).unwrap();
+            let kernel = if r.retval == 0 {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            };
+            assert_eq!(
+                kernel,
+                engine,
+                "{} {peer}: engine {engine}, kernel {kernel} ({})",
+                if egress { "egress to" } else { "ingress from" },
+                out.explanation
+            );
+            verdicts.push(kernel);
+        }
+    }
+    // ::/8 admits the IPv6 peer only (198.51.100.7 is world, whose IPv4
+    // lookup ends at the fence), 203.0.113.0/24 lets out to IPv4 only, and an
+    // IPv4-mapped peer is an IPv4 peer.
+    use Decision::{Allow, Deny};
+    assert_eq!(verdicts, [Deny, Allow, Deny, Deny, Allow, Deny, Deny, Deny]);
+}

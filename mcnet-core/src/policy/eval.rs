@@ -218,10 +218,14 @@ impl Compiled {
                 })
             }
             (None, Some(ip)) => {
-                let addr: IpAddr = ip.parse().map_err(|_| Error::NotFound {
-                    kind: "IP address",
-                    name: format!("{ip} ({what})"),
-                })?;
+                // An IPv4-mapped address (`::ffff:a.b.c.d`) is an IPv4 peer.
+                let addr = ip
+                    .parse::<IpAddr>()
+                    .map_err(|_| Error::NotFound {
+                        kind: "IP address",
+                        name: format!("{ip} ({what})"),
+                    })?
+                    .to_canonical();
                 let pod = self.pod_by_ip(&addr);
                 Ok(Resolved {
                     pod,

@@ -387,7 +387,8 @@ impl Loader {
             texts.push((format!("status.podIPs[{i}].ip"), p.ip.clone()));
         }
         for (path, t) in texts {
-            match t.parse::<IpAddr>() {
+            // An IPv4-mapped address is the IPv4 address it maps.
+            match t.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
                 Ok(ip) => {
                     if !ips.contains(&ip) {
                         ips.push(ip)
@@ -1239,12 +1240,23 @@ impl Loader {
 
 /// Parses a prefix, accepting a bare address as a host prefix and
 /// truncating host bits (as Go's ParseCIDR-based validation does).
+///
+/// An IPv4-mapped prefix (`::ffff:10.0.0.0/104`) is the IPv4 prefix it maps
+/// (`10.0.0.0/8`), as Go's `IPNet.Contains` reads it: such a prefix holds
+/// IPv4 addresses, and no IPv6 prefix ever holds one.
 pub fn parse_net(s: &str) -> Option<IpNet> {
     let s = s.trim();
-    if let Ok(n) = s.parse::<IpNet>() {
-        return Some(n.trunc());
-    }
-    s.parse::<IpAddr>().ok().map(IpNet::from)
+    let net = match s.parse::<IpNet>() {
+        Ok(n) => n.trunc(),
+        Err(_) => IpNet::from(s.parse::<IpAddr>().ok()?),
+    };
+    Some(match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => match n.network().to_ipv4_mapped() {
+            Some(v4) => IpNet::V4(ipnet::Ipv4Net::new(v4, n.prefix_len() - 96).ok()?),
+            None => net,
+        },
+        _ => net,
+    })
 }
 
 /// An IANA service name as Kubernetes validates port names: 1–15
