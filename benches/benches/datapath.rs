@@ -92,7 +92,7 @@ fn state(
     s
 }
 
-fn part_a(full: bool) -> BTreeMap<usize, [f64; 4]> {
+fn part_a(full: bool) -> BTreeMap<usize, [f64; 5]> {
     let repeat = if full { 1_000_000 } else { 1_000 };
     let rounds = if full { 9 } else { 1 };
     let me = Ipv4Addr::new(198, 18, 0, 20);
@@ -103,30 +103,39 @@ fn part_a(full: bool) -> BTreeMap<usize, [f64; 4]> {
         vec![10, 1_000]
     };
     // One datapath per size, loaded side by side, so that the sizes can be
-    // measured in interleaved rounds (drift on a shared machine hits all alike).
+    // measured in interleaved rounds (drift on a shared machine hits all
+    // alike); and one more per size with a CIDR prefix in the trie, for
+    // "no rule" with the trie lookup (without prefixes of the packet's
+    // family the program skips it).
     let mut dps = Vec::new();
     for &n in &sizes {
-        let mut dp = Datapath::load().expect("load");
-        dp.set_flow_events(false).unwrap();
-        let mut s = state(n, 1, None, &[]);
-        // A deny entry for the "rule hit" probe: decided by one lookup, never tracked.
-        s.ipcache.insert((128, mapped(hit_peer.into())), 999);
-        s.policy.insert(
-            PolicyKey {
-                endpoint: ENDPOINT,
-                peer: 999,
-                port: PORT,
-                proto: PROTO_UDP,
-                direction: DIR_INGRESS,
-            },
-            PolicyValue {
-                action: ACTION_DENY,
-                _pad: [0; 3],
-                cookie: 0,
-            },
-        );
-        dp.sync(&s).unwrap();
-        dps.push(dp);
+        for with_prefix in [false, true] {
+            let mut dp = Datapath::load().expect("load");
+            dp.set_flow_events(false).unwrap();
+            let mut s = state(n, 1, None, &[]);
+            // A deny entry for the "rule hit" probe: decided by one lookup, never tracked.
+            s.ipcache.insert((128, mapped(hit_peer.into())), 999);
+            s.policy.insert(
+                PolicyKey {
+                    endpoint: ENDPOINT,
+                    peer: 999,
+                    port: PORT,
+                    proto: PROTO_UDP,
+                    direction: DIR_INGRESS,
+                },
+                PolicyValue {
+                    action: ACTION_DENY,
+                    _pad: [0; 3],
+                    cookie: 0,
+                },
+            );
+            if with_prefix {
+                s.ipcache
+                    .insert((96 + 8, mapped(Ipv4Addr::new(10, 0, 0, 0).into())), 998);
+            }
+            dp.sync(&s).unwrap();
+            dps.push((n, with_prefix, dp));
+        }
     }
     let mut arp = testrun::ipv4_packet([0; 4], [0; 4], 17, 1, 1);
     arp[12] = 0x08;
@@ -134,23 +143,30 @@ fn part_a(full: bool) -> BTreeMap<usize, [f64; 4]> {
     let miss = testrun::ipv4_packet([203, 0, 113, 9], me.octets(), PROTO_UDP, 4000, PORT);
     let hit = testrun::ipv4_packet(hit_peer.octets(), me.octets(), PROTO_UDP, 4000, PORT);
     let allowed = testrun::ipv4_packet(peer_ip(0).octets(), me.octets(), PROTO_UDP, 4001, PORT);
-    let probes = [&arp, &miss, &hit, &allowed];
+    // Columns: floor, no rule, rule hit, established, no rule with the trie.
+    let probes: [(usize, bool, &Vec<u8>); 5] = [
+        (0, false, &arp),
+        (1, false, &miss),
+        (2, false, &hit),
+        (3, false, &allowed),
+        (4, true, &miss),
+    ];
     let mut samples: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
-    for dp in &dps {
+    for (_, _, dp) in &dps {
         testrun::run(dp.program_fd(TO_POD).unwrap(), &allowed, 1, 0).unwrap(); // opens the conntrack entry
     }
     for _ in 0..rounds {
-        for (i, dp) in dps.iter().enumerate() {
+        for (n, with_prefix, dp) in &dps {
             let fd = dp.program_fd(TO_POD).unwrap();
-            for (k, pkt) in probes.iter().enumerate() {
+            for (k, _, pkt) in probes.iter().filter(|p| p.1 == *with_prefix) {
                 let ns = testrun::run(fd, pkt, repeat, 0).unwrap().duration_ns as f64;
-                samples.entry((sizes[i], k)).or_default().push(ns);
+                samples.entry((*n, *k)).or_default().push(ns);
             }
         }
     }
     sizes
         .iter()
-        .map(|&n| (n, [0, 1, 2, 3].map(|k| median(samples[&(n, k)].clone()))))
+        .map(|&n| (n, [0, 1, 2, 3, 4].map(|k| median(samples[&(n, k)].clone()))))
         .collect()
 }
 
@@ -324,14 +340,15 @@ fn main() {
         if full { "1,000,000" } else { "1,000" }
     );
     println!(
-        "  {:>8}  {:>10} {:>14} {:>12} {:>13}",
-        "entries", "floor", "no rule", "rule hit", "established"
+        "  {:>8}  {:>10} {:>14} {:>12} {:>13} {:>22}",
+        "entries", "floor", "no rule", "rule hit", "established", "no rule, CIDR in trie"
     );
-    for (n, [floor, miss, hit, est]) in &a {
-        println!("  {n:>8}  {floor:>8.1}ns {miss:>12.1}ns {hit:>10.1}ns {est:>11.1}ns   (rule hit {:.2}x the floor)", hit / floor);
+    for (n, [floor, miss, hit, est, miss_trie]) in &a {
+        println!("  {n:>8}  {floor:>8.1}ns {miss:>12.1}ns {hit:>10.1}ns {est:>11.1}ns {miss_trie:>20.1}ns   (rule hit {:.2}x the floor)", hit / floor);
     }
     if let (Some(lo), Some(hi)) = (a.get(&10), a.get(&100_000)) {
-        println!("  10 → 100,000 entries: no rule {:+.1}%, rule hit {:+.1}%, established {:+.1}% (target within ±10%, ≤ 80 ns)", (hi[1] / lo[1] - 1.0) * 100.0, (hi[2] / lo[2] - 1.0) * 100.0, (hi[3] / lo[3] - 1.0) * 100.0);
+        let pct = |k: usize| (hi[k] / lo[k] - 1.0) * 100.0;
+        println!("  10 → 100,000 entries: no rule {:+.1}%, rule hit {:+.1}%, established {:+.1}%, no rule with the trie {:+.1}% (target within ±10%, ≤ 80 ns)", pct(1), pct(2), pct(3), pct(4));
     }
 
     if std::env::var("MCNET_BENCH_ONLY").as_deref() == Ok("a") {

@@ -350,7 +350,22 @@ impl Datapath {
                 .map_err(perr(name, "load"))?;
         }
         dp.applied = dp.observe()?;
+        // Pinned maps may come from an agent that kept no prefix flags: set
+        // them from what the trie holds.
+        let held = dp.applied.prefix_families();
+        dp.set_prefix_flags(held)?;
         Ok(dp)
+    }
+
+    /// Writes the `CONFIG` flags that let lookups skip the CIDR trie for a
+    /// family it holds no prefix of: `(IPv4, IPv6)`.
+    fn set_prefix_flags(&mut self, (v4, v6): (bool, bool)) -> Result<()> {
+        let mut cfg: Array<&mut MapData, u32> = open_mut(&mut self.ebpf, "MCNET_CONFIG")?;
+        for (slot, on) in [(CONFIG_PREFIXES_V4, v4), (CONFIG_PREFIXES_V6, v6)] {
+            cfg.set(slot, on as u32, 0)
+                .map_err(map_err("MCNET_CONFIG", "set"))?;
+        }
+        Ok(())
     }
 
     /// Reads the state the maps hold now (after a restart, what the previous agent synced).
@@ -609,7 +624,13 @@ impl Datapath {
         desired.mark_lookup_shapes();
         desired.fence_ipv4();
         let delta = Delta::between(&self.applied, &desired);
+        // The trie's prefix flags are raised for both states' families
+        // first, so that no lookup skips a prefix either state holds, and
+        // set to the new state's alone once its entries are in place.
+        let (old, new) = (self.applied.prefix_families(), desired.prefix_families());
+        self.set_prefix_flags((old.0 || new.0, old.1 || new.1))?;
         let ops = self.apply(&delta)?;
+        self.set_prefix_flags(new)?;
         self.applied = desired;
         Ok(ops)
     }

@@ -61,6 +61,18 @@ impl DesiredState {
         }
     }
 
+    /// Whether the CIDR trie holds a prefix that IPv4, and one that IPv6,
+    /// addresses can match (exact addresses go to hash maps instead).
+    pub fn prefix_families(&self) -> (bool, bool) {
+        let (mut v4, mut v6) = (false, false);
+        for &(len, addr) in self.ipcache.keys().filter(|(len, _)| *len != 128) {
+            let is_v4 = len >= 96 && std::net::Ipv6Addr::from(addr).to_ipv4_mapped().is_some();
+            v4 |= is_v4;
+            v6 |= !is_v4;
+        }
+        (v4, v6)
+    }
+
     /// Keeps IPv6 prefixes away from IPv4 addresses. The trie keys IPv4 as
     /// `::ffff:a.b.c.d`, which an IPv6 prefix such as `::/0` covers bit for
     /// bit; so when one does, `::ffff:0:0/96` (IPv4's `0.0.0.0/0`) goes in as

@@ -96,6 +96,8 @@ mod prog {
     /// and the address as flow events carry it.
     trait Family: Copy {
         const FAMILY: u8;
+        /// The `CONFIG` slot saying whether the trie holds this family's prefixes.
+        const PREFIXES: u32;
         /// The identity of addresses the ipcache does not know.
         const WORLD: u32;
         /// Finds the packet's flow (or the flow it replies to) in conntrack.
@@ -110,6 +112,7 @@ mod prog {
 
     impl Family for u32 {
         const FAMILY: u8 = 4;
+        const PREFIXES: u32 = CONFIG_PREFIXES_V4;
         const WORLD: u32 = IDENTITY_WORLD_IPV4;
 
         #[inline(always)]
@@ -130,7 +133,7 @@ mod prog {
                 // SAFETY: the pointer comes from a successful lookup.
                 return unsafe { *id };
             }
-            longest_prefix(&[0, 0, MAPPED, *self], Self::WORLD)
+            longest_prefix::<Self>(&[0, 0, MAPPED, *self])
         }
 
         #[inline(always)]
@@ -141,6 +144,7 @@ mod prog {
 
     impl Family for [u32; 4] {
         const FAMILY: u8 = 6;
+        const PREFIXES: u32 = CONFIG_PREFIXES_V6;
         const WORLD: u32 = IDENTITY_WORLD_IPV6;
 
         #[inline(always)]
@@ -161,7 +165,7 @@ mod prog {
                 // SAFETY: the pointer comes from a successful lookup.
                 return unsafe { *id };
             }
-            longest_prefix(self, Self::WORLD)
+            longest_prefix::<Self>(self)
         }
 
         #[inline(always)]
@@ -471,9 +475,15 @@ mod prog {
         addr: [u32; 4],
     }
 
-    /// The identity of the longest ipcache prefix holding `addr`, else `world`.
+    /// The identity of the longest ipcache prefix holding `addr`, else the
+    /// family's world; without a lookup when the trie holds no prefix of
+    /// the family.
     #[inline(always)]
-    fn longest_prefix(addr: &[u32; 4], world: u32) -> u32 {
+    fn longest_prefix<A: Family>(addr: &[u32; 4]) -> u32 {
+        let world = A::WORLD;
+        if CONFIG.get(A::PREFIXES).copied().unwrap_or(1) == 0 {
+            return world;
+        }
         let key = LpmKey {
             prefix_len: 128,
             addr: *addr,

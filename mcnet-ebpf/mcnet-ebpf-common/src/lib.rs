@@ -206,6 +206,11 @@ pub const VERDICT_DROPPED: u8 = 2;
 pub const CONFIG_L7_MODE: u32 = 0;
 /// `Config` index of flow events: 0 on, 1 off.
 pub const CONFIG_EVENTS_OFF: u32 = 1;
+/// `Config` index: 1 when the CIDR trie may hold a prefix that an IPv4
+/// address matches; 0 lets IPv4 lookups skip the trie.
+pub const CONFIG_PREFIXES_V4: u32 = 2;
+/// `Config` index: the same for IPv6 addresses.
+pub const CONFIG_PREFIXES_V6: u32 = 3;
 /// Number of config slots.
 pub const CONFIG_SLOTS: u32 = 4;
 
