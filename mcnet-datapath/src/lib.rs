@@ -263,7 +263,8 @@ enum AttachedLink {
 struct IpcacheOps {
     v4: Vec<([u8; 4], Option<u32>)>,
     v6: Vec<([u8; 16], Option<u32>)>,
-    prefixes: Vec<(Key<IpKey>, Option<u32>)>,
+    prefixes4: Vec<(Key<[u8; 4]>, Option<u32>)>,
+    prefixes6: Vec<(Key<IpKey>, Option<u32>)>,
 }
 
 struct Attachment {
@@ -400,6 +401,12 @@ impl Datapath {
         for kv in ipc.iter() {
             let (k, v) = kv.map_err(map_err("MCNET_IPCACHE", "read"))?;
             s.ipcache.insert((k.prefix_len(), k.data().addr), v);
+        }
+        let ipc4: LpmTrie<&MapData, [u8; 4], u32> = open(&self.ebpf, "MCNET_IPCACHE_V4")?;
+        for kv in ipc4.iter() {
+            let (k, v) = kv.map_err(map_err("MCNET_IPCACHE_V4", "read"))?;
+            let addr = std::net::Ipv4Addr::from(k.data()).to_ipv6_mapped().octets();
+            s.ipcache.insert((96 + k.prefix_len(), addr), v);
         }
         Ok(s)
     }
@@ -622,7 +629,6 @@ impl Datapath {
     pub fn sync(&mut self, desired: &DesiredState) -> Result<usize> {
         let mut desired = desired.clone();
         desired.mark_lookup_shapes();
-        desired.fence_ipv4();
         let delta = Delta::between(&self.applied, &desired);
         // The trie's prefix flags are raised for both states' families
         // first, so that no lookup skips a prefix either state holds, and
@@ -636,7 +642,8 @@ impl Datapath {
     }
 
     fn apply(&mut self, d: &Delta) -> Result<usize> {
-        // Exact addresses go to the per-family hash maps, prefixes to the trie.
+        // Exact addresses go to the per-family hash maps, prefixes to the
+        // per-family tries.
         fn split<'a>(
             entries: impl Iterator<Item = (&'a (u32, [u8; 16]), Option<u32>)>,
         ) -> IpcacheOps {
@@ -645,7 +652,8 @@ impl Datapath {
                 match (len, std::net::Ipv6Addr::from(addr).to_ipv4_mapped()) {
                     (128, Some(v4)) => ops.v4.push((v4.octets(), id)),
                     (128, None) => ops.v6.push((addr, id)),
-                    _ => ops.prefixes.push((Key::new(len, IpKey { addr }), id)),
+                    (96.., Some(v4)) => ops.prefixes4.push((Key::new(len - 96, v4.octets()), id)),
+                    _ => ops.prefixes6.push((Key::new(len, IpKey { addr }), id)),
                 }
             }
             ops
@@ -721,8 +729,20 @@ impl Datapath {
                 }
             }
         }
+        {
+            let mut m: LpmTrie<&mut MapData, [u8; 4], u32> =
+                open_mut(&mut self.ebpf, "MCNET_IPCACHE_V4")?;
+            for (k, id) in &ops.prefixes4 {
+                match id {
+                    Some(id) => m
+                        .insert(k, id, 0)
+                        .map_err(map_err("MCNET_IPCACHE_V4", "insert"))?,
+                    None => drop(m.remove(k)),
+                }
+            }
+        }
         let mut m: LpmTrie<&mut MapData, IpKey, u32> = open_mut(&mut self.ebpf, "MCNET_IPCACHE")?;
-        for (k, id) in &ops.prefixes {
+        for (k, id) in &ops.prefixes6 {
             match id {
                 Some(id) => m
                     .insert(k, id, 0)
@@ -730,7 +750,7 @@ impl Datapath {
                 None => drop(m.remove(k)),
             }
         }
-        Ok(ops.v4.len() + ops.v6.len() + ops.prefixes.len())
+        Ok(ops.v4.len() + ops.v6.len() + ops.prefixes4.len() + ops.prefixes6.len())
     }
 
     /// Reads the verdict counters, summed over CPUs.

@@ -61,8 +61,9 @@ impl DesiredState {
         }
     }
 
-    /// Whether the CIDR trie holds a prefix that IPv4, and one that IPv6,
-    /// addresses can match (exact addresses go to hash maps instead).
+    /// Whether the IPv4 and the IPv6 CIDR tries hold any prefix (exact
+    /// addresses go to hash maps instead). IPv4 prefixes are the
+    /// IPv4-mapped ones of /96 and longer.
     pub fn prefix_families(&self) -> (bool, bool) {
         let (mut v4, mut v6) = (false, false);
         for &(len, addr) in self.ipcache.keys().filter(|(len, _)| *len != 128) {
@@ -71,27 +72,6 @@ impl DesiredState {
             v6 |= !is_v4;
         }
         (v4, v6)
-    }
-
-    /// Keeps IPv6 prefixes away from IPv4 addresses. The trie keys IPv4 as
-    /// `::ffff:a.b.c.d`, which an IPv6 prefix such as `::/0` covers bit for
-    /// bit; so when one does, `::ffff:0:0/96` (IPv4's `0.0.0.0/0`) goes in as
-    /// world, unless a prefix of that length is there already, and IPv4
-    /// lookups stop at it. Idempotent; [`Datapath::sync`] calls it.
-    ///
-    /// [`Datapath::sync`]: crate::Datapath::sync
-    pub fn fence_ipv4(&mut self) {
-        let v4_all = mapped(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        let v4 = u128::from_be_bytes(v4_all);
-        let covers_v4 = self.ipcache.keys().any(|&(len, addr)| {
-            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-            len < 96 && u128::from_be_bytes(addr) & mask == v4 & mask
-        });
-        if covers_v4 {
-            self.ipcache
-                .entry((96, v4_all))
-                .or_insert(IDENTITY_WORLD_IPV4);
-        }
     }
 }
 
@@ -315,7 +295,6 @@ impl DesiredState {
             }
         }
         s.mark_lookup_shapes();
-        s.fence_ipv4();
         Ok(s)
     }
 }
@@ -394,10 +373,18 @@ pub fn model_verdict(
     dport: u16,
 ) -> Option<bool> {
     let ep = s.endpoints.get(&ifindex)?;
+    // An IPv4-mapped address travels as IPv4.
+    let peer_addr = peer_addr.to_canonical();
     let addr = mapped(peer_addr);
+    // Each family has its trie: IPv4 prefixes are the mapped ones of /96
+    // and longer, and no other prefix holds an IPv4 address.
+    let v4_prefix = |len: u32, net: &[u8; 16]| {
+        len >= 96 && std::net::Ipv6Addr::from(*net).to_ipv4_mapped().is_some()
+    };
     let peer = s
         .ipcache
         .iter()
+        .filter(|((len, net), _)| v4_prefix(*len, net) == peer_addr.is_ipv4())
         .filter(|((len, net), _)| prefix_contains(*len, net, &addr))
         .max_by_key(|((len, _), _)| *len)
         .map(|(_, id)| *id)

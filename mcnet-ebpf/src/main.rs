@@ -8,7 +8,8 @@
 //!
 //! Each parses Ethernet, IPv4/IPv6 and TCP/UDP/SCTP/ICMP, passes tracked
 //! connections and their replies, maps the peer address to an identity
-//! through the ipcache LPM trie (world on a miss), looks the policy up
+//! through the ipcache (exact addresses, then a per-family LPM trie, world
+//! on a miss), looks the policy up
 //! (userspace has merged deny precedence into every key, so the most
 //! specific hit decides), counts the verdict per CPU, and reports new flows
 //! and drops on a ring buffer.
@@ -43,9 +44,15 @@ mod prog {
     static IPCACHE6: HashMap<[u32; 4], u32> =
         HashMap::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
 
+    /// IPv6 prefixes → identity.
     #[map(name = "MCNET_IPCACHE")]
     static IPCACHE: LpmTrie<[u32; 4], u32> =
         LpmTrie::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
+
+    /// IPv4 prefixes → identity: a trie of their own, so that no IPv6
+    /// prefix ever covers an IPv4 address, and lookups compare one word.
+    #[map(name = "MCNET_IPCACHE_V4")]
+    static IPCACHE_V4: LpmTrie<u32, u32> = LpmTrie::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
 
     #[map(name = "MCNET_POLICY")]
     static POLICY: HashMap<PolicyKey, PolicyValue> =
@@ -133,7 +140,7 @@ mod prog {
                 // SAFETY: the pointer comes from a successful lookup.
                 return unsafe { *id };
             }
-            longest_prefix::<Self>(&[0, 0, MAPPED, *self])
+            longest_prefix::<Self, _>(&IPCACHE_V4, *self)
         }
 
         #[inline(always)]
@@ -165,7 +172,7 @@ mod prog {
                 // SAFETY: the pointer comes from a successful lookup.
                 return unsafe { *id };
             }
-            longest_prefix::<Self>(self)
+            longest_prefix::<Self, _>(&IPCACHE, *self)
         }
 
         #[inline(always)]
@@ -470,37 +477,35 @@ mod prog {
     /// An LPM-trie key laid out as the kernel wants it (prefix length, then
     /// data), aligned so that it is written word by word.
     #[repr(C)]
-    struct LpmKey {
+    struct LpmKey<A> {
         prefix_len: u32,
-        addr: [u32; 4],
+        addr: A,
     }
 
-    /// The identity of the longest ipcache prefix holding `addr`, else the
-    /// family's world; without a lookup when the trie holds no prefix of
-    /// the family.
+    /// The identity of the longest prefix in `trie` holding `addr`, else the
+    /// family's world; without a lookup when the trie holds no prefix.
     #[inline(always)]
-    fn longest_prefix<A: Family>(addr: &[u32; 4]) -> u32 {
-        let world = A::WORLD;
+    fn longest_prefix<A: Family, T>(trie: &T, addr: A) -> u32 {
         if CONFIG.get(A::PREFIXES).copied().unwrap_or(1) == 0 {
-            return world;
+            return A::WORLD;
         }
         let key = LpmKey {
-            prefix_len: 128,
-            addr: *addr,
+            prefix_len: 8 * core::mem::size_of::<A>() as u32,
+            addr,
         };
-        // SAFETY: the map is an LPM trie whose keys are a u32 prefix length
-        // followed by 16 address bytes, which is `LpmKey`'s layout; the
-        // helper reads the key and returns a pointer to a u32 value or null.
-        // (`LpmTrie::get` takes aya's packed key, which the compiler writes
-        // byte by byte.)
+        // SAFETY: `trie` is an LPM trie whose keys are a u32 prefix length
+        // followed by the family's address bytes, which is `LpmKey<A>`'s
+        // layout; the helper reads the key and returns a pointer to a u32
+        // value or null. (`LpmTrie::get` takes aya's packed key, which the
+        // compiler writes byte by byte.)
         let id = unsafe {
             bpf_map_lookup_elem(
-                &IPCACHE as *const _ as *mut core::ffi::c_void,
-                &key as *const LpmKey as *const core::ffi::c_void,
+                trie as *const T as *mut core::ffi::c_void,
+                &key as *const LpmKey<A> as *const core::ffi::c_void,
             ) as *const u32
         };
         if id.is_null() {
-            world
+            A::WORLD
         } else {
             // SAFETY: non-null: a pointer to the value of the entry found.
             unsafe { *id }
