@@ -351,11 +351,49 @@ impl Datapath {
                 .map_err(perr(name, "load"))?;
         }
         dp.applied = dp.observe()?;
-        // Pinned maps may come from an agent that kept no prefix flags: set
-        // them from what the trie holds.
+        // Pinned maps may come from an agent that kept IPv4 prefixes in the
+        // IPv6 trie, and no prefix flags: move the prefixes, then set the
+        // flags from what the tries hold.
+        dp.move_ipv4_prefixes()?;
         let held = dp.applied.prefix_families();
         dp.set_prefix_flags(held)?;
         Ok(dp)
+    }
+
+    /// Moves IPv4 prefixes that an earlier agent kept in the IPv6 trie into
+    /// the IPv4 one: written there first, then removed from the old place.
+    fn move_ipv4_prefixes(&mut self) -> Result<()> {
+        let mut misplaced = Vec::new();
+        {
+            let ipc: LpmTrie<&MapData, IpKey, u32> = open(&self.ebpf, "MCNET_IPCACHE")?;
+            for kv in ipc.iter() {
+                let (k, v) = kv.map_err(map_err("MCNET_IPCACHE", "read"))?;
+                let v4 = std::net::Ipv6Addr::from(k.data().addr).to_ipv4_mapped();
+                if let (96.., Some(v4)) = (k.prefix_len(), v4) {
+                    misplaced.push((k, v4, v));
+                }
+            }
+        }
+        if misplaced.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut m: LpmTrie<&mut MapData, [u8; 4], u32> =
+                open_mut(&mut self.ebpf, "MCNET_IPCACHE_V4")?;
+            for (k, v4, id) in &misplaced {
+                m.insert(&Key::new(k.prefix_len() - 96, v4.octets()), id, 0)
+                    .map_err(map_err("MCNET_IPCACHE_V4", "insert"))?;
+            }
+        }
+        let mut m: LpmTrie<&mut MapData, IpKey, u32> = open_mut(&mut self.ebpf, "MCNET_IPCACHE")?;
+        for (k, _, _) in &misplaced {
+            let _ = m.remove(k);
+        }
+        tracing::info!(
+            prefixes = misplaced.len(),
+            "moved IPv4 prefixes from the IPv6 trie to the IPv4 one"
+        );
+        Ok(())
     }
 
     /// Writes the `CONFIG` flags that let lookups skip the CIDR trie for a
