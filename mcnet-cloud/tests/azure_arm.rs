@@ -409,6 +409,57 @@ impl Arm {
                 }
                 body["properties"]["connectionStatus"] = json!("Connected");
             }
+            ("privateendpoints", 9) => {
+                let p = &body["properties"];
+                let subnet_id = p["subnet"]["id"].as_str().unwrap_or("");
+                let subnet = subnet_id.to_ascii_lowercase();
+                let Some(sn) = self.res.get(&subnet) else {
+                    return bad(
+                        "InvalidResourceReference",
+                        format!("subnet {subnet_id} does not exist"),
+                    );
+                };
+                if subnet.ends_with("/subnets/gatewaysubnet") {
+                    return bad(
+                        "PrivateEndpointCreationNotAllowedOnGatewaySubnet",
+                        "a private endpoint cannot live in GatewaySubnet".into(),
+                    );
+                }
+                let conn = &p["privateLinkServiceConnections"][0]["properties"];
+                let target = conn["privateLinkServiceId"].as_str().unwrap_or("");
+                let groups = conn["groupIds"].as_array().map_or(0, Vec::len);
+                let is_pls = target
+                    .to_ascii_lowercase()
+                    .contains("/providers/microsoft.network/privatelinkservices/");
+                if !target.starts_with("/subscriptions/") || (!is_pls && groups != 1) {
+                    return bad(
+                        "PrivateEndpointBadRequest",
+                        format!("a connection to {target:?} needs a resource id and one group id"),
+                    );
+                }
+                // Azure keeps the first four addresses of a subnet.
+                let prefix: Ipv4Net = sn["properties"]["addressPrefix"]
+                    .as_str()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap();
+                let taken = self
+                    .res
+                    .iter()
+                    .filter(|(k, v)| {
+                        k.as_str() != key
+                            && v["properties"]["subnet"]["id"]
+                                .as_str()
+                                .is_some_and(|i| i.to_ascii_lowercase() == subnet)
+                    })
+                    .count();
+                let ip = prefix.hosts().nth(3 + taken).unwrap();
+                let name = body["name"].clone();
+                body["properties"]["privateLinkServiceConnections"][0]["properties"]
+                    ["privateLinkServiceConnectionState"] =
+                    json!({"status": "Approved", "description": "Auto-Approved"});
+                body["properties"]["customDnsConfigs"] = json!([{"fqdn": format!("{}.privatelink.example", name.as_str().unwrap_or("")), "ipAddresses": [ip.to_string()]}]);
+                body["properties"]["networkInterfaces"] = json!([{"id": format!("{path}.nic")}]);
+            }
             _ => return bad("InvalidResourceType", path.to_string()),
         }
         self.res.insert(key.to_string(), body);
@@ -431,6 +482,7 @@ impl Arm {
         let in_use = self.res.iter().find(|(k, v)| {
             let refs = [
                 &v["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"],
+                &v["properties"]["subnet"]["id"],
                 &v["properties"]["peer"]["id"],
                 &v["properties"]["virtualNetworkGateway1"]["id"],
             ];
@@ -826,4 +878,95 @@ spec:
         .calls
         .iter()
         .any(|c| c.starts_with("PUT ")));
+}
+
+/// Private endpoints: to a storage account's blob sub-resource and to a
+/// Private Link service, in the VNet's endpoint subnet; they get an address
+/// there, re-plan to nothing, are replaced when their target changes, and
+/// go before their subnet on destroy (ARM refuses to delete a subnet in use).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_endpoints_reach_private_link_resources() {
+    let (url, arm) = serve().await;
+    let azure = Arc::new(AzureProvider::new(config(&url, SECRET)).unwrap());
+    let blob = format!(
+        "/subscriptions/{SUB}/resourceGroups/data/providers/Microsoft.Storage/storageAccounts/acct"
+    );
+    let pls = format!(
+        "/subscriptions/{SUB}/resourceGroups/shared/providers/Microsoft.Network/privateLinkServices/api"
+    );
+    let topology = |blob_group: &str, blob_subnet: &str| {
+        Topology::from_str_strict(&format!(
+            "apiVersion: mcnet.io/v1alpha1\nkind: Topology\nmetadata: {{name: adr-003}}\nspec:\n  providers: [{{name: azure, kind: azure, regions: [eastus]}}]\n  networks:\n    - {{name: azure-vnet, provider: azure, region: eastus, cidrs: [10.1.0.0/16], subnets: [{{name: aks-nodes, cidr: 10.1.0.0/20}}, {{name: endpoints, cidr: 10.1.16.0/24}}]}}\n  privateEndpoints:\n    - {{name: blob, network: azure-vnet, service: \"{blob}\", subresource: {blob_group}, subnets: [{blob_subnet}]}}\n    - {{name: api, network: azure-vnet, service: \"{pls}\", subnets: [endpoints]}}\n"
+        ))
+        .unwrap()
+    };
+    let mut rig = Rig::new(
+        topology("blob", "endpoints"),
+        Providers::default().with(azure.clone()),
+    );
+    let r = rig.converge().await;
+    assert!(r.ok(), "{r:?}");
+    assert!(rig.plan().await.is_empty(), "{}", rig.plan().await);
+
+    let blob_pe = rig.find("private-endpoint/blob").await;
+    assert_eq!(blob_pe.outputs["status"], "Approved");
+    let api_pe = rig.find("private-endpoint/api").await;
+    let ips: BTreeSet<&str> = [&blob_pe, &api_pe]
+        .iter()
+        .map(|o| o.outputs["ip"].as_str())
+        .collect();
+    assert_eq!(
+        ips,
+        BTreeSet::from(["10.1.16.4", "10.1.16.5"]),
+        "{blob_pe:?} {api_pe:?}"
+    );
+    {
+        let a = arm.lock().unwrap();
+        let v = &a.res[&arm_key("privateendpoints/private-endpoint-blob")];
+        let conn = &v["properties"]["privateLinkServiceConnections"][0]["properties"];
+        assert_eq!(conn["privateLinkServiceId"], blob.as_str());
+        assert_eq!(conn["groupIds"], json!(["blob"]));
+        assert!(v["properties"]["subnet"]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/subnets/endpoints"));
+        assert_eq!(v["tags"]["mcnet.io-id"], "private-endpoint/blob");
+    }
+
+    // Another sub-resource is another endpoint: replaced, not patched.
+    rig.topology = topology("dfs", "endpoints");
+    let p = rig.plan().await;
+    assert_eq!(
+        p.actions
+            .iter()
+            .map(|a| (a.op, a.resource.as_str()))
+            .collect::<Vec<_>>(),
+        [(Op::Replace, "private-endpoint/blob")],
+        "{p}"
+    );
+    let r = rig.apply(&p).await;
+    assert!(r.ok(), "{r:?}");
+    assert!(rig.plan().await.is_empty());
+    assert_eq!(
+        rig.find("private-endpoint/blob").await.spec,
+        mcnet_core::reconcile::Spec::PrivateEndpoint {
+            network: "network/azure-vnet".into(),
+            service: blob.clone(),
+            subresource: Some("dfs".into()),
+            subnets: vec!["subnet/azure-vnet/endpoints".into()],
+        }
+    );
+
+    // Another subnet is an update the planner allows (AWS moves an
+    // interface endpoint in place); on Azure the endpoint is made anew there.
+    rig.topology = topology("dfs", "aks-nodes");
+    let r = rig.converge().await;
+    assert!(r.ok(), "{r:?}");
+    assert!(rig.plan().await.is_empty(), "{}", rig.plan().await);
+    let pe = rig.find("private-endpoint/blob").await;
+    assert_eq!(pe.outputs["ip"], "10.1.0.4", "{pe:?}");
+
+    let r = rig.destroy().await;
+    assert!(r.ok(), "{r:?}");
+    assert!(rig.observe().await.is_empty());
 }

@@ -589,6 +589,7 @@ impl AwsProvider {
                     let spec = Spec::PrivateEndpoint {
                         network: v.vpc_id().unwrap_or_default().into(),
                         service: v.service_name().unwrap_or_default().into(),
+                        subresource: None,
                         subnets: v.subnet_ids().to_vec(),
                     };
                     out.extend(raw(
@@ -929,6 +930,7 @@ impl ResourceProvider for AwsProvider {
                 network,
                 service,
                 subnets,
+                ..
             } => {
                 let kind = if subnets.is_empty() {
                     VpcEndpointType::Gateway

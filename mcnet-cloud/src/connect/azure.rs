@@ -1,7 +1,8 @@
 //! Azure over the ARM REST API (feature `azure`): VNets with their subnets,
 //! VNet peering in both directions, ExpressRoute circuits whose service key
-//! feeds the Megaport VXC, ExpressRoute virtual network gateways, and the
-//! connections between circuit and gateway.
+//! feeds the Megaport VXC, ExpressRoute virtual network gateways, the
+//! connections between circuit and gateway, and private endpoints to
+//! Private Link resources.
 //!
 //! Everything lives in one resource group, created on the first create and
 //! never deleted by mcnet. Names are derived from logical ids, so every
@@ -52,6 +53,7 @@ const KINDS: &[ResourceKind] = &[
     ResourceKind::VpnGateway,
     ResourceKind::InterconnectGateway,
     ResourceKind::InterconnectAttachment,
+    ResourceKind::PrivateEndpoint,
 ];
 
 /// The subnet an ExpressRoute gateway must live in.
@@ -548,6 +550,51 @@ impl AzureProvider {
         )
     }
 
+    /// A private endpoint: its subnet (and so its VNet), the Private Link
+    /// resource and sub-resource it reaches, the state of that connection
+    /// (`Approved`, or `Pending` until the resource's owner approves it) and
+    /// the address it got.
+    fn private_endpoint(id: String, e: &Value, index: &Index) -> Observed {
+        let p = &e["properties"];
+        let subnet = s(&p["subnet"]["id"]);
+        let vnet = subnet.rsplit_once("/subnets/").map_or(subnet, |(v, _)| v);
+        let name = |cid: &str| {
+            index
+                .get(&key(cid))
+                .cloned()
+                .unwrap_or_else(|| format!("unmanaged:{cid}"))
+        };
+        // Auto-approved connections are listed apart from manual ones.
+        let conn = [
+            &p["privateLinkServiceConnections"],
+            &p["manualPrivateLinkServiceConnections"],
+        ]
+        .into_iter()
+        .find_map(|c| c.as_array().and_then(|a| a.first()))
+        .map(|c| &c["properties"])
+        .unwrap_or(&Value::Null);
+        let mut outputs = BTreeMap::new();
+        if let Some(st) = conn["privateLinkServiceConnectionState"]["status"].as_str() {
+            outputs.insert("status".into(), st.to_string());
+        }
+        if let Some(ip) = p["customDnsConfigs"][0]["ipAddresses"][0].as_str() {
+            outputs.insert("ip".into(), ip.to_string());
+        }
+        Self::observed(
+            id,
+            s(&e["id"]),
+            Spec::PrivateEndpoint {
+                network: name(vnet),
+                service: s(&conn["privateLinkServiceId"]).to_string(),
+                subresource: conn["groupIds"][0].as_str().map(str::to_string),
+                subnets: vec![name(subnet)],
+            },
+            state_of(s(&p["provisioningState"])),
+            outputs,
+            vec![subnet.to_string()],
+        )
+    }
+
     /// The peering's accepter half, on the accepter's VNet.
     fn accept_half(remote_vnet: &str, id: &str) -> String {
         format!(
@@ -647,6 +694,7 @@ impl ResourceProvider for AzureProvider {
         let gateways = self.list("virtualNetworkGateways").await?;
         let circuits = self.list("expressRouteCircuits").await?;
         let connections = self.list("connections").await?;
+        let endpoints = self.list("privateEndpoints").await?;
 
         let mut index = Index::new();
         let mut locations = Index::new();
@@ -659,14 +707,24 @@ impl ResourceProvider for AzureProvider {
                 .filter_map(|v| owned(owner, v).map(|id| (id, v.clone())))
                 .collect()
         };
-        let (vnets, gateways, circuits, connections) = (
+        let (vnets, gateways, circuits, connections, endpoints) = (
             mine(&vnets),
             mine(&gateways),
             mine(&circuits),
             mine(&connections),
+            mine(&endpoints),
         );
         for (id, v) in vnets.iter().chain(&gateways).chain(&circuits) {
             index.insert(key(s(&v["id"])), id.clone());
+        }
+        for (id, v) in &vnets {
+            let net = id.strip_prefix("network/").unwrap_or(id);
+            for sn in v["properties"]["subnets"].as_array().into_iter().flatten() {
+                index.insert(
+                    key(s(&sn["id"])),
+                    format!("subnet/{net}/{}", s(&sn["name"])),
+                );
+            }
         }
         let mut out = Vec::new();
         for (id, v) in &vnets {
@@ -680,6 +738,9 @@ impl ResourceProvider for AzureProvider {
         }
         for (id, c) in connections {
             out.push(Self::connection(id, &c, &index));
+        }
+        for (id, e) in endpoints {
+            out.push(Self::private_endpoint(id, &e, &index));
         }
         Ok(out)
     }
@@ -920,18 +981,67 @@ impl ResourceProvider for AzureProvider {
                 o.spec = r.spec.clone();
                 Ok(o)
             }
+            Spec::PrivateEndpoint {
+                network,
+                service,
+                subresource,
+                subnets,
+            } => {
+                let [subnet] = &subnets[..] else {
+                    return Err(ProviderError::new(
+                        Scope::Azure,
+                        ErrorKind::Invalid,
+                        "PUT privateEndpoints",
+                        format!(
+                            "{id}: an Azure private endpoint lives in exactly one subnet, not {}",
+                            subnets.len()
+                        ),
+                    ));
+                };
+                let subnet = refs.cloud_id(subnet)?;
+                let cid = self.id_of("privateEndpoints", &name);
+                let v = self
+                    .put(
+                        &cid,
+                        json!({
+                            "location": region_of(network)?,
+                            "tags": tags(owner, id),
+                            "properties": {
+                                "subnet": {"id": subnet},
+                                "privateLinkServiceConnections": [{
+                                    "name": name,
+                                    "properties": {
+                                        "privateLinkServiceId": service,
+                                        "groupIds": subresource.iter().collect::<Vec<_>>(),
+                                    },
+                                }],
+                            },
+                        }),
+                        id,
+                    )
+                    .await?;
+                let mut o = Self::private_endpoint(id.into(), &v, &Index::new());
+                o.spec = r.spec.clone();
+                Ok(o)
+            }
             _ => Err(Self::unsupported(r)),
         }
     }
 
     async fn update(
         &self,
-        _owner: &Owner,
+        owner: &Owner,
         r: &Desired,
         current: &Observed,
         refs: Refs<'_>,
     ) -> Result<Observed, ProviderError> {
         match (&r.spec, &current.spec) {
+            // ARM cannot move a private endpoint to another subnet: a new
+            // one takes its place (its address changes with it).
+            (Spec::PrivateEndpoint { .. }, _) if r.spec != current.spec => {
+                self.delete(current).await?;
+                self.create(owner, r, refs).await
+            }
             (Spec::Network { cidrs, .. }, Spec::Network { .. }) => {
                 // A VNet PUT replaces the whole object: send back what it
                 // has (subnets, peerings) with the new address space.

@@ -369,6 +369,7 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
             Spec::PrivateEndpoint {
                 network: format!("network/{}", n.name),
                 service: e.service.clone(),
+                subresource: e.subresource.clone(),
                 subnets: e
                     .subnets
                     .iter()

@@ -269,6 +269,9 @@ pub enum Spec {
         network: String,
         /// The service, in the provider's spelling.
         service: String,
+        /// The target sub-resource (Azure's `groupIds`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subresource: Option<String>,
         /// Subnets for its interfaces.
         subnets: Vec<String>,
     },

@@ -504,9 +504,17 @@ pub struct PrivateEndpoint {
     pub name: String,
     /// The network (by name) the endpoint lives in.
     pub network: String,
-    /// The service, in the provider's spelling (`com.amazonaws.us-east-1.s3`).
+    /// The service, in the provider's spelling: an AWS service name
+    /// (`com.amazonaws.us-east-1.s3`), the ARM id of an Azure Private Link
+    /// resource, or a GCP service attachment
+    /// (`projects/P/regions/R/serviceAttachments/NAME`).
     pub service: String,
-    /// Subnets (by name, in `network`) for the endpoint's interfaces.
+    /// The target sub-resource of an Azure Private Link resource (ARM's
+    /// `groupIds`: `blob`, `sqlServer`, ...); Azure only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+    /// Subnets (by name, in `network`) for the endpoint's interfaces (one
+    /// on Azure and GCP).
     #[serde(default)]
     pub subnets: Vec<String>,
 }

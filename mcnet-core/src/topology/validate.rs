@@ -484,6 +484,7 @@ impl Validator {
                             );
                         }
                     }
+                    self.private_endpoint_shape(i, e, provider_of(&e.network));
                 }
             }
         }
@@ -1187,6 +1188,60 @@ fn summarize(list: &[IpNet], max: usize) -> String {
     format!("[{}]", s.join(", "))
 }
 
+impl Validator {
+    /// What each cloud's private endpoints need: Azure and GCP put one in
+    /// exactly one subnet; only Azure names a sub-resource; GCP reaches a
+    /// service attachment.
+    fn private_endpoint_shape(
+        &mut self,
+        i: usize,
+        e: &PrivateEndpoint,
+        kind: Option<ProviderKind>,
+    ) {
+        let at = format!("spec.privateEndpoints[{i}]");
+        if e.subresource.is_some() && kind != Some(ProviderKind::Azure) {
+            self.err(
+                "private-endpoint.subresource",
+                format!("{at}.subresource"),
+                format!(
+                    "private endpoint `{}`: only Azure private endpoints take a subresource",
+                    e.name
+                ),
+            );
+        }
+        if matches!(kind, Some(ProviderKind::Azure | ProviderKind::Gcp)) && e.subnets.len() != 1 {
+            self.err(
+                "private-endpoint.subnets",
+                format!("{at}.subnets"),
+                format!(
+                    "private endpoint `{}` is on {}, where a private endpoint lives in exactly one subnet, not {}",
+                    e.name,
+                    kind.map(|k| k.to_string()).unwrap_or_default(),
+                    e.subnets.len()
+                ),
+            );
+        }
+        if kind == Some(ProviderKind::Gcp) && !is_service_attachment(&e.service) {
+            self.err(
+                "private-endpoint.service",
+                format!("{at}.service"),
+                format!(
+                    "private endpoint `{}`: `{}` is not a GCP service attachment (projects/PROJECT/regions/REGION/serviceAttachments/NAME)",
+                    e.name, e.service
+                ),
+            );
+        }
+    }
+}
+
+/// `projects/P/regions/R/serviceAttachments/NAME`, optionally as a full URL.
+fn is_service_attachment(s: &str) -> bool {
+    let path = s.rsplit_once("/compute/v1/").map_or(s, |(_, p)| p);
+    let parts: Vec<&str> = path.split('/').collect();
+    matches!(parts[..], ["projects", p, "regions", r, "serviceAttachments", n]
+        if !p.is_empty() && !r.is_empty() && !n.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::synth::synthetic;
@@ -1236,6 +1291,47 @@ mod tests {
                 && d.path == format!("spec.interconnect.vxcs[{i}].target.awsConnection")),
             "{:?}",
             r.errors
+        );
+    }
+
+    #[test]
+    fn private_endpoints_are_checked_per_cloud() {
+        let codes = |pe: &str| -> Vec<(String, String)> {
+            let y = format!(
+                "apiVersion: mcnet.io/v1alpha1\nkind: Topology\nmetadata: {{name: t}}\nspec:\n  providers: [{{name: aws, kind: aws, regions: [us-east-1]}}, {{name: az, kind: azure, regions: [eastus]}}, {{name: g, kind: gcp, regions: [us-east4]}}]\n  networks:\n    - {{name: a, provider: aws, region: us-east-1, cidrs: [10.0.0.0/16], subnets: [{{name: s1, cidr: 10.0.1.0/24, zone: us-east-1a}}, {{name: s2, cidr: 10.0.2.0/24, zone: us-east-1b}}]}}\n    - {{name: z, provider: az, region: eastus, cidrs: [10.3.0.0/16], subnets: [{{name: s1, cidr: 10.3.1.0/24}}, {{name: s2, cidr: 10.3.2.0/24}}]}}\n    - {{name: g, provider: g, region: us-east4, cidrs: [10.4.0.0/16], subnets: [{{name: s1, cidr: 10.4.1.0/24}}]}}\n  privateEndpoints: [{pe}]\n"
+            );
+            let r = validate_str(&y);
+            r.errors
+                .iter()
+                .map(|d| (d.code.clone(), d.path.clone()))
+                .collect()
+        };
+        let pair = |c: &str, p: &str| (c.to_string(), format!("spec.privateEndpoints[0].{p}"));
+        let blob =
+            "/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/acct";
+        let attachment = "projects/p/regions/us-east4/serviceAttachments/db";
+        // Well-formed on each cloud.
+        for pe in [
+            "{name: e, network: a, service: com.amazonaws.us-east-1.s3, subnets: [s1, s2]}"
+                .to_string(),
+            format!("{{name: e, network: z, service: {blob}, subresource: blob, subnets: [s1]}}"),
+            format!("{{name: e, network: g, service: {attachment}, subnets: [s1]}}"),
+        ] {
+            assert!(codes(&pe).is_empty(), "{pe}: {:?}", codes(&pe));
+        }
+        assert_eq!(
+            codes(&format!(
+                "{{name: e, network: z, service: {blob}, subresource: blob, subnets: [s1, s2]}}"
+            )),
+            [pair("private-endpoint.subnets", "subnets")]
+        );
+        assert_eq!(
+            codes("{name: e, network: a, service: com.amazonaws.us-east-1.s3, subresource: blob, subnets: [s1]}"),
+            [pair("private-endpoint.subresource", "subresource")]
+        );
+        assert_eq!(
+            codes("{name: e, network: g, service: all-apis, subnets: [s1]}"),
+            [pair("private-endpoint.service", "service")]
         );
     }
 
