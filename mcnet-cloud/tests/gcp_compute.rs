@@ -191,3 +191,94 @@ spec:
     assert!(r.ok(), "{r:?}");
     assert!(gcp_api.lock().unwrap().res.is_empty());
 }
+
+/// Private Service Connect: an internal address from the endpoint's subnet
+/// and a forwarding rule of the same name from it to the service
+/// attachment. It re-plans to nothing, moves to another subnet by being
+/// made anew, refuses an attachment in another region by name, and leaves
+/// neither rule nor address behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_service_connect_endpoints_reach_service_attachments() {
+    let (url, gcp_api) = serve().await;
+    let topology = |subnet: &str, region: &str, attachment: &str| {
+        Topology::from_str_strict(&format!(
+            "apiVersion: mcnet.io/v1alpha1\nkind: Topology\nmetadata: {{name: psc}}\nspec:\n  providers: [{{name: gcp, kind: gcp, regions: [us-east4]}}]\n  networks:\n    - {{name: vpc, provider: gcp, region: us-east4, cidrs: [10.70.0.0/16], subnets: [{{name: apps, cidr: 10.70.0.0/24}}, {{name: psc, cidr: 10.70.9.0/28}}]}}\n  privateEndpoints:\n    - {{name: db, network: vpc, service: projects/producer/regions/{region}/serviceAttachments/{attachment}, subnets: [{subnet}]}}\n"
+        ))
+        .unwrap()
+    };
+    let gcp = Arc::new(GcpProvider::new(config(&url, TOKEN)).unwrap());
+    let mut rig = Rig::new(
+        topology("psc", "us-east4", "db"),
+        Providers::default().with(gcp.clone()),
+    );
+    let r = rig.converge().await;
+    assert!(r.ok(), "{r:?}");
+    assert!(rig.plan().await.is_empty(), "{}", rig.plan().await);
+    let pe = rig.find("private-endpoint/db").await;
+    assert_eq!(
+        (pe.outputs["ip"].as_str(), pe.outputs["status"].as_str()),
+        ("10.70.9.2", "ACCEPTED"),
+        "{pe:?}"
+    );
+    {
+        let c = gcp_api.lock().unwrap();
+        let rule = &c.res
+            [&format!("projects/{PROJECT}/regions/us-east4/forwardingRules/private-endpoint-db")];
+        assert!(rule["target"]
+            .as_str()
+            .unwrap()
+            .ends_with("/projects/producer/regions/us-east4/serviceAttachments/db"));
+        assert_eq!(rule["description"], "mcnet:psc:private-endpoint/db");
+        let address =
+            &c.res[&format!("projects/{PROJECT}/regions/us-east4/addresses/private-endpoint-db")];
+        assert!(address["subnetwork"]
+            .as_str()
+            .unwrap()
+            .ends_with("/subnetworks/subnet-vpc-psc"));
+    }
+
+    // Another subnet: a new address there, and a new rule through it.
+    rig.topology = topology("apps", "us-east4", "db");
+    let r = rig.converge().await;
+    assert!(r.ok(), "{r:?}");
+    assert!(rig.plan().await.is_empty(), "{}", rig.plan().await);
+    assert_eq!(
+        rig.find("private-endpoint/db").await.outputs["ip"],
+        "10.70.0.2"
+    );
+
+    // An attachment in another region is refused before any call, naming
+    // the endpoint.
+    rig.topology = topology("apps", "europe-west1", "db");
+    let r = rig.converge().await;
+    assert!(!r.ok());
+    let msg = format!("{r:?}");
+    assert!(
+        msg.contains("private-endpoint/db") && msg.contains("europe-west1"),
+        "{msg}"
+    );
+    // An attachment the API does not know: the rule is refused, and the
+    // address made for it goes too.
+    rig.topology = topology("psc", "us-east4", "missing-db");
+    let r = rig.converge().await;
+    assert!(!r.ok());
+    assert!(format!("{r:?}").contains("missing-db"), "{r:?}");
+    let addresses: Vec<String> = gcp_api
+        .lock()
+        .unwrap()
+        .res
+        .keys()
+        .filter(|k| k.contains("/addresses/"))
+        .cloned()
+        .collect();
+    assert!(
+        addresses.is_empty(),
+        "an address outlived its refused rule: {addresses:?}"
+    );
+
+    rig.topology = topology("apps", "us-east4", "db");
+    let r = rig.destroy().await;
+    assert!(r.ok(), "{r:?}");
+    let left: Vec<String> = gcp_api.lock().unwrap().res.keys().cloned().collect();
+    assert!(left.is_empty(), "leaked: {left:?}");
+}

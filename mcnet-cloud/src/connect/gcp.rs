@@ -1,7 +1,9 @@
 //! Google Cloud over the Compute Engine REST API (feature `gcp`): custom-mode
 //! VPC networks and their subnets, VPC peering from both sides, Cloud
-//! Routers, and PARTNER interconnect attachments whose pairing key feeds the
-//! Megaport VXC.
+//! Routers, PARTNER interconnect attachments whose pairing key feeds the
+//! Megaport VXC, and Private Service Connect endpoints to published
+//! services (an internal address in a subnet, and a forwarding rule of the
+//! same name from it to the service attachment).
 //!
 //! Every insert returns an operation, which the provider waits out with the
 //! API's own `wait` call before it reads the resource back.
@@ -39,6 +41,7 @@ const KINDS: &[ResourceKind] = &[
     ResourceKind::Peering,
     ResourceKind::InterconnectGateway,
     ResourceKind::InterconnectAttachment,
+    ResourceKind::PrivateEndpoint,
 ];
 
 /// Where and how to reach Compute Engine.
@@ -151,6 +154,22 @@ fn gcp_error(body: &Value) -> (Option<String>, String) {
             _ => "no message".into(),
         });
     (code, msg)
+}
+
+/// A Private Service Connect endpoint's state from its connection's.
+fn psc_state(status: &str) -> ResourceState {
+    match status {
+        // PENDING waits on the producer, who accepts or rejects consumers:
+        // nothing more is ours to do.
+        "ACCEPTED" | "PENDING" => ResourceState::Ready,
+        "REJECTED" | "CLOSED" | "NEEDS_ATTENTION" => ResourceState::Failed(status.into()),
+        other => ResourceState::Pending(other.into()),
+    }
+}
+
+/// A forwarding rule's address resource: the same name, in the same region.
+fn address_of(rule: &str) -> String {
+    rule.replace("/forwardingRules/", "/addresses/")
 }
 
 fn attachment_state(state: &str) -> ResourceState {
@@ -455,6 +474,41 @@ impl GcpProvider {
         )
     }
 
+    /// A Private Service Connect endpoint: its forwarding rule, with the
+    /// subnet of the address it uses (`subnets` by address path).
+    fn endpoint(id: String, v: &Value, index: &Index, subnets: &Index) -> Observed {
+        let rule = path_of(s(&v["selfLink"]));
+        let net = path_of(s(&v["network"]));
+        let name = |p: &str| {
+            index
+                .get(p)
+                .cloned()
+                .unwrap_or_else(|| format!("unmanaged:{p}"))
+        };
+        let status = s(&v["pscConnectionStatus"]);
+        let mut outputs = BTreeMap::new();
+        outputs.insert("status".into(), status.to_string());
+        outputs.insert("ip".into(), s(&v["IPAddress"]).to_string());
+        let address = address_of(rule);
+        Self::observed(
+            id,
+            v,
+            Spec::PrivateEndpoint {
+                network: name(net),
+                service: path_of(s(&v["target"])).to_string(),
+                subresource: None,
+                subnets: subnets
+                    .get(&address)
+                    .map(|sn| name(sn))
+                    .into_iter()
+                    .collect(),
+            },
+            psc_state(status),
+            outputs,
+            vec![address],
+        )
+    }
+
     /// Adds whichever halves of a peering are missing.
     async fn peer(&self, id: &str, a: &str, b: &str) -> Result<(), ProviderError> {
         let name = gcp_name(id)?;
@@ -534,6 +588,15 @@ impl ResourceProvider for GcpProvider {
                 "interconnectAttachments",
             )
             .await?;
+        let addresses = self
+            .list(&format!("{pp}/aggregated/addresses"), "addresses")
+            .await?;
+        let rules = self
+            .list(
+                &format!("{pp}/aggregated/forwardingRules"),
+                "forwardingRules",
+            )
+            .await?;
 
         let mut index = Index::new();
         let mut regions = Index::new();
@@ -556,6 +619,7 @@ impl ResourceProvider for GcpProvider {
         }
         for v in &subnets {
             if let Some((id, _)) = owned(owner, s(&v["description"])) {
+                index.insert(path_of(s(&v["selfLink"])).to_string(), id.clone());
                 out.push(Self::subnet(id, v, &index));
             }
         }
@@ -568,6 +632,22 @@ impl ResourceProvider for GcpProvider {
         for v in &attachments {
             if let Some((id, _)) = owned(owner, s(&v["description"])) {
                 out.push(Self::attachment(id, v, &index));
+            }
+        }
+        // Address path → its subnet's path, for the endpoints' subnets.
+        let subnet_of: Index = addresses
+            .iter()
+            .filter(|a| owned(owner, s(&a["description"])).is_some())
+            .map(|a| {
+                (
+                    path_of(s(&a["selfLink"])).to_string(),
+                    path_of(s(&a["subnetwork"])).to_string(),
+                )
+            })
+            .collect();
+        for v in &rules {
+            if let Some((id, _)) = owned(owner, s(&v["description"])) {
+                out.push(Self::endpoint(id, v, &index, &subnet_of));
             }
         }
         Ok(out)
@@ -701,6 +781,76 @@ impl ResourceProvider for GcpProvider {
                 o.spec = r.spec.clone();
                 Ok(o)
             }
+            Spec::PrivateEndpoint {
+                network,
+                service,
+                subnets,
+                ..
+            } => {
+                let invalid = |m: String| {
+                    Err(ProviderError::new(
+                        Scope::Gcp,
+                        ErrorKind::Invalid,
+                        "POST forwardingRules",
+                        format!("{id}: {m}"),
+                    ))
+                };
+                let [subnet] = &subnets[..] else {
+                    return invalid(format!(
+                        "a Private Service Connect endpoint takes its address from exactly one subnet, not {}",
+                        subnets.len()
+                    ));
+                };
+                let target = path_of(service);
+                let Some(region) = target
+                    .split("/regions/")
+                    .nth(1)
+                    .and_then(|r| r.split('/').next())
+                    .filter(|_| target.contains("/serviceAttachments/"))
+                else {
+                    return invalid(format!(
+                        "`{service}` is not a service attachment (projects/P/regions/R/serviceAttachments/NAME)"
+                    ));
+                };
+                let here = region_of(network)?;
+                if here != region {
+                    return invalid(format!(
+                        "the service attachment is in {region}, but the endpoint's subnet is in \
+                         {here}: a Private Service Connect endpoint must be in its attachment's region"
+                    ));
+                }
+                let (net, sn) = (refs.cloud_id(network)?, refs.cloud_id(subnet)?);
+                // The address first, from the subnet; then the rule through it.
+                let addresses = format!("{pp}/regions/{region}/addresses");
+                let body = json!({
+                    "name": name,
+                    "description": desc,
+                    "addressType": "INTERNAL",
+                    "subnetwork": url(sn),
+                });
+                self.insert(&addresses, body, id).await?;
+                let rules = format!("{pp}/regions/{region}/forwardingRules");
+                let body = json!({
+                    "name": name,
+                    "description": desc,
+                    "network": url(net),
+                    "IPAddress": url(&format!("{addresses}/{name}")),
+                    "target": url(target),
+                    "loadBalancingScheme": "",
+                });
+                if let Err(e) = self.insert(&rules, body, id).await {
+                    // No address without its rule: observe would not see it.
+                    let address = format!("{addresses}/{name}");
+                    if let Ok(op) = self.call(Method::DELETE, &address, None, id).await {
+                        let _ = self.wait(op, id).await;
+                    }
+                    return Err(e);
+                }
+                let v = self.read(&format!("{rules}/{name}"), id).await?;
+                let mut o = Self::endpoint(id.into(), &v, &Index::new(), &Index::new());
+                o.spec = r.spec.clone();
+                Ok(o)
+            }
             _ => Err(ProviderError::new(
                 Scope::Gcp,
                 ErrorKind::Invalid,
@@ -715,12 +865,18 @@ impl ResourceProvider for GcpProvider {
 
     async fn update(
         &self,
-        _owner: &Owner,
+        owner: &Owner,
         r: &Desired,
         current: &Observed,
         refs: Refs<'_>,
     ) -> Result<Observed, ProviderError> {
         match &r.spec {
+            // An endpoint's address cannot move to another subnet: a new
+            // endpoint takes its place.
+            Spec::PrivateEndpoint { .. } if r.spec != current.spec => {
+                self.delete(current).await?;
+                self.create(owner, r, refs).await
+            }
             Spec::Peering {
                 requester,
                 accepter,
@@ -780,11 +936,19 @@ impl ResourceProvider for GcpProvider {
             }
             return Ok(());
         }
-        match self.call(Method::DELETE, &current.cloud_id, None, id).await {
-            Ok(r) => self.wait(r, id).await.map(drop),
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+        // An endpoint's forwarding rule goes first, then the address it held.
+        let mut paths = vec![current.cloud_id.as_str()];
+        if let Spec::PrivateEndpoint { .. } = current.spec {
+            paths.extend(current.links.first().map(String::as_str));
         }
+        for path in paths {
+            match self.call(Method::DELETE, path, None, id).await {
+                Ok(r) => self.wait(r, id).await.map(drop)?,
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     async fn refresh(&self, current: &Observed) -> Result<Option<Observed>, ProviderError> {
@@ -795,6 +959,11 @@ impl ResourceProvider for GcpProvider {
             return Ok(None);
         };
         let mut o = current.clone();
+        if let Spec::PrivateEndpoint { .. } = current.spec {
+            let st = s(&v["pscConnectionStatus"]);
+            o.state = psc_state(st);
+            o.outputs.insert("status".into(), st.to_string());
+        }
         if let Spec::InterconnectAttachment { .. } = current.spec {
             let st = s(&v["state"]);
             o.state = attachment_state(st);

@@ -5,7 +5,10 @@
 //! aggregated lists, custom-mode networks, peering halves that are INACTIVE
 //! until both sides exist, Cloud Routers, PARTNER attachments that need a
 //! router with AS 16550 and sit in PENDING_PARTNER with a pairing key until
-//! the partner acts, and deletes refused while something uses the resource.
+//! the partner acts, internal addresses taken from a subnet (its first two
+//! and last two addresses reserved), Private Service Connect forwarding
+//! rules to a service attachment through such an address, and deletes
+//! refused while something uses the resource.
 //! `serve()` starts it on a free loopback port.
 
 // The handlers return an axum Response as their error.
@@ -55,6 +58,10 @@ fn err(status: StatusCode, reason: &str, message: String) -> Response {
         }})),
     )
         .into_response()
+}
+
+fn last(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 fn valid_name(n: &str) -> bool {
@@ -152,7 +159,10 @@ impl Compute {
         self.res
             .iter()
             .find(|(k, v)| {
-                k.as_str() != path && ["network", "router"].iter().any(|f| v[*f] == url.as_str())
+                k.as_str() != path
+                    && ["network", "router", "subnetwork", "IPAddressRef"]
+                        .iter()
+                        .any(|f| v[*f] == url.as_str())
             })
             .map(|(k, _)| k.clone())
             .or_else(|| {
@@ -225,6 +235,83 @@ impl Compute {
                     region.unwrap_or("")
                 ));
                 body["state"] = json!("PENDING_PARTNER");
+            }
+            "addresses" => {
+                let subnet = path_of(body["subnetwork"].as_str().unwrap_or(""));
+                let Some(sn) = self.res.get(&subnet) else {
+                    return bad(format!("subnetwork {subnet} does not exist"));
+                };
+                if body["addressType"] != "INTERNAL" {
+                    return bad("only INTERNAL addresses here".into());
+                }
+                if !subnet.contains(&format!("/regions/{}/", region.unwrap_or(""))) {
+                    return bad(format!(
+                        "subnetwork {subnet} is not in region {}",
+                        region.unwrap_or("")
+                    ));
+                }
+                let (base, len) = sn["ipCidrRange"]
+                    .as_str()
+                    .and_then(|c| c.split_once('/'))
+                    .unwrap();
+                let base = u32::from(base.parse::<std::net::Ipv4Addr>().unwrap());
+                let size = 1u32 << (32 - len.parse::<u32>().unwrap());
+                let taken: BTreeSet<&str> = self
+                    .res
+                    .values()
+                    .filter(|v| path_of(v["subnetwork"].as_str().unwrap_or("")) == subnet)
+                    .filter_map(|v| v["address"].as_str())
+                    .collect();
+                // The first two addresses (network, gateway) and the last
+                // two are reserved.
+                let Some(ip) = (base + 2..base + size - 2)
+                    .map(std::net::Ipv4Addr::from)
+                    .find(|ip| !taken.contains(ip.to_string().as_str()))
+                else {
+                    return bad(format!("subnetwork {subnet} has no free address"));
+                };
+                body["address"] = json!(ip.to_string());
+                body["status"] = json!("RESERVED");
+            }
+            "forwardingRules" => {
+                let address = path_of(body["IPAddress"].as_str().unwrap_or(""));
+                let target = path_of(body["target"].as_str().unwrap_or(""));
+                let Some(a) = self.res.get(&address).cloned() else {
+                    return bad(format!("IPAddress {address} is not a reserved address"));
+                };
+                if !exists("network", &body)
+                    || !target.contains("/serviceAttachments/")
+                    || !body["loadBalancingScheme"]
+                        .as_str()
+                        .unwrap_or("")
+                        .is_empty()
+                {
+                    return bad(
+                        "a Private Service Connect endpoint needs an existing network, a service \
+                         attachment target and no load-balancing scheme"
+                            .into(),
+                    );
+                }
+                if !target.contains(&format!("/regions/{}/", region.unwrap_or(""))) {
+                    return bad(format!(
+                        "the service attachment {target} is not in region {}",
+                        region.unwrap_or("")
+                    ));
+                }
+                // The producer's side is not modelled: an attachment named
+                // `missing...` stands for one that does not exist.
+                if last(&target).starts_with("missing") {
+                    return Err(err(
+                        StatusCode::NOT_FOUND,
+                        "notFound",
+                        format!("The resource '{target}' was not found"),
+                    ));
+                }
+                // The rule shows the address itself, and keeps the reference.
+                body["IPAddressRef"] = json!(self.url(&address));
+                body["IPAddress"] = a["address"].clone();
+                body["pscConnectionStatus"] = json!("ACCEPTED");
+                body["pscConnectionId"] = json!(format!("{}", 1_000_000 + self.n));
             }
             _ => return bad(format!("unknown collection {coll}")),
         }
@@ -393,7 +480,12 @@ async fn compute(
         Method::GET
             if matches!(
                 last.as_str(),
-                "networks" | "subnetworks" | "routers" | "interconnectAttachments"
+                "networks"
+                    | "subnetworks"
+                    | "routers"
+                    | "interconnectAttachments"
+                    | "addresses"
+                    | "forwardingRules"
             ) =>
         {
             Json(c.list(&path, page)).into_response()
