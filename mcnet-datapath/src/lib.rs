@@ -743,51 +743,22 @@ impl Datapath {
 
     /// Writes (`Some`) or removes (`None`) ipcache entries, each map opened once.
     fn apply_ipcache(&mut self, ops: &IpcacheOps) -> Result<usize> {
-        {
-            let mut m: HashMap<&mut MapData, [u8; 4], u32> =
-                open_mut(&mut self.ebpf, "MCNET_IPCACHE4")?;
-            for (k, id) in &ops.v4 {
-                match id {
-                    Some(id) => m
-                        .insert(k, id, 0)
-                        .map_err(map_err("MCNET_IPCACHE4", "insert"))?,
-                    None => drop(m.remove(k)),
+        // The same loop over maps whose key types differ.
+        macro_rules! write {
+            ($map:ty, $name:literal, $entries:expr) => {{
+                let mut m: $map = open_mut(&mut self.ebpf, $name)?;
+                for (k, id) in $entries {
+                    match id {
+                        Some(id) => m.insert(k, id, 0).map_err(map_err($name, "insert"))?,
+                        None => drop(m.remove(k)),
+                    }
                 }
-            }
+            }};
         }
-        {
-            let mut m: HashMap<&mut MapData, [u8; 16], u32> =
-                open_mut(&mut self.ebpf, "MCNET_IPCACHE6")?;
-            for (k, id) in &ops.v6 {
-                match id {
-                    Some(id) => m
-                        .insert(k, id, 0)
-                        .map_err(map_err("MCNET_IPCACHE6", "insert"))?,
-                    None => drop(m.remove(k)),
-                }
-            }
-        }
-        {
-            let mut m: LpmTrie<&mut MapData, [u8; 4], u32> =
-                open_mut(&mut self.ebpf, "MCNET_IPCACHE_V4")?;
-            for (k, id) in &ops.prefixes4 {
-                match id {
-                    Some(id) => m
-                        .insert(k, id, 0)
-                        .map_err(map_err("MCNET_IPCACHE_V4", "insert"))?,
-                    None => drop(m.remove(k)),
-                }
-            }
-        }
-        let mut m: LpmTrie<&mut MapData, IpKey, u32> = open_mut(&mut self.ebpf, "MCNET_IPCACHE")?;
-        for (k, id) in &ops.prefixes6 {
-            match id {
-                Some(id) => m
-                    .insert(k, id, 0)
-                    .map_err(map_err("MCNET_IPCACHE", "insert"))?,
-                None => drop(m.remove(k)),
-            }
-        }
+        write!(HashMap<&mut MapData, [u8; 4], u32>, "MCNET_IPCACHE4", &ops.v4);
+        write!(HashMap<&mut MapData, [u8; 16], u32>, "MCNET_IPCACHE6", &ops.v6);
+        write!(LpmTrie<&mut MapData, [u8; 4], u32>, "MCNET_IPCACHE_V4", &ops.prefixes4);
+        write!(LpmTrie<&mut MapData, IpKey, u32>, "MCNET_IPCACHE", &ops.prefixes6);
         Ok(ops.v4.len() + ops.v6.len() + ops.prefixes4.len() + ops.prefixes6.len())
     }
 

@@ -248,6 +248,21 @@ impl AzureProvider {
     }
 
     /// The ARM id of a top-level Microsoft.Network resource.
+    /// PUTs `kind` named after `id` in the group: its location, the
+    /// ownership tags and `properties`.
+    async fn put_owned(
+        &self,
+        owner: &Owner,
+        id: &str,
+        kind: &str,
+        location: &str,
+        properties: Value,
+    ) -> Result<Value, ProviderError> {
+        let cid = self.id_of(kind, &arm_name(id));
+        let body = json!({"location": location, "tags": tags(owner, id), "properties": properties});
+        self.put(&cid, body, id).await
+    }
+
     fn id_of(&self, kind: &str, name: &str) -> String {
         format!(
             "{}/providers/Microsoft.Network/{kind}/{name}",
@@ -762,16 +777,13 @@ impl ResourceProvider for AzureProvider {
         match &r.spec {
             Spec::Network { region, cidrs } => {
                 self.ensure_group(owner, region).await?;
-                let cid = self.id_of("virtualNetworks", &name);
                 let v = self
-                    .put(
-                        &cid,
-                        json!({
-                            "location": region,
-                            "tags": tags(owner, id),
-                            "properties": {"addressSpace": {"addressPrefixes": cidrs}},
-                        }),
+                    .put_owned(
+                        owner,
                         id,
+                        "virtualNetworks",
+                        region,
+                        json!({"addressSpace": {"addressPrefixes": cidrs}}),
                     )
                     .await?;
                 Ok(Self::made(r, &v, vec![]))
@@ -823,26 +835,24 @@ impl ResourceProvider for AzureProvider {
                             ),
                         )
                     })?;
-                let cid = self.id_of("virtualNetworkGateways", &name);
+                let properties = json!({
+                    "gatewayType": "ExpressRoute",
+                    "sku": {"name": "Standard", "tier": "Standard"},
+                    "ipConfigurations": [{
+                        "name": "default",
+                        "properties": {
+                            "privateIPAllocationMethod": "Dynamic",
+                            "subnet": {"id": subnet.cloud_id},
+                        },
+                    }],
+                });
                 let v = self
-                    .put(
-                        &cid,
-                        json!({
-                            "location": region_of(network)?,
-                            "tags": tags(owner, id),
-                            "properties": {
-                                "gatewayType": "ExpressRoute",
-                                "sku": {"name": "Standard", "tier": "Standard"},
-                                "ipConfigurations": [{
-                                    "name": "default",
-                                    "properties": {
-                                        "privateIPAllocationMethod": "Dynamic",
-                                        "subnet": {"id": subnet.cloud_id},
-                                    },
-                                }],
-                            },
-                        }),
+                    .put_owned(
+                        owner,
                         id,
+                        "virtualNetworkGateways",
+                        &region_of(network)?,
+                        properties,
                     )
                     .await?;
                 Ok(Self::made(r, &v, vec![vnet.to_string()]))
@@ -999,25 +1009,23 @@ impl ResourceProvider for AzureProvider {
                     ));
                 };
                 let subnet = refs.cloud_id(subnet)?;
-                let cid = self.id_of("privateEndpoints", &name);
+                let properties = json!({
+                    "subnet": {"id": subnet},
+                    "privateLinkServiceConnections": [{
+                        "name": name,
+                        "properties": {
+                            "privateLinkServiceId": service,
+                            "groupIds": subresource.iter().collect::<Vec<_>>(),
+                        },
+                    }],
+                });
                 let v = self
-                    .put(
-                        &cid,
-                        json!({
-                            "location": region_of(network)?,
-                            "tags": tags(owner, id),
-                            "properties": {
-                                "subnet": {"id": subnet},
-                                "privateLinkServiceConnections": [{
-                                    "name": name,
-                                    "properties": {
-                                        "privateLinkServiceId": service,
-                                        "groupIds": subresource.iter().collect::<Vec<_>>(),
-                                    },
-                                }],
-                            },
-                        }),
+                    .put_owned(
+                        owner,
                         id,
+                        "privateEndpoints",
+                        &region_of(network)?,
+                        properties,
                     )
                     .await?;
                 let mut o = Self::private_endpoint(id.into(), &v, &Index::new());

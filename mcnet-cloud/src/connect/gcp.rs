@@ -264,6 +264,12 @@ impl GcpProvider {
         }
     }
 
+    /// Every item of a collection across regions (`aggregated/<field>`).
+    async fn aggregated(&self, field: &str) -> Result<Vec<Value>, ProviderError> {
+        let path = format!("{}/aggregated/{field}", self.project_path());
+        self.list(&path, field).await
+    }
+
     async fn get(&self, path: &str, what: &str) -> Result<Option<Value>, ProviderError> {
         match self.call(Method::GET, path, None, what).await {
             Ok(r) => Ok(Some(r)),
@@ -576,27 +582,11 @@ impl ResourceProvider for GcpProvider {
         let networks = self
             .list(&format!("{pp}/global/networks"), "networks")
             .await?;
-        let subnets = self
-            .list(&format!("{pp}/aggregated/subnetworks"), "subnetworks")
-            .await?;
-        let routers = self
-            .list(&format!("{pp}/aggregated/routers"), "routers")
-            .await?;
-        let attachments = self
-            .list(
-                &format!("{pp}/aggregated/interconnectAttachments"),
-                "interconnectAttachments",
-            )
-            .await?;
-        let addresses = self
-            .list(&format!("{pp}/aggregated/addresses"), "addresses")
-            .await?;
-        let rules = self
-            .list(
-                &format!("{pp}/aggregated/forwardingRules"),
-                "forwardingRules",
-            )
-            .await?;
+        let subnets = self.aggregated("subnetworks").await?;
+        let routers = self.aggregated("routers").await?;
+        let attachments = self.aggregated("interconnectAttachments").await?;
+        let addresses = self.aggregated("addresses").await?;
+        let rules = self.aggregated("forwardingRules").await?;
 
         let mut index = Index::new();
         let mut regions = Index::new();
