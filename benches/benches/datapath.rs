@@ -92,9 +92,17 @@ fn state(
     s
 }
 
+/// (a)'s interleaved rounds and the packets each round runs per probe.
+fn a_rounds(full: bool) -> (usize, u32) {
+    if full {
+        (25, 400_000)
+    } else {
+        (1, 1_000)
+    }
+}
+
 fn part_a(full: bool) -> BTreeMap<usize, [f64; 5]> {
-    let repeat = if full { 400_000 } else { 1_000 };
-    let rounds = if full { 25 } else { 1 };
+    let (rounds, repeat) = a_rounds(full);
     let me = Ipv4Addr::new(198, 18, 0, 20);
     let hit_peer = Ipv4Addr::new(198, 19, 255, 254);
     let sizes: Vec<usize> = if full {
@@ -337,8 +345,8 @@ fn main() {
     let a = part_a(full);
     println!(
         "\n(a) BPF_PROG_TEST_RUN, ns per packet (median of {} interleaved rounds of {} packets)",
-        if full { 25 } else { 1 },
-        if full { "400,000" } else { "1,000" }
+        a_rounds(full).0,
+        a_rounds(full).1
     );
     println!(
         "  {:>8}  {:>10} {:>14} {:>12} {:>13} {:>22}",

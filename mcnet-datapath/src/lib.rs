@@ -368,8 +368,7 @@ impl Datapath {
             let ipc: LpmTrie<&MapData, IpKey, u32> = open(&self.ebpf, "MCNET_IPCACHE")?;
             for kv in ipc.iter() {
                 let (k, v) = kv.map_err(map_err("MCNET_IPCACHE", "read"))?;
-                let v4 = std::net::Ipv6Addr::from(k.data().addr).to_ipv4_mapped();
-                if let (96.., Some(v4)) = (k.prefix_len(), v4) {
+                if let Some(v4) = state::ipv4_prefix(k.prefix_len(), &k.data().addr) {
                     misplaced.push((k, v4, v));
                 }
             }
@@ -380,8 +379,8 @@ impl Datapath {
         {
             let mut m: LpmTrie<&mut MapData, [u8; 4], u32> =
                 open_mut(&mut self.ebpf, "MCNET_IPCACHE_V4")?;
-            for (k, v4, id) in &misplaced {
-                m.insert(&Key::new(k.prefix_len() - 96, v4.octets()), id, 0)
+            for (_, (len, net), id) in &misplaced {
+                m.insert(&Key::new(*len, net.octets()), id, 0)
                     .map_err(map_err("MCNET_IPCACHE_V4", "insert"))?;
             }
         }
@@ -687,11 +686,13 @@ impl Datapath {
         ) -> IpcacheOps {
             let mut ops = IpcacheOps::default();
             for (&(len, addr), id) in entries {
-                match (len, std::net::Ipv6Addr::from(addr).to_ipv4_mapped()) {
-                    (128, Some(v4)) => ops.v4.push((v4.octets(), id)),
+                match (len, state::ipv4_prefix(len, &addr)) {
+                    (128, Some((_, v4))) => ops.v4.push((v4.octets(), id)),
                     (128, None) => ops.v6.push((addr, id)),
-                    (96.., Some(v4)) => ops.prefixes4.push((Key::new(len - 96, v4.octets()), id)),
-                    _ => ops.prefixes6.push((Key::new(len, IpKey { addr }), id)),
+                    (_, Some((len4, net))) => {
+                        ops.prefixes4.push((Key::new(len4, net.octets()), id))
+                    }
+                    (_, None) => ops.prefixes6.push((Key::new(len, IpKey { addr }), id)),
                 }
             }
             ops

@@ -67,12 +67,20 @@ impl DesiredState {
     pub fn prefix_families(&self) -> (bool, bool) {
         let (mut v4, mut v6) = (false, false);
         for &(len, addr) in self.ipcache.keys().filter(|(len, _)| *len != 128) {
-            let is_v4 = len >= 96 && std::net::Ipv6Addr::from(addr).to_ipv4_mapped().is_some();
+            let is_v4 = ipv4_prefix(len, &addr).is_some();
             v4 |= is_v4;
             v6 |= !is_v4;
         }
         (v4, v6)
     }
+}
+
+/// The IPv4 prefix (length, network) an ipcache key stands for, if it is
+/// one: an IPv4-mapped key of /96 or longer. Every other key is IPv6, and
+/// holds no IPv4 address.
+pub fn ipv4_prefix(len: u32, addr: &[u8; 16]) -> Option<(u32, std::net::Ipv4Addr)> {
+    let v4 = std::net::Ipv6Addr::from(*addr).to_ipv4_mapped()?;
+    (len >= 96).then_some((len - 96, v4))
 }
 
 /// An address as the kernel keys it: IPv6, or IPv4 mapped into `::ffff:0:0/96`.
@@ -376,15 +384,11 @@ pub fn model_verdict(
     // An IPv4-mapped address travels as IPv4.
     let peer_addr = peer_addr.to_canonical();
     let addr = mapped(peer_addr);
-    // Each family has its trie: IPv4 prefixes are the mapped ones of /96
-    // and longer, and no other prefix holds an IPv4 address.
-    let v4_prefix = |len: u32, net: &[u8; 16]| {
-        len >= 96 && std::net::Ipv6Addr::from(*net).to_ipv4_mapped().is_some()
-    };
+    // Each family has its trie.
     let peer = s
         .ipcache
         .iter()
-        .filter(|((len, net), _)| v4_prefix(*len, net) == peer_addr.is_ipv4())
+        .filter(|((len, net), _)| ipv4_prefix(*len, net).is_some() == peer_addr.is_ipv4())
         .filter(|((len, net), _)| prefix_contains(*len, net, &addr))
         .max_by_key(|((len, _), _)| *len)
         .map(|(_, id)| *id)

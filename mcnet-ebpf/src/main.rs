@@ -99,48 +99,77 @@ mod prog {
     /// Word 2 of an IPv4-mapped address: the bytes `00 00 ff ff`.
     const MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 
-    /// What the datapath does per address family: conntrack, the ipcache,
-    /// and the address as flow events carry it.
-    trait Family: Copy {
+    /// What differs per address family: its conntrack and ipcache maps, its
+    /// conntrack key, its world identity and the address as flow events
+    /// carry it. Tracking and the ipcache lookup are the same for both.
+    trait Family: Copy + 'static {
         const FAMILY: u8;
         /// The `CONFIG` slot saying whether the trie holds this family's prefixes.
         const PREFIXES: u32;
         /// The identity of addresses the ipcache does not know.
         const WORLD: u32;
-        /// Finds the packet's flow (or the flow it replies to) in conntrack.
-        fn track(p: &Packet<Self>, ifindex: u32) -> Tracked;
-        /// Starts tracking an allowed flow.
-        fn open(p: &Packet<Self>, ifindex: u32, now: u64);
-        /// The ipcache: exact addresses first, then the longest prefix, else world.
-        fn identity(&self) -> u32;
+        /// The conntrack key.
+        type CtKey;
+        fn conntrack() -> &'static LruHashMap<Self::CtKey, CtValue>;
+        /// The canonical conntrack key of a packet, and whether its source
+        /// is the key's `a` side.
+        fn ct_key(p: &Packet<Self>, ifindex: u32) -> (Self::CtKey, bool);
+        /// Exact addresses (pods) → identity.
+        fn exact() -> &'static HashMap<Self, u32>;
+        /// Prefixes → identity.
+        fn prefixes() -> &'static LpmTrie<Self, u32>;
         /// The address as 16 bytes, IPv4 mapped.
         fn bytes(&self) -> [u8; 16];
+
+        /// Finds the packet's flow (or the flow it replies to) in conntrack.
+        #[inline(always)]
+        fn track(p: &Packet<Self>, ifindex: u32) -> Tracked {
+            let (k, src_is_a) = Self::ct_key(p, ifindex);
+            tracked(Self::conntrack().get_ptr_mut(&k), src_is_a)
+        }
+
+        /// Starts tracking an allowed flow.
+        #[inline(always)]
+        fn open(p: &Packet<Self>, ifindex: u32, now: u64) {
+            let (k, src_is_a) = Self::ct_key(p, ifindex);
+            let _ = Self::conntrack().insert(&k, &ct_value(now, src_is_a), 0);
+        }
+
+        /// The ipcache: exact addresses first, then the longest prefix, else world.
+        #[inline(always)]
+        fn identity(&self) -> u32 {
+            if let Some(id) = Self::exact().get_ptr(self) {
+                // SAFETY: the pointer comes from a successful lookup.
+                return unsafe { *id };
+            }
+            longest_prefix(Self::prefixes(), *self)
+        }
     }
 
     impl Family for u32 {
         const FAMILY: u8 = 4;
         const PREFIXES: u32 = CONFIG_PREFIXES_V4;
         const WORLD: u32 = IDENTITY_WORLD_IPV4;
+        type CtKey = CtKey4;
 
         #[inline(always)]
-        fn track(p: &Packet<u32>, ifindex: u32) -> Tracked {
-            let (k, src_is_a) = ct4(p, ifindex);
-            tracked(CT4.get_ptr_mut(&k), src_is_a)
+        fn conntrack() -> &'static LruHashMap<CtKey4, CtValue> {
+            &CT4
         }
 
         #[inline(always)]
-        fn open(p: &Packet<u32>, ifindex: u32, now: u64) {
-            let (k, src_is_a) = ct4(p, ifindex);
-            let _ = CT4.insert(&k, &ct_value(now, src_is_a), 0);
+        fn ct_key(p: &Packet<u32>, ifindex: u32) -> (CtKey4, bool) {
+            ct4(p, ifindex)
         }
 
         #[inline(always)]
-        fn identity(&self) -> u32 {
-            if let Some(id) = IPCACHE4.get_ptr(self) {
-                // SAFETY: the pointer comes from a successful lookup.
-                return unsafe { *id };
-            }
-            longest_prefix::<Self, _>(&IPCACHE_V4, *self)
+        fn exact() -> &'static HashMap<u32, u32> {
+            &IPCACHE4
+        }
+
+        #[inline(always)]
+        fn prefixes() -> &'static LpmTrie<u32, u32> {
+            &IPCACHE_V4
         }
 
         #[inline(always)]
@@ -153,26 +182,26 @@ mod prog {
         const FAMILY: u8 = 6;
         const PREFIXES: u32 = CONFIG_PREFIXES_V6;
         const WORLD: u32 = IDENTITY_WORLD_IPV6;
+        type CtKey = CtKey;
 
         #[inline(always)]
-        fn track(p: &Packet<[u32; 4]>, ifindex: u32) -> Tracked {
-            let (k, src_is_a) = ct6(p, ifindex);
-            tracked(CT.get_ptr_mut(&k), src_is_a)
+        fn conntrack() -> &'static LruHashMap<CtKey, CtValue> {
+            &CT
         }
 
         #[inline(always)]
-        fn open(p: &Packet<[u32; 4]>, ifindex: u32, now: u64) {
-            let (k, src_is_a) = ct6(p, ifindex);
-            let _ = CT.insert(&k, &ct_value(now, src_is_a), 0);
+        fn ct_key(p: &Packet<[u32; 4]>, ifindex: u32) -> (CtKey, bool) {
+            ct6(p, ifindex)
         }
 
         #[inline(always)]
-        fn identity(&self) -> u32 {
-            if let Some(id) = IPCACHE6.get_ptr(self) {
-                // SAFETY: the pointer comes from a successful lookup.
-                return unsafe { *id };
-            }
-            longest_prefix::<Self, _>(&IPCACHE, *self)
+        fn exact() -> &'static HashMap<[u32; 4], u32> {
+            &IPCACHE6
+        }
+
+        #[inline(always)]
+        fn prefixes() -> &'static LpmTrie<[u32; 4], u32> {
+            &IPCACHE
         }
 
         #[inline(always)]
@@ -485,7 +514,7 @@ mod prog {
     /// The identity of the longest prefix in `trie` holding `addr`, else the
     /// family's world; without a lookup when the trie holds no prefix.
     #[inline(always)]
-    fn longest_prefix<A: Family, T>(trie: &T, addr: A) -> u32 {
+    fn longest_prefix<A: Family>(trie: &LpmTrie<A, u32>, addr: A) -> u32 {
         if CONFIG.get(A::PREFIXES).copied().unwrap_or(1) == 0 {
             return A::WORLD;
         }
@@ -500,7 +529,7 @@ mod prog {
         // compiler writes byte by byte.)
         let id = unsafe {
             bpf_map_lookup_elem(
-                trie as *const T as *mut core::ffi::c_void,
+                trie as *const LpmTrie<A, u32> as *mut core::ffi::c_void,
                 &key as *const LpmKey<A> as *const core::ffi::c_void,
             ) as *const u32
         };

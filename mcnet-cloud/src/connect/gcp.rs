@@ -27,6 +27,7 @@ use mcnet_core::reconcile::{
     ConnectivityProvider, Desired, ErrorKind, Observed, Owner, ProviderError, Refs, ResourceKind,
     ResourceProvider, ResourceState, Scope, Spec,
 };
+use mcnet_core::topology::service_attachment_region;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -792,12 +793,7 @@ impl ResourceProvider for GcpProvider {
                     ));
                 };
                 let target = path_of(service);
-                let Some(region) = target
-                    .split("/regions/")
-                    .nth(1)
-                    .and_then(|r| r.split('/').next())
-                    .filter(|_| target.contains("/serviceAttachments/"))
-                else {
+                let Some(region) = service_attachment_region(target) else {
                     return invalid(format!(
                         "`{service}` is not a service attachment (projects/P/regions/R/serviceAttachments/NAME)"
                     ));

@@ -519,6 +519,24 @@ pub struct PrivateEndpoint {
     pub subnets: Vec<String>,
 }
 
+/// The region of a GCP service attachment,
+/// `projects/P/regions/R/serviceAttachments/NAME` (optionally as a full
+/// Compute URL); `None` when `service` is not one.
+pub fn service_attachment_region(service: &str) -> Option<&str> {
+    let path = service
+        .rsplit_once("/compute/v1/")
+        .map_or(service, |(_, p)| p);
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts[..] {
+        ["projects", p, "regions", r, "serviceAttachments", n]
+            if !p.is_empty() && !r.is_empty() && !n.is_empty() =>
+        {
+            Some(r)
+        }
+        _ => None,
+    }
+}
+
 /// The monitoring network.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -1221,7 +1221,7 @@ impl Validator {
                 ),
             );
         }
-        if kind == Some(ProviderKind::Gcp) && !is_service_attachment(&e.service) {
+        if kind == Some(ProviderKind::Gcp) && service_attachment_region(&e.service).is_none() {
             self.err(
                 "private-endpoint.service",
                 format!("{at}.service"),
@@ -1232,14 +1232,6 @@ impl Validator {
             );
         }
     }
-}
-
-/// `projects/P/regions/R/serviceAttachments/NAME`, optionally as a full URL.
-fn is_service_attachment(s: &str) -> bool {
-    let path = s.rsplit_once("/compute/v1/").map_or(s, |(_, p)| p);
-    let parts: Vec<&str> = path.split('/').collect();
-    matches!(parts[..], ["projects", p, "regions", r, "serviceAttachments", n]
-        if !p.is_empty() && !r.is_empty() && !n.is_empty())
 }
 
 #[cfg(test)]
