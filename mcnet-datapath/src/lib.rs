@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod flows;
+pub mod ipcache4;
 pub mod lab;
 pub mod metrics;
 pub mod netns;
@@ -40,6 +41,7 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use aya::Ebpf;
 use mcnet_ebpf_common::*;
 
+use ipcache4::{Placement, SlotTable};
 use state::{Delta, DesiredState};
 
 /// The kernel object built by `build.rs` (empty when built with `MCNET_EBPF_STUB`).
@@ -86,6 +88,15 @@ pub enum Error {
     /// The object lacks something it should have.
     #[error("the eBPF object has no {0}")]
     Missing(String),
+    /// A system call on a map failed (mapping it into memory, say).
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Entering a network namespace or finding an interface failed.
     #[error("{what}")]
     Netns {
@@ -267,6 +278,30 @@ struct IpcacheOps {
     prefixes6: Vec<(Key<IpKey>, Option<u32>)>,
 }
 
+/// Slot and IPv4 hash-map writes of one sync (see `Datapath::plan_slots`).
+#[derive(Default)]
+struct SlotPlan {
+    overflow_upsert: Vec<([u8; 4], Option<u32>)>,
+    /// Slot words written after the hash map's upserts.
+    fill: Vec<(u32, u64)>,
+    /// Slot words written last: cleared slots, and shared marks dropped.
+    finish: Vec<(u32, u64)>,
+    overflow_remove: Vec<([u8; 4], Option<u32>)>,
+}
+
+/// Maps the direct-mapped IPv4 ipcache of a loaded object.
+fn slot_table(ebpf: &Ebpf) -> Result<SlotTable> {
+    use std::os::fd::AsFd;
+    const NAME: &str = "MCNET_IPCACHE4_SLOTS";
+    let Some(aya::maps::Map::Array(data)) = ebpf.map(NAME) else {
+        return Err(Error::Missing(format!("array map {NAME}")));
+    };
+    SlotTable::map(data.fd().as_fd()).map_err(|source| Error::Io {
+        what: format!("mapping {NAME} into memory"),
+        source,
+    })
+}
+
 struct Attachment {
     netns: Option<PathBuf>,
     iface: String,
@@ -277,6 +312,10 @@ struct Attachment {
 pub struct Datapath {
     ebpf: Ebpf,
     applied: DesiredState,
+    /// The direct-mapped IPv4 ipcache, mapped into this process.
+    slots4: SlotTable,
+    /// What `MCNET_IPCACHE4` holds: IPv4 addresses without a slot.
+    overflow4: BTreeMap<[u8; 4], u32>,
     attachments: Vec<Attachment>,
     /// A private pin directory to remove on drop.
     private_pins: Option<PathBuf>,
@@ -337,10 +376,21 @@ impl Datapath {
                 return Err(e);
             }
         };
+        let slots4 = match slot_table(&ebpf) {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(p) = &private {
+                    let _ = std::fs::remove_dir_all(p);
+                }
+                return Err(e);
+            }
+        };
         // From here on, Drop cleans a private pin directory up.
         let mut dp = Datapath {
             ebpf,
             applied: DesiredState::default(),
+            slots4,
+            overflow4: BTreeMap::new(),
             attachments: Vec::new(),
             private_pins: private,
             pin_dir: options.pin_dir.clone(),
@@ -351,12 +401,16 @@ impl Datapath {
                 .map_err(perr(name, "load"))?;
         }
         dp.applied = dp.observe()?;
+        dp.overflow4 = dp.read_overflow4()?;
         // Pinned maps may come from an agent that kept IPv4 prefixes in the
-        // IPv6 trie, and no prefix flags: move the prefixes, then set the
-        // flags from what the tries hold.
+        // IPv6 trie, every IPv4 address in the hash map, and no lookup
+        // flags: move the prefixes, mark the slots of hashed addresses as
+        // shared (the next sync gives them slots of their own), and set the
+        // flags from what the maps hold.
         dp.move_ipv4_prefixes()?;
-        let held = dp.applied.prefix_families();
-        dp.set_prefix_flags(held)?;
+        dp.share_slots_of_hashed_addresses();
+        let held = dp.applied.ipcache_maps();
+        dp.set_lookup_flags(held)?;
         Ok(dp)
     }
 
@@ -395,15 +449,36 @@ impl Datapath {
         Ok(())
     }
 
-    /// Writes the `CONFIG` flags that let lookups skip the CIDR trie for a
-    /// family it holds no prefix of: `(IPv4, IPv6)`.
-    fn set_prefix_flags(&mut self, (v4, v6): (bool, bool)) -> Result<()> {
+    /// Writes the `CONFIG` flags that let lookups skip the ipcache maps
+    /// that hold nothing: `(IPv4, IPv6)`.
+    fn set_lookup_flags(&mut self, (v4, v6): (u32, u32)) -> Result<()> {
         let mut cfg: Array<&mut MapData, u32> = open_mut(&mut self.ebpf, "MCNET_CONFIG")?;
-        for (slot, on) in [(CONFIG_PREFIXES_V4, v4), (CONFIG_PREFIXES_V6, v6)] {
-            cfg.set(slot, on as u32, 0)
+        for (slot, maps) in [(CONFIG_PREFIXES_V4, v4), (CONFIG_PREFIXES_V6, v6)] {
+            cfg.set(slot, maps, 0)
                 .map_err(map_err("MCNET_CONFIG", "set"))?;
         }
         Ok(())
+    }
+
+    /// Marks the slot of every hashed IPv4 address that does not hold it as
+    /// shared, so that lookups of the address reach the hash map.
+    fn share_slots_of_hashed_addresses(&self) {
+        for a in self.overflow4.keys() {
+            let slot = ipcache4_slot(u32::from_be_bytes(*a));
+            let word = self.slots4.get(slot);
+            let holds = ipcache4::decode(word).is_some_and(|(b, _)| b == *a);
+            if !holds && word & IPCACHE4_SHARED == 0 {
+                self.slots4.set(slot, word | IPCACHE4_SHARED);
+            }
+        }
+    }
+
+    /// What the IPv4 exact-address hash map holds.
+    fn read_overflow4(&self) -> Result<BTreeMap<[u8; 4], u32>> {
+        let ip4: HashMap<&MapData, [u8; 4], u32> = open(&self.ebpf, "MCNET_IPCACHE4")?;
+        ip4.iter()
+            .map(|kv| kv.map_err(map_err("MCNET_IPCACHE4", "read")))
+            .collect()
     }
 
     /// Reads the state the maps hold now (after a restart, what the previous agent synced).
@@ -421,13 +496,16 @@ impl Datapath {
             let (k, v) = kv.map_err(map_err("MCNET_POLICY", "read"))?;
             s.policy.insert(k, v);
         }
-        let ip4: HashMap<&MapData, [u8; 4], u32> = open(&self.ebpf, "MCNET_IPCACHE4")?;
-        for kv in ip4.iter() {
-            let (k, v) = kv.map_err(map_err("MCNET_IPCACHE4", "read"))?;
-            s.ipcache.insert(
-                (128, std::net::Ipv4Addr::from(k).to_ipv6_mapped().octets()),
-                v,
-            );
+        // The hash map, then the slots: where both hold an address (a sync
+        // cut short), the kernel finds the slot first.
+        let v4 = |a: [u8; 4]| (128, std::net::Ipv4Addr::from(a).to_ipv6_mapped().octets());
+        for (a, id) in self.read_overflow4()? {
+            s.ipcache.insert(v4(a), id);
+        }
+        for (_, word) in self.slots4.occupied() {
+            if let Some((a, id)) = ipcache4::decode(word) {
+                s.ipcache.insert(v4(a), id);
+            }
         }
         let ip6: HashMap<&MapData, [u8; 16], u32> = open(&self.ebpf, "MCNET_IPCACHE6")?;
         for kv in ip6.iter() {
@@ -667,18 +745,74 @@ impl Datapath {
         let mut desired = desired.clone();
         desired.mark_lookup_shapes();
         let delta = Delta::between(&self.applied, &desired);
-        // The trie's prefix flags are raised for both states' families
-        // first, so that no lookup skips a prefix either state holds, and
-        // set to the new state's alone once its entries are in place.
-        let (old, new) = (self.applied.prefix_families(), desired.prefix_families());
-        self.set_prefix_flags((old.0 || new.0, old.1 || new.1))?;
-        let ops = self.apply(&delta)?;
-        self.set_prefix_flags(new)?;
+        let slots = self.plan_slots(&Placement::of(&desired.ipcache));
+        // The lookup flags are raised for both states' maps first, so that
+        // no lookup skips an entry either state holds, and set to the new
+        // state's alone once its entries are in place.
+        let (old, new) = (self.applied.ipcache_maps(), desired.ipcache_maps());
+        self.set_lookup_flags((old.0 | new.0, old.1 | new.1))?;
+        let ops = self.apply(&delta, &slots)?;
+        self.set_lookup_flags(new)?;
         self.applied = desired;
         Ok(ops)
     }
 
-    fn apply(&mut self, d: &Delta) -> Result<usize> {
+    /// The writes that bring the slots and the IPv4 hash map from what they
+    /// hold to `place`, in the order of the other ipcache writes: hash-map
+    /// upserts, slots, and at the end hash-map removals and slot clears.
+    /// An address that loses its slot to another is written to the hash
+    /// map first, with its new identity, or with its old one if it is
+    /// going away; and a slot stays marked shared until the hash map no
+    /// longer holds its addresses. So a packet meets one state or the
+    /// other, never neither.
+    fn plan_slots(&self, place: &Placement) -> SlotPlan {
+        let mut plan = SlotPlan::default();
+        for (&a, &id) in &place.overflow {
+            if self.overflow4.get(&a) != Some(&id) {
+                plan.overflow_upsert.push((a, Some(id)));
+            }
+        }
+        for (&slot, &word) in &place.slots {
+            let now = self.slots4.get(slot);
+            if now == word {
+                continue;
+            }
+            // Hashed addresses of the slot are removed at the end, so
+            // the slot stays shared until then.
+            let mut during = word | (now & IPCACHE4_SHARED);
+            if let Some((a, id)) = ipcache4::decode(now) {
+                let displaced = ipcache4::decode(word).is_some_and(|(b, _)| b != a);
+                if displaced && !place.overflow.contains_key(&a) {
+                    if self.overflow4.get(&a) != Some(&id) {
+                        plan.overflow_upsert.push((a, Some(id)));
+                    }
+                    during |= IPCACHE4_SHARED;
+                }
+            }
+            plan.fill.push((slot, during));
+            if during != word {
+                plan.finish.push((slot, word));
+            }
+        }
+        for (slot, _) in self.slots4.occupied() {
+            if !place.slots.contains_key(&slot) {
+                plan.finish.push((slot, 0));
+            }
+        }
+        let kept = |a: &[u8; 4]| place.overflow.contains_key(a);
+        plan.overflow_remove = self
+            .overflow4
+            .keys()
+            .chain(plan.overflow_upsert.iter().map(|(a, _)| a))
+            .filter(|a| !kept(a))
+            .map(|a| (*a, None))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        plan
+    }
+
+    fn apply(&mut self, d: &Delta, slots: &SlotPlan) -> Result<usize> {
         // Exact addresses go to the per-family hash maps, prefixes to the
         // per-family tries.
         fn split<'a>(
@@ -687,7 +821,8 @@ impl Datapath {
             let mut ops = IpcacheOps::default();
             for (&(len, addr), id) in entries {
                 match (len, state::ipv4_prefix(len, &addr)) {
-                    (128, Some((_, v4))) => ops.v4.push((v4.octets(), id)),
+                    // Placed by `plan_slots`.
+                    (128, Some(_)) => {}
                     (128, None) => ops.v6.push((addr, id)),
                     (_, Some((len4, net))) => {
                         ops.prefixes4.push((Key::new(len4, net.octets()), id))
@@ -697,11 +832,21 @@ impl Datapath {
             }
             ops
         }
-        let upserts = split(d.ipcache_upsert.iter().map(|(k, id)| (k, Some(*id))));
-        let removals = split(d.ipcache_remove.iter().map(|k| (k, None)));
-        // 1. ipcache upserts; 2. policy upserts; 3. endpoints, whose isolation
-        // flags may rely on the entries above; 4. removals.
+        let mut upserts = split(d.ipcache_upsert.iter().map(|(k, id)| (k, Some(*id))));
+        let mut removals = split(d.ipcache_remove.iter().map(|k| (k, None)));
+        upserts.v4.clone_from(&slots.overflow_upsert);
+        removals.v4.clone_from(&slots.overflow_remove);
+        // 1. ipcache upserts, the hash map before the slots; 2. policy
+        // upserts; 3. endpoints, whose isolation flags may rely on the
+        // entries above; 4. removals, the slots last.
         let mut ops = self.apply_ipcache(&upserts)?;
+        for (a, id) in &slots.overflow_upsert {
+            self.overflow4.insert(*a, id.unwrap_or_default());
+        }
+        for &(slot, word) in &slots.fill {
+            self.slots4.set(slot, word);
+        }
+        ops += slots.fill.len();
         {
             let mut pol: HashMap<&mut MapData, PolicyKey, PolicyValue> =
                 open_mut(&mut self.ebpf, "MCNET_POLICY")?;
@@ -739,6 +884,13 @@ impl Datapath {
             }
         }
         ops += self.apply_ipcache(&removals)?;
+        for (a, _) in &slots.overflow_remove {
+            self.overflow4.remove(a);
+        }
+        for &(slot, word) in &slots.finish {
+            self.slots4.set(slot, word);
+        }
+        ops += slots.finish.len();
         Ok(ops)
     }
 

@@ -61,15 +61,20 @@ impl DesiredState {
         }
     }
 
-    /// Whether the IPv4 and the IPv6 CIDR tries hold any prefix (exact
-    /// addresses go to hash maps instead). IPv4 prefixes are the
-    /// IPv4-mapped ones of /96 and longer.
-    pub fn prefix_families(&self) -> (bool, bool) {
-        let (mut v4, mut v6) = (false, false);
-        for &(len, addr) in self.ipcache.keys().filter(|(len, _)| *len != 128) {
-            let is_v4 = ipv4_prefix(len, &addr).is_some();
-            v4 |= is_v4;
-            v6 |= !is_v4;
+    /// Which ipcache maps of each family hold entries, as `(IPv4, IPv6)`
+    /// [`MAPS_PREFIXES`] | [`MAPS_EXACT`] bits: the values of
+    /// `CONFIG_PREFIXES_V4` and `_V6`. IPv4 prefixes are the IPv4-mapped
+    /// ones of /96 and longer. Exact IPv4 addresses set no bit: their slots
+    /// say where to look (see [`crate::ipcache4`]).
+    pub fn ipcache_maps(&self) -> (u32, u32) {
+        let (mut v4, mut v6) = (0, 0);
+        for &(len, addr) in self.ipcache.keys() {
+            match (len, ipv4_prefix(len, &addr).is_some()) {
+                (128, true) => {}
+                (128, false) => v6 |= MAPS_EXACT,
+                (_, true) => v4 |= MAPS_PREFIXES,
+                (_, false) => v6 |= MAPS_PREFIXES,
+            }
         }
         (v4, v6)
     }

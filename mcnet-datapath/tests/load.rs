@@ -98,3 +98,149 @@ fn a_restart_moves_ipv4_prefixes_an_older_agent_left_in_the_ipv6_trie() {
     assert!(passes([198, 19, 7, 7]), "the prefix's identity is found");
     assert!(!passes([198, 20, 7, 7]), "outside it is world");
 }
+
+/// Two IPv4 addresses that share a slot of the direct-mapped ipcache: the
+/// one that sorts first takes the slot, the other goes to the hash map, and
+/// each keeps its own identity through syncs that move them, a restart, and
+/// maps left by an agent that kept every address in the hash map.
+#[test]
+fn addresses_that_share_a_slot_keep_their_identities() {
+    use aya::maps::{Array, HashMap, Map, MapData};
+    use mcnet_datapath::state::{mapped, DesiredState};
+    use mcnet_datapath::{testrun, Datapath, LoadOptions, TO_POD};
+    use mcnet_ebpf_common::*;
+    use std::net::Ipv4Addr;
+
+    if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
+        eprintln!("skipped: needs root and the real eBPF object");
+        return;
+    }
+    struct Pins(std::path::PathBuf);
+    impl Drop for Pins {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let pins = Pins(format!("/sys/fs/bpf/mcnet-test-slots-{}", std::process::id()).into());
+    let opts = LoadOptions {
+        pin_dir: Some(pins.0.clone()),
+    };
+    // `a` and `b` fold to one slot; `a` sorts first.
+    let a = Ipv4Addr::new(198, 18, 0, 1);
+    let slot = ipcache4_slot(u32::from(a));
+    let high = (u32::from(a) >> IPCACHE4_SLOT_BITS) + 1;
+    let b = Ipv4Addr::from(high << IPCACHE4_SLOT_BITS | ((slot ^ high) & (IPCACHE4_SLOTS - 1)));
+    assert_eq!(ipcache4_slot(u32::from(b)), slot);
+    assert!(a < b);
+
+    // `a` (identity 401) may reach port 53, `b` (402) port 54.
+    const ME: u32 = 256;
+    let state = |peers: &[(Ipv4Addr, u32)]| {
+        let mut s = DesiredState::default();
+        s.endpoints.insert(
+            1,
+            EndpointInfo {
+                identity: ME,
+                flags: EP_INGRESS_ISOLATED,
+            },
+        );
+        for &(ip, id) in peers {
+            s.ipcache.insert((128, mapped(ip.into())), id);
+        }
+        for (peer, port) in [(401, 53), (402, 54)] {
+            s.policy.insert(
+                PolicyKey {
+                    endpoint: ME,
+                    peer,
+                    port,
+                    proto: PROTO_UDP,
+                    direction: DIR_INGRESS,
+                },
+                PolicyValue {
+                    action: ACTION_ALLOW,
+                    _pad: [0; 3],
+                    cookie: 1,
+                },
+            );
+        }
+        // As sync stores it, with the endpoint's lookup shapes.
+        s.mark_lookup_shapes();
+        s
+    };
+    let both = state(&[(a, 401), (b, 402)]);
+    let only_b = state(&[(b, 402)]);
+    // A new source port each time, so that no packet is a tracked flow's.
+    let sport = std::cell::Cell::new(5000u16);
+    let passes = |dp: &Datapath, src: Ipv4Addr, port: u16| {
+        sport.set(sport.get() + 1);
+        let pkt = testrun::ipv4_packet(
+            src.octets(),
+            [198, 18, 0, 100],
+            PROTO_UDP,
+            sport.get(),
+            port,
+        );
+        testrun::run(dp.program_fd(TO_POD).unwrap(), &pkt, 1, 0)
+            .unwrap()
+            .retval
+            == 0
+    };
+    // Which of a and b pass on ports 53 and 54.
+    let verdicts = |dp: &Datapath| {
+        [
+            passes(dp, a, 53),
+            passes(dp, a, 54),
+            passes(dp, b, 53),
+            passes(dp, b, 54),
+        ]
+    };
+    let open = |name: &str| MapData::from_pin(pins.0.join(name)).unwrap();
+    let hashed = || -> Vec<[u8; 4]> {
+        let m: HashMap<MapData, [u8; 4], u32> =
+            HashMap::try_from(Map::HashMap(open("MCNET_IPCACHE4"))).unwrap();
+        m.keys().map(|k| k.unwrap()).collect()
+    };
+
+    let mut dp = Datapath::load_with(&opts).expect("load");
+    dp.sync(&both).unwrap();
+    assert_eq!(verdicts(&dp), [true, false, false, true]);
+    assert_eq!(hashed(), vec![b.octets()], "b found its slot taken");
+
+    dp.sync(&only_b).unwrap();
+    assert_eq!(verdicts(&dp), [false, false, false, true], "a is world now");
+    assert!(hashed().is_empty(), "b moved to the slot");
+
+    dp.sync(&both).unwrap();
+    assert_eq!(verdicts(&dp), [true, false, false, true]);
+    assert_eq!(hashed(), vec![b.octets()]);
+    drop(dp);
+
+    let dp = Datapath::load_with(&opts).expect("reload");
+    assert_eq!(dp.applied(), &both, "the state read back");
+    assert_eq!(verdicts(&dp), [true, false, false, true]);
+    drop(dp);
+
+    // What an agent from before the slots left: both addresses hashed,
+    // the slot empty and no lookup flags.
+    let mut h: HashMap<MapData, [u8; 4], u32> =
+        HashMap::try_from(Map::HashMap(open("MCNET_IPCACHE4"))).unwrap();
+    h.insert(a.octets(), 401, 0).unwrap();
+    let mut slots: Array<MapData, u64> =
+        Array::try_from(Map::Array(open("MCNET_IPCACHE4_SLOTS"))).unwrap();
+    slots.set(slot, 0, 0).unwrap();
+    let mut config: Array<MapData, u32> =
+        Array::try_from(Map::Array(open("MCNET_CONFIG"))).unwrap();
+    config.set(CONFIG_PREFIXES_V4, 0, 0).unwrap();
+    drop((h, slots, config));
+
+    let mut dp = Datapath::load_with(&opts).expect("reload over an older layout");
+    assert_eq!(dp.applied(), &both);
+    assert_eq!(
+        verdicts(&dp),
+        [true, false, false, true],
+        "found in the hash map"
+    );
+    dp.sync(&both).unwrap();
+    assert_eq!(verdicts(&dp), [true, false, false, true]);
+    assert_eq!(hashed(), vec![b.octets()], "a moved to its slot");
+}

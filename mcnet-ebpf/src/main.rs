@@ -8,8 +8,8 @@
 //!
 //! Each parses Ethernet, IPv4/IPv6 and TCP/UDP/SCTP/ICMP, passes tracked
 //! connections and their replies, maps the peer address to an identity
-//! through the ipcache (exact addresses, then a per-family LPM trie, world
-//! on a miss), looks the policy up
+//! through the ipcache (exact addresses, IPv4 ones direct-mapped, then a
+//! per-family LPM trie, world on a miss), looks the policy up
 //! (userspace has merged deny precedence into every key, so the most
 //! specific hit decides), counts the verdict per CPU, and reports new flows
 //! and drops on a ring buffer.
@@ -35,7 +35,14 @@ mod prog {
     #[map(name = "MCNET_ENDPOINTS")]
     static ENDPOINTS: Array<EndpointInfo> = Array::pinned(MAX_IFINDEX, 0);
 
-    /// Exact IPv4 addresses (pods) → identity; prefixes live in the LPM trie.
+    /// Exact IPv4 addresses (pods) → identity, direct-mapped: slot
+    /// `ipcache4_slot(addr)` holds `ipcache4_slot_value(addr, identity)`.
+    /// Userspace writes it through a shared mapping, one word per store.
+    #[map(name = "MCNET_IPCACHE4_SLOTS")]
+    static SLOTS4: Array<u64> = Array::pinned(IPCACHE4_SLOTS, 1 << 10 /* BPF_F_MMAPABLE */);
+
+    /// Exact IPv4 addresses that found their slot taken → identity;
+    /// prefixes live in the LPM trie.
     #[map(name = "MCNET_IPCACHE4")]
     static IPCACHE4: HashMap<u32, u32> = HashMap::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
 
@@ -104,8 +111,8 @@ mod prog {
     /// carry it. Tracking and the ipcache lookup are the same for both.
     trait Family: Copy + 'static {
         const FAMILY: u8;
-        /// The `CONFIG` slot saying whether the trie holds this family's prefixes.
-        const PREFIXES: u32;
+        /// The `CONFIG` slot saying which of this family's ipcache maps hold entries.
+        const MAPS: u32;
         /// The identity of addresses the ipcache does not know.
         const WORLD: u32;
         /// The conntrack key.
@@ -135,20 +142,42 @@ mod prog {
             let _ = Self::conntrack().insert(&k, &ct_value(now, src_is_a), 0);
         }
 
-        /// The ipcache: exact addresses first, then the longest prefix, else world.
+        /// What the lookups that need no hashing say of an exact address.
+        #[inline(always)]
+        fn direct(&self) -> Direct {
+            if maps(Self::MAPS) & MAPS_EXACT != 0 {
+                Direct::Hashed
+            } else {
+                Direct::Absent
+            }
+        }
+
+        /// The ipcache: exact addresses first (direct-mapped, then hashed),
+        /// then the longest prefix, else world; maps that cannot hold the
+        /// address are skipped.
         #[inline(always)]
         fn identity(&self) -> u32 {
-            if let Some(id) = Self::exact().get_ptr(self) {
-                // SAFETY: the pointer comes from a successful lookup.
-                return unsafe { *id };
+            match self.direct() {
+                Direct::Found(id) => return id,
+                Direct::Hashed => {
+                    if let Some(id) = Self::exact().get_ptr(self) {
+                        // SAFETY: the pointer comes from a successful lookup.
+                        return unsafe { *id };
+                    }
+                }
+                Direct::Absent => {}
             }
-            longest_prefix(Self::prefixes(), *self)
+            if maps(Self::MAPS) & MAPS_PREFIXES != 0 {
+                longest_prefix(Self::prefixes(), *self)
+            } else {
+                Self::WORLD
+            }
         }
     }
 
     impl Family for u32 {
         const FAMILY: u8 = 4;
-        const PREFIXES: u32 = CONFIG_PREFIXES_V4;
+        const MAPS: u32 = CONFIG_PREFIXES_V4;
         const WORLD: u32 = IDENTITY_WORLD_IPV4;
         type CtKey = CtKey4;
 
@@ -168,6 +197,22 @@ mod prog {
         }
 
         #[inline(always)]
+        fn direct(&self) -> Direct {
+            // An array lookup, which the verifier inlines: no call, no hash.
+            let Some(&v) = SLOTS4.get(ipcache4_slot(u32::from_be(*self))) else {
+                return Direct::Hashed;
+            };
+            let id = (v >> 32) as u32 & IPCACHE4_MAX_IDENTITY;
+            if v as u32 == *self && id != 0 {
+                Direct::Found(id)
+            } else if v & IPCACHE4_SHARED != 0 {
+                Direct::Hashed
+            } else {
+                Direct::Absent
+            }
+        }
+
+        #[inline(always)]
         fn prefixes() -> &'static LpmTrie<u32, u32> {
             &IPCACHE_V4
         }
@@ -180,7 +225,7 @@ mod prog {
 
     impl Family for [u32; 4] {
         const FAMILY: u8 = 6;
-        const PREFIXES: u32 = CONFIG_PREFIXES_V6;
+        const MAPS: u32 = CONFIG_PREFIXES_V6;
         const WORLD: u32 = IDENTITY_WORLD_IPV6;
         type CtKey = CtKey;
 
@@ -209,6 +254,25 @@ mod prog {
             // SAFETY: both are 16 plain bytes.
             unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(*self) }
         }
+    }
+
+    /// What a lookup without hashing found of an exact address.
+    enum Direct {
+        /// The address and its identity.
+        Found(u32),
+        /// Nothing, but the hash map may hold it.
+        Hashed,
+        /// Nothing, and no exact map holds it.
+        Absent,
+    }
+
+    /// The `CONFIG_PREFIXES_V*` bits in `slot` (all set if unreadable).
+    #[inline(always)]
+    fn maps(slot: u32) -> u32 {
+        CONFIG
+            .get(slot)
+            .copied()
+            .unwrap_or(MAPS_EXACT | MAPS_PREFIXES)
     }
 
     #[inline(always)]
@@ -512,12 +576,9 @@ mod prog {
     }
 
     /// The identity of the longest prefix in `trie` holding `addr`, else the
-    /// family's world; without a lookup when the trie holds no prefix.
+    /// family's world.
     #[inline(always)]
     fn longest_prefix<A: Family>(trie: &LpmTrie<A, u32>, addr: A) -> u32 {
-        if CONFIG.get(A::PREFIXES).copied().unwrap_or(1) == 0 {
-            return A::WORLD;
-        }
         let key = LpmKey {
             prefix_len: 8 * core::mem::size_of::<A>() as u32,
             addr,

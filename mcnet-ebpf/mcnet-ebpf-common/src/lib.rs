@@ -206,11 +206,48 @@ pub const VERDICT_DROPPED: u8 = 2;
 pub const CONFIG_L7_MODE: u32 = 0;
 /// `Config` index of flow events: 0 on, 1 off.
 pub const CONFIG_EVENTS_OFF: u32 = 1;
-/// `Config` index: 1 when the CIDR trie may hold a prefix that an IPv4
-/// address matches; 0 lets IPv4 lookups skip the trie.
+/// `Config` index: [`MAPS_PREFIXES`] when the IPv4 CIDR trie may hold a
+/// prefix; without it, IPv4 lookups skip the trie.
 pub const CONFIG_PREFIXES_V4: u32 = 2;
-/// `Config` index: the same for IPv6 addresses.
+/// `Config` index: which of the IPv6 ipcache maps may hold entries, as
+/// [`MAPS_PREFIXES`] and [`MAPS_EXACT`] bits; lookups skip the others.
 pub const CONFIG_PREFIXES_V6: u32 = 3;
+/// `CONFIG_PREFIXES_V*` bit: the family's CIDR trie may hold a prefix.
+/// (An agent from before the exact-map bit wrote 0 or 1 here.)
+pub const MAPS_PREFIXES: u32 = 1;
+/// `CONFIG_PREFIXES_V6` bit: the IPv6 exact-address hash may hold an
+/// address. (IPv4 slots say this for themselves: [`IPCACHE4_SHARED`].)
+pub const MAPS_EXACT: u32 = 2;
+
+/// log2 of the number of slots of the direct-mapped IPv4 ipcache.
+pub const IPCACHE4_SLOT_BITS: u32 = 18;
+/// Slots of the direct-mapped IPv4 ipcache (2 MiB of `u64`).
+pub const IPCACHE4_SLOTS: u32 = 1 << IPCACHE4_SLOT_BITS;
+
+/// The slot of an IPv4 address (host byte order) in the direct-mapped
+/// ipcache: its low bits folded with its high ones, so that the addresses
+/// of any one aligned /14 (a cluster's pod CIDR, say) never share a slot.
+pub const fn ipcache4_slot(addr: u32) -> u32 {
+    (addr ^ (addr >> IPCACHE4_SLOT_BITS)) & (IPCACHE4_SLOTS - 1)
+}
+
+/// A direct-mapped slot's value: the address as the program loads it from
+/// the packet (its wire bytes read as a native word) in bits 0-31, the
+/// identity in bits 32-62, and [`IPCACHE4_SHARED`]. Identity 0 is no
+/// address, so zero is an empty slot. One word, so that userspace replaces
+/// it with one store.
+pub const fn ipcache4_slot_value(octets: [u8; 4], identity: u32) -> u64 {
+    ((identity & IPCACHE4_MAX_IDENTITY) as u64) << 32 | u32::from_ne_bytes(octets) as u64
+}
+
+/// Slot bit: the IPv4 hash map may hold addresses of this slot (which
+/// another address took); without it, a lookup that misses the slot skips
+/// the hash map.
+pub const IPCACHE4_SHARED: u64 = 1 << 63;
+
+/// The largest identity a slot holds; larger ones go to the hash map.
+pub const IPCACHE4_MAX_IDENTITY: u32 = (1 << 31) - 1;
+
 /// Number of config slots.
 pub const CONFIG_SLOTS: u32 = 4;
 

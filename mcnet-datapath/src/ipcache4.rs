@@ -1,0 +1,215 @@
+//! The direct-mapped IPv4 ipcache.
+//!
+//! A pod address is looked up on every new flow, so IPv4 ones skip the hash
+//! map: slot [`ipcache4_slot`]`(addr)` of `MCNET_IPCACHE4_SLOTS` holds the
+//! address and its identity in one word, and the program finds it with an
+//! array lookup that the verifier inlines. Two addresses that share a slot
+//! are rare (never two of one aligned /14); the one that sorts first takes
+//! the slot and the other goes to the `MCNET_IPCACHE4` hash map, and the
+//! slot is marked [`IPCACHE4_SHARED`] so that lookups of its addresses go on
+//! to the hash map. A lookup that misses an unmarked slot (a world address,
+//! most often) is done without hashing at all.
+//!
+//! Userspace writes the slots through a shared mapping of the array, one
+//! aligned 64-bit store per slot, so a packet sees a slot's old word or its
+//! new one, never half of each: a slot can go from one address to another
+//! in a single step.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mcnet_ebpf_common::{
+    ipcache4_slot, ipcache4_slot_value, IPCACHE4_MAX_IDENTITY, IPCACHE4_SHARED, IPCACHE4_SLOTS,
+};
+
+use crate::state::ipv4_prefix;
+
+/// Where the exact IPv4 addresses of an ipcache go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// Slot → its word ([`ipcache4_slot_value`], with [`IPCACHE4_SHARED`]
+    /// where the hash map holds addresses of the slot).
+    pub slots: BTreeMap<u32, u64>,
+    /// Addresses whose slot another address took, or whose identity no
+    /// slot can hold (0, or above [`IPCACHE4_MAX_IDENTITY`]) → identity.
+    pub overflow: BTreeMap<[u8; 4], u32>,
+}
+
+impl Placement {
+    /// Places the exact IPv4 entries of `ipcache` (keys as
+    /// [`DesiredState::ipcache`](crate::state::DesiredState::ipcache) has
+    /// them); other entries are ignored. Addresses are placed in ascending
+    /// order, so the placement depends on the set alone.
+    pub fn of(ipcache: &BTreeMap<(u32, [u8; 16]), u32>) -> Placement {
+        let mut p = Placement::default();
+        for (&(len, addr), &id) in ipcache {
+            let Some((32, v4)) = ipv4_prefix(len, &addr) else {
+                continue;
+            };
+            let slot = ipcache4_slot(u32::from(v4));
+            let fits = id != 0 && id <= IPCACHE4_MAX_IDENTITY;
+            let word = p.slots.entry(slot).or_default();
+            if fits && *word & !IPCACHE4_SHARED == 0 {
+                *word |= ipcache4_slot_value(v4.octets(), id);
+            } else {
+                *word |= IPCACHE4_SHARED;
+                p.overflow.insert(v4.octets(), id);
+            }
+        }
+        p
+    }
+}
+
+/// The address and identity a slot's word holds, if it holds one.
+pub fn decode(word: u64) -> Option<([u8; 4], u32)> {
+    let id = (word >> 32) as u32 & IPCACHE4_MAX_IDENTITY;
+    (id != 0).then(|| ((word as u32).to_ne_bytes(), id))
+}
+
+/// `MCNET_IPCACHE4_SLOTS` mapped into this process.
+pub(crate) struct SlotTable {
+    words: NonNull<AtomicU64>,
+    bytes: usize,
+}
+
+// SAFETY: the mapping is shared memory that lives until `drop`, and every
+// access goes through `AtomicU64`, so it may move to and be used from any
+// thread.
+unsafe impl Send for SlotTable {}
+// SAFETY: as above; `&SlotTable` only reads and stores atomically.
+unsafe impl Sync for SlotTable {}
+
+impl SlotTable {
+    /// Maps the array behind `fd` (created with `BPF_F_MMAPABLE`).
+    pub(crate) fn map(fd: BorrowedFd<'_>) -> io::Result<SlotTable> {
+        let page = 4096;
+        let bytes = (IPCACHE4_SLOTS as usize * 8).div_ceil(page) * page;
+        // SAFETY: a fresh shared mapping of a BPF array's values; the kernel
+        // checks that the map is mmapable and at least `bytes` long.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let words = NonNull::new(addr.cast::<AtomicU64>())
+            .ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(SlotTable { words, bytes })
+    }
+
+    fn word(&self, slot: u32) -> &AtomicU64 {
+        assert!(slot < IPCACHE4_SLOTS, "slot {slot} out of range");
+        // SAFETY: in bounds (checked above) of a mapping that lives as long
+        // as `self`; page alignment makes every word 8-byte aligned.
+        unsafe { &*self.words.as_ptr().add(slot as usize) }
+    }
+
+    /// A slot's word.
+    pub(crate) fn get(&self, slot: u32) -> u64 {
+        self.word(slot).load(Ordering::Acquire)
+    }
+
+    /// Replaces a slot's word in one store.
+    pub(crate) fn set(&self, slot: u32, word: u64) {
+        self.word(slot).store(word, Ordering::Release);
+    }
+
+    /// The slots that hold a word.
+    pub(crate) fn occupied(&self) -> Vec<(u32, u64)> {
+        (0..IPCACHE4_SLOTS)
+            .map(|s| (s, self.get(s)))
+            .filter(|&(_, w)| w != 0)
+            .collect()
+    }
+}
+
+impl Drop for SlotTable {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, unmapped once.
+        unsafe {
+            libc::munmap(self.words.as_ptr().cast(), self.bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::mapped;
+    use std::net::Ipv4Addr;
+
+    fn exact(ip: &str) -> (u32, [u8; 16]) {
+        (128, mapped(ip.parse().unwrap()))
+    }
+
+    #[test]
+    fn a_clusters_pod_cidr_never_shares_a_slot() {
+        let mut ipcache = BTreeMap::new();
+        for i in 0..(1u32 << 14) {
+            // Spread over 10.4.0.0/14.
+            let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 4, 0, 0)) + i * 16 + 3);
+            ipcache.insert((128, mapped(ip.into())), 300 + i);
+        }
+        let p = Placement::of(&ipcache);
+        assert_eq!(p.slots.len(), 1 << 14);
+        assert!(p.overflow.is_empty());
+        assert!(p.slots.values().all(|w| w & IPCACHE4_SHARED == 0));
+    }
+
+    #[test]
+    fn the_first_address_of_a_slot_keeps_it_and_the_rest_overflow() {
+        // An address of the next /14 whose low bits fold to 10.0.0.1's slot.
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        let slot = ipcache4_slot(u32::from(a));
+        let high = (u32::from(a) >> 18) + 1;
+        let b = Ipv4Addr::from(high << 18 | ((slot ^ high) & (IPCACHE4_SLOTS - 1)));
+        assert_eq!(ipcache4_slot(u32::from(b)), slot);
+        let mut ipcache = BTreeMap::from([
+            (exact(&b.to_string()), 501),
+            (exact("10.0.0.1"), 500),
+            (exact("10.9.9.9"), 0),
+            // Prefixes and IPv6 addresses are not placed.
+            ((96 + 8, mapped("10.0.0.0".parse().unwrap())), 7),
+            ((128, mapped("fd00::1".parse().unwrap())), 8),
+        ]);
+        let p = Placement::of(&ipcache);
+        assert_eq!(
+            p.slots.get(&slot),
+            Some(&(ipcache4_slot_value(a.octets(), 500) | IPCACHE4_SHARED))
+        );
+        assert_eq!(decode(p.slots[&slot]), Some((a.octets(), 500)));
+        assert_eq!(
+            p.overflow,
+            BTreeMap::from([(b.octets(), 501), ([10, 9, 9, 9], 0)])
+        );
+        // Identity 0 takes no slot, but marks its own.
+        let zero = ipcache4_slot(u32::from(Ipv4Addr::new(10, 9, 9, 9)));
+        assert_eq!(p.slots.get(&zero), Some(&IPCACHE4_SHARED));
+        assert_eq!(decode(IPCACHE4_SHARED), None);
+        // Without the first address, the second takes the slot, unshared.
+        ipcache.remove(&exact("10.0.0.1"));
+        let p = Placement::of(&ipcache);
+        assert_eq!(p.slots[&slot], ipcache4_slot_value(b.octets(), 501));
+        assert_eq!(p.overflow, BTreeMap::from([([10, 9, 9, 9], 0)]));
+    }
+
+    #[test]
+    fn an_empty_word_decodes_to_nothing() {
+        assert_eq!(decode(0), None);
+        assert_eq!(decode(ipcache4_slot_value([0, 0, 0, 0], 0)), None);
+        assert_eq!(
+            decode(ipcache4_slot_value([192, 0, 2, 1], 9)),
+            Some(([192, 0, 2, 1], 9))
+        );
+    }
+}
