@@ -13,7 +13,7 @@
 //!     the median of several runs.
 //!
 //! Without `--bench` (as `cargo test` runs it) it does a short smoke run.
-//! `MCNET_BENCH_ONLY=a` stops after part (a).
+//! `MCNET_BENCH_ONLY=a` stops after part (a); `MCNET_BENCH_ONLY=c` skips it.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -101,6 +101,18 @@ fn a_rounds(full: bool) -> (usize, u32) {
     }
 }
 
+/// How many copies of each program (a) and (c) load side by side. Two
+/// loads of one object can differ by 15% for good, from where the JIT puts
+/// the code (branch-predictor and cache aliasing), so a figure pools all
+/// copies rather than trusting one.
+fn instances(full: bool) -> usize {
+    if full {
+        3
+    } else {
+        1
+    }
+}
+
 fn part_a(full: bool) -> BTreeMap<usize, [f64; 5]> {
     let (rounds, repeat) = a_rounds(full);
     let me = Ipv4Addr::new(198, 18, 0, 20);
@@ -110,14 +122,14 @@ fn part_a(full: bool) -> BTreeMap<usize, [f64; 5]> {
     } else {
         vec![10, 1_000]
     };
-    // One datapath per size, loaded side by side, so that the sizes can be
-    // measured in interleaved rounds (drift on a shared machine hits all
-    // alike); and one more per size with a CIDR prefix in the trie, for
-    // "no rule" with the trie lookup (without prefixes of the packet's
-    // family the program skips it).
+    // Datapaths of every size, loaded side by side, so that the sizes can
+    // be measured in interleaved rounds (drift on a shared machine hits all
+    // alike); and as many more with a CIDR prefix in the trie, for "no
+    // rule" with the trie lookup (without prefixes of the packet's family
+    // the program skips it).
     let mut dps = Vec::new();
     for &n in &sizes {
-        for with_prefix in [false, true] {
+        for with_prefix in (0..instances(full)).flat_map(|_| [false, true]) {
             let mut dp = Datapath::load().expect("load");
             dp.set_flow_events(false).unwrap();
             let mut s = state(n, 1, None, &[]);
@@ -341,7 +353,17 @@ fn main() {
         println!("datapath bench skipped: needs root and the real eBPF object");
         return;
     }
-    // (a)
+    let only = std::env::var("MCNET_BENCH_ONLY").unwrap_or_default();
+    if only != "c" {
+        print_a(full);
+    }
+    if only == "a" {
+        return;
+    }
+    part_bc(full);
+}
+
+fn print_a(full: bool) {
     let a = part_a(full);
     println!(
         "\n(a) BPF_PROG_TEST_RUN, ns per packet (median of {} interleaved rounds of {} packets)",
@@ -359,11 +381,9 @@ fn main() {
         let pct = |k: usize| (hi[k] / lo[k] - 1.0) * 100.0;
         println!("  10 → 100,000 entries: no rule {:+.1}%, rule hit {:+.1}%, established {:+.1}%, no rule with the trie {:+.1}% (target within ±10%, ≤ 80 ns)", pct(1), pct(2), pct(3), pct(4));
     }
+}
 
-    if std::env::var("MCNET_BENCH_ONLY").as_deref() == Ok("a") {
-        return;
-    }
-
+fn part_bc(full: bool) {
     // (b) and (c) share a lab: sender 198.18.0.10 → receiver 198.18.0.20.
     let src = Ipv4Addr::new(198, 18, 0, 10);
     let dst = Ipv4Addr::new(198, 18, 0, 20);
@@ -382,26 +402,35 @@ fn main() {
         ifindex(&lab.pods[0].host_iface),
         ifindex(&lab.pods[1].host_iface),
     );
-    let secs = if full { 1.5 } else { 0.3 };
-    let runs = if full { 7 } else { 1 };
+    let secs = if full { 0.6 } else { 0.3 };
+    let runs = if full { 15 } else { 1 };
     let sizes: &[usize] = if full { &[10, 1_000, 10_000] } else { &[10] };
 
     // Rounds interleave the setups, so that drift on a shared machine hits them alike.
     let mut samples: BTreeMap<(Setup, usize), Vec<f64>> = BTreeMap::new();
     let mut bpf_stats = Vec::new();
-    // One mcnet setup: the program loaded with `n` rules, attached to both pods.
+    // The mcnet setup: the program loaded with `n` rules, attached to both
+    // pods for its turn in a round and detached after it.
     let mcnet = |n: usize| {
         let mut d = Datapath::load().unwrap();
         d.set_flow_events(false).unwrap();
         d.sync(&state(n, rx_if, Some(src), &[(tx_if, 300)]))
             .unwrap();
+        d
+    };
+    let attach = |d: &mut Datapath| {
         for p in &lab.pods {
             d.attach_in(&netns::named(&node), &p.host_iface).unwrap();
         }
-        d
     };
     for &n in sizes {
+        // Loaded before the rounds (loading and freeing maps of this size
+        // in a round would weigh on whichever setup runs next); each round
+        // attaches the next copy.
+        let mut copies: Vec<Datapath> = (0..instances(full)).map(|_| mcnet(n)).collect();
         for round in 0..runs {
+            let copy = round % copies.len();
+            let d = &mut copies[copy];
             // Each round starts the rotation one setup later, so that no
             // setup always runs first (or right after the slow linear one).
             let mut order = [
@@ -414,14 +443,14 @@ fn main() {
             let n_setups = order.len();
             order.rotate_left(round % n_setups);
             for setup in order {
-                let dp = (setup == Setup::Mcnet).then(|| mcnet(n));
-                if dp.is_none() {
-                    install(setup, &node, n, src, dst);
+                match setup {
+                    Setup::Mcnet => attach(d),
+                    _ => install(setup, &node, n, src, dst),
                 }
                 let v = pps(&lab, "bench/sender", dst, secs);
-                match dp {
-                    Some(mut d) => d.detach_all().unwrap(),
-                    None => uninstall(setup, &node),
+                match setup {
+                    Setup::Mcnet => d.detach_all().unwrap(),
+                    _ => uninstall(setup, &node),
                 }
                 samples.entry((setup, n)).or_default().push(v);
             }
@@ -431,23 +460,23 @@ fn main() {
         let stats_before =
             std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default();
         let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
-        let mut d = mcnet(n);
-        pps(&lab, "bench/sender", dst, secs);
+        let d = &mut copies[0];
+        attach(d);
+        pps(&lab, "bench/sender", dst, 1.5);
         bpf_stats.push((n, d.run_stats().unwrap()));
         let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", stats_before.trim());
         d.detach_all().unwrap();
     }
     // A ratio's figure is the median of its per-round ratios: the setups of
     // a round run back to back, so that drift between rounds cancels out.
-    let paired = |a: Setup, b: Setup, n: usize| {
-        median(
-            samples[&(a, n)]
-                .iter()
-                .zip(&samples[&(b, n)])
-                .map(|(x, y)| x / y)
-                .collect(),
-        )
+    let per_round = |a: Setup, b: Setup, n: usize| -> Vec<f64> {
+        samples[&(a, n)]
+            .iter()
+            .zip(&samples[&(b, n)])
+            .map(|(x, y)| x / y)
+            .collect()
     };
+    let paired = |a: Setup, b: Setup, n: usize| median(per_round(a, b, n));
     let results: BTreeMap<(Setup, usize), f64> = samples
         .iter()
         .map(|(k, v)| (*k, median(v.clone())))
@@ -485,6 +514,16 @@ fn main() {
             paired(Setup::Mcnet, Setup::IptablesIpset, n),
             paired(Setup::Mcnet, Setup::NftablesSet, n),
             paired(Setup::Mcnet, Setup::IptablesLinear, n)
+        );
+        let quartiles = |a: Setup| {
+            let mut v = per_round(a, Setup::NoPolicy, n);
+            v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+            (v[v.len() / 4], v[v.len() * 3 / 4])
+        };
+        let (m, f) = (quartiles(Setup::Mcnet), quartiles(Setup::NftablesSet));
+        println!(
+            "  {:>7}  spread of the per-round ratios to no policy (quartiles): mcnet {:.2}-{:.2}, nftables {:.2}-{:.2}",
+            "", m.0, m.1, f.0, f.1
         );
     }
     println!("  The ADR quotes 10M pps for Cilium and 6M for Calico on its hardware; on this 2-core machine a single UDP sender saturates near 240k pps, so these ratios, not the absolute numbers, are the comparison.");
