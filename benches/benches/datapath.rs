@@ -203,55 +203,86 @@ fn pin_to_cpu(cpu: usize) {
     }
 }
 
-/// Counts UDP packets `sender` → `dst:PORT` delivered within `secs`.
-fn pps(lab: &Lab, sender: &str, dst: Ipv4Addr, secs: f64) -> f64 {
-    let recv_ns = lab.pods.iter().find(|p| p.ip == dst).unwrap().netns.clone();
-    let send_ns = lab.pod(sender).unwrap().netns.clone();
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let sock = netns::run_in(&netns::named(&recv_ns), || {
-        UdpSocket::bind(("0.0.0.0", PORT)).unwrap()
-    })
-    .unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let (s2, c2) = (stop.clone(), count.clone());
-    let rx = std::thread::spawn(move || {
-        pin_to_cpu(1);
-        let mut buf = [0u8; 128];
-        while !s2.load(Ordering::Relaxed) {
-            if sock.recv(&mut buf).is_ok() {
-                c2.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    });
-    let s3 = stop.clone();
-    let tx_sock = netns::run_in(&netns::named(&send_ns), || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.connect((dst, PORT)).unwrap();
-        s
-    })
-    .unwrap();
-    let tx = std::thread::spawn(move || {
-        pin_to_cpu(0);
-        let payload = [0u8; 32];
-        while !s3.load(Ordering::Relaxed) {
-            let _ = tx_sock.send(&payload);
-        }
-    });
-    std::thread::sleep(Duration::from_millis(200));
-    let c0 = count.load(Ordering::Relaxed);
-    let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(secs));
-    let c1 = count.load(Ordering::Relaxed);
-    let dt = t0.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    tx.join().unwrap();
-    rx.join().unwrap();
-    (c1 - c0) as f64 / dt
+/// UDP traffic `sender` → `dst:PORT` as fast as one sender goes, until
+/// dropped; the sender is pinned to CPU 0 and the receiver to CPU 1, so
+/// that the scheduler does not move them between windows.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    delivered: Arc<AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+impl Traffic {
+    fn start(lab: &Lab, sender: &str, dst: Ipv4Addr) -> Traffic {
+        let recv_ns = lab.pods.iter().find(|p| p.ip == dst).unwrap().netns.clone();
+        let send_ns = lab.pod(sender).unwrap().netns.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let delivered = Arc::new(AtomicU64::new(0));
+        let sock = netns::run_in(&netns::named(&recv_ns), || {
+            UdpSocket::bind(("0.0.0.0", PORT)).unwrap()
+        })
+        .unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let (s2, c2) = (stop.clone(), delivered.clone());
+        let rx = std::thread::spawn(move || {
+            pin_to_cpu(1);
+            let mut buf = [0u8; 128];
+            while !s2.load(Ordering::Relaxed) {
+                if sock.recv(&mut buf).is_ok() {
+                    c2.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let s3 = stop.clone();
+        let tx_sock = netns::run_in(&netns::named(&send_ns), || {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.connect((dst, PORT)).unwrap();
+            s
+        })
+        .unwrap();
+        let tx = std::thread::spawn(move || {
+            pin_to_cpu(0);
+            let payload = [0u8; 32];
+            while !s3.load(Ordering::Relaxed) {
+                let _ = tx_sock.send(&payload);
+            }
+        });
+        Traffic {
+            stop,
+            delivered,
+            threads: vec![rx, tx],
+        }
+    }
+
+    /// Packets per second delivered over the next `secs`.
+    fn rate(&self, secs: f64) -> f64 {
+        let c0 = self.delivered.load(Ordering::Relaxed);
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        let c1 = self.delivered.load(Ordering::Relaxed);
+        (c1 - c0) as f64 / t0.elapsed().as_secs_f64()
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs `program` in the node's network namespace; panics if it fails.
 fn sh(node: &str, program: &str, args: &[&str], stdin: Option<&str>) {
+    if let Err(e) = try_sh(node, program, args, stdin) {
+        panic!("{program} {args:?}: {e}");
+    }
+}
+
+/// Runs `program` in the node's network namespace, with `stdin` as input.
+fn try_sh(node: &str, program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net=/run/netns/{node}"))
         .arg(program)
@@ -263,7 +294,7 @@ fn sh(node: &str, program: &str, args: &[&str], stdin: Option<&str>) {
     })
     .stdout(Stdio::null())
     .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{program}: {e}"));
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
     if let Some(text) = stdin {
         use std::io::Write;
         child
@@ -271,14 +302,14 @@ fn sh(node: &str, program: &str, args: &[&str], stdin: Option<&str>) {
             .take()
             .unwrap()
             .write_all(text.as_bytes())
-            .unwrap();
+            .map_err(|e| e.to_string())?;
     }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -290,61 +321,96 @@ enum Setup {
     NftablesSet,
 }
 
-fn install(setup: Setup, node: &str, n: usize, src: Ipv4Addr, dst: Ipv4Addr) {
+/// Loads every netfilter setup of `n` rules into the node without putting
+/// any of them in the packets' path: the linear chain, the ipset and the
+/// nftables set stay unreferenced until [`activate`] hooks one in.
+fn prepare(node: &str, n: usize, src: Ipv4Addr, dst: Ipv4Addr) {
     let ips: Vec<Ipv4Addr> = (0..n)
         .map(|i| if i + 1 == n { src } else { peer_ip(i) })
         .collect();
+    let mut set = format!(
+        "create mcnet-peers hash:ip family inet maxelem {}\n",
+        n.max(1024) * 2
+    );
+    for ip in &ips {
+        set.push_str(&format!("add mcnet-peers {ip}\n"));
+    }
+    sh(node, "ipset", &["restore"], Some(&set));
+    let mut linear = String::from("*filter\n:MCNET-LINEAR - [0:0]\n");
+    for ip in &ips {
+        linear.push_str(&format!(
+            "-A MCNET-LINEAR -s {ip}/32 -d {dst}/32 -p udp --dport {PORT} -j ACCEPT\n"
+        ));
+    }
+    linear.push_str(&format!("-A MCNET-LINEAR -d {dst}/32 -j DROP\nCOMMIT\n"));
+    sh(node, "iptables-restore", &[], Some(&linear));
+    let elems: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
+    let table = format!(
+        "table ip mcnetbench {{\n set peers {{ type ipv4_addr; elements = {{ {} }} }}\n}}\n",
+        elems.join(", ")
+    );
+    sh(node, "nft", &["-f", "-"], Some(&table));
+    unhook_iptables(node);
+}
+
+/// Removes the filter table's base chains, so that no netfilter hook is
+/// left in the path (iptables puts them back when a rule needs one).
+fn unhook_iptables(node: &str) {
+    for chain in ["FORWARD", "INPUT", "OUTPUT"] {
+        // A chain iptables never made is not there to remove.
+        let _ = try_sh(
+            node,
+            "nft",
+            &["-f", "-"],
+            Some(&format!(
+                "flush chain ip filter {chain}\ndelete chain ip filter {chain}\n"
+            )),
+        );
+    }
+}
+
+/// Puts a prepared netfilter setup in the forwarding path.
+fn activate(setup: Setup, node: &str, dst: Ipv4Addr) {
     match setup {
-        Setup::IptablesLinear => {
-            let mut r = String::from("*filter\n:MCNET - [0:0]\n-A FORWARD -j MCNET\n");
-            for ip in &ips {
-                r.push_str(&format!(
-                    "-A MCNET -s {ip}/32 -d {dst}/32 -p udp --dport {PORT} -j ACCEPT\n"
-                ));
-            }
-            r.push_str(&format!("-A MCNET -d {dst}/32 -j DROP\nCOMMIT\n"));
-            sh(node, "iptables-restore", &[], Some(&r));
-        }
+        // kube-proxy style: the forward chain jumps to a chain of one rule per peer.
+        Setup::IptablesLinear => sh(
+            node,
+            "iptables",
+            &["-A", "FORWARD", "-j", "MCNET-LINEAR"],
+            None,
+        ),
         Setup::IptablesIpset => {
-            let mut r = format!(
-                "create mcnet-peers hash:ip family inet maxelem {}\n",
-                n.max(1024) * 2
-            );
-            for ip in &ips {
-                r.push_str(&format!("add mcnet-peers {ip}\n"));
-            }
-            sh(node, "ipset", &["restore"], Some(&r));
             let rules = format!("*filter\n-A FORWARD -m set --match-set mcnet-peers src -d {dst}/32 -p udp --dport {PORT} -j ACCEPT\n-A FORWARD -d {dst}/32 -j DROP\nCOMMIT\n");
-            sh(node, "iptables-restore", &[], Some(&rules));
+            sh(node, "iptables-restore", &["--noflush"], Some(&rules));
         }
         Setup::NftablesSet => {
-            let elems: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
-            let r = format!(
-                "table ip mcnetbench {{\n set peers {{ type ipv4_addr; elements = {{ {} }} }}\n chain filter {{ type filter hook forward priority 0; policy accept;\n  ip saddr @peers ip daddr {dst} udp dport {PORT} accept\n  ip daddr {dst} drop\n }}\n}}\n",
-                elems.join(", ")
-            );
-            sh(node, "nft", &["-f", "-"], Some(&r));
+            let chain = format!("table ip mcnetbench {{\n chain forward {{ type filter hook forward priority 0; policy accept;\n  ip saddr @peers ip daddr {dst} udp dport {PORT} accept\n  ip daddr {dst} drop\n }}\n}}\n");
+            sh(node, "nft", &["-f", "-"], Some(&chain));
         }
         Setup::NoPolicy | Setup::Mcnet => {}
     }
 }
 
-fn uninstall(setup: Setup, node: &str) {
+/// Takes a netfilter setup out of the path again.
+fn deactivate(setup: Setup, node: &str) {
     match setup {
-        Setup::IptablesLinear | Setup::IptablesIpset => {
-            sh(
-                node,
-                "iptables-restore",
-                &[],
-                Some("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"),
-            );
-            if setup == Setup::IptablesIpset {
-                sh(node, "ipset", &["destroy", "mcnet-peers"], None);
-            }
-        }
-        Setup::NftablesSet => sh(node, "nft", &["delete", "table", "ip", "mcnetbench"], None),
-        _ => {}
+        Setup::IptablesLinear | Setup::IptablesIpset => unhook_iptables(node),
+        Setup::NftablesSet => sh(
+            node,
+            "nft",
+            &["-f", "-"],
+            Some("flush chain ip mcnetbench forward\ndelete chain ip mcnetbench forward\n"),
+        ),
+        Setup::NoPolicy | Setup::Mcnet => {}
     }
+}
+
+/// Removes what [`prepare`] loaded.
+fn teardown(node: &str) {
+    sh(node, "iptables", &["-F", "MCNET-LINEAR"], None);
+    sh(node, "iptables", &["-X", "MCNET-LINEAR"], None);
+    sh(node, "ipset", &["destroy", "mcnet-peers"], None);
+    sh(node, "nft", &["delete", "table", "ip", "mcnetbench"], None);
 }
 
 fn main() {
@@ -402,11 +468,14 @@ fn part_bc(full: bool) {
         ifindex(&lab.pods[0].host_iface),
         ifindex(&lab.pods[1].host_iface),
     );
-    let secs = if full { 0.6 } else { 0.3 };
-    let runs = if full { 15 } else { 1 };
+    // Short windows, many rounds. One sender's rate on this machine moves
+    // by ±20% from one 0.3 s window to the next, for every setup alike, so
+    // a round measures the five setups within a second of each other and
+    // the ratios are taken per round, over a hundred rounds.
+    let (settle, window) = (0.03, 0.1);
+    let runs = if full { 100 } else { 1 };
     let sizes: &[usize] = if full { &[10, 1_000, 10_000] } else { &[10] };
 
-    // Rounds interleave the setups, so that drift on a shared machine hits them alike.
     let mut samples: BTreeMap<(Setup, usize), Vec<f64>> = BTreeMap::new();
     let mut bpf_stats = Vec::new();
     // The mcnet setup: the program loaded with `n` rules, attached to both
@@ -423,16 +492,20 @@ fn part_bc(full: bool) {
             d.attach_in(&netns::named(&node), &p.host_iface).unwrap();
         }
     };
+    // The sender runs throughout; each setup is switched on, given a
+    // moment to settle, measured for a window, and switched off.
+    let traffic = Traffic::start(&lab, "bench/sender", dst);
     for &n in sizes {
-        // Loaded before the rounds (loading and freeing maps of this size
-        // in a round would weigh on whichever setup runs next); each round
-        // attaches the next copy.
+        // Everything is loaded before the rounds (loading and freeing maps
+        // or rule sets in a round would weigh on whichever setup runs
+        // next); each mcnet turn attaches the next copy.
         let mut copies: Vec<Datapath> = (0..instances(full)).map(|_| mcnet(n)).collect();
+        prepare(&node, n, src, dst);
         for round in 0..runs {
             let copy = round % copies.len();
             let d = &mut copies[copy];
             // Each round starts the rotation one setup later, so that no
-            // setup always runs first (or right after the slow linear one).
+            // setup always runs first.
             let mut order = [
                 Setup::NoPolicy,
                 Setup::Mcnet,
@@ -445,28 +518,31 @@ fn part_bc(full: bool) {
             for setup in order {
                 match setup {
                     Setup::Mcnet => attach(d),
-                    _ => install(setup, &node, n, src, dst),
+                    _ => activate(setup, &node, dst),
                 }
-                let v = pps(&lab, "bench/sender", dst, secs);
+                std::thread::sleep(Duration::from_secs_f64(settle));
+                let v = traffic.rate(window);
                 match setup {
                     Setup::Mcnet => d.detach_all().unwrap(),
-                    _ => uninstall(setup, &node),
+                    _ => deactivate(setup, &node),
                 }
                 samples.entry((setup, n)).or_default().push(v);
             }
         }
-        // (b) in a run of its own: the kernel's statistics cost two clock
+        teardown(&node);
+        // (b) in a pass of its own: the kernel's statistics cost two clock
         // reads per program run, which must not weigh on (c).
         let stats_before =
             std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default();
         let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
         let d = &mut copies[0];
         attach(d);
-        pps(&lab, "bench/sender", dst, 1.5);
+        traffic.rate(if full { 1.5 } else { 0.2 });
         bpf_stats.push((n, d.run_stats().unwrap()));
         let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", stats_before.trim());
         d.detach_all().unwrap();
     }
+    drop(traffic);
     // A ratio's figure is the median of its per-round ratios: the setups of
     // a round run back to back, so that drift between rounds cancels out.
     let per_round = |a: Setup, b: Setup, n: usize| -> Vec<f64> {
@@ -492,7 +568,7 @@ fn part_bc(full: bool) {
             }
         }
     }
-    println!("\n(c) UDP packets per second through veth, routed by the node namespace (median of {runs} runs of {secs} s; ratios: median of the per-round ratios)");
+    println!("\n(c) UDP packets per second through veth, routed by the node namespace (median of {runs} interleaved windows of {window} s; ratios: median of the per-round ratios)");
     println!(
         "  {:>7}  {:>11} {:>11} {:>15} {:>15} {:>13}",
         "rules", "no policy", "mcnet eBPF", "iptables linear", "iptables+ipset", "nftables set"
