@@ -190,6 +190,17 @@ fn part_a(full: bool) -> BTreeMap<usize, [f64; 5]> {
         .collect()
 }
 
+/// Shuffles `items` (Fisher-Yates) with a xorshift generator: the same
+/// orders on every run.
+fn shuffle<T>(items: &mut [T], seed: &mut u64) {
+    for i in (1..items.len()).rev() {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        items.swap(i, (*seed % (i as u64 + 1)) as usize);
+    }
+}
+
 /// Pins the calling thread to `cpu` (modulo the CPUs there are), so that
 /// the scheduler does not move the sender and receiver between runs.
 fn pin_to_cpu(cpu: usize) {
@@ -472,7 +483,7 @@ fn part_bc(full: bool) {
     // by ±20% from one 0.3 s window to the next, for every setup alike, so
     // a round measures the five setups within a second of each other and
     // the ratios are taken per round, over a hundred rounds.
-    let (settle, window) = (0.03, 0.1);
+    let (settle, window) = (0.05, 0.1);
     let runs = if full { 100 } else { 1 };
     let sizes: &[usize] = if full { &[10, 1_000, 10_000] } else { &[10] };
 
@@ -495,6 +506,7 @@ fn part_bc(full: bool) {
     // The sender runs throughout; each setup is switched on, given a
     // moment to settle, measured for a window, and switched off.
     let traffic = Traffic::start(&lab, "bench/sender", dst);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     for &n in sizes {
         // Everything is loaded before the rounds (loading and freeing maps
         // or rule sets in a round would weigh on whichever setup runs
@@ -504,8 +516,9 @@ fn part_bc(full: bool) {
         for round in 0..runs {
             let copy = round % copies.len();
             let d = &mut copies[copy];
-            // Each round starts the rotation one setup later, so that no
-            // setup always runs first.
+            // A fresh order every round: a setup switched off can leave
+            // work behind (freed rules, RCU callbacks), which must not
+            // always fall on the same successor.
             let mut order = [
                 Setup::NoPolicy,
                 Setup::Mcnet,
@@ -513,8 +526,7 @@ fn part_bc(full: bool) {
                 Setup::IptablesIpset,
                 Setup::NftablesSet,
             ];
-            let n_setups = order.len();
-            order.rotate_left(round % n_setups);
+            shuffle(&mut order, &mut seed);
             for setup in order {
                 match setup {
                     Setup::Mcnet => attach(d),
@@ -530,6 +542,15 @@ fn part_bc(full: bool) {
             }
         }
         teardown(&node);
+        // Every copy was in the path for its turns: the receiver's program
+        // passed the flow's packets as established.
+        for d in &copies {
+            let c = d.counters().unwrap();
+            assert!(
+                c.packets("allowed-established") > 0 && c.dropped() == 0,
+                "an mcnet copy saw none of the traffic, or dropped some: {c:?}"
+            );
+        }
         // (b) in a pass of its own: the kernel's statistics cost two clock
         // reads per program run, which must not weigh on (c).
         let stats_before =
