@@ -18,34 +18,38 @@ fn kernel_accepts_the_programs() {
     assert!(c.by_reason.values().all(|&(p, b)| p == 0 && b == 0));
 }
 
-/// A restarted agent reads the state back from the pinned maps, and moves
-/// the IPv4 prefixes that an agent from before the per-family tries left in
-/// the IPv6 trie, so that IPv4 lookups find them again.
-#[test]
-fn a_restart_moves_ipv4_prefixes_an_older_agent_left_in_the_ipv6_trie() {
-    use aya::maps::lpm_trie::{Key, LpmTrie};
-    use aya::maps::{Map, MapData};
-    use mcnet_datapath::state::{mapped, DesiredState};
-    use mcnet_datapath::{testrun, Datapath, LoadOptions, TO_POD};
-    use mcnet_ebpf_common::*;
-    use std::net::{IpAddr, Ipv4Addr};
+/// A pin directory of this test process, removed on drop (also on panic);
+/// `None`, with a message, where the kernel tests cannot run.
+struct Pins(std::path::PathBuf);
 
-    if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
-        eprintln!("skipped: needs root and the real eBPF object");
-        return;
-    }
-    struct Pins(std::path::PathBuf);
-    impl Drop for Pins {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+impl Pins {
+    fn new(test: &str) -> Option<Pins> {
+        if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
+            eprintln!("skipped: needs root and the real eBPF object");
+            return None;
         }
+        let dir = format!("/sys/fs/bpf/mcnet-test-{test}-{}", std::process::id());
+        Some(Pins(dir.into()))
     }
-    let pins = Pins(format!("/sys/fs/bpf/mcnet-test-restart-{}", std::process::id()).into());
-    let opts = LoadOptions {
-        pin_dir: Some(pins.0.clone()),
-    };
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Endpoint identity 256 behind ifindex 1 (where test runs arrive), its
+/// ingress isolated, `ipcache` as given, and UDP allowed from each
+/// (peer identity, port) of `allow`; with the lookup shapes that sync
+/// stores.
+fn ingress_state(
+    ipcache: &[((u32, [u8; 16]), u32)],
+    allow: &[(u32, u16)],
+) -> mcnet_datapath::state::DesiredState {
+    use mcnet_ebpf_common::*;
     const ME: u32 = 256;
-    let mut s = DesiredState::default();
+    let mut s = mcnet_datapath::state::DesiredState::default();
     s.endpoints.insert(
         1,
         EndpointInfo {
@@ -53,22 +57,47 @@ fn a_restart_moves_ipv4_prefixes_an_older_agent_left_in_the_ipv6_trie() {
             flags: EP_INGRESS_ISOLATED,
         },
     );
+    s.ipcache.extend(ipcache.iter().copied());
+    for &(peer, port) in allow {
+        s.policy.insert(
+            PolicyKey {
+                endpoint: ME,
+                peer,
+                port,
+                proto: PROTO_UDP,
+                direction: DIR_INGRESS,
+            },
+            PolicyValue {
+                action: ACTION_ALLOW,
+                _pad: [0; 3],
+                cookie: 1,
+            },
+        );
+    }
+    s.mark_lookup_shapes();
+    s
+}
+
+/// A restarted agent reads the state back from the pinned maps, and moves
+/// the IPv4 prefixes that an agent from before the per-family tries left in
+/// the IPv6 trie, so that IPv4 lookups find them again.
+#[test]
+fn a_restart_moves_ipv4_prefixes_an_older_agent_left_in_the_ipv6_trie() {
+    use aya::maps::lpm_trie::{Key, LpmTrie};
+    use aya::maps::{Map, MapData};
+    use mcnet_datapath::state::mapped;
+    use mcnet_datapath::{testrun, Datapath, LoadOptions, TO_POD};
+    use mcnet_ebpf_common::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    let Some(pins) = Pins::new("restart") else {
+        return;
+    };
+    let opts = LoadOptions {
+        pin_dir: Some(pins.0.clone()),
+    };
     let net = mapped(IpAddr::V4(Ipv4Addr::new(198, 19, 0, 0)));
-    s.ipcache.insert((96 + 16, net), 400);
-    s.policy.insert(
-        PolicyKey {
-            endpoint: ME,
-            peer: 400,
-            port: 53,
-            proto: PROTO_UDP,
-            direction: DIR_INGRESS,
-        },
-        PolicyValue {
-            action: ACTION_ALLOW,
-            _pad: [0; 3],
-            cookie: 1,
-        },
-    );
+    let s = ingress_state(&[((96 + 16, net), 400)], &[(400, 53)]);
     let mut first = Datapath::load_with(&opts).expect("load");
     first.sync(&s).unwrap();
     let synced = first.applied().clone();
@@ -106,22 +135,14 @@ fn a_restart_moves_ipv4_prefixes_an_older_agent_left_in_the_ipv6_trie() {
 #[test]
 fn addresses_that_share_a_slot_keep_their_identities() {
     use aya::maps::{Array, HashMap, Map, MapData};
-    use mcnet_datapath::state::{mapped, DesiredState};
+    use mcnet_datapath::state::mapped;
     use mcnet_datapath::{testrun, Datapath, LoadOptions, TO_POD};
     use mcnet_ebpf_common::*;
     use std::net::Ipv4Addr;
 
-    if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
-        eprintln!("skipped: needs root and the real eBPF object");
+    let Some(pins) = Pins::new("slots") else {
         return;
-    }
-    struct Pins(std::path::PathBuf);
-    impl Drop for Pins {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let pins = Pins(format!("/sys/fs/bpf/mcnet-test-slots-{}", std::process::id()).into());
+    };
     let opts = LoadOptions {
         pin_dir: Some(pins.0.clone()),
     };
@@ -134,38 +155,12 @@ fn addresses_that_share_a_slot_keep_their_identities() {
     assert!(a < b);
 
     // `a` (identity 401) may reach port 53, `b` (402) port 54.
-    const ME: u32 = 256;
     let state = |peers: &[(Ipv4Addr, u32)]| {
-        let mut s = DesiredState::default();
-        s.endpoints.insert(
-            1,
-            EndpointInfo {
-                identity: ME,
-                flags: EP_INGRESS_ISOLATED,
-            },
-        );
-        for &(ip, id) in peers {
-            s.ipcache.insert((128, mapped(ip.into())), id);
-        }
-        for (peer, port) in [(401, 53), (402, 54)] {
-            s.policy.insert(
-                PolicyKey {
-                    endpoint: ME,
-                    peer,
-                    port,
-                    proto: PROTO_UDP,
-                    direction: DIR_INGRESS,
-                },
-                PolicyValue {
-                    action: ACTION_ALLOW,
-                    _pad: [0; 3],
-                    cookie: 1,
-                },
-            );
-        }
-        // As sync stores it, with the endpoint's lookup shapes.
-        s.mark_lookup_shapes();
-        s
+        let ipcache: Vec<_> = peers
+            .iter()
+            .map(|&(ip, id)| ((128, mapped(ip.into())), id))
+            .collect();
+        ingress_state(&ipcache, &[(401, 53), (402, 54)])
     };
     let both = state(&[(a, 401), (b, 402)]);
     let only_b = state(&[(b, 402)]);
