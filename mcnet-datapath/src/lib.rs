@@ -781,7 +781,7 @@ impl Datapath {
             // the slot stays shared until then.
             let mut during = word | (now & IPCACHE4_SHARED);
             if let Some((a, id)) = ipcache4::decode(now) {
-                let displaced = ipcache4::decode(word).is_some_and(|(b, _)| b != a);
+                let displaced = ipcache4::decode(word).is_none_or(|(b, _)| b != a);
                 if displaced && !place.overflow.contains_key(&a) {
                     if self.overflow4.get(&a) != Some(&id) {
                         plan.overflow_upsert.push((a, Some(id)));
