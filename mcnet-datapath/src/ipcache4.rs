@@ -17,14 +17,14 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::ptr::NonNull;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mcnet_ebpf_common::{
     ipcache4_slot, ipcache4_slot_value, IPCACHE4_MAX_IDENTITY, IPCACHE4_SHARED, IPCACHE4_SLOTS,
 };
 
+use crate::mmap::MappedArray;
 use crate::state::ipv4_prefix;
 
 /// Where the exact IPv4 addresses of an ipcache go.
@@ -71,57 +71,26 @@ pub fn decode(word: u64) -> Option<([u8; 4], u32)> {
 
 /// `MCNET_IPCACHE4_SLOTS` mapped into this process.
 pub(crate) struct SlotTable {
-    words: NonNull<AtomicU64>,
-    bytes: usize,
+    words: MappedArray<AtomicU64>,
 }
-
-// SAFETY: the mapping is shared memory that lives until `drop`, and every
-// access goes through `AtomicU64`, so it may move to and be used from any
-// thread.
-unsafe impl Send for SlotTable {}
-// SAFETY: as above; `&SlotTable` only reads and stores atomically.
-unsafe impl Sync for SlotTable {}
 
 impl SlotTable {
     /// Maps the array behind `fd` (created with `BPF_F_MMAPABLE`).
     pub(crate) fn map(fd: BorrowedFd<'_>) -> io::Result<SlotTable> {
-        let page = 4096;
-        let bytes = (IPCACHE4_SLOTS as usize * 8).div_ceil(page) * page;
-        // SAFETY: a fresh shared mapping of a BPF array's values; the kernel
-        // checks that the map is mmapable and at least `bytes` long.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let words = NonNull::new(addr.cast::<AtomicU64>())
-            .ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(SlotTable { words, bytes })
-    }
-
-    fn word(&self, slot: u32) -> &AtomicU64 {
-        assert!(slot < IPCACHE4_SLOTS, "slot {slot} out of range");
-        // SAFETY: in bounds (checked above) of a mapping that lives as long
-        // as `self`; page alignment makes every word 8-byte aligned.
-        unsafe { &*self.words.as_ptr().add(slot as usize) }
+        let words = MappedArray::map(fd, IPCACHE4_SLOTS as usize)?;
+        Ok(SlotTable { words })
     }
 
     /// A slot's word.
     pub(crate) fn get(&self, slot: u32) -> u64 {
-        self.word(slot).load(Ordering::Acquire)
+        self.words.word(slot as usize).load(Ordering::Acquire)
     }
 
     /// Replaces a slot's word in one store.
     pub(crate) fn set(&self, slot: u32, word: u64) {
-        self.word(slot).store(word, Ordering::Release);
+        self.words
+            .word(slot as usize)
+            .store(word, Ordering::Release);
     }
 
     /// The slots that hold a word.
@@ -130,15 +99,6 @@ impl SlotTable {
             .map(|s| (s, self.get(s)))
             .filter(|&(_, w)| w != 0)
             .collect()
-    }
-}
-
-impl Drop for SlotTable {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, unmapped once.
-        unsafe {
-            libc::munmap(self.words.as_ptr().cast(), self.bytes);
-        }
     }
 }
 

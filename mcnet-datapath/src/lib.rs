@@ -26,12 +26,14 @@ pub mod flows;
 pub mod ipcache4;
 pub mod lab;
 pub mod metrics;
+mod mmap;
 pub mod netns;
 pub mod node;
+pub mod policy_cache;
 pub mod state;
 pub mod testrun;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
@@ -42,6 +44,7 @@ use aya::Ebpf;
 use mcnet_ebpf_common::*;
 
 use ipcache4::{Placement, SlotTable};
+use policy_cache::PolicyCache;
 use state::{Delta, DesiredState};
 
 /// The kernel object built by `build.rs` (empty when built with `MCNET_EBPF_STUB`).
@@ -289,15 +292,18 @@ struct SlotPlan {
     overflow_remove: Vec<([u8; 4], Option<u32>)>,
 }
 
-/// Maps the direct-mapped IPv4 ipcache of a loaded object.
-fn slot_table(ebpf: &Ebpf) -> Result<SlotTable> {
+/// Maps a mmapable array of a loaded object into this process.
+fn map_array<T>(
+    ebpf: &Ebpf,
+    name: &str,
+    map: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> std::io::Result<T>,
+) -> Result<T> {
     use std::os::fd::AsFd;
-    const NAME: &str = "MCNET_IPCACHE4_SLOTS";
-    let Some(aya::maps::Map::Array(data)) = ebpf.map(NAME) else {
-        return Err(Error::Missing(format!("array map {NAME}")));
+    let Some(aya::maps::Map::Array(data)) = ebpf.map(name) else {
+        return Err(Error::Missing(format!("array map {name}")));
     };
-    SlotTable::map(data.fd().as_fd()).map_err(|source| Error::Io {
-        what: format!("mapping {NAME} into memory"),
+    map(data.fd().as_fd()).map_err(|source| Error::Io {
+        what: format!("mapping {name} into memory"),
         source,
     })
 }
@@ -316,6 +322,8 @@ pub struct Datapath {
     slots4: SlotTable,
     /// What `MCNET_IPCACHE4` holds: IPv4 addresses without a slot.
     overflow4: BTreeMap<[u8; 4], u32>,
+    /// The policy cache, mapped into this process.
+    policy_cache: PolicyCache,
     attachments: Vec<Attachment>,
     /// A private pin directory to remove on drop.
     private_pins: Option<PathBuf>,
@@ -376,8 +384,10 @@ impl Datapath {
                 return Err(e);
             }
         };
-        let slots4 = match slot_table(&ebpf) {
-            Ok(t) => t,
+        let mapped = map_array(&ebpf, "MCNET_IPCACHE4_SLOTS", SlotTable::map)
+            .and_then(|s| Ok((s, map_array(&ebpf, "MCNET_POLICY_CACHE", PolicyCache::map)?)));
+        let (slots4, policy_cache) = match mapped {
+            Ok(m) => m,
             Err(e) => {
                 if let Some(p) = &private {
                     let _ = std::fs::remove_dir_all(p);
@@ -391,6 +401,7 @@ impl Datapath {
             applied: DesiredState::default(),
             slots4,
             overflow4: BTreeMap::new(),
+            policy_cache,
             attachments: Vec::new(),
             private_pins: private,
             pin_dir: options.pin_dir.clone(),
@@ -409,6 +420,9 @@ impl Datapath {
         // flags from what the maps hold.
         dp.move_ipv4_prefixes()?;
         dp.share_slots_of_hashed_addresses();
+        // The cache may be new (maps from an agent without it) or hold
+        // buckets a sync cut short left odd: match it to the hash map.
+        dp.policy_cache.rebuild(&dp.applied.policy);
         let held = dp.applied.ipcache_maps();
         dp.set_lookup_flags(held)?;
         Ok(dp)
@@ -751,10 +765,24 @@ impl Datapath {
         // state's alone once its entries are in place.
         let (old, new) = (self.applied.ipcache_maps(), desired.ipcache_maps());
         self.set_lookup_flags((old.0 | new.0, old.1 | new.1))?;
+        // The policy cache's buckets that change are out of use while the
+        // maps change (lookups of their keys go to the hash map), and
+        // filled once the hash map holds the new state.
+        let buckets: BTreeSet<u32> = (delta.policy_upsert.iter().map(|(k, _)| k))
+            .chain(&delta.policy_remove)
+            .map(policy_cache::policy_bucket)
+            .collect();
+        let fills = policy_cache::contents(&desired.policy, Some(&buckets));
+        for &b in &buckets {
+            self.policy_cache.invalidate(b);
+        }
         let ops = self.apply(&delta, &slots)?;
+        for (b, content) in &fills {
+            self.policy_cache.write(*b, content);
+        }
         self.set_lookup_flags(new)?;
         self.applied = desired;
-        Ok(ops)
+        Ok(ops + fills.len())
     }
 
     /// The writes that bring the slots and the IPv4 hash map from what they
@@ -806,7 +834,7 @@ impl Datapath {
             .chain(plan.overflow_upsert.iter().map(|(a, _)| a))
             .filter(|a| !kept(a))
             .map(|a| (*a, None))
-            .collect::<std::collections::BTreeSet<_>>()
+            .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
         plan

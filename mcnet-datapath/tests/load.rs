@@ -239,3 +239,123 @@ fn addresses_that_share_a_slot_keep_their_identities() {
     assert_eq!(verdicts(&dp), [true, false, false, true]);
     assert_eq!(hashed(), vec![b.octets()], "a moved to its slot");
 }
+
+/// Policy keys that fall in one policy-cache bucket keep their own
+/// verdicts as the bucket overflows and empties, across a restart; the
+/// program trusts what a bucket says, and a restarted agent mends buckets
+/// that disagree with the hash map.
+#[test]
+fn keys_that_share_a_policy_bucket_keep_their_verdicts() {
+    use aya::maps::{Array, Map, MapData};
+    use mcnet_datapath::policy_cache::{self, policy_bucket};
+    use mcnet_datapath::state::mapped;
+    use mcnet_datapath::{testrun, Datapath, LoadOptions, TO_POD};
+    use mcnet_ebpf_common::*;
+    use std::net::Ipv4Addr;
+
+    let Some(pins) = Pins::new("policy-cache") else {
+        return;
+    };
+    let opts = LoadOptions {
+        pin_dir: Some(pins.0.clone()),
+    };
+    let key = |peer: u32| PolicyKey {
+        endpoint: 256,
+        peer,
+        port: 53,
+        proto: PROTO_UDP,
+        direction: DIR_INGRESS,
+    };
+    // Four peers whose port-53 keys share a bucket, at 198.18.1.1-4.
+    let bucket = policy_bucket(&key(1000));
+    let mut same = (1000..).filter(|&p| policy_bucket(&key(p)) == bucket);
+    let peers: [u32; 4] = std::array::from_fn(|_| same.next().unwrap());
+    let ip = |i: usize| Ipv4Addr::new(198, 18, 1, i as u8 + 1);
+    let ipcache: Vec<_> = (0..4)
+        .map(|i| ((128, mapped(ip(i).into())), peers[i]))
+        .collect();
+    let state = |allowed: &[usize]| {
+        let allow: Vec<_> = allowed.iter().map(|&i| (peers[i], 53)).collect();
+        ingress_state(&ipcache, &allow)
+    };
+    let sport = std::cell::Cell::new(5000u16);
+    // Which of the four peers pass to port 53, each on a new flow.
+    let verdicts = |dp: &Datapath| {
+        std::array::from_fn::<bool, 4, _>(|i| {
+            sport.set(sport.get() + 1);
+            let pkt = testrun::ipv4_packet(
+                ip(i).octets(),
+                [198, 18, 0, 100],
+                PROTO_UDP,
+                sport.get(),
+                53,
+            );
+            let fd = dp.program_fd(TO_POD).unwrap();
+            testrun::run(fd, &pkt, 1, 0).unwrap().retval == 0
+        })
+    };
+    let cache = || -> Array<MapData, PolicyBucket> {
+        let data = MapData::from_pin(pins.0.join("MCNET_POLICY_CACHE")).unwrap();
+        Array::try_from(Map::Array(data)).unwrap()
+    };
+    let held = || {
+        let b = cache().get(&bucket, 0).unwrap();
+        assert_eq!(b.seq % 2, 0, "no bucket is left mid-write");
+        let keys = b.keys.iter().filter(|k| k.endpoint != 0).map(|k| k.peer);
+        (
+            keys.collect::<Vec<_>>(),
+            b.flags & POLICY_BUCKET_COMPLETE != 0,
+        )
+    };
+
+    let mut dp = Datapath::load_with(&opts).expect("load");
+    dp.sync(&state(&[0, 1, 2])).unwrap();
+    assert_eq!(verdicts(&dp), [true, true, true, false]);
+    if policy_cache::ENABLED {
+        assert_eq!(held(), (vec![peers[0], peers[1]], false), "overflowed");
+    }
+
+    dp.sync(&state(&[1, 2])).unwrap();
+    assert_eq!(verdicts(&dp), [false, true, true, false]);
+    if policy_cache::ENABLED {
+        assert_eq!(held(), (vec![peers[1], peers[2]], true), "complete again");
+    }
+
+    dp.sync(&state(&[1, 2, 3])).unwrap();
+    assert_eq!(verdicts(&dp), [false, true, true, true]);
+    drop(dp);
+
+    let dp = Datapath::load_with(&opts).expect("reload");
+    assert_eq!(dp.applied(), &state(&[1, 2, 3]), "the state read back");
+    assert_eq!(verdicts(&dp), [false, true, true, true]);
+    if !policy_cache::ENABLED {
+        return;
+    }
+    // A bucket that claims, wrongly, to be complete and empty: the program
+    // believes it, and the next agent mends it.
+    let mut lie = cache().get(&bucket, 0).unwrap();
+    lie.seq += 2;
+    lie.flags = POLICY_BUCKET_COMPLETE;
+    lie.keys = [PolicyKey::default(); POLICY_CACHE_WAYS];
+    cache().set(bucket, lie, 0).unwrap();
+    assert_eq!(verdicts(&dp), [false; 4], "the bucket decides");
+    drop(dp);
+    let dp = Datapath::load_with(&opts).expect("reload over a wrong bucket");
+    assert_eq!(verdicts(&dp), [false, true, true, true], "mended on load");
+    assert_eq!(held(), (vec![peers[1], peers[2]], false));
+
+    // Left odd, as by a sync cut short: the program asks the hash map, and
+    // the next agent fills the bucket again.
+    let mut odd = lie;
+    odd.seq += 1;
+    cache().set(bucket, odd, 0).unwrap();
+    assert_eq!(
+        verdicts(&dp),
+        [false, true, true, true],
+        "odd: the hash map decides"
+    );
+    drop(dp);
+    let dp = Datapath::load_with(&opts).expect("reload over an odd bucket");
+    assert_eq!(verdicts(&dp), [false, true, true, true]);
+    assert_eq!(held(), (vec![peers[1], peers[2]], false));
+}

@@ -9,8 +9,9 @@
 //! Each parses Ethernet, IPv4/IPv6 and TCP/UDP/SCTP/ICMP, passes tracked
 //! connections and their replies, maps the peer address to an identity
 //! through the ipcache (exact addresses, IPv4 ones direct-mapped, then a
-//! per-family LPM trie, world on a miss), looks the policy up
-//! (userspace has merged deny precedence into every key, so the most
+//! per-family LPM trie, world on a miss), looks the policy up (in a
+//! bucketed cache first, the hash map when the cache cannot say;
+//! userspace has merged deny precedence into every key, so the most
 //! specific hit decides), counts the verdict per CPU, and reports new flows
 //! and drops on a ring buffer.
 //!
@@ -64,6 +65,13 @@ mod prog {
     #[map(name = "MCNET_POLICY")]
     static POLICY: HashMap<PolicyKey, PolicyValue> =
         HashMap::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
+
+    /// The policy entries again, in buckets of [`policy_bucket`]`(key)`,
+    /// so that most lookups need no hashing (see [`PolicyBucket`]).
+    /// Userspace writes it through a shared mapping.
+    #[map(name = "MCNET_POLICY_CACHE")]
+    static POLICY_CACHE: Array<PolicyBucket> =
+        Array::pinned(POLICY_CACHE_BUCKETS, 1 << 10 /* BPF_F_MMAPABLE */);
 
     #[map(name = "MCNET_CT")]
     static CT: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(65_536, 0);
@@ -437,14 +445,81 @@ mod prog {
             if ep.flags & ep_shape_bit(direction, shape) != 0 {
                 key.peer = if shape & 2 == 0 { peer } else { 0 };
                 key.port = if shape & 1 == 0 { port } else { 0 };
-                if let Some(v) = POLICY.get_ptr(&key) {
-                    // SAFETY: the pointer comes from a successful lookup.
-                    return Some(unsafe { *v });
+                match cached(&key) {
+                    Cached::Hit(v) => return Some(v),
+                    Cached::Absent => {}
+                    Cached::Unknown => {
+                        if let Some(v) = POLICY.get_ptr(&key) {
+                            // SAFETY: the pointer comes from a successful lookup.
+                            return Some(unsafe { *v });
+                        }
+                    }
                 }
             }
             shape += 1;
         }
         None
+    }
+
+    /// What the policy cache says of a key.
+    enum Cached {
+        /// The key's value.
+        Hit(PolicyValue),
+        /// No map holds the key.
+        Absent,
+        /// Ask the hash map: the bucket is being written, or it overflowed.
+        Unknown,
+    }
+
+    /// Reads the key's bucket as a seqlock reader: the count, the bucket,
+    /// the count again. Every load is volatile, so the compiler keeps their
+    /// order, and x86-64 keeps loads in order (userspace fills the cache
+    /// only there).
+    #[inline(always)]
+    fn cached(key: &PolicyKey) -> Cached {
+        let Some(b) = POLICY_CACHE.get(policy_bucket(key)) else {
+            return Cached::Unknown;
+        };
+        let b: *const PolicyBucket = b;
+        // SAFETY: `b` points into a map value that stays valid for the
+        // program's run; every field is plain words, read whole.
+        unsafe {
+            let seq = core::ptr::read_volatile(core::ptr::addr_of!((*b).seq));
+            if seq & 1 != 0 {
+                return Cached::Unknown;
+            }
+            let want = key as *const PolicyKey as *const u32;
+            let (w0, w1, w2) = (*want, *want.add(1), *want.add(2));
+            let flags = core::ptr::read_volatile(core::ptr::addr_of!((*b).flags));
+            let mut found = if flags & POLICY_BUCKET_COMPLETE != 0 {
+                Cached::Absent
+            } else {
+                Cached::Unknown
+            };
+            let mut way = 0;
+            while way < POLICY_CACHE_WAYS {
+                let k = core::ptr::addr_of!((*b).keys[way]) as *const u32;
+                if core::ptr::read_volatile(k) == w0
+                    && core::ptr::read_volatile(k.add(1)) == w1
+                    && core::ptr::read_volatile(k.add(2)) == w2
+                {
+                    let v = core::ptr::addr_of!((*b).values[way]) as *const u32;
+                    let action = core::ptr::read_volatile(v) as u8;
+                    let cookie = core::ptr::read_volatile(v.add(1));
+                    found = Cached::Hit(PolicyValue {
+                        action,
+                        _pad: [0; 3],
+                        cookie,
+                    });
+                    break;
+                }
+                way += 1;
+            }
+            if core::ptr::read_volatile(core::ptr::addr_of!((*b).seq)) != seq {
+                return Cached::Unknown;
+            }
+            found
+        }
     }
 
     /// A flow event, unless events are off.

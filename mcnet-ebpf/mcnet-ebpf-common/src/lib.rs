@@ -248,6 +248,50 @@ pub const IPCACHE4_SHARED: u64 = 1 << 63;
 /// The largest identity a slot holds; larger ones go to the hash map.
 pub const IPCACHE4_MAX_IDENTITY: u32 = (1 << 31) - 1;
 
+/// log2 of the number of buckets of the policy cache.
+pub const POLICY_CACHE_BITS: u32 = 17;
+/// Buckets of the policy cache (8 MiB of [`PolicyBucket`]).
+pub const POLICY_CACHE_BUCKETS: u32 = 1 << POLICY_CACHE_BITS;
+/// Keys a policy-cache bucket holds.
+pub const POLICY_CACHE_WAYS: usize = 2;
+/// [`PolicyBucket::flags`] bit: the bucket holds every policy key that
+/// falls in it, so that a key it does not hold is in no map.
+pub const POLICY_BUCKET_COMPLETE: u32 = 1;
+
+/// The policy-cache bucket of a key: its three words multiplied into one
+/// and the top bits kept (every key bit reaches them).
+#[inline(always)]
+pub const fn policy_bucket(key: &PolicyKey) -> u32 {
+    let low = key.port as u64 | (key.proto as u64) << 16 | (key.direction as u64) << 24;
+    let x =
+        ((key.endpoint as u64) << 32 | key.peer as u64) ^ low.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (x.wrapping_mul(0xd6e8_feb8_6659_fd93) >> (64 - POLICY_CACHE_BITS)) as u32
+}
+
+/// One cache line of the policy cache: up to [`POLICY_CACHE_WAYS`] policy
+/// entries whose keys fall in this bucket, under a sequence count.
+///
+/// The policy hash map stays complete; the cache spares the program the
+/// hashing. Userspace writes a bucket as a seqlock writer (the count odd
+/// while it writes); the program reads the count, the bucket and the count
+/// again, and asks the hash map when the count was odd or moved, or when
+/// the bucket is not [`POLICY_BUCKET_COMPLETE`] and does not hold the key.
+/// An empty way has endpoint 0, which no packet's key has.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyBucket {
+    /// The sequence count: odd while userspace writes the bucket.
+    pub seq: u32,
+    /// `POLICY_BUCKET_*` flags.
+    pub flags: u32,
+    /// The keys held.
+    pub keys: [PolicyKey; POLICY_CACHE_WAYS],
+    /// Their values.
+    pub values: [PolicyValue; POLICY_CACHE_WAYS],
+    /// Padding to 64 bytes.
+    pub _pad: [u32; 4],
+}
+
 /// Number of config slots.
 pub const CONFIG_SLOTS: u32 = 4;
 
@@ -321,6 +365,7 @@ mod pod {
     unsafe impl aya::Pod for IpKey {}
     unsafe impl aya::Pod for PolicyKey {}
     unsafe impl aya::Pod for PolicyValue {}
+    unsafe impl aya::Pod for PolicyBucket {}
     unsafe impl aya::Pod for CtKey {}
     unsafe impl aya::Pod for CtKey4 {}
     unsafe impl aya::Pod for CtValue {}
