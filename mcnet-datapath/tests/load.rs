@@ -1,6 +1,13 @@
 //! Loads the embedded kernel programs into the running kernel. Needs root
 //! (CI runs as root); skipped with a message otherwise.
 
+use std::net::Ipv4Addr;
+
+use aya::maps::{Map, MapData};
+use mcnet_datapath::state::{mapped, DesiredState};
+use mcnet_datapath::{testrun, Datapath, LoadOptions, TO_POD};
+use mcnet_ebpf_common::*;
+
 #[test]
 fn kernel_accepts_the_programs() {
     if cfg!(mcnet_ebpf_stub) {
@@ -11,10 +18,10 @@ fn kernel_accepts_the_programs() {
         eprintln!("skipped: loading eBPF needs root");
         return;
     }
-    let dp = mcnet_datapath::Datapath::load().expect("the verifier accepts both TC programs");
+    let dp = Datapath::load().expect("the verifier accepts both TC programs");
     // Nothing is attached yet, so every counter is zero.
     let c = dp.counters().expect("the counter map is readable");
-    assert_eq!(c.by_reason.len(), mcnet_ebpf_common::REASON_COUNT as usize);
+    assert_eq!(c.by_reason.len(), REASON_COUNT as usize);
     assert!(c.by_reason.values().all(|&(p, b)| p == 0 && b == 0));
 }
 
@@ -33,6 +40,20 @@ impl Pins {
     }
 }
 
+impl Pins {
+    /// Load options that pin the maps here.
+    fn options(&self) -> LoadOptions {
+        LoadOptions {
+            pin_dir: Some(self.0.clone()),
+        }
+    }
+
+    /// A map pinned here.
+    fn open(&self, name: &str) -> MapData {
+        MapData::from_pin(self.0.join(name)).unwrap()
+    }
+}
+
 impl Drop for Pins {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -43,13 +64,9 @@ impl Drop for Pins {
 /// ingress isolated, `ipcache` as given, and UDP allowed from each
 /// (peer identity, port) of `allow`; with the lookup shapes that sync
 /// stores.
-fn ingress_state(
-    ipcache: &[((u32, [u8; 16]), u32)],
-    allow: &[(u32, u16)],
-) -> mcnet_datapath::state::DesiredState {
-    use mcnet_ebpf_common::*;
+fn ingress_state(ipcache: &[((u32, [u8; 16]), u32)], allow: &[(u32, u16)]) -> DesiredState {
     const ME: u32 = 256;
-    let mut s = mcnet_datapath::state::DesiredState::default();
+    let mut s = DesiredState::default();
     s.endpoints.insert(
         1,
         EndpointInfo {
@@ -78,25 +95,26 @@ fn ingress_state(
     s
 }
 
+/// Whether `dp`'s to-pod program passes a UDP packet from `src:sport` to
+/// the endpoint's port `port` (as BPF_PROG_TEST_RUN runs it).
+fn passes(dp: &Datapath, src: Ipv4Addr, sport: u16, port: u16) -> bool {
+    let pkt = testrun::ipv4_packet(src.octets(), [198, 18, 0, 100], PROTO_UDP, sport, port);
+    let fd = dp.program_fd(TO_POD).unwrap();
+    testrun::run(fd, &pkt, 1, 0).unwrap().retval == 0
+}
+
 /// A restarted agent reads the state back from the pinned maps, and moves
 /// the IPv4 prefixes that an agent from before the per-family tries left in
 /// the IPv6 trie, so that IPv4 lookups find them again.
 #[test]
 fn a_restart_moves_ipv4_prefixes_an_older_agent_left_in_the_ipv6_trie() {
     use aya::maps::lpm_trie::{Key, LpmTrie};
-    use aya::maps::{Map, MapData};
-    use mcnet_datapath::state::mapped;
-    use mcnet_datapath::{testrun, Datapath, LoadOptions, TO_POD};
-    use mcnet_ebpf_common::*;
-    use std::net::{IpAddr, Ipv4Addr};
 
     let Some(pins) = Pins::new("restart") else {
         return;
     };
-    let opts = LoadOptions {
-        pin_dir: Some(pins.0.clone()),
-    };
-    let net = mapped(IpAddr::V4(Ipv4Addr::new(198, 19, 0, 0)));
+    let opts = pins.options();
+    let net = mapped(Ipv4Addr::new(198, 19, 0, 0).into());
     let s = ingress_state(&[((96 + 16, net), 400)], &[(400, 53)]);
     let mut first = Datapath::load_with(&opts).expect("load");
     first.sync(&s).unwrap();
@@ -104,7 +122,7 @@ fn a_restart_moves_ipv4_prefixes_an_older_agent_left_in_the_ipv6_trie() {
     drop(first);
 
     // What an older agent left: the prefix in the IPv6 trie, flags unset.
-    let open = |name: &str| MapData::from_pin(pins.0.join(name)).unwrap();
+    let open = |name: &str| pins.open(name);
     let mut v4: LpmTrie<MapData, [u8; 4], u32> =
         LpmTrie::try_from(Map::LpmTrie(open("MCNET_IPCACHE_V4"))).unwrap();
     v4.remove(&Key::new(16, [198, 19, 0, 0])).unwrap();
@@ -119,11 +137,7 @@ fn a_restart_moves_ipv4_prefixes_an_older_agent_left_in_the_ipv6_trie() {
     let v6: LpmTrie<MapData, IpKey, u32> =
         LpmTrie::try_from(Map::LpmTrie(open("MCNET_IPCACHE"))).unwrap();
     assert_eq!(v6.iter().count(), 0, "the IPv6 trie keeps no IPv4 prefix");
-    let to_pod = second.program_fd(TO_POD).unwrap();
-    let passes = |src: [u8; 4]| {
-        let pkt = testrun::ipv4_packet(src, [198, 18, 0, 100], PROTO_UDP, 5353, 53);
-        testrun::run(to_pod, &pkt, 1, 0).unwrap().retval == 0
-    };
+    let passes = |src: [u8; 4]| passes(&second, src.into(), 5353, 53);
     assert!(passes([198, 19, 7, 7]), "the prefix's identity is found");
     assert!(!passes([198, 20, 7, 7]), "outside it is world");
 }
@@ -134,18 +148,12 @@ fn a_restart_moves_ipv4_prefixes_an_older_agent_left_in_the_ipv6_trie() {
 /// maps left by an agent that kept every address in the hash map.
 #[test]
 fn addresses_that_share_a_slot_keep_their_identities() {
-    use aya::maps::{Array, HashMap, Map, MapData};
-    use mcnet_datapath::state::mapped;
-    use mcnet_datapath::{testrun, Datapath, LoadOptions, TO_POD};
-    use mcnet_ebpf_common::*;
-    use std::net::Ipv4Addr;
+    use aya::maps::{Array, HashMap};
 
     let Some(pins) = Pins::new("slots") else {
         return;
     };
-    let opts = LoadOptions {
-        pin_dir: Some(pins.0.clone()),
-    };
+    let opts = pins.options();
     // `a` and `b` fold to one slot; `a` sorts first.
     let a = Ipv4Addr::new(198, 18, 0, 1);
     let slot = ipcache4_slot(u32::from(a));
@@ -168,17 +176,7 @@ fn addresses_that_share_a_slot_keep_their_identities() {
     let sport = std::cell::Cell::new(5000u16);
     let passes = |dp: &Datapath, src: Ipv4Addr, port: u16| {
         sport.set(sport.get() + 1);
-        let pkt = testrun::ipv4_packet(
-            src.octets(),
-            [198, 18, 0, 100],
-            PROTO_UDP,
-            sport.get(),
-            port,
-        );
-        testrun::run(dp.program_fd(TO_POD).unwrap(), &pkt, 1, 0)
-            .unwrap()
-            .retval
-            == 0
+        passes(dp, src, sport.get(), port)
     };
     // Which of a and b pass on ports 53 and 54.
     let verdicts = |dp: &Datapath| {
@@ -189,7 +187,7 @@ fn addresses_that_share_a_slot_keep_their_identities() {
             passes(dp, b, 54),
         ]
     };
-    let open = |name: &str| MapData::from_pin(pins.0.join(name)).unwrap();
+    let open = |name: &str| pins.open(name);
     let hashed = || -> Vec<[u8; 4]> {
         let m: HashMap<MapData, [u8; 4], u32> =
             HashMap::try_from(Map::HashMap(open("MCNET_IPCACHE4"))).unwrap();
@@ -246,19 +244,13 @@ fn addresses_that_share_a_slot_keep_their_identities() {
 /// that disagree with the hash map.
 #[test]
 fn keys_that_share_a_policy_bucket_keep_their_verdicts() {
-    use aya::maps::{Array, Map, MapData};
+    use aya::maps::Array;
     use mcnet_datapath::policy_cache::{self, policy_bucket};
-    use mcnet_datapath::state::mapped;
-    use mcnet_datapath::{testrun, Datapath, LoadOptions, TO_POD};
-    use mcnet_ebpf_common::*;
-    use std::net::Ipv4Addr;
 
     let Some(pins) = Pins::new("policy-cache") else {
         return;
     };
-    let opts = LoadOptions {
-        pin_dir: Some(pins.0.clone()),
-    };
+    let opts = pins.options();
     let key = |peer: u32| PolicyKey {
         endpoint: 256,
         peer,
@@ -283,20 +275,11 @@ fn keys_that_share_a_policy_bucket_keep_their_verdicts() {
     let verdicts = |dp: &Datapath| {
         std::array::from_fn::<bool, 4, _>(|i| {
             sport.set(sport.get() + 1);
-            let pkt = testrun::ipv4_packet(
-                ip(i).octets(),
-                [198, 18, 0, 100],
-                PROTO_UDP,
-                sport.get(),
-                53,
-            );
-            let fd = dp.program_fd(TO_POD).unwrap();
-            testrun::run(fd, &pkt, 1, 0).unwrap().retval == 0
+            passes(dp, ip(i), sport.get(), 53)
         })
     };
     let cache = || -> Array<MapData, PolicyBucket> {
-        let data = MapData::from_pin(pins.0.join("MCNET_POLICY_CACHE")).unwrap();
-        Array::try_from(Map::Array(data)).unwrap()
+        Array::try_from(Map::Array(pins.open("MCNET_POLICY_CACHE"))).unwrap()
     };
     let held = || {
         let b = cache().get(&bucket, 0).unwrap();
