@@ -284,12 +284,12 @@ struct IpcacheOps {
 /// Slot and IPv4 hash-map writes of one sync (see `Datapath::plan_slots`).
 #[derive(Default)]
 struct SlotPlan {
-    overflow_upsert: Vec<([u8; 4], Option<u32>)>,
+    overflow_upsert: Vec<([u8; 4], u32)>,
     /// Slot words written after the hash map's upserts.
     fill: Vec<(u32, u64)>,
     /// Slot words written last: cleared slots, and shared marks dropped.
     finish: Vec<(u32, u64)>,
-    overflow_remove: Vec<([u8; 4], Option<u32>)>,
+    overflow_remove: Vec<[u8; 4]>,
 }
 
 /// Maps a mmapable array of a loaded object into this process.
@@ -411,8 +411,7 @@ impl Datapath {
                 .load()
                 .map_err(perr(name, "load"))?;
         }
-        dp.applied = dp.observe()?;
-        dp.overflow4 = dp.read_overflow4()?;
+        (dp.applied, dp.overflow4) = dp.read_back()?;
         // Pinned maps may come from an agent that kept IPv4 prefixes in the
         // IPv6 trie, every IPv4 address in the hash map, and no lookup
         // flags: move the prefixes, mark the slots of hashed addresses as
@@ -497,6 +496,11 @@ impl Datapath {
 
     /// Reads the state the maps hold now (after a restart, what the previous agent synced).
     pub fn observe(&self) -> Result<DesiredState> {
+        Ok(self.read_back()?.0)
+    }
+
+    /// The state the maps hold, and what the IPv4 hash map holds of it.
+    fn read_back(&self) -> Result<(DesiredState, BTreeMap<[u8; 4], u32>)> {
         let mut s = DesiredState::default();
         let eps: Array<&MapData, EndpointInfo> = open(&self.ebpf, "MCNET_ENDPOINTS")?;
         for (k, v) in eps.iter().enumerate() {
@@ -513,7 +517,8 @@ impl Datapath {
         // The hash map, then the slots: where both hold an address (a sync
         // cut short), the kernel finds the slot first.
         let v4 = |a: [u8; 4]| (128, std::net::Ipv4Addr::from(a).to_ipv6_mapped().octets());
-        for (a, id) in self.read_overflow4()? {
+        let overflow4 = self.read_overflow4()?;
+        for (&a, &id) in &overflow4 {
             s.ipcache.insert(v4(a), id);
         }
         for (_, word) in self.slots4.occupied() {
@@ -537,7 +542,7 @@ impl Datapath {
             let addr = std::net::Ipv4Addr::from(k.data()).to_ipv6_mapped().octets();
             s.ipcache.insert((96 + k.prefix_len(), addr), v);
         }
-        Ok(s)
+        Ok((s, overflow4))
     }
 
     /// The file descriptor of a program (for BPF_PROG_TEST_RUN).
@@ -797,7 +802,7 @@ impl Datapath {
         let mut plan = SlotPlan::default();
         for (&a, &id) in &place.overflow {
             if self.overflow4.get(&a) != Some(&id) {
-                plan.overflow_upsert.push((a, Some(id)));
+                plan.overflow_upsert.push((a, id));
             }
         }
         for (&slot, &word) in &place.slots {
@@ -812,7 +817,7 @@ impl Datapath {
                 let displaced = ipcache4::decode(word).is_none_or(|(b, _)| b != a);
                 if displaced && !place.overflow.contains_key(&a) {
                     if self.overflow4.get(&a) != Some(&id) {
-                        plan.overflow_upsert.push((a, Some(id)));
+                        plan.overflow_upsert.push((a, id));
                     }
                     during |= IPCACHE4_SHARED;
                 }
@@ -833,7 +838,7 @@ impl Datapath {
             .keys()
             .chain(plan.overflow_upsert.iter().map(|(a, _)| a))
             .filter(|a| !kept(a))
-            .map(|a| (*a, None))
+            .copied()
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -862,15 +867,15 @@ impl Datapath {
         }
         let mut upserts = split(d.ipcache_upsert.iter().map(|(k, id)| (k, Some(*id))));
         let mut removals = split(d.ipcache_remove.iter().map(|k| (k, None)));
-        upserts.v4.clone_from(&slots.overflow_upsert);
-        removals.v4.clone_from(&slots.overflow_remove);
+        upserts.v4 = (slots.overflow_upsert.iter())
+            .map(|&(a, id)| (a, Some(id)))
+            .collect();
+        removals.v4 = slots.overflow_remove.iter().map(|&a| (a, None)).collect();
         // 1. ipcache upserts, the hash map before the slots; 2. policy
         // upserts; 3. endpoints, whose isolation flags may rely on the
         // entries above; 4. removals, the slots last.
         let mut ops = self.apply_ipcache(&upserts)?;
-        for (a, id) in &slots.overflow_upsert {
-            self.overflow4.insert(*a, id.unwrap_or_default());
-        }
+        self.overflow4.extend(slots.overflow_upsert.iter().copied());
         for &(slot, word) in &slots.fill {
             self.slots4.set(slot, word);
         }
@@ -912,7 +917,7 @@ impl Datapath {
             }
         }
         ops += self.apply_ipcache(&removals)?;
-        for (a, _) in &slots.overflow_remove {
+        for a in &slots.overflow_remove {
             self.overflow4.remove(a);
         }
         for &(slot, word) in &slots.finish {
