@@ -43,7 +43,7 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use aya::Ebpf;
 use mcnet_ebpf_common::*;
 
-use ipcache4::{Placement, SlotTable};
+use ipcache4::{Directory, Placement, SlotTable};
 use policy_cache::PolicyCache;
 use state::{Delta, DesiredState};
 
@@ -324,6 +324,8 @@ pub struct Datapath {
     overflow4: BTreeMap<[u8; 4], u32>,
     /// The policy cache, mapped into this process.
     policy_cache: PolicyCache,
+    /// The IPv4 prefix directory, mapped into this process.
+    dir4: Directory,
     attachments: Vec<Attachment>,
     /// A private pin directory to remove on drop.
     private_pins: Option<PathBuf>,
@@ -384,9 +386,15 @@ impl Datapath {
                 return Err(e);
             }
         };
-        let mapped = map_array(&ebpf, "MCNET_IPCACHE4_SLOTS", SlotTable::map)
-            .and_then(|s| Ok((s, map_array(&ebpf, "MCNET_POLICY_CACHE", PolicyCache::map)?)));
-        let (slots4, policy_cache) = match mapped {
+        let mapped = map_array(&ebpf, "MCNET_IPCACHE4_SLOTS", SlotTable::map).and_then(|s| {
+            let c = map_array(&ebpf, "MCNET_POLICY_CACHE", PolicyCache::map)?;
+            Ok((
+                s,
+                c,
+                map_array(&ebpf, "MCNET_IPCACHE4_DIR", Directory::map)?,
+            ))
+        });
+        let (slots4, policy_cache, dir4) = match mapped {
             Ok(m) => m,
             Err(e) => {
                 if let Some(p) = &private {
@@ -402,6 +410,7 @@ impl Datapath {
             slots4,
             overflow4: BTreeMap::new(),
             policy_cache,
+            dir4,
             attachments: Vec::new(),
             private_pins: private,
             pin_dir: options.pin_dir.clone(),
@@ -422,6 +431,11 @@ impl Datapath {
         // The cache may be new (maps from an agent without it) or hold
         // buckets a sync cut short left odd: match it to the hash map.
         dp.policy_cache.rebuild(&dp.applied.policy);
+        // Likewise the prefix directory, from what the tries hold (each
+        // word replaced in one store).
+        for (i, word) in dp.dir4.changes(&ipcache4::directory(&dp.applied.ipcache)) {
+            dp.dir4.set(i, word);
+        }
         let held = dp.applied.ipcache_maps();
         dp.set_lookup_flags(held)?;
         Ok(dp)
@@ -781,13 +795,22 @@ impl Datapath {
         for &b in &buckets {
             self.policy_cache.invalidate(b);
         }
+        // So are the prefix directory's words that change: the trie
+        // decides their addresses until the end.
+        let dir = self.dir4.changes(&ipcache4::directory(&desired.ipcache));
+        for &(i, _) in &dir {
+            self.dir4.set(i, IPCACHE4_DIR_TRIE);
+        }
         let ops = self.apply(&delta, &slots)?;
         for (b, content) in &fills {
             self.policy_cache.write(*b, content);
         }
+        for &(i, word) in &dir {
+            self.dir4.set(i, word);
+        }
         self.set_lookup_flags(new)?;
         self.applied = desired;
-        Ok(ops + fills.len())
+        Ok(ops + fills.len() + dir.len())
     }
 
     /// The writes that bring the slots and the IPv4 hash map from what they

@@ -342,3 +342,79 @@ fn keys_that_share_a_policy_bucket_keep_their_verdicts() {
     assert_eq!(verdicts(&dp), [false, true, true, true]);
     assert_eq!(held(), (vec![peers[1], peers[2]], false));
 }
+
+/// IPv4 prefixes are found through the per-/16 directory where it can
+/// decide and through the trie where a longer prefix lies in the /16, as
+/// syncs change them; the program trusts the directory, and a restarted
+/// agent mends a word that disagrees with the trie.
+#[test]
+fn ipv4_prefixes_are_found_through_the_directory() {
+    use aya::maps::Array;
+
+    let Some(pins) = Pins::new("prefix-dir") else {
+        return;
+    };
+    let opts = pins.options();
+    let prefix =
+        |net: [u8; 4], len: u32, id: u32| ((96 + len, mapped(Ipv4Addr::from(net).into())), id);
+    let wide = prefix([198, 18, 0, 0], 15, 601);
+    let sixteen = prefix([198, 19, 0, 0], 16, 600);
+    let narrow = prefix([198, 18, 7, 0], 24, 602);
+    let sport = std::cell::Cell::new(7000u16);
+    // Which of these sources pass to port 53, each on a new flow.
+    let sources = [
+        [198, 19, 1, 1],
+        [198, 18, 7, 7],
+        [198, 18, 8, 8],
+        [203, 0, 113, 9],
+    ];
+    let verdicts = |dp: &Datapath| {
+        sources.map(|src| {
+            sport.set(sport.get() + 1);
+            passes(dp, src.into(), sport.get(), 53)
+        })
+    };
+    let word = |a: u8, b: u8| -> u32 {
+        let data = pins.open("MCNET_IPCACHE4_DIR");
+        let dir: Array<MapData, u32> = Array::try_from(Map::Array(data)).unwrap();
+        dir.get(&(u32::from(a) << 8 | u32::from(b)), 0).unwrap()
+    };
+
+    let mut dp = Datapath::load_with(&opts).expect("load");
+    dp.sync(&ingress_state(
+        &[wide, sixteen, narrow],
+        &[(600, 53), (602, 53)],
+    ))
+    .unwrap();
+    assert_eq!(verdicts(&dp), [true, true, false, false]);
+    assert_eq!((word(198, 19), word(198, 18)), (600, IPCACHE4_DIR_TRIE));
+
+    dp.sync(&ingress_state(&[wide, sixteen], &[(600, 53), (602, 53)]))
+        .unwrap();
+    assert_eq!(
+        verdicts(&dp),
+        [true, false, false, false],
+        "the /24 is gone"
+    );
+    assert_eq!((word(198, 19), word(198, 18)), (600, 601));
+
+    let both = ingress_state(&[wide, sixteen], &[(600, 53), (601, 53)]);
+    dp.sync(&both).unwrap();
+    assert_eq!(verdicts(&dp), [true, true, true, false]);
+
+    // A word that says, wrongly, that no prefix covers 198.19.0.0/16: the
+    // program believes it, and the next agent mends it.
+    let data = pins.open("MCNET_IPCACHE4_DIR");
+    let mut dir: Array<MapData, u32> = Array::try_from(Map::Array(data)).unwrap();
+    dir.set(198 << 8 | 19, 0, 0).unwrap();
+    assert_eq!(
+        verdicts(&dp),
+        [false, true, true, false],
+        "the word decides"
+    );
+    drop(dp);
+    let dp = Datapath::load_with(&opts).expect("reload");
+    assert_eq!(dp.applied(), &both);
+    assert_eq!(verdicts(&dp), [true, true, true, false], "mended on load");
+    assert_eq!(word(198, 19), 600);
+}

@@ -9,7 +9,8 @@
 //! Each parses Ethernet, IPv4/IPv6 and TCP/UDP/SCTP/ICMP, passes tracked
 //! connections and their replies, maps the peer address to an identity
 //! through the ipcache (exact addresses, IPv4 ones direct-mapped, then a
-//! per-family LPM trie, world on a miss), looks the policy up (in a
+//! per-family LPM trie, behind a per-/16 directory for IPv4, world on a
+//! miss), looks the policy up (in a
 //! bucketed cache first, the hash map when the cache cannot say;
 //! userspace has merged deny precedence into every key, so the most
 //! specific hit decides), counts the verdict per CPU, and reports new flows
@@ -61,6 +62,15 @@ mod prog {
     /// prefix ever covers an IPv4 address, and lookups compare one word.
     #[map(name = "MCNET_IPCACHE_V4")]
     static IPCACHE_V4: LpmTrie<u32, u32> = LpmTrie::pinned(262_144, 1 /* BPF_F_NO_PREALLOC */);
+
+    /// The IPv4 prefix directory, one entry per /16: the identity of the
+    /// longest prefix of /16 or shorter covering it, 0 for none, or
+    /// `IPCACHE4_DIR_TRIE` where a longer prefix lies in the /16, so that
+    /// only those addresses reach the trie. Userspace writes it through a
+    /// shared mapping.
+    #[map(name = "MCNET_IPCACHE4_DIR")]
+    static DIR4: Array<u32> =
+        Array::pinned(IPCACHE4_DIR_ENTRIES, 1 << 10 /* BPF_F_MMAPABLE */);
 
     #[map(name = "MCNET_POLICY")]
     static POLICY: HashMap<PolicyKey, PolicyValue> =
@@ -133,6 +143,13 @@ mod prog {
         fn exact() -> &'static HashMap<Self, u32>;
         /// Prefixes → identity.
         fn prefixes() -> &'static LpmTrie<Self, u32>;
+
+        /// The identity of the longest prefix holding the address, else
+        /// world.
+        #[inline(always)]
+        fn covering(&self) -> u32 {
+            longest_prefix(Self::prefixes(), *self)
+        }
         /// The address as 16 bytes, IPv4 mapped.
         fn bytes(&self) -> [u8; 16];
 
@@ -176,7 +193,7 @@ mod prog {
                 Direct::Absent => {}
             }
             if maps(Self::MAPS) & MAPS_PREFIXES != 0 {
-                longest_prefix(Self::prefixes(), *self)
+                self.covering()
             } else {
                 Self::WORLD
             }
@@ -223,6 +240,22 @@ mod prog {
         #[inline(always)]
         fn prefixes() -> &'static LpmTrie<u32, u32> {
             &IPCACHE_V4
+        }
+
+        #[inline(always)]
+        fn covering(&self) -> u32 {
+            // The /16's directory entry decides, unless a longer prefix
+            // lies in the /16: an array read instead of a trie walk.
+            match DIR4.get(u32::from_be(*self) >> 16) {
+                Some(&e) if e & IPCACHE4_DIR_TRIE == 0 => {
+                    if e == 0 {
+                        Self::WORLD
+                    } else {
+                        e
+                    }
+                }
+                _ => longest_prefix(&IPCACHE_V4, *self),
+            }
         }
 
         #[inline(always)]

@@ -248,6 +248,14 @@ pub const IPCACHE4_SHARED: u64 = 1 << 63;
 /// The largest identity a slot holds; larger ones go to the hash map.
 pub const IPCACHE4_MAX_IDENTITY: u32 = (1 << 31) - 1;
 
+/// Entries of the IPv4 prefix directory: one per /16.
+pub const IPCACHE4_DIR_ENTRIES: u32 = 1 << 16;
+/// Directory entry bit: ask the IPv4 trie, because a prefix longer than
+/// /16 lies in this /16 (or userspace is rewriting the entry). Without it,
+/// the entry is the identity of the longest prefix of /16 or shorter that
+/// covers the /16, or 0 where none does (world).
+pub const IPCACHE4_DIR_TRIE: u32 = 1 << 31;
+
 /// log2 of the number of buckets of the policy cache.
 pub const POLICY_CACHE_BITS: u32 = 17;
 /// Buckets of the policy cache (8 MiB of [`PolicyBucket`]).
