@@ -324,6 +324,8 @@ pub struct Datapath {
     overflow4: BTreeMap<[u8; 4], u32>,
     /// The policy cache, mapped into this process.
     policy_cache: PolicyCache,
+    /// Policy-cache buckets that a failed sync left out of use.
+    stale_buckets: BTreeSet<u32>,
     /// The IPv4 prefix directory, mapped into this process.
     dir4: Directory,
     attachments: Vec<Attachment>,
@@ -386,14 +388,13 @@ impl Datapath {
                 return Err(e);
             }
         };
-        let mapped = map_array(&ebpf, "MCNET_IPCACHE4_SLOTS", SlotTable::map).and_then(|s| {
-            let c = map_array(&ebpf, "MCNET_POLICY_CACHE", PolicyCache::map)?;
+        let mapped: Result<_> = (|| {
             Ok((
-                s,
-                c,
+                map_array(&ebpf, "MCNET_IPCACHE4_SLOTS", SlotTable::map)?,
+                map_array(&ebpf, "MCNET_POLICY_CACHE", PolicyCache::map)?,
                 map_array(&ebpf, "MCNET_IPCACHE4_DIR", Directory::map)?,
             ))
-        });
+        })();
         let (slots4, policy_cache, dir4) = match mapped {
             Ok(m) => m,
             Err(e) => {
@@ -410,6 +411,7 @@ impl Datapath {
             slots4,
             overflow4: BTreeMap::new(),
             policy_cache,
+            stale_buckets: BTreeSet::new(),
             dir4,
             attachments: Vec::new(),
             private_pins: private,
@@ -774,6 +776,11 @@ impl Datapath {
     /// incrementally: upserts first, endpoints next, removals last, each
     /// entry replaced atomically, so that no packet meets a key that is in
     /// neither state. Returns the number of map operations.
+    ///
+    /// A sync that fails part-way leaves the maps holding part of the new
+    /// state (every entry is whole, and lookups that cannot trust the
+    /// caches ask the maps); the applied state is then read back from the
+    /// maps, so that the next sync brings them the rest of the way.
     pub fn sync(&mut self, desired: &DesiredState) -> Result<usize> {
         let mut desired = desired.clone();
         desired.mark_lookup_shapes();
@@ -787,10 +794,11 @@ impl Datapath {
         // The policy cache's buckets that change are out of use while the
         // maps change (lookups of their keys go to the hash map), and
         // filled once the hash map holds the new state.
-        let buckets: BTreeSet<u32> = (delta.policy_upsert.iter().map(|(k, _)| k))
+        let mut buckets: BTreeSet<u32> = (delta.policy_upsert.iter().map(|(k, _)| k))
             .chain(&delta.policy_remove)
             .map(policy_cache::policy_bucket)
             .collect();
+        buckets.append(&mut self.stale_buckets);
         let fills = policy_cache::contents(&desired.policy, Some(&buckets));
         for &b in &buckets {
             self.policy_cache.invalidate(b);
@@ -801,7 +809,21 @@ impl Datapath {
         for &(i, _) in &dir {
             self.dir4.set(i, IPCACHE4_DIR_TRIE);
         }
-        let ops = self.apply(&delta, &slots)?;
+        let ops = match self.apply(&delta, &slots) {
+            Ok(ops) => ops,
+            Err(e) => {
+                // The maps hold part of the new state. Take what they hold
+                // as the applied state, so that the next sync starts from
+                // it, and leave the out-of-use buckets and directory words
+                // (still the trie's) for it to fill.
+                self.stale_buckets = buckets;
+                if let Ok((applied, overflow4)) = self.read_back() {
+                    self.applied = applied;
+                    self.overflow4 = overflow4;
+                }
+                return Err(e);
+            }
+        };
         for (b, content) in &fills {
             self.policy_cache.write(*b, content);
         }

@@ -418,3 +418,52 @@ fn ipv4_prefixes_are_found_through_the_directory() {
     assert_eq!(verdicts(&dp), [true, true, true, false], "mended on load");
     assert_eq!(word(198, 19), 600);
 }
+
+/// A sync that fails part-way (an interface index no endpoint slot holds)
+/// leaves the applied state as the maps hold it, so that syncing back to
+/// the old state undoes the entries the failed sync wrote.
+#[test]
+fn a_failed_sync_leaves_the_applied_state_as_the_maps_hold_it() {
+    let Some(pins) = Pins::new("failed-sync") else {
+        return;
+    };
+    let peer = |d: u8, id: u32| ((128, mapped(Ipv4Addr::new(198, 18, 2, d).into())), id);
+    let peers = [peer(1, 801), peer(2, 802)];
+    let old = ingress_state(&peers, &[(801, 53)]);
+    let mut new = ingress_state(&peers, &[(801, 53), (802, 53)]);
+    new.endpoints.insert(
+        MAX_IFINDEX + 1,
+        EndpointInfo {
+            identity: 300,
+            flags: EP_INGRESS_ISOLATED,
+        },
+    );
+    let sport = std::cell::Cell::new(9000u16);
+    let verdicts = |dp: &Datapath| {
+        [[198, 18, 2, 1], [198, 18, 2, 2]].map(|src| {
+            sport.set(sport.get() + 1);
+            passes(dp, src.into(), sport.get(), 53)
+        })
+    };
+
+    let mut dp = Datapath::load_with(&pins.options()).expect("load");
+    dp.sync(&old).unwrap();
+    assert_eq!(verdicts(&dp), [true, false]);
+    let err = dp
+        .sync(&new)
+        .expect_err("no endpoint slot for the interface");
+    assert!(err.to_string().contains("ifindex"), "{err}");
+    assert_eq!(
+        dp.applied(),
+        &dp.observe().unwrap(),
+        "applied = what the maps hold"
+    );
+    assert_eq!(
+        verdicts(&dp),
+        [true, true],
+        "the upserts went in before the failure"
+    );
+    dp.sync(&old).unwrap();
+    assert_eq!(verdicts(&dp), [true, false], "and are undone");
+    assert_eq!(dp.applied(), &dp.observe().unwrap());
+}

@@ -10,11 +10,10 @@
 //! connections and their replies, maps the peer address to an identity
 //! through the ipcache (exact addresses, IPv4 ones direct-mapped, then a
 //! per-family LPM trie, behind a per-/16 directory for IPv4, world on a
-//! miss), looks the policy up (in a
-//! bucketed cache first, the hash map when the cache cannot say;
-//! userspace has merged deny precedence into every key, so the most
-//! specific hit decides), counts the verdict per CPU, and reports new flows
-//! and drops on a ring buffer.
+//! miss), looks the policy up (in a bucketed cache first, in the hash map
+//! when the cache cannot say; userspace has merged deny precedence into
+//! every key, so the most specific hit decides), counts the verdict per
+//! CPU, and reports new flows and drops on a ring buffer.
 //!
 //! On any target but BPF this file builds as an empty host binary, so that
 //! workspace-wide `cargo clippy` works.
@@ -150,6 +149,7 @@ mod prog {
         fn covering(&self) -> u32 {
             longest_prefix(Self::prefixes(), *self)
         }
+
         /// The address as 16 bytes, IPv4 mapped.
         fn bytes(&self) -> [u8; 16];
 
