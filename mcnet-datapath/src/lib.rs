@@ -289,7 +289,7 @@ struct SlotPlan {
     fill: Vec<(u32, u64)>,
     /// Slot words written last: cleared slots, and shared marks dropped.
     finish: Vec<(u32, u64)>,
-    overflow_remove: Vec<[u8; 4]>,
+    overflow_remove: BTreeSet<[u8; 4]>,
 }
 
 /// Maps a mmapable array of a loaded object into this process.
@@ -884,8 +884,6 @@ impl Datapath {
             .chain(plan.overflow_upsert.iter().map(|(a, _)| a))
             .filter(|a| !kept(a))
             .copied()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect();
         plan
     }

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use aya::maps::{Map, MapData};
+use aya::maps::{Array, Map, MapData};
 use mcnet_datapath::state::{mapped, DesiredState};
 use mcnet_datapath::{testrun, Datapath, LoadOptions, TO_POD};
 use mcnet_ebpf_common::*;
@@ -51,6 +51,11 @@ impl Pins {
     /// A map pinned here.
     fn open(&self, name: &str) -> MapData {
         MapData::from_pin(self.0.join(name)).unwrap()
+    }
+
+    /// An array map pinned here.
+    fn array<T: aya::Pod>(&self, name: &str) -> Array<MapData, T> {
+        Array::try_from(Map::Array(self.open(name))).unwrap()
     }
 }
 
@@ -148,7 +153,7 @@ fn a_restart_moves_ipv4_prefixes_an_older_agent_left_in_the_ipv6_trie() {
 /// maps left by an agent that kept every address in the hash map.
 #[test]
 fn addresses_that_share_a_slot_keep_their_identities() {
-    use aya::maps::{Array, HashMap};
+    use aya::maps::HashMap;
 
     let Some(pins) = Pins::new("slots") else {
         return;
@@ -218,11 +223,9 @@ fn addresses_that_share_a_slot_keep_their_identities() {
     let mut h: HashMap<MapData, [u8; 4], u32> =
         HashMap::try_from(Map::HashMap(open("MCNET_IPCACHE4"))).unwrap();
     h.insert(a.octets(), 401, 0).unwrap();
-    let mut slots: Array<MapData, u64> =
-        Array::try_from(Map::Array(open("MCNET_IPCACHE4_SLOTS"))).unwrap();
+    let mut slots = pins.array::<u64>("MCNET_IPCACHE4_SLOTS");
     slots.set(slot, 0, 0).unwrap();
-    let mut config: Array<MapData, u32> =
-        Array::try_from(Map::Array(open("MCNET_CONFIG"))).unwrap();
+    let mut config = pins.array::<u32>("MCNET_CONFIG");
     config.set(CONFIG_PREFIXES_V4, 0, 0).unwrap();
     drop((h, slots, config));
 
@@ -244,7 +247,6 @@ fn addresses_that_share_a_slot_keep_their_identities() {
 /// that disagree with the hash map.
 #[test]
 fn keys_that_share_a_policy_bucket_keep_their_verdicts() {
-    use aya::maps::Array;
     use mcnet_datapath::policy_cache::{self, policy_bucket};
 
     let Some(pins) = Pins::new("policy-cache") else {
@@ -278,9 +280,7 @@ fn keys_that_share_a_policy_bucket_keep_their_verdicts() {
             passes(dp, ip(i), sport.get(), 53)
         })
     };
-    let cache = || -> Array<MapData, PolicyBucket> {
-        Array::try_from(Map::Array(pins.open("MCNET_POLICY_CACHE"))).unwrap()
-    };
+    let cache = || pins.array::<PolicyBucket>("MCNET_POLICY_CACHE");
     let held = || {
         let b = cache().get(&bucket, 0).unwrap();
         assert_eq!(b.seq % 2, 0, "no bucket is left mid-write");
@@ -349,8 +349,6 @@ fn keys_that_share_a_policy_bucket_keep_their_verdicts() {
 /// agent mends a word that disagrees with the trie.
 #[test]
 fn ipv4_prefixes_are_found_through_the_directory() {
-    use aya::maps::Array;
-
     let Some(pins) = Pins::new("prefix-dir") else {
         return;
     };
@@ -374,11 +372,8 @@ fn ipv4_prefixes_are_found_through_the_directory() {
             passes(dp, src.into(), sport.get(), 53)
         })
     };
-    let word = |a: u8, b: u8| -> u32 {
-        let data = pins.open("MCNET_IPCACHE4_DIR");
-        let dir: Array<MapData, u32> = Array::try_from(Map::Array(data)).unwrap();
-        dir.get(&(u32::from(a) << 8 | u32::from(b)), 0).unwrap()
-    };
+    let dir = || pins.array::<u32>("MCNET_IPCACHE4_DIR");
+    let word = |a: u8, b: u8| dir().get(&(u32::from(a) << 8 | u32::from(b)), 0).unwrap();
 
     let mut dp = Datapath::load_with(&opts).expect("load");
     dp.sync(&ingress_state(
@@ -404,9 +399,7 @@ fn ipv4_prefixes_are_found_through_the_directory() {
 
     // A word that says, wrongly, that no prefix covers 198.19.0.0/16: the
     // program believes it, and the next agent mends it.
-    let data = pins.open("MCNET_IPCACHE4_DIR");
-    let mut dir: Array<MapData, u32> = Array::try_from(Map::Array(data)).unwrap();
-    dir.set(198 << 8 | 19, 0, 0).unwrap();
+    dir().set(198 << 8 | 19, 0, 0).unwrap();
     assert_eq!(
         verdicts(&dp),
         [false, true, true, false],
