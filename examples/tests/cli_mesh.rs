@@ -353,3 +353,206 @@ fn apply_prints_the_multicluster_manifests_without_a_kubeconfig() {
     assert_eq!(link["apiVersion"], "multicluster.linkerd.io/v1alpha3");
     assert_eq!(link["spec"]["gatewayPort"], "4143");
 }
+
+/// `mcnet mesh cert issue` with `--lifetime lifetime`: (exit code, stderr).
+fn issue_for(d: &TempDir, lifetime: &str) -> (i32, String) {
+    let (code, _, err) = mcnet(&[
+        "mesh",
+        "cert",
+        "issue",
+        "--ca",
+        &d.path("ca"),
+        "--namespace",
+        "production",
+        "--service-account",
+        "frontend",
+        "--out",
+        &d.path("out"),
+        "--lifetime",
+        lifetime,
+    ]);
+    (code, err)
+}
+
+#[test]
+fn lifetimes_out_of_range_are_refused_naming_the_flag_and_the_maximum() {
+    let d = TempDir::new("lifetime");
+    ok(&["mesh", "ca", "init", "--dir", &d.path("ca")]);
+    for too_long in [
+        "18446744073709551615s",       // panicked: SystemTime overflow
+        "213503982334602d",            // wrapped around to a 17-hour certificate
+        "36501d",                      // just past the maximum
+        "99999999999999999999999999d", // not even a u64
+        "1537314974269h",
+    ] {
+        let (code, err) = issue_for(&d, too_long);
+        assert_eq!(code, 2, "--lifetime {too_long}: {err}");
+        assert!(err.contains("--lifetime"), "{too_long}: {err}");
+        assert!(err.contains("36500d"), "{too_long}: {err}");
+        assert!(!err.contains("panicked"), "{too_long}: {err}");
+        assert!(!Path::new(&d.path("out/tls.crt")).exists(), "{too_long}");
+    }
+    for too_long in ["18446744073709551615s", "36501d"] {
+        for (cmd, flag) in [
+            (vec!["ca", "init", "--dir"], "--issuer-lifetime"),
+            (
+                vec!["ca", "issuer", "--ca", &d.path("ca"), "--out"],
+                "--issuer-lifetime",
+            ),
+        ] {
+            let out = d.path("other");
+            let mut args = vec!["mesh"];
+            args.extend(cmd.iter().copied());
+            args.extend([out.as_str(), flag, too_long]);
+            let (code, _, err) = mcnet(&args);
+            assert_eq!(code, 2, "{args:?}: {err}");
+            assert!(err.contains(flag) && err.contains("36500d"), "{err}");
+        }
+    }
+    // The maximum itself works, and is what the certificate says.
+    let (code, err) = issue_for(&d, "36500d");
+    assert_eq!(code, 0, "{err}");
+    let (_, text) = openssl(&["x509", "-in", &d.path("out/tls.crt"), "-noout", "-enddate"]);
+    let year: i32 = text
+        .split_whitespace()
+        .find_map(|w| w.parse().ok().filter(|y| *y > 2000))
+        .unwrap_or_else(|| panic!("no year in {text}"));
+    let now: i32 = {
+        let (_, date) = openssl(&["x509", "-in", &d.path("ca/ca.crt"), "-noout", "-startdate"]);
+        date.split_whitespace()
+            .find_map(|w| w.parse().ok().filter(|y| *y > 2000))
+            .unwrap()
+    };
+    assert!((99..=100).contains(&(year - now)), "{text}");
+}
+
+#[test]
+fn directories_the_cli_creates_are_0700() {
+    let d = TempDir::new("dirmode");
+    ok(&["mesh", "ca", "init", "--dir", &d.path("new/ca")]);
+    assert_eq!(mode(&d.path("new")), 0o700);
+    assert_eq!(mode(&d.path("new/ca")), 0o700);
+    assert_eq!(mode(&d.path("new/ca/ca.key")), 0o600);
+    assert_eq!(mode(&d.path("new/ca/issuer.key")), 0o600);
+    issue(&d, "new/ca", "production", "frontend", "certs/fe");
+    assert_eq!(mode(&d.path("certs")), 0o700);
+    assert_eq!(mode(&d.path("certs/fe")), 0o700);
+    assert_eq!(mode(&d.path("certs/fe/tls.key")), 0o600);
+    ok(&[
+        "mesh",
+        "ca",
+        "issuer",
+        "--ca",
+        &d.path("new/ca"),
+        "--out",
+        &d.path("west/ca"),
+    ]);
+    assert_eq!(mode(&d.path("west/ca")), 0o700);
+    assert_eq!(mode(&d.path("west/ca/issuer.key")), 0o600);
+}
+
+/// The gateway's stderr so far (`start_server` logs it to a file named
+/// after this process, the server and its first port).
+fn gateway_log(what: &str, port: u16) -> String {
+    (0..3)
+        .rev()
+        .map(|attempt| {
+            std::env::temp_dir().join(format!(
+                "mcnet-cli-{}-{what}-{port}-{attempt}.stderr",
+                std::process::id()
+            ))
+        })
+        .find(|p| p.exists())
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// Waits (at most 10 s) until the gateway's log says `what` `n` times.
+fn wait_log(server: &str, port: u16, what: &str, n: usize) -> String {
+    let t0 = std::time::Instant::now();
+    loop {
+        let log = gateway_log(server, port);
+        if log.matches(what).count() >= n {
+            return log;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no `{what}` in {log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_gateway_reload_swaps_bundle_certificate_and_key_together_or_not_at_all() {
+    let d = TempDir::new("reload");
+    ok(&["mesh", "ca", "init", "--dir", &d.path("ca")]);
+    issue(&d, "ca", "linkerd-multicluster", "linkerd-gateway", "gw");
+    issue(&d, "ca", "production", "frontend", "fe");
+    ok(&["mesh", "ca", "init", "--dir", &d.path("next-ca")]);
+    issue(
+        &d,
+        "next-ca",
+        "linkerd-multicluster",
+        "linkerd-gateway",
+        "next-gw",
+    );
+    issue(&d, "next-ca", "production", "frontend", "next-fe");
+
+    let target = echo();
+    const SERVER: &str = "mesh gateway reload";
+    let (_gw, [port]) = start_server(
+        SERVER,
+        |[port]| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcnet"));
+            cmd.args([
+                "mesh",
+                "gateway",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--target",
+                &target.to_string(),
+                "--identity",
+                &d.path("gw"),
+                "--allow",
+                FRONTEND_ID,
+            ]);
+            cmd
+        },
+        |[port]| listening(port),
+    );
+    let listen = format!("127.0.0.1:{port}");
+    let (out, err) = s_client(&listen, &d.0.join("fe"), GATEWAY_ID, "before\n");
+    assert!(out.contains("before"), "{out} {err}");
+
+    // A new trust bundle with a key that does not match tls.crt: refused
+    // as a whole. The old bundle stays in force (the old client still gets
+    // in), not just the old certificate.
+    std::fs::copy(d.path("next-ca/ca.crt"), d.path("gw/ca.crt")).unwrap();
+    std::fs::copy(d.path("next-gw/tls.key"), d.path("gw/tls.key")).unwrap();
+    let log = wait_log(
+        SERVER,
+        port,
+        "identity reload failed (keeping the old one)",
+        1,
+    );
+    assert!(!log.contains("identity reloaded"), "{log}");
+    std::thread::sleep(Duration::from_millis(1200)); // later polls change nothing
+    let (out, err) = s_client(&listen, &d.0.join("fe"), GATEWAY_ID, "still trusted\n");
+    assert!(
+        out.contains("still trusted"),
+        "{out} {err}\n{}",
+        gateway_log(SERVER, port)
+    );
+    let (out, _) = s_client(&listen, &d.0.join("next-fe"), GATEWAY_ID, "too early\n");
+    assert!(!out.contains("too early"), "{out}");
+
+    // The matching certificate arrives: all three take effect together.
+    std::fs::copy(d.path("next-gw/tls.crt"), d.path("gw/tls.crt")).unwrap();
+    let log = wait_log(SERVER, port, "identity reloaded from", 1);
+    assert!(log.contains(&d.path("gw")), "{log}");
+    let (out, err) = s_client(&listen, &d.0.join("next-fe"), GATEWAY_ID, "after\n");
+    assert!(out.contains("after"), "{out} {err}");
+    let (out, _) = s_client(&listen, &d.0.join("fe"), GATEWAY_ID, "old anchor\n");
+    assert!(!out.contains("old anchor"), "{out}");
+}

@@ -8,10 +8,11 @@
 //! issuer, which puts only the DNS name in the leaf, mcnet adds the SPIFFE
 //! id as a URI SAN; Linkerd's proxy verifies either.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
@@ -30,6 +31,16 @@ pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(20);
 pub const ISSUER_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Trust anchor lifetime.
 pub const ANCHOR_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// The longest lifetime anything here issues: 100 years (36500 days).
+/// Longer ones are refused with [`Error::Validity`]: nothing in a mesh
+/// should live that long, and it keeps every validity window far inside
+/// what X.509 can say (GeneralizedTime ends with the year 9999).
+pub const MAX_LIFETIME: Duration = Duration::from_secs(36500 * 24 * 3600);
+
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z, in seconds from the Unix
+/// epoch: the first and last instants an X.509 validity can carry.
+const X509_FIRST: i64 = -62_167_219_200;
+const X509_LAST: i64 = 253_402_300_799;
 
 /// A workload's identity: service account and namespace in a trust domain.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,6 +51,17 @@ pub struct WorkloadId {
     pub service_account: String,
     /// Trust domain (`cluster.local`).
     pub trust_domain: String,
+}
+
+/// Checks that `trust_domain` is a DNS name (labels of lowercase letters,
+/// digits and `-`).
+pub fn check_trust_domain(trust_domain: &str) -> Result<()> {
+    if trust_domain.is_empty() || !trust_domain.split('.').all(dns_label_ok) {
+        return Err(Error::Invalid(format!(
+            "trust domain `{trust_domain}` is not a DNS name"
+        )));
+    }
+    Ok(())
 }
 
 fn dns_label_ok(s: &str) -> bool {
@@ -65,11 +87,7 @@ impl WorkloadId {
                 )));
             }
         }
-        if trust_domain.is_empty() || !trust_domain.split('.').all(dns_label_ok) {
-            return Err(Error::Invalid(format!(
-                "trust domain `{trust_domain}` is not a DNS name"
-            )));
-        }
+        check_trust_domain(trust_domain)?;
         Ok(WorkloadId {
             namespace: namespace.into(),
             service_account: service_account.into(),
@@ -112,6 +130,27 @@ impl SecretKey {
 
     fn key_pair(&self) -> Result<KeyPair> {
         KeyPair::from_pem(&self.0).map_err(|e| Error::Crypto(format!("private key: {e}")))
+    }
+
+    /// Checks that this is the private key of `cert`'s public key; `what`
+    /// names the key in the error (`tls.key`, `issuer key`).
+    pub fn check_matches(&self, cert: &CertificateDer<'_>, what: &str) -> Result<()> {
+        let kp = KeyPair::from_pem(&self.0).map_err(|e| Error::Crypto(format!("{what}: {e}")))?;
+        let (_, c) = x509_parser::parse_x509_certificate(cert)
+            .map_err(|e| Error::Invalid(format!("{what}'s certificate: {e}")))?;
+        if c.public_key().subject_public_key.data.as_ref() != kp.public_key_raw() {
+            let subject = c
+                .subject()
+                .iter_common_name()
+                .next()
+                .and_then(|n| n.as_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            return Err(Error::Invalid(format!(
+                "{what} does not match the certificate of `{subject}`"
+            )));
+        }
+        Ok(())
     }
 
     /// The key as rustls wants it.
@@ -162,17 +201,87 @@ fn dn(cn: &str) -> DistinguishedName {
     d
 }
 
-fn validity(p: &mut CertificateParams, lifetime: Duration, skew: Duration) {
+fn validity_error(what: &str, problem: String) -> Error {
+    Error::Validity {
+        what: what.into(),
+        problem,
+    }
+}
+
+/// The window of a certificate issued now for `lifetime`, starting `before`
+/// early and ending `after` late: checked, never overflowing.
+fn window(
+    what: &str,
+    lifetime: Duration,
+    before: Duration,
+    after: Duration,
+) -> Result<(SystemTime, SystemTime)> {
+    if lifetime > MAX_LIFETIME {
+        return Err(validity_error(
+            what,
+            format!(
+                "a lifetime of {}s is longer than the largest accepted, {}d (100 years)",
+                lifetime.as_secs(),
+                MAX_LIFETIME.as_secs() / 86400
+            ),
+        ));
+    }
     let now = SystemTime::now();
-    p.not_before = (now - skew).into();
-    p.not_after = (now + lifetime).into();
+    let not_before = now.checked_sub(before);
+    let not_after = now.checked_add(lifetime).and_then(|t| t.checked_add(after));
+    match (not_before, not_after) {
+        (Some(b), Some(a)) => Ok((b, a)),
+        _ => Err(validity_error(
+            what,
+            format!(
+                "a lifetime of {}s with a clock-skew allowance of {}s is out of range",
+                lifetime.as_secs(),
+                before.max(after).as_secs()
+            ),
+        )),
+    }
+}
+
+/// Seconds from the Unix epoch, negative before it (saturating).
+fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+/// Sets a certificate's validity, refusing what X.509 cannot carry (before
+/// the year 0 or after 9999) or an inverted window.
+fn set_validity(
+    p: &mut CertificateParams,
+    what: &str,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<()> {
+    for (field, t) in [("not before", not_before), ("not after", not_after)] {
+        if !(X509_FIRST..=X509_LAST).contains(&unix_secs(t)) {
+            return Err(validity_error(
+                what,
+                format!("{field} is outside what X.509 can carry (the years 0 to 9999)"),
+            ));
+        }
+    }
+    if not_before > not_after {
+        return Err(validity_error(
+            what,
+            "not before is later than not after".into(),
+        ));
+    }
+    p.not_before = not_before.into();
+    p.not_after = not_after.into();
+    Ok(())
 }
 
 fn crypto(e: rcgen::Error) -> Error {
     Error::Crypto(e.to_string())
 }
 
-fn ca_params(cn: &str, lifetime: Duration, path_len: u8) -> CertificateParams {
+fn ca_params(cn: &str, lifetime: Duration, path_len: u8) -> Result<CertificateParams> {
     let mut p = CertificateParams::default();
     p.distinguished_name = dn(cn);
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
@@ -182,8 +291,9 @@ fn ca_params(cn: &str, lifetime: Duration, path_len: u8) -> CertificateParams {
         KeyUsagePurpose::DigitalSignature,
     ];
     p.use_authority_key_identifier_extension = true;
-    validity(&mut p, lifetime, CLOCK_SKEW_ALLOWANCE);
-    p
+    let (not_before, not_after) = window(cn, lifetime, CLOCK_SKEW_ALLOWANCE, Duration::ZERO)?;
+    set_validity(&mut p, cn, not_before, not_after)?;
+    Ok(p)
 }
 
 /// A trust anchor: the root every cluster of a mesh trusts.
@@ -194,10 +304,12 @@ pub struct TrustAnchor {
 }
 
 impl TrustAnchor {
-    /// A new self-signed anchor `root.linkerd.<td>`, valid for `lifetime`.
+    /// A new self-signed anchor `root.linkerd.<td>`, valid for `lifetime`
+    /// (at most [`MAX_LIFETIME`]).
     pub fn generate(trust_domain: &str, lifetime: Duration) -> Result<TrustAnchor> {
+        check_trust_domain(trust_domain)?;
+        let p = ca_params(&format!("root.linkerd.{trust_domain}"), lifetime, 1)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(crypto)?;
-        let p = ca_params(&format!("root.linkerd.{trust_domain}"), lifetime, 1);
         let cert = p.self_signed(&key).map_err(crypto)?;
         Ok(TrustAnchor {
             ca: CertAndKey {
@@ -207,10 +319,12 @@ impl TrustAnchor {
         })
     }
 
-    /// A new issuer signed by this anchor: `identity.linkerd.<td>`.
+    /// A new issuer signed by this anchor: `identity.linkerd.<td>`, valid
+    /// for `lifetime` (at most [`MAX_LIFETIME`]).
     pub fn issue_issuer(&self, trust_domain: &str, lifetime: Duration) -> Result<IssuerCa> {
+        check_trust_domain(trust_domain)?;
+        let p = ca_params(&format!("identity.linkerd.{trust_domain}"), lifetime, 0)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(crypto)?;
-        let p = ca_params(&format!("identity.linkerd.{trust_domain}"), lifetime, 0);
         let signer = self.signer()?;
         let cert = p.signed_by(&key, &signer).map_err(crypto)?;
         Ok(IssuerCa {
@@ -279,15 +393,20 @@ impl WorkloadCert {
                 )))
             }
         };
-        KeyPair::from_pem(key_pem).map_err(|e| Error::Crypto(format!("tls.key: {e}")))?;
-        let at = |t: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+        let key = SecretKey(key_pem.into());
+        key.check_matches(leaf, "tls.key")?;
+        let at = |t: i64| {
+            SystemTime::UNIX_EPOCH
+                .checked_add(Duration::from_secs(t.max(0).unsigned_abs()))
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        };
         let not_before = at(c.validity().not_before.timestamp());
         let not_after = at(c.validity().not_after.timestamp());
         Ok(WorkloadCert {
             id,
             chain_pem: chain_pem.into(),
-            key: SecretKey(key_pem.into()),
-            issued_at: (not_before + CLOCK_SKEW_ALLOWANCE).min(not_after),
+            key,
+            issued_at: start_of(not_before, CLOCK_SKEW_ALLOWANCE, not_after),
             not_after,
         })
     }
@@ -302,15 +421,34 @@ impl WorkloadCert {
     }
 }
 
+/// When a certificate valid from `not_before` was issued: `skew` later, but
+/// not after `not_after`.
+fn start_of(not_before: SystemTime, skew: Duration, not_after: SystemTime) -> SystemTime {
+    not_before
+        .checked_add(skew)
+        .unwrap_or(not_after)
+        .min(not_after)
+}
+
+/// The first certificate of `cert_pem`, whose key `key` must be.
+fn check_pair(cert_pem: &str, key: &SecretKey, what: &str) -> Result<()> {
+    let first = pem_certs(cert_pem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Invalid(format!("{what}: no certificate in PEM")))?;
+    key.check_matches(&first, what)
+}
+
 impl TrustAnchor {
-    /// Loads an anchor from its certificate and key (PEM).
+    /// Loads an anchor from its certificate and key (PEM); the key must be
+    /// the certificate's.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<TrustAnchor> {
-        KeyPair::from_pem(key_pem).map_err(|e| Error::Crypto(format!("anchor key: {e}")))?;
-        pem_certs(cert_pem)?;
+        let key = SecretKey(key_pem.into());
+        check_pair(cert_pem, &key, "anchor key")?;
         Ok(TrustAnchor {
             ca: CertAndKey {
                 cert_pem: cert_pem.into(),
-                key: SecretKey(key_pem.into()),
+                key,
             },
         })
     }
@@ -341,32 +479,39 @@ pub fn issuer_trust_domain(cert_pem: &str) -> Result<String> {
 }
 
 impl IssuerCa {
-    /// Loads an issuer from its certificate and key (PEM).
+    /// Loads an issuer from its certificate and key (PEM); the key must be
+    /// the certificate's, the trust domain a DNS name.
     pub fn from_pem(cert_pem: &str, key_pem: &str, trust_domain: &str) -> Result<IssuerCa> {
-        let _ =
-            KeyPair::from_pem(key_pem).map_err(|e| Error::Crypto(format!("issuer key: {e}")))?;
-        pem_certs(cert_pem)?;
+        check_trust_domain(trust_domain)?;
+        let key = SecretKey(key_pem.into());
+        check_pair(cert_pem, &key, "issuer key")?;
         Ok(IssuerCa {
             ca: CertAndKey {
                 cert_pem: cert_pem.into(),
-                key: SecretKey(key_pem.into()),
+                key,
             },
             trust_domain: trust_domain.into(),
             clock_skew: CLOCK_SKEW_ALLOWANCE,
         })
     }
 
-    /// A workload certificate for `id`, valid for `lifetime`, widened by
-    /// [`CLOCK_SKEW_ALLOWANCE`] at both ends (as Linkerd issues them), for
-    /// both server and client use.
+    /// A workload certificate for `id`, valid for `lifetime` (at most
+    /// [`MAX_LIFETIME`]), widened by the clock-skew allowance at both ends
+    /// (as Linkerd issues them), for both server and client use.
     pub fn issue(&self, id: &WorkloadId, lifetime: Duration) -> Result<WorkloadCert> {
         // As Linkerd's identity controller: the skew allowance widens both ends.
-        let now = SystemTime::now();
-        self.issue_valid(id, now - self.clock_skew, now + lifetime + self.clock_skew)
+        let (not_before, not_after) = window(
+            &format!("workload certificate for {id}"),
+            lifetime,
+            self.clock_skew,
+            self.clock_skew,
+        )?;
+        self.issue_valid(id, not_before, not_after)
     }
 
     /// A workload certificate valid from `not_before` to `not_after` (for
-    /// tools and tests that need an exact window, e.g. an expired one).
+    /// tools and tests that need an exact window, e.g. an expired one). A
+    /// window X.509 cannot carry, or an inverted one, is refused.
     pub fn issue_valid(
         &self,
         id: &WorkloadId,
@@ -379,8 +524,14 @@ impl IssuerCa {
                 self.trust_domain
             )));
         }
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(crypto)?;
         let mut p = CertificateParams::default();
+        set_validity(
+            &mut p,
+            &format!("workload certificate for {id}"),
+            not_before,
+            not_after,
+        )?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(crypto)?;
         p.distinguished_name = dn(&id.linkerd_name());
         p.subject_alt_names = vec![
             SanType::DnsName(id.linkerd_name().try_into().map_err(crypto)?),
@@ -395,8 +546,6 @@ impl IssuerCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         p.use_authority_key_identifier_extension = true;
-        p.not_before = not_before.into();
-        p.not_after = not_after.into();
         let signer =
             Issuer::from_ca_cert_pem(&self.ca.cert_pem, self.ca.key.key_pair()?).map_err(crypto)?;
         let cert = p.signed_by(&key, &signer).map_err(crypto)?;
@@ -404,7 +553,7 @@ impl IssuerCa {
             id: id.clone(),
             chain_pem: format!("{}{}", cert.pem(), self.ca.cert_pem),
             key: SecretKey(key.serialize_pem()),
-            issued_at: (not_before + self.clock_skew).min(not_after),
+            issued_at: start_of(not_before, self.clock_skew, not_after),
             not_after,
         })
     }
@@ -489,38 +638,181 @@ impl TrustBundle {
     }
 }
 
-/// Writes a file atomically (temporary file, then rename), with `mode`.
+/// How many temporary names [`write_file`] tries before it gives up.
+const TEMP_ATTEMPTS: usize = 16;
+
+/// Writes a file atomically, with `mode` from its first byte.
+///
+/// The contents go to a new temporary file beside `path`, named with 128
+/// random bits from the operating system and created exclusively
+/// (`O_CREAT | O_EXCL`: a file or a symbolic link already at that name is
+/// never opened, let alone followed; another name is tried, up to 16). The
+/// file is synced, renamed over `path`, and the directory synced. Missing
+/// directories are created with mode 0700; existing ones are left as they are.
 pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    write_file_named(path, contents, mode, random_suffix)
+}
+
+/// 32 hex digits from the operating system's random number generator
+/// (`getrandom(2)`, through ring).
+fn random_suffix() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| Error::Crypto("the system's random number generator failed".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// [`write_file`] with the temporary names' suffixes from `suffix`.
+fn write_file_named(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    mut suffix: impl FnMut() -> Result<String>,
+) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(contents)
+        .ok_or_else(|| Error::Invalid(format!("`{}` does not name a file", path.display())))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let mut created = None;
+    for _ in 0..TEMP_ATTEMPTS {
+        let mut tmp_name = OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(".tmp-");
+        tmp_name.push(suffix()?);
+        let tmp = dir.join(tmp_name);
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+        {
+            Ok(f) => {
+                created = Some((tmp, f));
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(&tmp, e)),
+        }
+    }
+    let Some((tmp, mut f)) = created else {
+        return Err(Error::Io(format!(
+            "{}: no free temporary name for `{}` after {TEMP_ATTEMPTS} attempts",
+            dir.display(),
+            name.to_string_lossy()
+        )));
+    };
+    let written = f
+        .write_all(contents)
         .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| {
+        .map_err(|e| Error::io(&tmp, e))
+        .and_then(|_| fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    drop(f);
+    if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+        return Err(e);
+    }
+    sync_dir(dir)
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    match fs::File::open(dir).and_then(|d| d.sync_all()) {
+        // Some file systems cannot sync a directory (EINVAL); the rename
+        // stands, as durable as they make it.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+        r => r.map_err(|e| Error::io(dir, e)),
+    }
 }
 
 /// Writes a private key: mode 0600.
 pub fn write_key(path: &Path, key: &SecretKey) -> Result<()> {
     write_file(path, key.expose_pem().as_bytes(), 0o600)
+}
+
+/// A workload's identity directory, as `mcnet mesh cert issue` writes it
+/// and a Kubernetes TLS Secret mounts it: `tls.crt` (leaf then issuer),
+/// `tls.key` and `ca.crt` (the trust bundle).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityDir {
+    path: PathBuf,
+}
+
+/// What an [`IdentityDir`]'s files look like on disk (modification and
+/// change times, size, inode), to notice that they changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirStamp(Vec<Option<FileStamp>>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileStamp {
+    modified: (i64, i64),
+    changed: (i64, i64),
+    size: u64,
+    inode: u64,
+}
+
+impl IdentityDir {
+    /// The certificate chain's file name.
+    pub const CERT: &'static str = "tls.crt";
+    /// The private key's file name.
+    pub const KEY: &'static str = "tls.key";
+    /// The trust bundle's file name.
+    pub const BUNDLE: &'static str = "ca.crt";
+
+    /// The identity in directory `path`.
+    pub fn new(path: impl Into<PathBuf>) -> IdentityDir {
+        IdentityDir { path: path.into() }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Loads the certificate, key and bundle, checked together (see
+    /// [`crate::tls::check_identity`]): the key is the certificate's, and
+    /// the chain verifies against the bundle now. Either all three are
+    /// returned or an error naming the file at fault.
+    pub fn load(&self) -> Result<(WorkloadCert, TrustBundle)> {
+        let cert_pem = read_file(&self.path.join(Self::CERT))?;
+        let key_pem = read_file(&self.path.join(Self::KEY))?;
+        let bundle_pem = read_file(&self.path.join(Self::BUNDLE))?;
+        let cert = WorkloadCert::from_pem(&cert_pem, &key_pem)?;
+        let bundle = TrustBundle::from_pem(&bundle_pem)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", Self::BUNDLE)))?;
+        crate::tls::check_identity(&cert, &bundle)?;
+        Ok((cert, bundle))
+    }
+
+    /// The files' current stamp: when it differs from an earlier one, some
+    /// file was written or replaced since (including the symbolic-link swap
+    /// of a Kubernetes Secret volume).
+    pub fn stamp(&self) -> DirStamp {
+        use std::os::unix::fs::MetadataExt;
+        DirStamp(
+            [Self::CERT, Self::KEY, Self::BUNDLE]
+                .iter()
+                .map(|f| {
+                    fs::metadata(self.path.join(f)).ok().map(|m| FileStamp {
+                        modified: (m.mtime(), m.mtime_nsec()),
+                        changed: (m.ctime(), m.ctime_nsec()),
+                        size: m.size(),
+                        inode: m.ino(),
+                    })
+                })
+                .collect(),
+        )
+    }
 }
 
 /// Reads a file, naming it in the error.
@@ -593,5 +885,122 @@ mod tests {
         assert_eq!(parsed.root_store().unwrap().len(), 2);
         bundle.remove(&a.ca.cert_pem);
         assert_eq!(bundle.pem(), b.ca.cert_pem);
+    }
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("mcnet-identity-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn taken_temporary_names_are_skipped_never_opened() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let d = scratch("taken");
+        let victim = d.join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        // The first names tried are taken: a symbolic link and a world-readable file.
+        symlink(&victim, d.join(".tls.key.tmp-a")).unwrap();
+        fs::write(d.join(".tls.key.tmp-b"), "planted").unwrap();
+        fs::set_permissions(d.join(".tls.key.tmp-b"), fs::Permissions::from_mode(0o644)).unwrap();
+        let mut names = ["a", "b", "c"].into_iter();
+        let mut next = || Ok(names.next().unwrap_or("z").to_string());
+        write_file_named(&d.join("tls.key"), b"secret", 0o600, &mut next).unwrap();
+        let key = d.join("tls.key");
+        assert_eq!(fs::read_to_string(&key).unwrap(), "secret");
+        let meta = fs::symlink_metadata(&key).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(
+            fs::read_to_string(d.join(".tls.key.tmp-b")).unwrap(),
+            "planted"
+        );
+        assert!(!d.join(".tls.key.tmp-c").exists(), "renamed into place");
+
+        // Every name taken: a bounded number of attempts, then an error.
+        let mut tries = 0;
+        let err = write_file_named(&d.join("tls.key"), b"new", 0o600, || {
+            tries += 1;
+            Ok("a".to_string())
+        })
+        .unwrap_err();
+        assert_eq!(tries, TEMP_ATTEMPTS);
+        assert!(err.to_string().contains("no free temporary name"), "{err}");
+        assert_eq!(fs::read_to_string(&key).unwrap(), "secret");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn temporary_names_are_random() {
+        let (a, b) = (random_suffix().unwrap(), random_suffix().unwrap());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn lifetimes_past_the_maximum_or_x509_are_refused_not_panicking() {
+        let a = TrustAnchor::generate("cluster.local", ANCHOR_LIFETIME).unwrap();
+        let mut i = a.issue_issuer("cluster.local", ISSUER_LIFETIME).unwrap();
+        let id = WorkloadId::new("production", "frontend", "cluster.local").unwrap();
+        for lifetime in [
+            Duration::MAX,
+            Duration::from_secs(u64::MAX),
+            MAX_LIFETIME + Duration::from_secs(1),
+        ] {
+            for err in [
+                i.issue(&id, lifetime).unwrap_err(),
+                a.issue_issuer("cluster.local", lifetime).unwrap_err(),
+                TrustAnchor::generate("cluster.local", lifetime).unwrap_err(),
+            ] {
+                assert!(matches!(err, Error::Validity { .. }), "{err:?}");
+                assert!(err.to_string().contains("36500d"), "{err}");
+            }
+        }
+        // The maximum itself is issued, and says so.
+        let w = i.issue(&id, MAX_LIFETIME).unwrap();
+        let life = w.not_after.duration_since(w.issued_at).unwrap();
+        assert_eq!(life, MAX_LIFETIME + i.clock_skew);
+        a.issue_issuer("cluster.local", MAX_LIFETIME).unwrap();
+        // A skew allowance that overflows, and windows X.509 cannot carry.
+        i.clock_skew = Duration::MAX;
+        assert!(matches!(
+            i.issue(&id, WORKLOAD_LIFETIME),
+            Err(Error::Validity { .. })
+        ));
+        i.clock_skew = CLOCK_SKEW_ALLOWANCE;
+        let now = SystemTime::now();
+        let year = Duration::from_secs(365 * 86400);
+        for (nb, na) in [
+            (now, now + year * 8000),                    // past 9999
+            (SystemTime::UNIX_EPOCH - year * 2000, now), // before the year 0
+            (now, now - Duration::from_secs(1)),         // inverted
+        ] {
+            assert!(
+                matches!(i.issue_valid(&id, nb, na), Err(Error::Validity { .. })),
+                "{nb:?} {na:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_must_be_their_certificates() {
+        let a = TrustAnchor::generate("cluster.local", ANCHOR_LIFETIME).unwrap();
+        let b = TrustAnchor::generate("cluster.local", ANCHOR_LIFETIME).unwrap();
+        let i = a.issue_issuer("cluster.local", ISSUER_LIFETIME).unwrap();
+        let id = WorkloadId::new("production", "frontend", "cluster.local").unwrap();
+        let w = i.issue(&id, WORKLOAD_LIFETIME).unwrap();
+        let other = i.issue(&id, WORKLOAD_LIFETIME).unwrap();
+        assert!(WorkloadCert::from_pem(&w.chain_pem, w.key.expose_pem()).is_ok());
+        let err = WorkloadCert::from_pem(&w.chain_pem, other.key.expose_pem()).unwrap_err();
+        assert!(err.to_string().contains("tls.key does not match"), "{err}");
+        assert!(!err.to_string().contains("PRIVATE KEY"), "{err}");
+        assert!(TrustAnchor::from_pem(&a.ca.cert_pem, b.ca.key.expose_pem()).is_err());
+        assert!(
+            IssuerCa::from_pem(&i.ca.cert_pem, a.ca.key.expose_pem(), "cluster.local").is_err()
+        );
+        assert!(IssuerCa::from_pem(&i.ca.cert_pem, i.ca.key.expose_pem(), "Bad..td").is_err());
     }
 }

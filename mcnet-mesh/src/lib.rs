@@ -43,6 +43,16 @@ pub enum Error {
     /// A Kubernetes API call failed.
     #[error("kubernetes: {0}")]
     Kube(String),
+    /// A lifetime or validity window that a certificate cannot carry: longer
+    /// than [`identity::MAX_LIFETIME`], or past what `SystemTime` or X.509
+    /// validity can represent.
+    #[error("{what}: {problem}")]
+    Validity {
+        /// The certificate (`workload certificate for <id>`, `issuer`, ...).
+        what: String,
+        /// What is wrong, with the largest accepted value.
+        problem: String,
+    },
 }
 
 impl Error {

@@ -3,9 +3,11 @@
 //! certificates and bundles (renewal and rollover without a restart), and
 //! typed handshake failures.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, ClientConfig, ServerConfig};
 use tokio::net::TcpStream;
@@ -142,22 +144,81 @@ struct Configs {
     client: Arc<ClientConfig>,
 }
 
+struct Shared {
+    live: RwLock<Configs>,
+    /// Held by whoever is replacing the material, so that a replacement
+    /// built from the current certificate or bundle is not lost to another.
+    writer: Mutex<()>,
+}
+
 /// A workload's live TLS identity: its certificate and trust bundle, both
 /// replaceable while connections run. New handshakes use the new material;
 /// established connections are not touched.
+///
+/// Certificate, key and bundle are replaced together or not at all
+/// ([`TlsIdentity::replace`]): a replacement is checked in full and its TLS
+/// configurations built before anything changes.
 #[derive(Clone)]
 pub struct TlsIdentity {
-    inner: Arc<RwLock<Configs>>,
+    inner: Arc<Shared>,
 }
 
 impl std::fmt::Debug for TlsIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let g = self.read();
         f.debug_struct("TlsIdentity")
             .field("id", &g.cert.id.linkerd_name())
             .field("anchors", &g.bundle.len())
             .finish()
     }
+}
+
+/// Checks that a certificate, its key and a trust bundle can serve
+/// together: the key is the leaf's, and the chain verifies against the
+/// bundle now (as a client certificate, or, for a certificate meant only
+/// for servers, as a server certificate for its own Linkerd name).
+pub fn check_identity(cert: &WorkloadCert, bundle: &TrustBundle) -> Result<()> {
+    let chain = pem_certs(&cert.chain_pem)?;
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| Error::Invalid("the certificate chain holds no certificate".into()))?;
+    cert.key.check_matches(leaf, "the private key")?;
+    if bundle.is_empty() {
+        return Err(Error::Invalid(
+            "the trust bundle holds no certificate".into(),
+        ));
+    }
+    let roots = Arc::new(bundle.root_store()?);
+    let now = UnixTime::now();
+    let crypto = |e: rustls::Error| Error::Crypto(e.to_string());
+    let as_client = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+        .build()
+        .map_err(|e| Error::Crypto(e.to_string()))?
+        .verify_client_cert(leaf, intermediates, now)
+        .map(|_| ());
+    let verified = match as_client {
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. },
+        )) => {
+            let name = ServerName::try_from(cert.id.linkerd_name())
+                .map_err(|e| Error::Invalid(format!("`{}`: {e}", cert.id)))?;
+            WebPkiServerVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(|e| Error::Crypto(e.to_string()))?
+                .verify_server_cert(leaf, intermediates, &name, &[], now)
+                .map(|_| ())
+        }
+        other => other,
+    };
+    verified.map_err(|e| match e {
+        rustls::Error::InvalidCertificate(why) => Error::Invalid(format!(
+            "the certificate of `{}` does not verify against the trust bundle ({} anchor{}): {why:?}",
+            cert.id,
+            bundle.len(),
+            if bundle.len() == 1 { "" } else { "s" }
+        )),
+        other => crypto(other),
+    })
 }
 
 fn build(cert: &WorkloadCert, bundle: &TrustBundle) -> Result<(ServerConfig, ClientConfig)> {
@@ -184,44 +245,76 @@ fn build(cert: &WorkloadCert, bundle: &TrustBundle) -> Result<(ServerConfig, Cli
 
 impl TlsIdentity {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Configs> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner())
+        self.inner.live.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A live identity from a certificate and a bundle.
+    /// A live identity from a certificate and a bundle. The key must be the
+    /// certificate's; the chain is not verified here (tests build
+    /// identities with expired or foreign certificates on purpose), but
+    /// every replacement's is.
     pub fn new(cert: WorkloadCert, bundle: TrustBundle) -> Result<TlsIdentity> {
+        if let Some(leaf) = pem_certs(&cert.chain_pem)?.first() {
+            cert.key.check_matches(leaf, "the private key")?;
+        }
         let (server, client) = build(&cert, &bundle)?;
         Ok(TlsIdentity {
-            inner: Arc::new(RwLock::new(Configs {
-                cert,
-                bundle,
-                server: Arc::new(server),
-                client: Arc::new(client),
-            })),
+            inner: Arc::new(Shared {
+                live: RwLock::new(Configs {
+                    cert,
+                    bundle,
+                    server: Arc::new(server),
+                    client: Arc::new(client),
+                }),
+                writer: Mutex::new(()),
+            }),
         })
     }
 
-    fn swap(&self, cert: Option<WorkloadCert>, bundle: Option<TrustBundle>) -> Result<()> {
-        let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let cert = cert.unwrap_or_else(|| g.cert.clone());
-        let bundle = bundle.unwrap_or_else(|| g.bundle.clone());
+    /// Replaces the certificate (with its key) and the trust bundle in one
+    /// step. Everything is checked first ([`check_identity`]: the key is
+    /// the certificate's, the chain verifies against the new bundle now)
+    /// and the new TLS configurations built; only then are they swapped in,
+    /// together. On error nothing changes: the old certificate, key and
+    /// bundle stay in force.
+    pub fn replace(&self, cert: WorkloadCert, bundle: TrustBundle) -> Result<()> {
+        let _writer = self.lock_writer();
+        self.install(cert, bundle)
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks and builds, then swaps; the caller holds the writer lock.
+    fn install(&self, cert: WorkloadCert, bundle: TrustBundle) -> Result<()> {
+        check_identity(&cert, &bundle)?;
         let (server, client) = build(&cert, &bundle)?;
-        *g = Configs {
+        let next = Configs {
             cert,
             bundle,
             server: Arc::new(server),
             client: Arc::new(client),
         };
+        *self.inner.live.write().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(())
     }
 
-    /// Replaces the certificate (renewal).
+    /// Replaces the certificate (renewal), keeping the bundle: as
+    /// [`TlsIdentity::replace`], so a certificate that does not verify
+    /// against the current bundle is refused.
     pub fn set_cert(&self, cert: WorkloadCert) -> Result<()> {
-        self.swap(Some(cert), None)
+        let _writer = self.lock_writer();
+        let bundle = self.bundle();
+        self.install(cert, bundle)
     }
 
-    /// Replaces the trust bundle (rollover).
+    /// Replaces the trust bundle (rollover), keeping the certificate: as
+    /// [`TlsIdentity::replace`], so a bundle the current certificate does
+    /// not verify against is refused.
     pub fn set_bundle(&self, bundle: TrustBundle) -> Result<()> {
-        self.swap(None, Some(bundle))
+        let _writer = self.lock_writer();
+        let cert = self.cert();
+        self.install(cert, bundle)
     }
 
     /// The current certificate.

@@ -9,8 +9,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use mcnet_mesh::gateway::{self, GatewayConfig};
 use mcnet_mesh::identity::{
-    self, issuer_trust_domain, IssuerCa, TrustAnchor, TrustBundle, WorkloadCert, WorkloadId,
-    ANCHOR_LIFETIME,
+    self, check_trust_domain, issuer_trust_domain, IdentityDir, IssuerCa, TrustAnchor, TrustBundle,
+    WorkloadId, ANCHOR_LIFETIME, MAX_LIFETIME,
 };
 use mcnet_mesh::multicluster;
 use mcnet_mesh::tls::{Authorization, DefaultPolicy, HandshakeFailure, TlsIdentity};
@@ -47,7 +47,7 @@ pub enum CaCommand {
         /// Trust domain.
         #[arg(long, default_value = "cluster.local")]
         trust_domain: String,
-        /// Issuer lifetime (`365d`, `24h`, `90m`, `30s`).
+        /// Issuer lifetime (`365d`, `24h`, `90m`, `30s`; at most `36500d`).
         #[arg(long, default_value = "365d", value_parser = parse_duration)]
         issuer_lifetime: Duration,
     },
@@ -60,7 +60,7 @@ pub enum CaCommand {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
-        /// Issuer lifetime.
+        /// Issuer lifetime (at most `36500d`).
         #[arg(long, default_value = "365d", value_parser = parse_duration)]
         issuer_lifetime: Duration,
     },
@@ -82,7 +82,7 @@ pub enum CertCommand {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
-        /// Lifetime (`24h` by default, as Linkerd).
+        /// Lifetime (`24h` by default, as Linkerd; at most `36500d`).
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         lifetime: Duration,
     },
@@ -139,19 +139,35 @@ pub struct CheckArgs {
     output: Format,
 }
 
-/// Parses `30s`, `90m`, `24h`, `365d` (or plain seconds).
+/// Parses `30s`, `90m`, `24h`, `365d` (or plain seconds): a lifetime from
+/// one second to [`MAX_LIFETIME`] (`36500d`, 100 years). Anything longer,
+/// including numbers past what 64 bits hold, is refused, never wrapped.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 24h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    if digits.is_empty() {
+        return Err(format!("`{s}` is not a duration like 24h"));
+    }
+    let unit_secs: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
         _ => return Err(format!("`{s}`: unit must be s, m, h or d")),
     };
+    let max = MAX_LIFETIME.as_secs();
+    let too_long = || {
+        format!(
+            "`{s}` is longer than the largest accepted lifetime, {}d (100 years)",
+            max / 86400
+        )
+    };
+    // Only digits are left, so the one way to fail is a number too large.
+    let secs = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_secs))
+        .filter(|secs| *secs <= max)
+        .ok_or_else(too_long)?;
     if secs == 0 {
         return Err("a lifetime must be positive".into());
     }
@@ -169,7 +185,7 @@ pub fn run(cmd: MeshCommand) -> anyhow::Result<ExitCode> {
             trust_domain,
             issuer_lifetime,
         }) => {
-            WorkloadId::new("x", "x", &trust_domain)?;
+            check_trust_domain(&trust_domain)?;
             let anchor = TrustAnchor::generate(&trust_domain, ANCHOR_LIFETIME)?;
             let issuer = anchor.issue_issuer(&trust_domain, issuer_lifetime)?;
             identity::write_file(&dir.join("ca.crt"), anchor.ca.cert_pem.as_bytes(), 0o644)?;
@@ -241,25 +257,9 @@ pub fn run(cmd: MeshCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load_identity(dir: &Path) -> anyhow::Result<(WorkloadCert, TrustBundle)> {
-    let cert = WorkloadCert::from_pem(&read(&dir.join("tls.crt"))?, &read(&dir.join("tls.key"))?)?;
-    let bundle = TrustBundle::from_pem(&read(&dir.join("ca.crt"))?)?;
-    Ok((cert, bundle))
-}
-
-fn mtime(dir: &Path) -> Vec<Option<SystemTime>> {
-    ["tls.crt", "tls.key", "ca.crt"]
-        .iter()
-        .map(|f| {
-            std::fs::metadata(dir.join(f))
-                .and_then(|m| m.modified())
-                .ok()
-        })
-        .collect()
-}
-
 fn gateway_cmd(a: GatewayArgs) -> anyhow::Result<ExitCode> {
-    let (cert, bundle) = load_identity(&a.identity)?;
+    let dir = IdentityDir::new(&a.identity);
+    let (cert, bundle) = dir.load()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -302,25 +302,21 @@ fn gateway_cmd(a: GatewayArgs) -> anyhow::Result<ExitCode> {
                 a.allow.join(", ")
             }
         );
-        // Rotation: new files take effect for new handshakes.
-        let dir = a.identity.clone();
+        // Rotation: new files take effect for new handshakes, certificate,
+        // key and bundle together; anything inconsistent leaves all three.
         let reload_id = identity.clone();
         tokio::spawn(async move {
-            let mut seen = mtime(&dir);
+            let mut seen = dir.stamp();
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                let now = mtime(&dir);
+                let now = dir.stamp();
                 if now == seen {
                     continue;
                 }
                 seen = now;
-                match load_identity(&dir) {
-                    Ok((c, b)) => match reload_id.set_bundle(b).and_then(|_| reload_id.set_cert(c))
-                    {
-                        Ok(()) => eprintln!("identity reloaded from {}", dir.display()),
-                        Err(e) => eprintln!("identity reload failed (keeping the old one): {e}"),
-                    },
-                    Err(e) => eprintln!("identity reload failed (keeping the old one): {e:#}"),
+                match dir.load().and_then(|(c, b)| reload_id.replace(c, b)) {
+                    Ok(()) => eprintln!("identity reloaded from {}", dir.path().display()),
+                    Err(e) => eprintln!("identity reload failed (keeping the old one): {e}"),
                 }
             }
         });
