@@ -230,3 +230,128 @@ fn matrix_diff_lint_and_generate() {
         ["allow", "allow", "deny", "deny", "deny", "deny", "deny"]
     );
 }
+
+const ICMP_CASE: &str = r#"
+- {apiVersion: v1, kind: Pod, metadata: {name: a, namespace: x, labels: {app: a}}, status: {podIP: 10.0.0.1}}
+- {apiVersion: v1, kind: Pod, metadata: {name: b, namespace: x, labels: {app: b}}, status: {podIP: 10.0.0.2}}
+- apiVersion: cilium.io/v2
+  kind: CiliumNetworkPolicy
+  metadata: {name: icmp-only, namespace: x}
+  spec:
+    endpointSelector: {matchLabels: {app: b}}
+    ingress:
+    - fromEndpoints: [{matchLabels: {app: a}}]
+      icmps: [{fields: [{type: 8, family: IPv4}]}]
+"#;
+
+#[test]
+fn eval_answers_the_icmp_case_deny_for_tcp_allow_for_echo() {
+    let m = temp("icmp.yaml", ICMP_CASE);
+    let q = temp(
+        "icmp-queries.json",
+        r#"[{"from": {"pod": "x/a"}, "to": {"pod": "x/b"}, "port": 8080, "protocol": "TCP"},
+            {"from": {"pod": "x/a"}, "to": {"pod": "x/b"}, "protocol": "ICMP", "type": 8},
+            {"from": {"pod": "x/a"}, "to": {"pod": "x/b"}, "protocol": "ICMP", "type": 13}]"#,
+    );
+    let (code, out, err) = mcnet(&[
+        "policy",
+        "eval",
+        "--manifests",
+        &m,
+        "--queries",
+        &q,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let verdicts: Vec<&str> = v.iter().map(|o| o["verdict"].as_str().unwrap()).collect();
+    assert_eq!(verdicts, ["deny", "allow", "deny"]);
+    // One query from flags: --protocol ICMP --type 8.
+    let (code, out, err) = mcnet(&[
+        "policy",
+        "eval",
+        "--manifests",
+        &m,
+        "--from",
+        "x/a",
+        "--to",
+        "x/b",
+        "--protocol",
+        "ICMP",
+        "--type",
+        "8",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ALLOW x/a → x/b ICMP type 8"), "{out}");
+    let (code, out, _) = mcnet(&[
+        "policy",
+        "eval",
+        "--manifests",
+        &m,
+        "--from",
+        "x/a",
+        "--to",
+        "x/b",
+        "--port",
+        "8080",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("DENY "), "{out}");
+    // The matrix follows: ICMP echo is a column of its own, TCP is closed.
+    let (code, out, err) = mcnet(&["policy", "matrix", "--manifests", &m, "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ICMP"), "{out}");
+}
+
+#[test]
+fn unenforced_fields_are_lint_errors_and_eval_warnings() {
+    let m = temp(
+        "fqdn.yaml",
+        r#"
+- {apiVersion: v1, kind: Pod, metadata: {name: a, namespace: x, labels: {app: a}}, status: {podIP: 10.0.0.1}}
+- apiVersion: cilium.io/v2
+  kind: CiliumNetworkPolicy
+  metadata: {name: fqdn, namespace: x}
+  spec:
+    endpointSelector: {matchLabels: {app: a}}
+    egress:
+    - toFQDNs: [{matchName: api.example.com}]
+      toPorts: [{ports: [{port: "443", protocol: TCP}]}]
+"#,
+    );
+    let (code, out, _) = mcnet(&["policy", "lint", "--manifests", &m, "--output", "json"]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let errors = v["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| e["code"] == "policy.not-enforced"
+            && e["path"] == "spec.egress[0].toFQDNs"
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("CiliumNetworkPolicy x/fqdn")),
+        "{out}"
+    );
+    let (code, out, err) = mcnet(&[
+        "policy",
+        "eval",
+        "--manifests",
+        &m,
+        "--from",
+        "x/a",
+        "--to",
+        "198.51.100.7",
+        "--port",
+        "443",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: [policy.not-enforced] spec.egress[0].toFQDNs"),
+        "{err}"
+    );
+    let v: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["verdict"], "not-evaluable", "{out}");
+}

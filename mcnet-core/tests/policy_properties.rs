@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use mcnet_core::policy::eval::L7Request;
 use mcnet_core::policy::reference::{self, Party};
 use mcnet_core::policy::{Compiled, HttpRequest, Manifests, Proto, Query, QueryEndpoint};
 use proptest::prelude::*;
@@ -40,9 +41,9 @@ proptest! {
                 for (port, proto) in [(80, Proto::Tcp), (53, Proto::Udp), (8080, Proto::Tcp), (8050, Proto::Tcp), (443, Proto::Tcp), (80, Proto::Udp)] {
                     for http in &requests {
                         if http.is_some() && proto != Proto::Tcp { continue; }
-                        let q = Query { from: from.clone(), to: to.clone(), port, protocol: proto, http: http.clone() };
+                        let q = Query { http: http.clone(), ..Query::l4(from.clone(), to.clone(), port, proto) };
                         let got = c.eval(&q).unwrap();
-                        let want = reference::eval(&m, &party(from), &party(to), port, proto, http.as_ref());
+                        let want = reference::eval(&m, &party(from), &party(to), port, proto, http.as_ref().map(L7Request::Http));
                         prop_assert_eq!(got.verdict, want, "query {:?}\nexplanation: {}\nmanifests: {}", q, got.explanation, text);
                         // The allocation-free fast path agrees when no L7 is involved.
                         if http.is_none() {

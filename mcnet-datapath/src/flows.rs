@@ -24,8 +24,11 @@ pub struct FlowRecord {
     pub dst: IpAddr,
     /// Source port.
     pub sport: u16,
-    /// Destination port.
+    /// Destination port (0 for ICMP).
     pub dport: u16,
+    /// The ICMP or ICMPv6 message type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
     /// `TCP`, `UDP`, `SCTP`, `ICMP`, `ICMPv6` or the number.
     pub protocol: String,
     /// `ingress` or `egress`, from the pod's point of view.
@@ -65,6 +68,9 @@ pub fn proto_name(p: u8) -> String {
 impl From<&FlowEvent> for FlowRecord {
     fn from(e: &FlowEvent) -> Self {
         let forwarded = e.verdict == VERDICT_FORWARDED;
+        // The kernel reports an ICMP message's policy key: its type.
+        let icmp =
+            (e.proto == PROTO_ICMP || e.proto == PROTO_ICMPV6) && e.dport & ICMP_TYPE_KEY != 0;
         FlowRecord {
             time_ns: e.ts_ns,
             verdict: if forwarded { "allow" } else { "deny" },
@@ -73,7 +79,8 @@ impl From<&FlowEvent> for FlowRecord {
             src: addr(e.src, e.family),
             dst: addr(e.dst, e.family),
             sport: e.sport,
-            dport: e.dport,
+            dport: if icmp { 0 } else { e.dport },
+            icmp_type: icmp.then_some((e.dport & 0xff) as u8),
             protocol: proto_name(e.proto),
             direction: if e.direction == DIR_EGRESS {
                 "egress"

@@ -123,6 +123,8 @@ fn protos(p: Proto, all_ports: bool) -> Vec<u8> {
         Proto::Tcp => vec![PROTO_TCP],
         Proto::Udp => vec![PROTO_UDP],
         Proto::Sctp => vec![PROTO_SCTP],
+        Proto::Icmp => vec![PROTO_ICMP],
+        Proto::Icmpv6 => vec![PROTO_ICMPV6],
         // ICMP has no ports: only a rule for every port covers it.
         Proto::Any if all_ports => vec![PROTO_TCP, PROTO_UDP, PROTO_SCTP, PROTO_ICMP, PROTO_ICMPV6],
         Proto::Any => CONCRETE.to_vec(),
@@ -149,9 +151,14 @@ pub fn direction_entries(
                 // A direction nothing isolates allows everything but denies.
                 continue;
             }
+            if e.not_evaluable.is_some() && !e.deny {
+                // What the engine cannot evaluate never allows: the packet
+                // falls through to the other entries, or to default deny.
+                continue;
+            }
             let action = if e.deny {
                 ACTION_DENY
-            } else if e.http.is_some() {
+            } else if e.l7.is_some() {
                 ACTION_ALLOW_L7
             } else {
                 ACTION_ALLOW
@@ -164,6 +171,9 @@ pub fn direction_entries(
             let all_ports = e.lo <= 1 && e.hi == 65535;
             let ports: Vec<u16> = if all_ports {
                 vec![0]
+            } else if proto.is_icmp() {
+                // ICMP types are keyed apart from port 0 ("any port").
+                (e.lo..=e.hi.min(255)).map(|t| icmp_key(t as u8)).collect()
             } else {
                 (e.lo..=e.hi).collect()
             };
@@ -402,8 +412,11 @@ pub fn model_verdict(
         } else {
             IDENTITY_WORLD_IPV6
         });
+    // For ICMP, `dport` is the message type.
     let port = if [PROTO_TCP, PROTO_UDP, PROTO_SCTP].contains(&proto) {
         dport
+    } else if [PROTO_ICMP, PROTO_ICMPV6].contains(&proto) {
+        icmp_key(dport as u8)
     } else {
         0
     };

@@ -145,7 +145,7 @@ fn kernel_verdicts_equal_the_engine_on_random_policies() {
                 }
                 for (port, proto) in [(80, Proto::Tcp), (53, Proto::Udp), (8080, Proto::Tcp), (8050, Proto::Tcp), (443, Proto::Tcp), (80, Proto::Udp)] {
                     for (egress, from, to) in [(true, &me, peer), (false, peer, &me)] {
-                        let q = Query { from: from.clone(), to: to.clone(), port, protocol: proto, http: None };
+                        let q = Query::l4(from.clone(), to.clone(), port, proto);
                         let out = c.eval(&q).unwrap();
                         let side = if egress { &out.egress } else { &out.ingress };
                         let (Some(s4), Some(d4)) = (v4(ip_of(from)), v4(ip_of(to))) else { continue };
@@ -381,13 +381,7 @@ spec:
             } else {
                 (Some(peer), None)
             };
-            let q = Query {
-                from: ends(from),
-                to: ends(to),
-                port: 80,
-                protocol: Proto::Tcp,
-                http: None,
-            };
+            let q = Query::l4(ends(from), ends(to), 80, Proto::Tcp);
             let out = c.eval(&q).unwrap();
             let engine = if egress { &out.egress } else { &out.ingress }.verdict;
             let (src, dst) = if egress {

@@ -106,13 +106,7 @@ fn real_traffic_follows_the_engine() {
                 continue;
             }
             for (port, proto) in [(8080, Proto::Tcp), (9000, Proto::Udp)] {
-                let q = Query {
-                    from: pod(from),
-                    to: pod(to),
-                    port,
-                    protocol: proto,
-                    http: None,
-                };
+                let q = Query::l4(pod(from), pod(to), port, proto);
                 let want = c.eval(&q).unwrap().verdict == Decision::Allow;
                 let ns = &lab.pod(from).unwrap().netns;
                 let got = if proto == Proto::Tcp {
@@ -225,13 +219,12 @@ fn real_traffic_follows_the_engine() {
         !tcp_ok(&fe, api, 8080),
         "a new connection follows the new policy"
     );
-    let q = Query {
-        from: pod("production/frontend"),
-        to: pod("production/api-server"),
-        port: 8080,
-        protocol: Proto::Tcp,
-        http: None,
-    };
+    let q = Query::l4(
+        pod("production/frontend"),
+        pod("production/api-server"),
+        8080,
+        Proto::Tcp,
+    );
     assert_eq!(c2.eval(&q).unwrap().verdict, Decision::Deny);
 
     dp.detach_all().unwrap();

@@ -96,13 +96,7 @@ fn datapath_entries_reproduce_the_engine_on_random_policies() {
                     (443, Proto::Tcp),
                     (80, Proto::Udp),
                 ] {
-                    let q = Query {
-                        from: from.clone(),
-                        to: to.clone(),
-                        port,
-                        protocol: proto,
-                        http: None,
-                    };
+                    let q = Query::l4(from.clone(), to.clone(), port, proto);
                     let out = c.eval(&q).unwrap();
                     let ((src_if, src_ip), (dst_if, dst_ip)) = (addr(from), addr(to));
                     let p = proto_number(proto);

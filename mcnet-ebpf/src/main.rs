@@ -110,6 +110,9 @@ mod prog {
         dst: A,
         sport: u16,
         dport: u16,
+        /// The port policy is looked up by: `dport`, or for ICMP the type
+        /// ([`icmp_key`]); conntrack keys ICMP echoes by their identifier.
+        key_port: u16,
         proto: u8,
     }
 
@@ -388,15 +391,34 @@ mod prog {
         w.to_ne_bytes()[i as usize]
     }
 
-    /// The source and destination ports of a TCP, UDP or SCTP header at `l4`.
+    /// The conntrack ports and the policy port of the L4 header at `l4`:
+    /// TCP, UDP and SCTP by their ports; ICMP and ICMPv6 by type for
+    /// policy, and echoes by identifier for conntrack (the request's
+    /// identifier as its destination port, the reply's as its source port,
+    /// so that a reply finds its request), as Cilium tracks them.
     #[inline(always)]
-    fn ports(ctx: &TcContext, l4: usize, proto: u8) -> Result<(u16, u16), ()> {
+    fn ports(ctx: &TcContext, l4: usize, proto: u8) -> Result<(u16, u16, u16), ()> {
         match proto {
             PROTO_TCP | PROTO_UDP | PROTO_SCTP => {
                 let [w] = words::<1>(ctx, l4)?;
-                Ok((u16::from_be(w as u16), u16::from_be((w >> 16) as u16)))
+                let dport = u16::from_be((w >> 16) as u16);
+                Ok((u16::from_be(w as u16), dport, dport))
             }
-            _ => Ok((0, 0)),
+            PROTO_ICMP | PROTO_ICMPV6 => {
+                // Type, code, checksum | identifier, sequence.
+                let [w0, w1] = words::<2>(ctx, l4)?;
+                let t = byte(w0, 0);
+                let id = u16::from_be(w1 as u16);
+                let (sport, dport) = match (proto, t) {
+                    (PROTO_ICMP, ICMP_ECHO_REQUEST) | (PROTO_ICMPV6, ICMPV6_ECHO_REQUEST) => {
+                        (0, id)
+                    }
+                    (PROTO_ICMP, ICMP_ECHO_REPLY) | (PROTO_ICMPV6, ICMPV6_ECHO_REPLY) => (id, 0),
+                    _ => (0, 0),
+                };
+                Ok((sport, dport, icmp_key(t)))
+            }
+            _ => Ok((0, 0, 0)),
         }
     }
 
@@ -415,8 +437,8 @@ mod prog {
                 let proto = byte(hdr[2], 1);
                 // Fragments after the first carry no ports.
                 let fragment = u16::from_be((hdr[1] >> 16) as u16) & 0x1fff != 0;
-                let (sport, dport) = if fragment {
-                    (0, 0)
+                let (sport, dport, key_port) = if fragment {
+                    (0, 0, 0)
                 } else {
                     ports(ctx, ETH_HLEN + ihl, proto)?
                 };
@@ -425,6 +447,7 @@ mod prog {
                     dst: hdr[4],
                     sport,
                     dport,
+                    key_port,
                     proto,
                 }))
             }
@@ -440,12 +463,13 @@ mod prog {
                 if proto == PROTO_ICMPV6 && (133..=137).contains(&byte_at(ctx, l4)?) {
                     return Ok(Parsed::Ndp);
                 }
-                let (sport, dport) = ports(ctx, l4, proto)?;
+                let (sport, dport, key_port) = ports(ctx, l4, proto)?;
                 Ok(Parsed::V6(Packet {
                     src,
                     dst,
                     sport,
                     dport,
+                    key_port,
                     proto,
                 }))
             }
@@ -581,7 +605,7 @@ mod prog {
                 src_identity,
                 dst_identity,
                 sport: p.sport,
-                dport: p.dport,
+                dport: p.key_port,
                 ifindex,
                 proto: p.proto,
                 verdict,
@@ -740,7 +764,7 @@ mod prog {
         } else {
             (peer, ep.identity)
         };
-        let (allow, reason, l7, cookie) = match policy(ep, peer, p.dport, p.proto, direction) {
+        let (allow, reason, l7, cookie) = match policy(ep, peer, p.key_port, p.proto, direction) {
             Some(v) if v.action == ACTION_DENY => (false, REASON_DROP_DENY_RULE, 0, v.cookie),
             Some(v) if v.action == ACTION_ALLOW_L7 => {
                 if CONFIG.get(CONFIG_L7_MODE).copied().unwrap_or(0) == 1 {

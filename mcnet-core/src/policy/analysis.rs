@@ -10,10 +10,10 @@ use super::eval::Decision;
 use super::model::*;
 use crate::diag::Diagnostic;
 
-/// A port to put in a matrix.
+/// A port to put in a matrix (`8080`, `53/UDP`; for ICMP, the type: `8/ICMP`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct PortProto {
-    /// Port.
+    /// Port, or the ICMP type.
     pub port: u16,
     /// Protocol.
     pub proto: Proto,
@@ -34,7 +34,10 @@ impl std::str::FromStr for PortProto {
             .map_err(|_| format!("`{s}`: expected PORT or PORT/PROTOCOL"))?;
         let proto = Proto::parse(proto)
             .filter(|p| *p != Proto::Any)
-            .ok_or_else(|| format!("`{s}`: protocol must be TCP, UDP or SCTP"))?;
+            .ok_or_else(|| format!("`{s}`: protocol must be TCP, UDP, SCTP, ICMP or ICMPv6"))?;
+        if proto.is_icmp() && port > 255 {
+            return Err(format!("`{s}`: an ICMP type is 0–255"));
+        }
         Ok(PortProto { port, proto })
     }
 }
@@ -48,6 +51,10 @@ pub fn policy_ports(c: &Compiled) -> Vec<PortProto> {
             for (&(_, proto), entries) in &state.dir(d).entries {
                 for e in entries {
                     if e.hi == 65535 && e.lo <= 1 {
+                        continue;
+                    }
+                    if proto.is_icmp() {
+                        out.insert(PortProto { port: e.lo, proto });
                         continue;
                     }
                     for p in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
@@ -196,10 +203,11 @@ pub fn diff(old: &Compiled, new: &Compiled, ports: &[PortProto]) -> Diff {
             for ((od, nd), dst_pods) in &classes {
                 let before = old.verdict(*os, *od, pp.port, pp.proto);
                 let after = new.verdict(*ns, *nd, pp.port, pp.proto);
-                if before == after {
+                // Not evaluable is not allowed: only allow ⇄ not-allow is a change.
+                if before.is_allow() == after.is_allow() {
                     continue;
                 }
-                let list = if after == Decision::Allow {
+                let list = if after.is_allow() {
                     &mut out.opened
                 } else {
                     &mut out.closed
@@ -347,11 +355,8 @@ fn covers(
         && fkey.1.covers(ekey.1)
         && f.lo <= e.lo
         && e.hi <= f.hi
-        && (f.deny
-            || (f.http.is_none()
-                || e.http.is_some()
-                    && f.http.as_ref().map(|h| h.len()) >= e.http.as_ref().map(|h| h.len())
-                    && f.http == e.http))
+        && f.not_evaluable.is_none()
+        && (f.deny || (f.l7.is_none() || e.l7.is_some() && f.l7 == e.l7))
 }
 
 /// Allow rules all of whose entries, on every pod they apply to, are covered

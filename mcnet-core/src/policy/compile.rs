@@ -239,8 +239,13 @@ pub struct Entry {
     pub hi: u16,
     /// Deny (wins) or allow.
     pub deny: bool,
-    /// HTTP rules; `None` allows every request.
-    pub http: Option<Arc<Vec<HttpMatch>>>,
+    /// L7 rules; `None` allows every request.
+    pub l7: Option<Arc<L7Rules>>,
+    /// The field that makes this entry not evaluable offline (an
+    /// unresolved peer such as `toFQDNs`, or `authentication`): such an
+    /// entry never allows, and a deny of this kind makes verdicts "not
+    /// evaluable".
+    pub not_evaluable: Option<Arc<str>>,
     /// The rule that produced it.
     pub origin: RuleRef,
 }
@@ -604,6 +609,11 @@ impl Compiled {
                     matches!(&x.kind, IdentityKind::Cidr { prefix } if set.contains_prefix(prefix))
                 }
                 Peer::Endpoints(sel) => sel.matches(*x),
+                Peer::Unresolved { scope, .. } => match scope {
+                    UnresolvedScope::World => x.is_world(),
+                    UnresolvedScope::Nodes => x.id == HOST || x.id == REMOTE_NODE,
+                    UnresolvedScope::Any => true,
+                },
                 Peer::Entity(e) => match e {
                     Entity::World => x.is_world(),
                     Entity::WorldIpv4 => x.has_reserved("world-ipv4"),
@@ -637,7 +647,7 @@ impl Compiled {
 
     fn resolve(&mut self) {
         // Selector cache: identities per peer, computed once.
-        type PeerSets = Vec<Vec<(bool, Vec<NumericIdentity>)>>;
+        type PeerSets = Vec<Vec<(bool, Option<Arc<str>>, Vec<NumericIdentity>)>>;
         let mut cache: HashMap<(usize, Direction, bool, usize), PeerSets> = HashMap::new();
         for (pi, p) in self.policies.iter().enumerate() {
             for d in [Direction::Ingress, Direction::Egress] {
@@ -645,13 +655,22 @@ impl Compiled {
                 for (deny, rules) in [(false, &dp.allow), (true, &dp.deny)] {
                     for (ri, r) in rules.iter().enumerate() {
                         let sets: PeerSets = match &r.peers {
-                            Peers::All => vec![vec![(false, vec![WILDCARD])]],
+                            Peers::All => vec![vec![(false, None, vec![WILDCARD])]],
                             Peers::Some(peers) => vec![peers
                                 .iter()
                                 .map(|peer| match peer {
-                                    Peer::Entity(Entity::All) => (false, vec![WILDCARD]),
-                                    Peer::Endpoints(_) => (true, self.peer_identities(peer)),
-                                    _ => (false, self.peer_identities(peer)),
+                                    Peer::Entity(Entity::All) => (false, None, vec![WILDCARD]),
+                                    Peer::Unresolved {
+                                        field,
+                                        scope: UnresolvedScope::Any,
+                                    } => (false, Some(Arc::from(field.as_str())), vec![WILDCARD]),
+                                    Peer::Unresolved { field, .. } => (
+                                        false,
+                                        Some(Arc::from(field.as_str())),
+                                        self.peer_identities(peer),
+                                    ),
+                                    Peer::Endpoints(_) => (true, None, self.peer_identities(peer)),
+                                    _ => (false, None, self.peer_identities(peer)),
                                 })
                                 .collect()],
                         };
@@ -690,8 +709,14 @@ impl Compiled {
                     for (deny, rules) in [(false, &dp.allow), (true, &dp.deny)] {
                         for (ri, r) in rules.iter().enumerate() {
                             let sets = &cache[&(pi, d, deny, ri)][0];
-                            let mut peers: BTreeSet<NumericIdentity> = BTreeSet::new();
-                            for (is_ep, ids) in sets {
+                            // Resolved peers, and per unresolved field its own.
+                            let mut groups: BTreeMap<Option<Arc<str>>, BTreeSet<NumericIdentity>> =
+                                BTreeMap::new();
+                            for (is_ep, unresolved, ids) in sets {
+                                let rule_ne: Option<Arc<str>> =
+                                    r.not_evaluable.as_deref().map(Arc::from);
+                                let key = unresolved.clone().or(rule_ne);
+                                let peers = groups.entry(key).or_default();
                                 for &id in ids {
                                     if *is_ep && !requires.is_empty() {
                                         let Some(x) = self.identity(id) else { continue };
@@ -702,8 +727,10 @@ impl Compiled {
                                     peers.insert(id);
                                 }
                             }
-                            if peers.contains(&WILDCARD) {
-                                peers = BTreeSet::from([WILDCARD]);
+                            if groups.is_empty()
+                                && matches!(&r.peers, Peers::Some(v) if v.is_empty())
+                            {
+                                continue;
                             }
                             let origin = RuleRef {
                                 policy: pi,
@@ -711,7 +738,12 @@ impl Compiled {
                                 deny,
                                 index: r.index,
                             };
-                            self.emit(&mut ds, subj, d, &peers, &r.ports, deny, origin);
+                            for (ne, mut peers) in groups {
+                                if peers.contains(&WILDCARD) {
+                                    peers = BTreeSet::from([WILDCARD]);
+                                }
+                                self.emit(&mut ds, subj, d, &peers, &r.ports, deny, ne, origin);
+                            }
                         }
                     }
                 }
@@ -734,26 +766,25 @@ impl Compiled {
         peers: &BTreeSet<NumericIdentity>,
         ports: &Ports,
         deny: bool,
+        not_evaluable: Option<Arc<str>>,
         origin: RuleRef,
     ) {
-        let mut push = |peer: NumericIdentity,
-                        proto: Proto,
-                        lo: u16,
-                        hi: u16,
-                        http: &Option<Arc<Vec<HttpMatch>>>| {
-            ds.entries.entry((peer, proto)).or_default().push(Entry {
-                lo,
-                hi,
-                deny,
-                http: http.clone(),
-                origin,
-            });
-        };
+        let mut push =
+            |peer: NumericIdentity, proto: Proto, lo: u16, hi: u16, l7: &Option<Arc<L7Rules>>| {
+                ds.entries.entry((peer, proto)).or_default().push(Entry {
+                    lo,
+                    hi,
+                    deny,
+                    l7: l7.clone(),
+                    not_evaluable: not_evaluable.clone(),
+                    origin,
+                });
+            };
         let sels: Vec<PortSel> = match ports {
             Ports::All => vec![PortSel {
                 proto: Proto::Any,
                 port: PortSpec::Range(0, 65535),
-                http: None,
+                l7: None,
             }],
             Ports::Some(v) => v.clone(),
         };
@@ -761,7 +792,7 @@ impl Compiled {
             match &sel.port {
                 PortSpec::Range(lo, hi) => {
                     for &peer in peers {
-                        push(peer, sel.proto, *lo, *hi, &sel.http);
+                        push(peer, sel.proto, *lo, *hi, &sel.l7);
                     }
                 }
                 PortSpec::Named(name) => {
@@ -778,7 +809,7 @@ impl Compiled {
                         Direction::Ingress => {
                             for (proto, port) in resolve(subj) {
                                 for &peer in peers {
-                                    push(peer, proto, port, port, &sel.http);
+                                    push(peer, proto, port, port, &sel.l7);
                                 }
                             }
                         }
@@ -794,7 +825,7 @@ impl Compiled {
                             };
                             for t in targets {
                                 for (proto, port) in resolve(t) {
-                                    push(t.id, proto, port, port, &sel.http);
+                                    push(t.id, proto, port, port, &sel.l7);
                                 }
                             }
                         }
@@ -822,9 +853,13 @@ impl Compiled {
                         lo: e.lo,
                         hi: e.hi,
                     };
+                    if e.not_evaluable.is_some() && !e.deny {
+                        // Never an allow: what it might allow stays denied.
+                        continue;
+                    }
                     let v = if e.deny {
                         Verdict::Deny
-                    } else if e.http.is_some() {
+                    } else if e.l7.is_some() {
                         Verdict::AllowL7
                     } else {
                         Verdict::Allow

@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::compile::{Compiled, Entry, NumericIdentity, RuleRef, WILDCARD};
+use super::kafka::{self, KafkaRequest};
 use super::model::*;
 use crate::{Error, Result};
 
@@ -74,35 +76,228 @@ impl HttpRequest {
     }
 }
 
+/// One DNS query, for DNS rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsRequest {
+    /// The name asked for (compared lower-case, fully qualified).
+    pub name: String,
+}
+
 fn default_proto() -> Proto {
     Proto::Tcp
 }
 
 /// A query: may `from` open a connection to `to` on `port`?
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// For `protocol: ICMP` or `ICMPv6` the message type stands in for the
+/// port: give it as `type` (or as `port`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Query {
     /// Source.
     pub from: QueryEndpoint,
     /// Destination.
     pub to: QueryEndpoint,
-    /// Destination port.
+    /// Destination port, or the ICMP type.
     pub port: u16,
     /// Protocol (TCP when missing).
-    #[serde(default = "default_proto")]
     pub protocol: Proto,
     /// One HTTP request, to judge at L7.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpRequest>,
+    /// One Kafka request (or role), to judge at L7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaRequest>,
+    /// One DNS query, to judge at L7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsRequest>,
+}
+
+impl Query {
+    /// A query without an L7 part.
+    pub fn l4(from: QueryEndpoint, to: QueryEndpoint, port: u16, protocol: Proto) -> Query {
+        Query {
+            from,
+            to,
+            port,
+            protocol,
+            http: None,
+            kafka: None,
+            dns: None,
+        }
+    }
+
+    /// The query's L7 part, if any.
+    pub fn l7(&self) -> Option<L7Request<'_>> {
+        match (&self.http, &self.kafka, &self.dns) {
+            (Some(h), _, _) => Some(L7Request::Http(h)),
+            (None, Some(k), _) => Some(L7Request::Kafka(k)),
+            (None, None, Some(d)) => Some(L7Request::Dns(d)),
+            (None, None, None) => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Query {
+    /// Reads a query, checking that the port (or ICMP type) fits the
+    /// protocol and that at most one L7 part is given.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        #[derive(Deserialize)]
+        struct Wire {
+            from: QueryEndpoint,
+            to: QueryEndpoint,
+            #[serde(default)]
+            port: Option<u32>,
+            #[serde(default, rename = "type", alias = "icmpType")]
+            icmp_type: Option<u32>,
+            #[serde(default = "default_proto")]
+            protocol: Proto,
+            #[serde(default)]
+            http: Option<HttpRequest>,
+            #[serde(default)]
+            kafka: Option<KafkaRequest>,
+            #[serde(default)]
+            dns: Option<DnsRequest>,
+        }
+        let w = Wire::deserialize(d)?;
+        if w.protocol == Proto::Any {
+            return Err(D::Error::custom(
+                "protocol ANY is for rules; a query names TCP, UDP, SCTP, ICMP or ICMPv6",
+            ));
+        }
+        let port = if w.protocol.is_icmp() {
+            let t = match (w.icmp_type, w.port) {
+                (Some(t), _) | (None, Some(t)) => t,
+                (None, None) => {
+                    return Err(D::Error::custom(format!(
+                        "an {} query needs `type` (the message type)",
+                        w.protocol
+                    )))
+                }
+            };
+            u8::try_from(t)
+                .map_err(|_| D::Error::custom(format!("type {t}: an ICMP type is 0–255")))?
+                as u16
+        } else {
+            if w.icmp_type.is_some() {
+                return Err(D::Error::custom(format!(
+                    "`type` is for ICMP queries, not {}",
+                    w.protocol
+                )));
+            }
+            let p = w
+                .port
+                .ok_or_else(|| D::Error::custom("a query needs `port`"))?;
+            u16::try_from(p).map_err(|_| D::Error::custom(format!("port {p} is above 65535")))?
+        };
+        let l7 = [w.http.is_some(), w.kafka.is_some(), w.dns.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if l7 > 1 {
+            return Err(D::Error::custom(
+                "a query carries at most one of http, kafka and dns",
+            ));
+        }
+        if l7 > 0 && w.protocol.is_icmp() {
+            return Err(D::Error::custom("an ICMP query has no L7 part"));
+        }
+        Ok(Query {
+            from: w.from,
+            to: w.to,
+            port,
+            protocol: w.protocol,
+            http: w.http,
+            kafka: w.kafka,
+            dns: w.dns,
+        })
+    }
+}
+
+/// The L7 part of a query.
+#[derive(Clone, Copy, Debug)]
+pub enum L7Request<'a> {
+    /// An HTTP request.
+    Http(&'a HttpRequest),
+    /// A Kafka request.
+    Kafka(&'a KafkaRequest),
+    /// A DNS query.
+    Dns(&'a DnsRequest),
+}
+
+impl L7Request<'_> {
+    /// The parser that judges it.
+    pub fn parser(&self) -> L7Parser {
+        match self {
+            L7Request::Http(_) => L7Parser::Http,
+            L7Request::Kafka(_) => L7Parser::Kafka,
+            L7Request::Dns(_) => L7Parser::Dns,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            L7Request::Http(h) => format!("HTTP {} {}", h.method, h.path),
+            L7Request::Kafka(k) => format!("Kafka {}", k.describe()),
+            L7Request::Dns(d) => format!("DNS {}", d.name),
+        }
+    }
+}
+
+/// The first rule of `rules` that matches the request, as written; `None`
+/// when none does (a request of another protocol matches none).
+pub fn l7_match(rules: &L7Rules, req: L7Request<'_>) -> Result<Option<String>, String> {
+    Ok(match (rules, req) {
+        (L7Rules::Http(v), L7Request::Http(h)) => v
+            .iter()
+            .find(|m| http_matches(m, h))
+            .map(|m| m.text.clone()),
+        (L7Rules::Kafka(v), L7Request::Kafka(k)) => {
+            // A role is allowed when every API key of it is.
+            let keys = k.api_keys()?;
+            let mut texts = Vec::new();
+            for key in keys {
+                match v.iter().find(|m| kafka::matches(m, key, k)) {
+                    Some(m) => {
+                        if !texts.contains(&m.text) {
+                            texts.push(m.text.clone())
+                        }
+                    }
+                    None => return Ok(None),
+                }
+            }
+            Some(texts.join(" + "))
+        }
+        (L7Rules::Dns(v), L7Request::Dns(d)) => {
+            let name = super::dns::to_fqdn(&d.name);
+            v.iter()
+                .find(|m| m.regex.is_match(&name))
+                .map(|m| m.text.clone())
+        }
+        _ => None,
+    })
 }
 
 /// The verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Decision {
     /// Allowed.
     Allow,
     /// Denied.
     Deny,
+    /// A rule the engine cannot evaluate offline (`toFQDNs`,
+    /// `authentication`, ...) decides it. Never an allow: the datapath
+    /// drops it.
+    NotEvaluable,
+}
+
+impl Decision {
+    /// Whether the connection is allowed (only [`Decision::Allow`] is).
+    pub fn is_allow(self) -> bool {
+        self == Decision::Allow
+    }
 }
 
 impl fmt::Display for Decision {
@@ -110,6 +305,7 @@ impl fmt::Display for Decision {
         f.write_str(match self {
             Decision::Allow => "allow",
             Decision::Deny => "deny",
+            Decision::NotEvaluable => "not-evaluable",
         })
     }
 }
@@ -128,8 +324,10 @@ pub enum Reason {
     NoRuleMatched,
     /// A deny rule matched.
     DeniedByRule,
-    /// Rules allow the port, but the HTTP request matched none of their L7 rules.
+    /// Rules allow the port, but the L7 request matched none of their L7 rules.
     L7NoMatch,
+    /// A rule the engine cannot evaluate offline may decide it.
+    NotEvaluable,
 }
 
 /// A rule, named for people and programs.
@@ -144,13 +342,22 @@ pub struct RuleName {
     /// L7 rules that matched the request, when relevant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l7: Option<String>,
+    /// The L7 protocol of `l7`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l7_parser: Option<L7Parser>,
+    /// The field that makes this rule not evaluable, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_evaluable: Option<String>,
 }
 
 impl fmt::Display for RuleName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} rule {}", self.policy, self.section, self.index)?;
         if let Some(l7) = &self.l7 {
-            write!(f, " (http: {l7})")?;
+            write!(f, " ({}: {l7})", self.l7_parser.unwrap_or(L7Parser::Http))?;
+        }
+        if let Some(field) = &self.not_evaluable {
+            write!(f, " (`{field}` not evaluable offline)")?;
         }
         Ok(())
     }
@@ -172,9 +379,22 @@ pub struct Side {
     /// Rules that decided: the allowing ones, the denying one, or those whose L7 rules did not match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleName>,
-    /// Whether the allowing rules restrict HTTP on this port (L7 enforced in a proxy).
+    /// Whether the allowing rules restrict L7 on this port (enforced in a proxy).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub l7_enforced: bool,
+}
+
+impl Side {
+    fn new(verdict: Decision, reason: Reason, pod: Option<String>) -> Side {
+        Side {
+            verdict,
+            reason,
+            pod,
+            isolated_by: vec![],
+            rules: vec![],
+            l7_enforced: false,
+        }
+    }
 }
 
 /// An explained verdict.
@@ -243,7 +463,13 @@ impl Compiled {
     pub fn eval(&self, q: &Query) -> Result<Outcome> {
         let src = self.resolve_endpoint(&q.from, "from")?;
         let dst = self.resolve_endpoint(&q.to, "to")?;
-        Ok(self.eval_resolved(src, dst, q.port, q.protocol, q.http.as_ref()))
+        if let Some(L7Request::Kafka(k)) = q.l7() {
+            k.api_keys().map_err(|e| Error::NotFound {
+                kind: "Kafka request",
+                name: e,
+            })?;
+        }
+        Ok(self.eval_resolved(src, dst, q.port, q.protocol, q.l7()))
     }
 
     /// Evaluates resolved endpoints: a few hash lookups per side.
@@ -253,16 +479,12 @@ impl Compiled {
         dst: Resolved,
         port: u16,
         proto: Proto,
-        http: Option<&HttpRequest>,
+        l7: Option<L7Request<'_>>,
     ) -> Outcome {
-        let egress = self.side(src, dst.identity, Direction::Egress, port, proto, http);
-        let ingress = self.side(dst, src.identity, Direction::Ingress, port, proto, http);
-        let verdict = if egress.verdict == Decision::Allow && ingress.verdict == Decision::Allow {
-            Decision::Allow
-        } else {
-            Decision::Deny
-        };
-        let explanation = self.explain(verdict, &egress, &ingress, src, dst, port, proto, http);
+        let egress = self.side(src, dst.identity, Direction::Egress, port, proto, l7);
+        let ingress = self.side(dst, src.identity, Direction::Ingress, port, proto, l7);
+        let verdict = combine(egress.verdict, ingress.verdict);
+        let explanation = self.explain(verdict, &egress, &ingress, src, dst, port, proto, l7);
         Outcome {
             verdict,
             explanation,
@@ -281,36 +503,48 @@ impl Compiled {
         port: u16,
         proto: Proto,
     ) -> Decision {
-        let ok = |subject: NumericIdentity, peer: NumericIdentity, d: Direction| -> bool {
+        let side = |subject: NumericIdentity, peer: NumericIdentity, d: Direction| -> Decision {
             let Some(state) = self.states.get(&subject) else {
-                return true;
+                return Decision::Allow;
             };
             let ds = state.dir(d);
-            let mut allowed = false;
-            let mut denied = false;
+            let (mut allowed, mut denied) = (false, false);
+            let (mut maybe_allowed, mut maybe_denied) = (false, false);
             for_each_entry(ds, peer, proto, port, |e| {
-                if e.deny {
-                    denied = true;
-                } else {
-                    allowed = true;
+                match (e.deny, e.not_evaluable.is_some()) {
+                    (true, false) => denied = true,
+                    (true, true) => maybe_denied = true,
+                    (false, false) => allowed = true,
+                    (false, true) => maybe_allowed = true,
                 }
             });
-            !denied && (allowed || ds.isolated_by.is_empty())
+            decide(
+                denied,
+                maybe_denied,
+                allowed,
+                maybe_allowed,
+                ds.isolated_by.is_empty(),
+            )
         };
-        if ok(src, dst, Direction::Egress) && ok(dst, src, Direction::Ingress) {
-            Decision::Allow
-        } else {
-            Decision::Deny
-        }
+        combine(
+            side(src, dst, Direction::Egress),
+            side(dst, src, Direction::Ingress),
+        )
     }
 
-    fn rule_name(&self, r: &RuleRef, l7: Option<String>) -> RuleName {
+    fn rule_name(&self, r: &RuleRef, l7: Option<(L7Parser, String)>) -> RuleName {
         let p = &self.policies[r.policy];
+        let (l7_parser, l7) = match l7 {
+            Some((parser, text)) => (Some(parser), Some(text)),
+            None => (None, None),
+        };
         RuleName {
             policy: p.id.to_string(),
             section: p.section(r.direction, r.deny).to_string(),
             index: r.index,
             l7,
+            l7_parser,
+            not_evaluable: None,
         }
     }
 
@@ -321,31 +555,17 @@ impl Compiled {
         d: Direction,
         port: u16,
         proto: Proto,
-        http: Option<&HttpRequest>,
+        l7: Option<L7Request<'_>>,
     ) -> Side {
         let pod_name = me.pod.map(|p| self.inventory.pods[p].key());
         let local = me
             .pod
             .is_some_and(|p| self.inventory.pods[p].cluster == self.local_cluster);
         if !local {
-            return Side {
-                verdict: Decision::Allow,
-                reason: Reason::NotAPod,
-                pod: pod_name,
-                isolated_by: vec![],
-                rules: vec![],
-                l7_enforced: false,
-            };
+            return Side::new(Decision::Allow, Reason::NotAPod, pod_name);
         }
         let Some(state) = self.states.get(&me.identity) else {
-            return Side {
-                verdict: Decision::Allow,
-                reason: Reason::NotIsolated,
-                pod: pod_name,
-                isolated_by: vec![],
-                rules: vec![],
-                l7_enforced: false,
-            };
+            return Side::new(Decision::Allow, Reason::NotIsolated, pod_name);
         };
         let ds = state.dir(d);
         let isolated_by: Vec<String> = ds
@@ -354,108 +574,117 @@ impl Compiled {
             .map(|&i| self.policies[i].id.to_string())
             .collect();
         let mut denies: Vec<&Entry> = Vec::new();
+        let mut maybe_denies: Vec<&Entry> = Vec::new();
         let mut allows: Vec<&Entry> = Vec::new();
+        let mut maybe_allows: Vec<&Entry> = Vec::new();
         for_each_entry(ds, peer, proto, port, |e| {
-            if e.deny {
-                denies.push(e)
-            } else {
-                allows.push(e)
+            match (e.deny, e.not_evaluable.is_some()) {
+                (true, false) => denies.push(e),
+                (true, true) => maybe_denies.push(e),
+                (false, false) => allows.push(e),
+                (false, true) => maybe_allows.push(e),
             }
         });
         let names = |list: &[&Entry]| -> Vec<RuleName> {
-            let mut refs: Vec<RuleRef> = list.iter().map(|e| e.origin).collect();
+            let mut refs: Vec<(RuleRef, Option<Arc<str>>)> = list
+                .iter()
+                .map(|e| (e.origin, e.not_evaluable.clone()))
+                .collect();
             refs.sort();
             refs.dedup();
-            refs.iter().map(|r| self.rule_name(r, None)).collect()
+            refs.iter()
+                .map(|(r, ne)| RuleName {
+                    not_evaluable: ne.as_deref().map(str::to_string),
+                    ..self.rule_name(r, None)
+                })
+                .collect()
+        };
+        let side = |verdict, reason, rules, l7_enforced| Side {
+            verdict,
+            reason,
+            pod: pod_name.clone(),
+            isolated_by: isolated_by.clone(),
+            rules,
+            l7_enforced,
         };
         if !denies.is_empty() {
-            return Side {
-                verdict: Decision::Deny,
-                reason: Reason::DeniedByRule,
-                pod: pod_name,
-                isolated_by,
-                rules: names(&denies),
-                l7_enforced: false,
-            };
+            return side(Decision::Deny, Reason::DeniedByRule, names(&denies), false);
+        }
+        if !maybe_denies.is_empty() {
+            return side(
+                Decision::NotEvaluable,
+                Reason::NotEvaluable,
+                names(&maybe_denies),
+                false,
+            );
         }
         if isolated_by.is_empty() {
-            return Side {
-                verdict: Decision::Allow,
-                reason: Reason::NotIsolated,
-                pod: pod_name,
-                isolated_by,
-                rules: names(&allows),
-                l7_enforced: false,
-            };
+            return side(Decision::Allow, Reason::NotIsolated, names(&allows), false);
         }
+        // What the evaluable allows decide; rules that cannot be evaluated
+        // turn a denial into "not evaluable", never into an allow.
+        let not_evaluable = |fallback: Side| -> Side {
+            if maybe_allows.is_empty() {
+                fallback
+            } else {
+                side(
+                    Decision::NotEvaluable,
+                    Reason::NotEvaluable,
+                    names(&maybe_allows),
+                    false,
+                )
+            }
+        };
         if allows.is_empty() {
-            return Side {
-                verdict: Decision::Deny,
-                reason: Reason::NoRuleMatched,
-                pod: pod_name,
-                isolated_by,
-                rules: vec![],
-                l7_enforced: false,
-            };
+            return not_evaluable(side(Decision::Deny, Reason::NoRuleMatched, vec![], false));
         }
-        let l7_enforced = allows.iter().all(|e| e.http.is_some());
-        if let (Some(req), true) = (http, l7_enforced) {
+        let l7_enforced = allows.iter().all(|e| e.l7.is_some());
+        if let (Some(req), true) = (l7, l7_enforced) {
             let mut matched = Vec::new();
             for e in &allows {
-                if let Some(rules) = &e.http {
-                    if let Some(m) = rules.iter().find(|m| http_matches(m, req)) {
-                        matched.push(self.rule_name(&e.origin, Some(m.text.clone())));
+                if let Some(rules) = &e.l7 {
+                    if let Ok(Some(text)) = l7_match(rules, req) {
+                        matched.push(self.rule_name(&e.origin, Some((rules.parser(), text))));
                     }
                 }
             }
             if matched.is_empty() {
-                let mut rules = names(&allows);
-                for r in &mut rules {
-                    let texts: Vec<String> = allows
-                        .iter()
-                        .filter(|e| self.rule_name(&e.origin, None) == *r)
-                        .flat_map(|e| e.http.iter().flat_map(|h| h.iter().map(|m| m.text.clone())))
-                        .collect();
-                    r.l7 = Some(texts.join(" | "));
+                // Name each allowing rule with every L7 rule it carries.
+                let mut by_rule: BTreeMap<RuleRef, (L7Parser, Vec<String>)> = BTreeMap::new();
+                for e in &allows {
+                    let Some(rules) = &e.l7 else { continue };
+                    let (_, texts) = by_rule
+                        .entry(e.origin)
+                        .or_insert_with(|| (rules.parser(), Vec::new()));
+                    for t in rules.texts() {
+                        if !texts.contains(&t) {
+                            texts.push(t);
+                        }
+                    }
                 }
-                return Side {
-                    verdict: Decision::Deny,
-                    reason: Reason::L7NoMatch,
-                    pod: pod_name,
-                    isolated_by,
-                    rules,
-                    l7_enforced,
-                };
+                let rules: Vec<RuleName> = by_rule
+                    .into_iter()
+                    .map(|(r, (parser, texts))| {
+                        self.rule_name(&r, Some((parser, texts.join(" | "))))
+                    })
+                    .collect();
+                return not_evaluable(side(Decision::Deny, Reason::L7NoMatch, rules, l7_enforced));
             }
             matched.dedup();
-            return Side {
-                verdict: Decision::Allow,
-                reason: Reason::AllowedByRule,
-                pod: pod_name,
-                isolated_by,
-                rules: matched,
-                l7_enforced,
-            };
+            return side(Decision::Allow, Reason::AllowedByRule, matched, l7_enforced);
         }
-        let rules = if http.is_some() {
+        let rules = if l7.is_some() {
             names(
                 &allows
                     .iter()
                     .copied()
-                    .filter(|e| e.http.is_none())
+                    .filter(|e| e.l7.is_none())
                     .collect::<Vec<_>>(),
             )
         } else {
             names(&allows)
         };
-        Side {
-            verdict: Decision::Allow,
-            reason: Reason::AllowedByRule,
-            pod: pod_name,
-            isolated_by,
-            rules,
-            l7_enforced,
-        }
+        side(Decision::Allow, Reason::AllowedByRule, rules, l7_enforced)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -468,7 +697,7 @@ impl Compiled {
         dst: Resolved,
         port: u16,
         proto: Proto,
-        http: Option<&HttpRequest>,
+        l7: Option<L7Request<'_>>,
     ) -> String {
         let name = |r: Resolved| match r.pod {
             Some(p) => self.inventory.pods[p].key(),
@@ -477,14 +706,16 @@ impl Compiled {
                 .map(|i| i.describe(&self.inventory))
                 .unwrap_or_else(|| "world".into()),
         };
-        let what = match http {
-            Some(h) => format!(
-                "{} → {} {proto}/{port} (HTTP {} {})",
+        let what = match l7 {
+            Some(r) => format!(
+                "{} → {} {proto}/{port} ({})",
                 name(src),
                 name(dst),
-                h.method,
-                h.path
+                r.describe()
             ),
+            None if proto.is_icmp() => {
+                format!("{} → {} {proto} type {port}", name(src), name(dst))
+            }
             None => format!("{} → {} {proto}/{port}", name(src), name(dst)),
         };
         let side = |s: &Side, d: Direction| -> String {
@@ -517,7 +748,16 @@ impl Compiled {
                     list(&s.rules)
                 ),
                 Reason::L7NoMatch => format!(
-                    "{d} of {who}: the request matched none of the HTTP rules of {}",
+                    "{d} of {who}: the request matched none of the {} rules of {}",
+                    match s.rules.iter().find_map(|r| r.l7_parser) {
+                        Some(L7Parser::Kafka) => "Kafka",
+                        Some(L7Parser::Dns) => "DNS",
+                        _ => "HTTP",
+                    },
+                    list(&s.rules)
+                ),
+                Reason::NotEvaluable => format!(
+                    "{d} of {who}: not evaluable: it depends on {}, which mcnet cannot evaluate offline (never an allow)",
                     list(&s.rules)
                 ),
             }
@@ -526,15 +766,50 @@ impl Compiled {
         let i = side(ingress, Direction::Ingress);
         match verdict {
             Decision::Allow => format!("allowed: {what}; {e}; {i}"),
-            Decision::Deny => {
+            Decision::Deny | Decision::NotEvaluable => {
                 let reasons: Vec<String> = [(egress, e), (ingress, i)]
                     .into_iter()
-                    .filter(|(s, _)| s.verdict == Decision::Deny)
+                    .filter(|(s, _)| s.verdict != Decision::Allow)
                     .map(|(_, t)| t)
                     .collect();
-                format!("denied: {what}; {}", reasons.join("; "))
+                let head = if verdict == Decision::Deny {
+                    "denied"
+                } else {
+                    "not evaluable"
+                };
+                format!("{head}: {what}; {}", reasons.join("; "))
             }
         }
+    }
+}
+
+/// One side's verdict from what its matching entries are.
+fn decide(
+    denied: bool,
+    maybe_denied: bool,
+    allowed: bool,
+    maybe_allowed: bool,
+    not_isolated: bool,
+) -> Decision {
+    if denied {
+        Decision::Deny
+    } else if maybe_denied {
+        Decision::NotEvaluable
+    } else if allowed || not_isolated {
+        Decision::Allow
+    } else if maybe_allowed {
+        Decision::NotEvaluable
+    } else {
+        Decision::Deny
+    }
+}
+
+/// Both sides: a deny anywhere denies, and only two allows allow.
+fn combine(egress: Decision, ingress: Decision) -> Decision {
+    match (egress, ingress) {
+        (Decision::Deny, _) | (_, Decision::Deny) => Decision::Deny,
+        (Decision::Allow, Decision::Allow) => Decision::Allow,
+        _ => Decision::NotEvaluable,
     }
 }
 

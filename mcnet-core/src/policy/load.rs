@@ -48,8 +48,13 @@ pub struct Manifests {
     /// Normalised policies.
     pub policies: Vec<Policy>,
     /// Things that are not errors but were not understood (ignored kinds,
-    /// unknown fields, features evaluated as selecting nothing).
+    /// unknown fields of inventory objects).
     pub warnings: Vec<Diagnostic>,
+    /// Policy fields the engine reads but cannot enforce offline
+    /// (`toFQDNs`, `authentication`, ...), code `policy.not-enforced`. What
+    /// they would decide is "not evaluable", never an allow; `policy lint`
+    /// reports each as an error.
+    pub not_enforced: Vec<Diagnostic>,
     /// The options used.
     pub options: LoadOptions,
 }
@@ -62,6 +67,7 @@ struct Loader {
     policies: Vec<Policy>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    not_enforced: Vec<Diagnostic>,
 }
 
 impl Manifests {
@@ -107,6 +113,7 @@ impl Manifests {
             },
             policies: l.policies,
             warnings: l.warnings,
+            not_enforced: l.not_enforced,
             options,
         })
     }
@@ -237,7 +244,7 @@ impl Loader {
                     #[serde(default)]
                     status: raw::PodStatus,
                 }
-                if let Some(p) = self.typed::<PodObj>(&object, v) {
+                if let Some(p) = self.typed::<PodObj>(&object, v, false) {
                     self.add_pod(&object, meta, ns, p.spec, p.status);
                 }
             }
@@ -247,7 +254,7 @@ impl Loader {
                     #[serde(default)]
                     spec: raw::NetworkPolicySpec,
                 }
-                if let Some(np) = self.typed::<Np>(&object, v) {
+                if let Some(np) = self.typed::<Np>(&object, v, true) {
                     let id = PolicyId {
                         kind: PolicyKind::NetworkPolicy,
                         namespace: Some(ns.clone()),
@@ -267,7 +274,7 @@ impl Loader {
                     specs: Option<Vec<raw::CiliumRule>>,
                 }
                 let clusterwide = kind == "CiliumClusterwideNetworkPolicy";
-                if let Some(c) = self.typed::<Cnp>(&object, v) {
+                if let Some(c) = self.typed::<Cnp>(&object, v, true) {
                     let base = PolicyId {
                         kind: if clusterwide {
                             PolicyKind::CiliumClusterwideNetworkPolicy
@@ -334,7 +341,16 @@ impl Loader {
         });
     }
 
-    fn typed<T: DeserializeOwned>(&mut self, object: &str, v: serde_yaml::Value) -> Option<T> {
+    /// Deserialises an object. An unknown field of a policy (`strict`) is an
+    /// error, since a rule the engine does not understand must never allow;
+    /// of other kinds it is a warning.
+    fn typed<T: DeserializeOwned>(
+        &mut self,
+        object: &str,
+        v: serde_yaml::Value,
+        strict: bool,
+    ) -> Option<T> {
+        let before = self.errors.len();
         let mut unknown = Vec::new();
         let r: std::result::Result<T, _> = {
             let mut cb = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
@@ -344,17 +360,30 @@ impl Loader {
         match r {
             Ok(t) => {
                 for u in unknown {
+                    // serde_ignored writes `?` for each Option it passes.
+                    let u = u.replace(".?", "").replace("?.", "");
                     if !u.starts_with("metadata")
                         && !u.starts_with("apiVersion")
                         && !u.starts_with("kind")
                         && !u.starts_with("status")
                     {
-                        self.warnings.push(Diagnostic::new(
-                            "manifest.unknown-field",
-                            u.clone(),
-                            format!("{object}: unknown field `{u}` ignored"),
-                        ));
+                        if strict {
+                            self.err(
+                                "policy.unknown-field",
+                                u.clone(),
+                                format!("{object}: unknown field `{u}`: mcnet cannot enforce what it does not understand"),
+                            );
+                        } else {
+                            self.warnings.push(Diagnostic::new(
+                                "manifest.unknown-field",
+                                u.clone(),
+                                format!("{object}: unknown field `{u}` ignored"),
+                            ));
+                        }
                     }
+                }
+                if strict && self.errors.len() > before {
+                    return None;
                 }
                 Some(t)
             }
@@ -506,6 +535,7 @@ impl Loader {
                 let peers = self.k8s_peers(object, ns, r.from.as_deref(), &format!("{base}.from"));
                 let ports = self.k8s_ports(object, r.ports.as_deref(), &format!("{base}.ports"));
                 ingress.allow.push(Rule {
+                    not_evaluable: None,
                     index: i,
                     peers,
                     ports,
@@ -518,6 +548,7 @@ impl Loader {
                 let peers = self.k8s_peers(object, ns, r.to.as_deref(), &format!("{base}.to"));
                 let ports = self.k8s_ports(object, r.ports.as_deref(), &format!("{base}.ports"));
                 egress.allow.push(Rule {
+                    not_evaluable: None,
                     index: i,
                     peers,
                     ports,
@@ -744,7 +775,7 @@ impl Loader {
             out.push(PortSel {
                 proto,
                 port,
-                http: None,
+                l7: None,
             });
         }
         Ports::Some(out)
@@ -945,7 +976,8 @@ impl Loader {
             || r.from_groups.is_some()
             || r.to_services.is_some()
             || r.to_fqdns.is_some();
-        let has_ports = r.to_ports.as_ref().is_some_and(|p| !p.is_empty());
+        let has_icmps = r.icmps.as_ref().is_some_and(|i| !i.is_empty());
+        let has_ports = r.to_ports.as_ref().is_some_and(|p| !p.is_empty()) || has_icmps;
         let mut peers = Vec::new();
         for (i, s) in r.from_endpoints.iter().flatten().enumerate() {
             if let Some(sel) = self.selector(object, s, true, &format!("{at}.{ep}[{i}]")) {
@@ -975,26 +1007,78 @@ impl Loader {
                         peers.push(Peer::Cidr(set));
                     }
                 }
-                None => self.warnings.push(Diagnostic::new(
-                    "policy.unsupported",
-                    p,
-                    format!("{object}: cidrGroupRef cannot be resolved offline; it selects nothing here"),
+                None => peers.push(self.unresolved(
+                    object,
+                    &format!(
+                        "{p}.{}",
+                        if c.cidr_group_ref.is_some() {
+                            "cidrGroupRef"
+                        } else {
+                            "cidrGroupSelector"
+                        }
+                    ),
+                    if c.cidr_group_ref.is_some() {
+                        "cidrGroupRef"
+                    } else {
+                        "cidrGroupSelector"
+                    },
+                    UnresolvedScope::World,
+                    "a CiliumCIDRGroup is cluster state",
                 )),
             }
         }
-        if r.from_nodes.as_ref().is_some_and(|n| !n.is_empty()) {
-            self.warnings.push(Diagnostic::new(
-                "policy.unsupported",
-                format!("{at}.{nodes}"),
-                format!("{object}: node selectors select nothing in an inventory without nodes"),
-            ));
+        // Peers that need live cluster state: they may stand for any
+        // identity of their scope, so what they decide is not evaluable.
+        let unresolved: [(bool, &str, UnresolvedScope, &str); 4] = [
+            (
+                r.from_nodes.is_some(),
+                nodes,
+                UnresolvedScope::Nodes,
+                "nodes are not in the inventory",
+            ),
+            (
+                r.to_services.is_some(),
+                "toServices",
+                UnresolvedScope::Any,
+                "services and their endpoints are cluster state",
+            ),
+            (
+                r.to_fqdns.is_some(),
+                "toFQDNs",
+                UnresolvedScope::World,
+                "the addresses behind names are learnt from live DNS",
+            ),
+            (
+                r.from_groups.is_some(),
+                if dir == Direction::Ingress {
+                    "fromGroups"
+                } else {
+                    "toGroups"
+                },
+                UnresolvedScope::World,
+                "cloud groups are resolved by the cloud provider's API",
+            ),
+        ];
+        for (present, field, scope, why) in unresolved {
+            if present {
+                peers.push(self.unresolved(object, &format!("{at}.{field}"), field, scope, why));
+            }
         }
-        if r.to_fqdns.is_some() || r.to_services.is_some() || r.from_groups.is_some() {
-            self.warnings.push(Diagnostic::new(
-                "policy.unsupported",
-                at.to_string(),
-                format!("{object}: toFQDNs, toServices and toGroups need live cluster state; they select nothing here"),
-            ));
+        let mut not_evaluable = None;
+        if let Some(auth) = &r.authentication {
+            let mode = auth
+                .get("mode")
+                .and_then(|m| m.as_str())
+                .unwrap_or("required");
+            if mode != "disabled" {
+                self.not_enforced(
+                    object,
+                    &format!("{at}.authentication"),
+                    "authentication",
+                    &format!("mutual authentication (mode `{mode}`) is not enforced by mcnet; the rule never allows"),
+                );
+                not_evaluable = Some("authentication".to_string());
+            }
         }
         let peers = if has_l3 {
             Peers::Some(peers)
@@ -1003,20 +1087,140 @@ impl Loader {
         } else {
             Peers::Some(Vec::new())
         };
-        let ports = self.cilium_ports(object, at, r.to_ports.as_deref(), deny);
+        let ports = if has_icmps {
+            if r.to_ports.as_ref().is_some_and(|p| !p.is_empty()) {
+                self.err(
+                    "policy.icmp-ports",
+                    format!("{at}.icmps"),
+                    format!("{object}: the ICMPs block may only be present without ToPorts. Define a separate rule to use ToPorts"),
+                );
+                None
+            } else {
+                self.icmp_ports(object, at, r.icmps.as_deref().unwrap_or_default())
+            }
+        } else {
+            self.cilium_ports(
+                object,
+                at,
+                dir,
+                r.to_ports.as_deref(),
+                deny,
+                &mut not_evaluable,
+            )
+        };
         Some(Rule {
             index,
             peers,
             ports: ports?,
+            not_evaluable,
         })
+    }
+
+    /// Records a field the engine reads but cannot enforce offline.
+    fn not_enforced(&mut self, object: &str, path: &str, field: &str, why: &str) {
+        self.not_enforced.push(Diagnostic::new(
+            "policy.not-enforced",
+            path.to_string(),
+            format!("{object}: `{field}` is not enforced: {why}"),
+        ));
+    }
+
+    /// A peer that needs live cluster state, reported as not enforced.
+    fn unresolved(
+        &mut self,
+        object: &str,
+        path: &str,
+        field: &str,
+        scope: UnresolvedScope,
+        why: &str,
+    ) -> Peer {
+        self.not_enforced(
+            object,
+            path,
+            field,
+            &format!("{why}; verdicts it would decide are \"not evaluable\", never allow"),
+        );
+        Peer::Unresolved {
+            field: field.to_string(),
+            scope,
+        }
+    }
+
+    /// The ports of an `icmps` list: one entry per ICMP type, keyed by
+    /// protocol (ICMP or ICMPv6) with the type as the port.
+    fn icmp_ports(&mut self, object: &str, at: &str, rules: &[raw::IcmpRule]) -> Option<Ports> {
+        let before = self.errors.len();
+        let mut out = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            let fields = rule.fields.as_deref().unwrap_or_default();
+            if fields.len() > MAX_ICMP_FIELDS {
+                self.err(
+                    "policy.icmp",
+                    format!("{at}.icmps[{i}].fields"),
+                    format!(
+                        "{object}: {} ICMP fields, more than the {MAX_ICMP_FIELDS} Cilium accepts",
+                        fields.len()
+                    ),
+                );
+                continue;
+            }
+            for (j, f) in fields.iter().enumerate() {
+                let p = format!("{at}.icmps[{i}].fields[{j}]");
+                let proto = match f.family.as_deref() {
+                    None | Some("") | Some("IPv4") => Proto::Icmp,
+                    Some("IPv6") => Proto::Icmpv6,
+                    Some(other) => {
+                        self.err(
+                            "policy.icmp",
+                            format!("{p}.family"),
+                            format!("{object}: ICMP family `{other}` is not IPv4 or IPv6"),
+                        );
+                        continue;
+                    }
+                };
+                let Some(t) = &f.icmp_type else {
+                    self.err(
+                        "policy.icmp",
+                        format!("{p}.type"),
+                        format!("{object}: an ICMP field needs a type"),
+                    );
+                    continue;
+                };
+                match icmp_type(proto, t) {
+                    Some(t) => out.push(PortSel {
+                        proto,
+                        port: PortSpec::Range(t.into(), t.into()),
+                        l7: None,
+                    }),
+                    None => {
+                        let shown = match t {
+                            IntOrString::Int(n) => n.to_string(),
+                            IntOrString::Str(s) => s.clone(),
+                        };
+                        self.err(
+                            "policy.icmp",
+                            format!("{p}.type"),
+                            format!(
+                                "{object}: `{shown}` is not an {} message type (a number 0–255 or a name such as {})",
+                                proto,
+                                if proto == Proto::Icmp { "EchoRequest" } else { "EchoRequest or NeighborSolicitation" }
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        (self.errors.len() == before).then_some(Ports::Some(out))
     }
 
     fn cilium_ports(
         &mut self,
         object: &str,
         at: &str,
+        dir: Direction,
         rules: Option<&[raw::PortRule]>,
         deny: bool,
+        not_evaluable: &mut Option<String>,
     ) -> Option<Ports> {
         let Some(list) = rules.filter(|l| !l.is_empty()) else {
             return Some(Ports::All);
@@ -1025,51 +1229,80 @@ impl Loader {
         let before = self.errors.len();
         for (i, pr) in list.iter().enumerate() {
             let base = format!("{at}.toPorts[{i}]");
-            let http = match pr.rules.as_ref().and_then(|r| r.http.as_ref()) {
-                Some(h) if !h.is_empty() => {
-                    if deny {
-                        self.err(
-                            "policy.l7-deny",
-                            format!("{base}.rules"),
-                            format!("{object}: L7 rules are not allowed in deny rules"),
-                        );
-                        None
-                    } else {
-                        self.http_rules(object, &format!("{base}.rules.http"), h)
-                            .map(Arc::new)
-                    }
+            // Port-rule fields that need the proxy and cluster state.
+            let proxy_only: [(&str, bool); 4] = [
+                ("terminatingTLS", pr.terminating_tls.is_some()),
+                ("originatingTLS", pr.originating_tls.is_some()),
+                ("serverNames", pr.server_names.is_some()),
+                ("listener", pr.listener.is_some()),
+            ];
+            for (field, present) in proxy_only {
+                if !present {
+                    continue;
                 }
-                _ => None,
+                if deny {
+                    self.err(
+                        "policy.l7-deny",
+                        format!("{base}.{field}"),
+                        format!("{object}: `{field}` is not allowed in deny rules"),
+                    );
+                } else {
+                    self.not_enforced(
+                        object,
+                        &format!("{base}.{field}"),
+                        field,
+                        "it needs Cilium's Envoy proxy and cluster secrets; the rule never allows",
+                    );
+                    not_evaluable.get_or_insert_with(|| field.to_string());
+                }
+            }
+            let l7 = match &pr.rules {
+                Some(rules) if deny && l7_present(rules) => {
+                    self.err(
+                        "policy.l7-deny",
+                        format!("{base}.rules"),
+                        format!("{object}: L7 rules are not allowed in deny rules"),
+                    );
+                    None
+                }
+                Some(rules) => {
+                    self.l7_rules(object, &format!("{base}.rules"), dir, rules, not_evaluable)
+                }
+                None => None,
             };
             let ports = pr.ports.clone().unwrap_or_default();
             if ports.is_empty() {
-                out.push(PortSel {
-                    proto: Proto::Any,
-                    port: PortSpec::Range(0, 65535),
-                    http: http.clone(),
-                });
+                // Cilium reads a port rule without ports as every port of
+                // every L4 protocol (ANY expands to TCP, UDP and SCTP).
+                for proto in Proto::L4_ANY {
+                    out.push(PortSel {
+                        proto,
+                        port: PortSpec::Range(0, 65535),
+                        l7: l7.clone(),
+                    });
+                }
             }
             for (j, pp) in ports.iter().enumerate() {
                 let p = format!("{base}.ports[{j}]");
                 let proto = match pp.protocol.as_deref() {
                     None | Some("") => Proto::Any,
-                    Some(s) => match Proto::parse(s) {
+                    Some(s) => match Proto::parse(s).filter(|p| !p.is_icmp()) {
                         Some(pr) => pr,
                         None => {
                             self.err(
                                 "policy.protocol",
                                 format!("{p}.protocol"),
-                                format!("{object}: protocol `{s}` is not TCP, UDP, SCTP or ANY"),
+                                format!("{object}: protocol `{s}` is not TCP, UDP, SCTP or ANY (ICMP is written as `icmps`)"),
                             );
                             continue;
                         }
                     },
                 };
-                if http.is_some() && !matches!(proto, Proto::Tcp | Proto::Any) {
+                if l7.is_some() && !matches!(proto, Proto::Tcp | Proto::Udp | Proto::Any) {
                     self.err(
                         "policy.l7-protocol",
                         format!("{p}.protocol"),
-                        format!("{object}: L7 rules can only apply to TCP"),
+                        format!("{object}: L7 rules cannot apply to {proto}"),
                     );
                     continue;
                 }
@@ -1139,14 +1372,224 @@ impl Loader {
                     }
                     PortSpec::Named(text.to_ascii_lowercase())
                 };
-                out.push(PortSel {
-                    proto,
-                    port,
-                    http: http.clone(),
-                });
+                // `ANY` is TCP, UDP and SCTP (never ICMP), as Cilium expands it;
+                // an L7 parser narrows it to the protocol it speaks.
+                let protos: Vec<Proto> = match (proto, l7.as_deref().map(L7Rules::parser)) {
+                    (Proto::Any, Some(L7Parser::Dns)) => vec![Proto::Udp, Proto::Tcp],
+                    (Proto::Any, Some(_)) => vec![Proto::Tcp],
+                    (Proto::Any, None) => Proto::L4_ANY.to_vec(),
+                    (p, _) => vec![p],
+                };
+                for proto in protos {
+                    if proto == Proto::Udp
+                        && l7.as_deref().is_some_and(|r| r.parser() != L7Parser::Dns)
+                    {
+                        self.err(
+                            "policy.l7-protocol",
+                            format!("{p}.protocol"),
+                            format!("{object}: only DNS rules apply to UDP"),
+                        );
+                        continue;
+                    }
+                    out.push(PortSel {
+                        proto,
+                        port: port.clone(),
+                        l7: l7.clone(),
+                    });
+                }
             }
         }
         (self.errors.len() == before).then_some(Ports::Some(out))
+    }
+
+    /// A port rule's L7 rules: HTTP, Kafka or DNS (one parser per port
+    /// rule, as Cilium requires). A generic `l7proto` is not evaluable.
+    fn l7_rules(
+        &mut self,
+        object: &str,
+        base: &str,
+        dir: Direction,
+        rules: &raw::L7Rules,
+        not_evaluable: &mut Option<String>,
+    ) -> Option<Arc<L7Rules>> {
+        let http = rules.http.as_ref().filter(|h| !h.is_empty());
+        let kafka = rules.kafka.as_ref().filter(|k| !k.is_empty());
+        let dns = rules.dns.as_ref().filter(|d| !d.is_empty());
+        let generic = rules.l7proto.is_some() || rules.l7.is_some();
+        let kinds = [http.is_some(), kafka.is_some(), dns.is_some(), generic]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if kinds > 1 {
+            self.err(
+                "policy.l7-mixed",
+                base.to_string(),
+                format!("{object}: a port rule may carry the rules of one L7 protocol only (http, kafka, dns or l7proto)"),
+            );
+            return None;
+        }
+        if generic {
+            self.not_enforced(
+                object,
+                &format!("{base}.l7proto"),
+                "l7proto",
+                "generic L7 parsers run in Cilium's Envoy proxy; the rule never allows",
+            );
+            not_evaluable.get_or_insert_with(|| "l7proto".to_string());
+            return None;
+        }
+        if let Some(h) = http {
+            return self
+                .http_rules(object, &format!("{base}.http"), h, not_evaluable)
+                .map(|v| Arc::new(L7Rules::Http(v)));
+        }
+        if let Some(k) = kafka {
+            return self
+                .kafka_rules(object, &format!("{base}.kafka"), k)
+                .map(|v| Arc::new(L7Rules::Kafka(v)));
+        }
+        if let Some(d) = dns {
+            if dir == Direction::Ingress {
+                self.err(
+                    "policy.l7-dns",
+                    format!("{base}.dns"),
+                    format!("{object}: DNS rules apply to egress only"),
+                );
+                return None;
+            }
+            return self
+                .dns_rules(object, &format!("{base}.dns"), d)
+                .map(|v| Arc::new(L7Rules::Dns(v)));
+        }
+        None
+    }
+
+    fn kafka_rules(
+        &mut self,
+        object: &str,
+        path: &str,
+        rules: &[raw::KafkaRule],
+    ) -> Option<Vec<KafkaMatch>> {
+        let before = self.errors.len();
+        let mut out = Vec::new();
+        for (i, k) in rules.iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+            let (role, api_key) = (nonempty(&k.role), nonempty(&k.api_key));
+            let api_keys = match (&role, &api_key) {
+                (Some(_), Some(_)) => {
+                    self.err(
+                        "policy.kafka",
+                        at.clone(),
+                        format!("{object}: role and apiKey are mutually exclusive"),
+                    );
+                    continue;
+                }
+                (Some(r), None) => match super::kafka::role_keys(r) {
+                    Some(keys) => keys.to_vec(),
+                    None => {
+                        self.err(
+                            "policy.kafka",
+                            format!("{at}.role"),
+                            format!("{object}: Kafka role `{r}` is not produce or consume"),
+                        );
+                        continue;
+                    }
+                },
+                (None, Some(a)) => match super::kafka::api_key(a) {
+                    Some(n) => vec![n],
+                    None => {
+                        self.err(
+                            "policy.kafka",
+                            format!("{at}.apiKey"),
+                            format!("{object}: `{a}` is not a Kafka API key name"),
+                        );
+                        continue;
+                    }
+                },
+                (None, None) => Vec::new(),
+            };
+            let api_version = match nonempty(&k.api_version) {
+                None => None,
+                Some(v) => match v.parse::<u16>() {
+                    Ok(n) if n <= i16::MAX as u16 => Some(n),
+                    _ => {
+                        self.err(
+                            "policy.kafka",
+                            format!("{at}.apiVersion"),
+                            format!("{object}: apiVersion `{v}` is not a number 0–32767"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let topic = nonempty(&k.topic);
+            if let Some(t) = &topic {
+                if !super::kafka::valid_topic(t) {
+                    self.err(
+                        "policy.kafka",
+                        format!("{at}.topic"),
+                        format!("{object}: topic `{t}` is not a valid Kafka topic (1–255 of a-z A-Z 0-9 . _ -)"),
+                    );
+                    continue;
+                }
+            }
+            let client_id = nonempty(&k.client_id);
+            let mut text = Vec::new();
+            if let Some(r) = &role {
+                text.push(format!("role={r}"));
+            }
+            if let Some(a) = &api_key {
+                text.push(format!("apiKey={a}"));
+            }
+            if let Some(v) = api_version {
+                text.push(format!("apiVersion={v}"));
+            }
+            if let Some(c) = &client_id {
+                text.push(format!("clientID={c}"));
+            }
+            if let Some(t) = &topic {
+                text.push(format!("topic={t}"));
+            }
+            out.push(KafkaMatch {
+                api_keys,
+                api_version,
+                client_id,
+                topic,
+                text: if text.is_empty() {
+                    "any request".into()
+                } else {
+                    text.join(" ")
+                },
+            });
+        }
+        (self.errors.len() == before).then_some(out)
+    }
+
+    fn dns_rules(
+        &mut self,
+        object: &str,
+        path: &str,
+        rules: &[raw::DnsRule],
+    ) -> Option<Vec<DnsMatch>> {
+        let before = self.errors.len();
+        let mut out = Vec::new();
+        for (i, d) in rules.iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            let compiled = match (&d.match_name, &d.match_pattern) {
+                (Some(n), None) => super::dns::name_regex(n).map(|r| (r, format!("matchName={n}"))),
+                (None, Some(p)) => {
+                    super::dns::pattern_regex(p).map(|r| (r, format!("matchPattern={p}")))
+                }
+                (Some(_), Some(_)) => Err("give matchName or matchPattern, not both".to_string()),
+                (None, None) => Err("a DNS rule needs matchName or matchPattern".to_string()),
+            };
+            match compiled {
+                Ok((regex, text)) => out.push(DnsMatch { regex, text }),
+                Err(e) => self.err("policy.dns", at, format!("{object}: {e}")),
+            }
+        }
+        (self.errors.len() == before).then_some(out)
     }
 
     fn http_rules(
@@ -1154,6 +1597,7 @@ impl Loader {
         object: &str,
         path: &str,
         rules: &[raw::HttpRule],
+        not_evaluable: &mut Option<String>,
     ) -> Option<Vec<HttpMatch>> {
         let mut out = Vec::new();
         let before = self.errors.len();
@@ -1199,7 +1643,16 @@ impl Loader {
                     lenient: false,
                 });
             }
-            for hm in h.header_matches.iter().flatten() {
+            for (j, hm) in h.header_matches.iter().flatten().enumerate() {
+                if hm.secret.is_some() {
+                    self.not_enforced(
+                        object,
+                        &format!("{at}.headerMatches[{j}].secret"),
+                        "secret",
+                        "a header value held in a Kubernetes secret is cluster state; the rule never allows",
+                    );
+                    not_evaluable.get_or_insert_with(|| "headerMatches.secret".to_string());
+                }
                 headers.push(HeaderReq {
                     name: hm.name.clone(),
                     value: hm.value.clone(),
@@ -1237,6 +1690,85 @@ impl Loader {
         (self.errors.len() == before).then_some(out)
     }
 }
+
+/// The most ICMP fields one `icmps` entry may list (Cilium's limit).
+pub const MAX_ICMP_FIELDS: usize = 40;
+
+/// Whether a port rule's `rules` carries any L7 rule.
+fn l7_present(r: &raw::L7Rules) -> bool {
+    r.http.as_ref().is_some_and(|v| !v.is_empty())
+        || r.kafka.as_ref().is_some_and(|v| !v.is_empty())
+        || r.dns.as_ref().is_some_and(|v| !v.is_empty())
+        || r.l7proto.is_some()
+        || r.l7.is_some()
+}
+
+/// An ICMP type written as a number (0–255) or as one of Cilium's names
+/// for the family.
+pub fn icmp_type(proto: Proto, t: &IntOrString) -> Option<u8> {
+    let text = match t {
+        IntOrString::Int(n) => return u8::try_from(*n).ok(),
+        IntOrString::Str(s) => s.as_str(),
+    };
+    if let Ok(n) = text.parse::<i64>() {
+        return u8::try_from(n).ok();
+    }
+    let table: &[(&str, u8)] = if proto == Proto::Icmpv6 {
+        ICMPV6_TYPES
+    } else {
+        ICMPV4_TYPES
+    };
+    table.iter().find(|(n, _)| *n == text).map(|&(_, v)| v)
+}
+
+/// Cilium's names of ICMP (IPv4) message types.
+pub const ICMPV4_TYPES: &[(&str, u8)] = &[
+    ("EchoReply", 0),
+    ("DestinationUnreachable", 3),
+    ("Redirect", 5),
+    ("Echo", 8),
+    ("EchoRequest", 8),
+    ("RouterAdvertisement", 9),
+    ("RouterSelection", 10),
+    ("TimeExceeded", 11),
+    ("ParameterProblem", 12),
+    ("Timestamp", 13),
+    ("TimestampReply", 14),
+    ("Photuris", 40),
+    ("ExtendedEchoRequest", 42),
+    ("ExtendedEchoReply", 43),
+];
+
+/// Cilium's names of ICMPv6 message types.
+pub const ICMPV6_TYPES: &[(&str, u8)] = &[
+    ("DestinationUnreachable", 1),
+    ("PacketTooBig", 2),
+    ("TimeExceeded", 3),
+    ("ParameterProblem", 4),
+    ("EchoRequest", 128),
+    ("EchoReply", 129),
+    ("MulticastListenerQuery", 130),
+    ("MulticastListenerReport", 131),
+    ("MulticastListenerDone", 132),
+    ("RouterSolicitation", 133),
+    ("RouterAdvertisement", 134),
+    ("NeighborSolicitation", 135),
+    ("NeighborAdvertisement", 136),
+    ("RedirectMessage", 137),
+    ("RouterRenumbering", 138),
+    ("ICMPNodeInformationQuery", 139),
+    ("ICMPNodeInformationResponse", 140),
+    ("InverseNeighborDiscoverySolicitation", 141),
+    ("InverseNeighborDiscoveryAdvertisement", 142),
+    ("HomeAgentAddressDiscoveryRequest", 144),
+    ("HomeAgentAddressDiscoveryReply", 145),
+    ("MobilePrefixSolicitation", 146),
+    ("MobilePrefixAdvertisement", 147),
+    ("DuplicateAddressRequestCodeSuffix", 157),
+    ("DuplicateAddressConfirmationCodeSuffix", 158),
+    ("ExtendedEchoRequest", 160),
+    ("ExtendedEchoReply", 161),
+];
 
 /// Parses a prefix, accepting a bare address as a host prefix and
 /// truncating host bits (as Go's ParseCIDR-based validation does).

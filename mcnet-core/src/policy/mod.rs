@@ -7,7 +7,7 @@
 //! [`generate`] for default-deny and intent-based policies.
 //!
 //! ```
-//! use mcnet_core::policy::{Compiled, Manifests, Query, QueryEndpoint, Decision};
+//! use mcnet_core::policy::{Compiled, Manifests, Proto, Query, QueryEndpoint, Decision};
 //!
 //! let m = Manifests::parse_str(r#"
 //! - {apiVersion: v1, kind: Pod, metadata: {name: a, namespace: x, labels: {app: a}}, status: {podIP: 10.0.0.1}}
@@ -19,15 +19,17 @@
 //! "#).unwrap();
 //! let c = Compiled::new(&m);
 //! let pod = |p: &str| QueryEndpoint { pod: Some(p.into()), ip: None };
-//! let out = c.eval(&Query { from: pod("x/a"), to: pod("x/b"), port: 80, protocol: Default::default(), http: None }).unwrap();
+//! let out = c.eval(&Query::l4(pod("x/a"), pod("x/b"), 80, Proto::Tcp)).unwrap();
 //! assert_eq!(out.verdict, Decision::Deny);
 //! assert!(out.explanation.contains("NetworkPolicy x/deny-all"));
 //! ```
 
 pub mod analysis;
 pub mod compile;
+pub mod dns;
 pub mod eval;
 pub mod generate;
+pub mod kafka;
 pub mod load;
 pub mod model;
 pub mod raw;
@@ -35,6 +37,7 @@ pub mod reference;
 pub mod selector;
 
 pub use compile::{Compiled, NumericIdentity, PolicyKey, Verdict};
-pub use eval::{Decision, HttpRequest, Outcome, Query, QueryEndpoint};
+pub use eval::{Decision, DnsRequest, HttpRequest, Outcome, Query, QueryEndpoint};
+pub use kafka::KafkaRequest;
 pub use load::{LoadOptions, Manifests};
 pub use model::Proto;

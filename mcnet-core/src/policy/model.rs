@@ -37,17 +37,24 @@ pub enum Proto {
     Udp,
     /// SCTP.
     Sctp,
-    /// Any of them (Cilium's `ANY`; only in rules).
+    /// ICMP (IPv4); the "port" is the ICMP type, as Cilium keys it.
+    Icmp,
+    /// ICMPv6; the "port" is the ICMPv6 type.
+    #[serde(rename = "ICMPv6")]
+    Icmpv6,
+    /// Every protocol (only in rules): what a rule without ports covers.
     Any,
 }
 
 impl Proto {
-    /// Parses `TCP`, `UDP`, `SCTP` or `ANY` (case-insensitive).
+    /// Parses `TCP`, `UDP`, `SCTP`, `ICMP`, `ICMPv6` or `ANY` (case-insensitive).
     pub fn parse(s: &str) -> Option<Proto> {
         match s.to_ascii_uppercase().as_str() {
             "TCP" => Some(Proto::Tcp),
             "UDP" => Some(Proto::Udp),
             "SCTP" => Some(Proto::Sctp),
+            "ICMP" => Some(Proto::Icmp),
+            "ICMPV6" => Some(Proto::Icmpv6),
             "ANY" => Some(Proto::Any),
             _ => None,
         }
@@ -57,14 +64,25 @@ impl Proto {
     pub fn covers(self, packet: Proto) -> bool {
         self == Proto::Any || self == packet
     }
+
+    /// Whether this is ICMP or ICMPv6, whose "port" is the message type.
+    pub fn is_icmp(self) -> bool {
+        matches!(self, Proto::Icmp | Proto::Icmpv6)
+    }
+
+    /// The protocols a port rule's `protocol: ANY` stands for: Cilium
+    /// expands it to TCP, UDP and SCTP, never ICMP.
+    pub const L4_ANY: [Proto; 3] = [Proto::Tcp, Proto::Udp, Proto::Sctp];
 }
 
 impl<'de> Deserialize<'de> for Proto {
-    /// Accepts `TCP`, `UDP`, `SCTP` and `ANY` in any case.
+    /// Accepts `TCP`, `UDP`, `SCTP`, `ICMP`, `ICMPv6` and `ANY` in any case.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Proto::parse(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!("protocol `{s}` is not TCP, UDP, SCTP or ANY"))
+            serde::de::Error::custom(format!(
+                "protocol `{s}` is not TCP, UDP, SCTP, ICMP, ICMPv6 or ANY"
+            ))
         })
     }
 }
@@ -75,6 +93,8 @@ impl fmt::Display for Proto {
             Proto::Tcp => "TCP",
             Proto::Udp => "UDP",
             Proto::Sctp => "SCTP",
+            Proto::Icmp => "ICMP",
+            Proto::Icmpv6 => "ICMPv6",
             Proto::Any => "ANY",
         })
     }
@@ -334,6 +354,27 @@ pub enum Peer {
     Entity(Entity),
     /// A Cilium CIDR rule: matches addresses outside the cluster only.
     Cidr(CidrSet),
+    /// A peer the engine cannot resolve offline (`toFQDNs`, `toServices`,
+    /// `toGroups`, `fromNodes`, a `cidrGroupRef`): it may stand for any
+    /// identity of its scope, so what it decides is "not evaluable", never
+    /// an allow.
+    Unresolved {
+        /// The field, as written in the policy (`toFQDNs`).
+        field: String,
+        /// Which identities it may stand for.
+        scope: UnresolvedScope,
+    },
+}
+
+/// The identities an unresolved peer may stand for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnresolvedScope {
+    /// Addresses outside the cluster (`toFQDNs`, `toGroups`, a `cidrGroupRef`).
+    World,
+    /// Nodes: the host and remote nodes (`fromNodes`, `toNodes`).
+    Nodes,
+    /// Any identity (`toServices`: a service may have pods or addresses behind it).
+    Any,
 }
 
 /// Which peers a rule allows or denies.
@@ -386,15 +427,114 @@ impl PartialEq for HttpMatch {
     }
 }
 
+/// One Kafka rule (Cilium's `PortRuleKafka`): its fields are ANDed, and an
+/// empty field matches every request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaMatch {
+    /// The API keys allowed (from `role` or `apiKey`); empty: every key.
+    pub api_keys: Vec<u16>,
+    /// The API version; `None`: every version.
+    pub api_version: Option<u16>,
+    /// The client id; `None`: every client.
+    pub client_id: Option<String>,
+    /// The topic; `None`: every topic.
+    pub topic: Option<String>,
+    /// The rule as written, for explanations.
+    pub text: String,
+}
+
+/// One DNS rule (Cilium's `PortRuleDNS`): a name or a pattern, matched
+/// case-insensitively against the fully qualified query name.
+#[derive(Clone, Debug)]
+pub struct DnsMatch {
+    /// The compiled `matchName` or `matchPattern`, anchored.
+    pub regex: Regex,
+    /// The rule as written, for explanations.
+    pub text: String,
+}
+
+impl PartialEq for DnsMatch {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+/// Which L7 protocol a port's rules speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum L7Parser {
+    /// HTTP.
+    Http,
+    /// Kafka.
+    Kafka,
+    /// DNS.
+    Dns,
+}
+
+impl fmt::Display for L7Parser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            L7Parser::Http => "http",
+            L7Parser::Kafka => "kafka",
+            L7Parser::Dns => "dns",
+        })
+    }
+}
+
+/// The L7 rules of a port: any of them may match a request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum L7Rules {
+    /// HTTP rules.
+    Http(Vec<HttpMatch>),
+    /// Kafka rules.
+    Kafka(Vec<KafkaMatch>),
+    /// DNS rules.
+    Dns(Vec<DnsMatch>),
+}
+
+impl L7Rules {
+    /// The protocol these rules speak.
+    pub fn parser(&self) -> L7Parser {
+        match self {
+            L7Rules::Http(_) => L7Parser::Http,
+            L7Rules::Kafka(_) => L7Parser::Kafka,
+            L7Rules::Dns(_) => L7Parser::Dns,
+        }
+    }
+
+    /// How many rules.
+    pub fn len(&self) -> usize {
+        match self {
+            L7Rules::Http(v) => v.len(),
+            L7Rules::Kafka(v) => v.len(),
+            L7Rules::Dns(v) => v.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each rule as written.
+    pub fn texts(&self) -> Vec<String> {
+        match self {
+            L7Rules::Http(v) => v.iter().map(|m| m.text.clone()).collect(),
+            L7Rules::Kafka(v) => v.iter().map(|m| m.text.clone()).collect(),
+            L7Rules::Dns(v) => v.iter().map(|m| m.text.clone()).collect(),
+        }
+    }
+}
+
 /// A port selection of a rule, with its L7 rules.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PortSel {
     /// Protocol.
     pub proto: Proto,
-    /// Port or range.
+    /// Port or range (for ICMP, the message type).
     pub port: PortSpec,
-    /// HTTP rules (any may match); `None` means every request.
-    pub http: Option<Arc<Vec<HttpMatch>>>,
+    /// L7 rules (any may match); `None` means every request.
+    pub l7: Option<Arc<L7Rules>>,
 }
 
 /// Which ports a rule covers.
@@ -415,6 +555,10 @@ pub struct Rule {
     pub peers: Peers,
     /// Ports.
     pub ports: Ports,
+    /// A field of the rule the engine cannot evaluate offline (such as
+    /// `authentication`): the rule never allows, its verdicts are
+    /// "not evaluable".
+    pub not_evaluable: Option<String>,
 }
 
 /// One direction of a policy.

@@ -174,6 +174,9 @@ pub struct CiliumRule {
     /// Rule labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<serde_json::Value>,
+    /// Policy-verdict log settings (no effect on verdicts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<serde_json::Value>,
 }
 
 /// `enableDefaultDeny`.
@@ -220,7 +223,7 @@ pub struct CiliumPeerRule {
     #[serde(default, skip_serializing_if = "Option::is_none", alias = "toServices")]
     #[allow(missing_docs)]
     pub to_services: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "toFQDNs", skip_serializing_if = "Option::is_none")]
     #[allow(missing_docs)]
     pub to_fqdns: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none", alias = "toGroups")]
@@ -231,10 +234,31 @@ pub struct CiliumPeerRule {
     pub to_ports: Option<Vec<PortRule>>,
     /// ICMP rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub icmps: Option<serde_json::Value>,
+    pub icmps: Option<Vec<IcmpRule>>,
     /// Auth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<serde_json::Value>,
+}
+
+/// `ICMPRule`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IcmpRule {
+    /// The ICMP messages the rule allows (or denies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<IcmpField>>,
+}
+
+/// `ICMPField`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IcmpField {
+    /// `IPv4` (default) or `IPv6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// The message type: a number (0–255) or a name (`EchoRequest`).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<IntOrString>,
 }
 
 /// `CIDRRule`.
@@ -250,6 +274,9 @@ pub struct CidrRule {
     /// A CiliumCIDRGroup reference (not resolved offline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cidr_group_ref: Option<String>,
+    /// A selector of CiliumCIDRGroups (not resolved offline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr_group_selector: Option<serde_json::Value>,
 }
 
 /// `PortRule`.
@@ -262,6 +289,26 @@ pub struct PortRule {
     /// L7 rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<L7Rules>,
+    /// TLS termination (needs the proxy and a secret: not evaluable here).
+    #[serde(
+        default,
+        rename = "terminatingTLS",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub terminating_tls: Option<serde_json::Value>,
+    /// TLS origination (not evaluable here).
+    #[serde(
+        default,
+        rename = "originatingTLS",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub originating_tls: Option<serde_json::Value>,
+    /// Allowed TLS server names (SNI; not evaluable here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_names: Option<serde_json::Value>,
+    /// An Envoy listener (not evaluable here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener: Option<serde_json::Value>,
 }
 
 /// `PortProtocol`.
@@ -286,12 +333,51 @@ pub struct L7Rules {
     /// HTTP rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<Vec<HttpRule>>,
-    /// Kafka rules (not evaluated).
+    /// Kafka rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kafka: Option<serde_json::Value>,
-    /// DNS rules (not evaluated).
+    pub kafka: Option<Vec<KafkaRule>>,
+    /// DNS rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<serde_json::Value>,
+    pub dns: Option<Vec<DnsRule>>,
+    /// The name of a generic L7 parser (not evaluable here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l7proto: Option<String>,
+    /// Generic key-value L7 rules (not evaluable here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l7: Option<serde_json::Value>,
+}
+
+/// `PortRuleKafka`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaRule {
+    /// `produce` or `consume` (exclusive with `apiKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// One API key by name (`produce`, `fetch`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// One API version (a number as a string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// The client id.
+    #[serde(default, rename = "clientID", skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+/// `PortRuleDNS`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsRule {
+    /// An exact name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_name: Option<String>,
+    /// A pattern where `*` stands for any run of name characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_pattern: Option<String>,
 }
 
 /// `PortRuleHTTP`.

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::eval::{http_matches, Decision, HttpRequest};
+use super::eval::{l7_match, Decision, L7Request};
 use super::load::Manifests;
 use super::model::*;
 use super::selector::{Key, Labels, Selector, Source};
@@ -115,6 +115,10 @@ fn peer_matches(m: &Manifests, peer: &Peer, other: &Party<'_>, requires: &[&Sele
             let w = WorldLabels(*ip);
             sel.matches(&w) && requires.iter().all(|r| r.matches(&w))
         }
+        (Peer::Unresolved { scope, .. }, other) => matches!(
+            (scope, other),
+            (UnresolvedScope::Any, _) | (UnresolvedScope::World, Party::External(_))
+        ),
         (Peer::Entity(e), other) => match (e, other) {
             (Entity::All, _) => true,
             (Entity::World, Party::External(_)) => true,
@@ -160,7 +164,7 @@ pub fn side(
     d: Direction,
     port: u16,
     proto: Proto,
-    http: Option<&HttpRequest>,
+    l7: Option<L7Request<'_>>,
 ) -> Decision {
     let v = view(m, subject);
     let selecting: Vec<&Policy> = m
@@ -173,60 +177,90 @@ pub fn side(
         .flat_map(|p| p.dir(d).requires.iter())
         .collect();
     let isolated = selecting.iter().any(|p| p.dir(d).isolates);
-    let rule_matches = |r: &Rule| -> Option<Option<bool>> {
-        // Some(None): matches with no L7; Some(Some(ok)): matches with L7, ok = request matched.
+    // Some((l7, not_evaluable)): the rule matches; l7 is None with no L7
+    // rules, else whether the request matched them.
+    let rule_matches = |r: &Rule| -> Option<(Option<bool>, bool)> {
+        let mut not_evaluable = r.not_evaluable.is_some();
         let peer_ok = match &r.peers {
             Peers::All => true,
-            Peers::Some(list) => list
-                .iter()
-                .any(|peer| peer_matches(m, peer, other, &requires)),
+            Peers::Some(list) => {
+                let hit = |unresolved: bool| {
+                    list.iter().any(|peer| {
+                        matches!(peer, Peer::Unresolved { .. }) == unresolved
+                            && peer_matches(m, peer, other, &requires)
+                    })
+                };
+                if hit(false) {
+                    true
+                } else if hit(true) {
+                    not_evaluable = true;
+                    true
+                } else {
+                    false
+                }
+            }
         };
         if !peer_ok {
             return None;
         }
-        match &r.ports {
-            Ports::All => Some(None),
+        let l7_result = match &r.ports {
+            Ports::All => None,
             Ports::Some(list) => {
                 let hits: Vec<&PortSel> = list
                     .iter()
                     .filter(|s| port_matches(s, subject, other, d, port, proto))
                     .collect();
                 if hits.is_empty() {
+                    return None;
+                } else if hits.iter().any(|s| s.l7.is_none()) {
                     None
-                } else if hits.iter().any(|s| s.http.is_none()) {
-                    Some(None)
                 } else {
-                    Some(Some(http.is_some_and(|req| {
+                    Some(l7.is_some_and(|req| {
                         hits.iter().any(|s| {
-                            s.http
-                                .as_ref()
-                                .is_some_and(|h| h.iter().any(|x| http_matches(x, req)))
+                            s.l7.as_ref()
+                                .is_some_and(|rules| matches!(l7_match(rules, req), Ok(Some(_))))
                         })
-                    })))
+                    }))
                 }
             }
-        }
+        };
+        Some((l7_result, not_evaluable))
     };
+    let mut maybe_denied = false;
     for p in &selecting {
-        if p.dir(d).deny.iter().any(|r| rule_matches(r).is_some()) {
-            return Decision::Deny;
+        for r in &p.dir(d).deny {
+            match rule_matches(r) {
+                Some((_, false)) => return Decision::Deny,
+                Some((_, true)) => maybe_denied = true,
+                None => {}
+            }
         }
+    }
+    if maybe_denied {
+        return Decision::NotEvaluable;
     }
     if !isolated {
         return Decision::Allow;
     }
-    let results: Vec<Option<bool>> = selecting
+    let all: Vec<(Option<bool>, bool)> = selecting
         .iter()
         .flat_map(|p| p.dir(d).allow.iter().filter_map(rule_matches))
         .collect();
-    if results.is_empty() {
-        return Decision::Deny;
-    }
-    let unrestricted = results.iter().any(|r| r.is_none());
-    if unrestricted || http.is_none() || results.contains(&Some(true)) {
-        Decision::Allow
+    let maybe_allowed = all.iter().any(|(_, ne)| *ne);
+    let results: Vec<Option<bool>> = all.iter().filter(|(_, ne)| !ne).map(|(r, _)| *r).collect();
+    let fallback = if maybe_allowed {
+        Decision::NotEvaluable
     } else {
         Decision::Deny
+    };
+    if results.is_empty() {
+        return fallback;
+    }
+    let unrestricted = results.iter().any(|r| r.is_none());
+    if unrestricted || l7.is_none() || results.contains(&Some(true)) {
+        Decision::Allow
+    } else {
+        fallback
     }
 }
 
@@ -237,21 +271,26 @@ pub fn eval(
     to: &Party<'_>,
     port: u16,
     proto: Proto,
-    http: Option<&HttpRequest>,
+    l7: Option<L7Request<'_>>,
 ) -> Decision {
     let local =
         |p: &Party<'_>| matches!(p, Party::Pod(pod) if pod.cluster == m.options.local_cluster);
+    let mut verdict = Decision::Allow;
     if let (true, Party::Pod(src)) = (local(from), from) {
-        if side(m, src, to, Direction::Egress, port, proto, http) == Decision::Deny {
-            return Decision::Deny;
+        match side(m, src, to, Direction::Egress, port, proto, l7) {
+            Decision::Deny => return Decision::Deny,
+            Decision::NotEvaluable => verdict = Decision::NotEvaluable,
+            Decision::Allow => {}
         }
     }
     if let (true, Party::Pod(dst)) = (local(to), to) {
-        if side(m, dst, from, Direction::Ingress, port, proto, http) == Decision::Deny {
-            return Decision::Deny;
+        match side(m, dst, from, Direction::Ingress, port, proto, l7) {
+            Decision::Deny => return Decision::Deny,
+            Decision::NotEvaluable => verdict = Decision::NotEvaluable,
+            Decision::Allow => {}
         }
     }
-    Decision::Allow
+    verdict
 }
 
 /// Resolves an address to a party: the pod that owns it, or an external address.

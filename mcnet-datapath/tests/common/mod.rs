@@ -5,7 +5,7 @@ use std::path::Path;
 
 use mcnet_core::policy::{Compiled, Manifests, Proto, Query, QueryEndpoint};
 use mcnet_datapath::state::Binding;
-use mcnet_ebpf_common::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+use mcnet_ebpf_common::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -23,6 +23,8 @@ pub fn proto_number(p: Proto) -> u8 {
         Proto::Tcp => PROTO_TCP,
         Proto::Udp => PROTO_UDP,
         Proto::Sctp => PROTO_SCTP,
+        Proto::Icmp => PROTO_ICMP,
+        Proto::Icmpv6 => PROTO_ICMPV6,
         Proto::Any => 0,
     }
 }

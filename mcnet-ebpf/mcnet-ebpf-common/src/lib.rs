@@ -17,6 +17,27 @@ pub const PROTO_ICMPV6: u8 = 58;
 /// SCTP.
 pub const PROTO_SCTP: u8 = 132;
 
+/// The policy-map "port" of an ICMP or ICMPv6 message: its type, as Cilium
+/// keys it, offset by this value so that type 0 (echo reply) never reads
+/// as the any-port key 0.
+pub const ICMP_TYPE_KEY: u16 = 0x100;
+
+/// The policy-map port of ICMP type `t`.
+#[inline(always)]
+pub const fn icmp_key(t: u8) -> u16 {
+    ICMP_TYPE_KEY | t as u16
+}
+
+/// ICMP echo request and reply types (IPv4 and IPv6): conntrack keys them
+/// by their identifier, so that a reply finds its request.
+pub const ICMP_ECHO_REQUEST: u8 = 8;
+/// ICMP echo reply.
+pub const ICMP_ECHO_REPLY: u8 = 0;
+/// ICMPv6 echo request.
+pub const ICMPV6_ECHO_REQUEST: u8 = 128;
+/// ICMPv6 echo reply.
+pub const ICMPV6_ECHO_REPLY: u8 = 129;
+
 /// Traffic into the pod (the TC egress hook of its host-side interface).
 pub const DIR_INGRESS: u8 = 0;
 /// Traffic out of the pod (the TC ingress hook of its host-side interface).

@@ -7,14 +7,18 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use mcnet_core::policy::analysis::{self, Matrix, PortProto};
 use mcnet_core::policy::generate::{self, Intent};
-use mcnet_core::policy::{Compiled, Decision, HttpRequest, Manifests, Proto, Query, QueryEndpoint};
+use mcnet_core::policy::kafka::KafkaApiKey;
+use mcnet_core::policy::{
+    Compiled, Decision, DnsRequest, HttpRequest, KafkaRequest, Manifests, Proto, Query,
+    QueryEndpoint,
+};
 
 use crate::output::{print_json, read, Format};
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
     /// Evaluate connections: a queries file (JSON array), or one --from/--to/--port.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
     /// The reachability matrix of every pod pair on the policies' ports.
     Matrix {
         #[command(flatten)]
@@ -106,17 +110,35 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["from", "to"])]
     queries: Option<String>,
     /// Source: `namespace/pod` or an IP.
-    #[arg(long, requires_all = ["to", "port"])]
+    #[arg(long, requires = "to")]
     from: Option<String>,
     /// Destination: `namespace/pod` or an IP.
     #[arg(long)]
     to: Option<String>,
-    /// Destination port.
+    /// Destination port (TCP, UDP, SCTP).
     #[arg(long)]
     port: Option<u16>,
-    /// TCP, UDP or SCTP.
+    /// TCP, UDP, SCTP, ICMP or ICMPv6.
     #[arg(long, default_value = "TCP")]
     protocol: String,
+    /// The ICMP or ICMPv6 message type (with `--protocol ICMP|ICMPv6`).
+    #[arg(long = "type", alias = "icmp-type", value_name = "TYPE")]
+    icmp_type: Option<u8>,
+    /// Kafka API key (`produce`, `fetch`, ...): judges one Kafka request at L7.
+    #[arg(long, conflicts_with_all = ["method", "dns_name", "kafka_role"])]
+    kafka_api_key: Option<String>,
+    /// Kafka role (`produce` or `consume`): every request of the role must be allowed.
+    #[arg(long, conflicts_with_all = ["method", "dns_name"])]
+    kafka_role: Option<String>,
+    /// Kafka topic of the request.
+    #[arg(long)]
+    kafka_topic: Option<String>,
+    /// Kafka client id of the request.
+    #[arg(long)]
+    kafka_client_id: Option<String>,
+    /// DNS name queried: judges one DNS query at L7.
+    #[arg(long, conflicts_with = "method")]
+    dns_name: Option<String>,
     /// HTTP method (judges one request at L7).
     #[arg(long, requires = "path")]
     method: Option<String>,
@@ -133,7 +155,7 @@ pub struct EvalArgs {
 
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        PolicyCommand::Eval(a) => eval(a),
+        PolicyCommand::Eval(a) => eval(*a),
         PolicyCommand::Matrix {
             input,
             ports,
@@ -254,6 +276,12 @@ pub fn eval_files(manifests: &[String], queries: &str) -> anyhow::Result<ExitCod
         to: None,
         port: None,
         protocol: "TCP".into(),
+        icmp_type: None,
+        kafka_api_key: None,
+        kafka_role: None,
+        kafka_topic: None,
+        kafka_client_id: None,
+        dns_name: None,
         method: None,
         path: None,
         headers: Vec::new(),
@@ -272,7 +300,36 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         (None, Some(from)) => {
             let protocol = Proto::parse(&a.protocol)
                 .filter(|p| *p != Proto::Any)
-                .with_context(|| format!("--protocol {}: expected TCP, UDP or SCTP", a.protocol))?;
+                .with_context(|| {
+                    format!(
+                        "--protocol {}: expected TCP, UDP, SCTP, ICMP or ICMPv6",
+                        a.protocol
+                    )
+                })?;
+            let port = match (protocol.is_icmp(), a.icmp_type, a.port) {
+                (true, Some(t), None) => u16::from(t),
+                (true, None, _) => {
+                    anyhow::bail!("--protocol {protocol} needs --type (the message type)")
+                }
+                (true, Some(_), Some(_)) => anyhow::bail!("give --type for ICMP, not --port"),
+                (false, Some(_), _) => anyhow::bail!("--type is for --protocol ICMP or ICMPv6"),
+                (false, None, port) => port.context("--port is required with --from")?,
+            };
+            let kafka = if a.kafka_api_key.is_some() || a.kafka_role.is_some() {
+                Some(KafkaRequest {
+                    role: a.kafka_role.clone(),
+                    api_key: a.kafka_api_key.clone().map(|k| match k.parse::<u16>() {
+                        Ok(n) => KafkaApiKey::Number(n),
+                        Err(_) => KafkaApiKey::Name(k),
+                    }),
+                    api_version: None,
+                    client_id: a.kafka_client_id.clone(),
+                    topic: a.kafka_topic.clone(),
+                })
+            } else {
+                None
+            };
+            let dns = a.dns_name.clone().map(|name| DnsRequest { name });
             let http = a.method.as_ref().map(|m| HttpRequest {
                 method: m.clone(),
                 path: a.path.clone().unwrap_or_default(),
@@ -287,11 +344,15 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 host: None,
             });
             vec![Query {
-                from: endpoint(from),
-                to: endpoint(a.to.as_deref().unwrap_or_default()),
-                port: a.port.context("--port is required with --from")?,
-                protocol,
                 http,
+                kafka,
+                dns,
+                ..Query::l4(
+                    endpoint(from),
+                    endpoint(a.to.as_deref().unwrap_or_default()),
+                    port,
+                    protocol,
+                )
             }]
         }
         (None, None) => anyhow::bail!("give --queries FILE, or --from, --to and --port"),
@@ -299,6 +360,10 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     let Some(m) = load(&a.input.manifests)? else {
         return Ok(ExitCode::from(1));
     };
+    // What the engine cannot enforce is said on every evaluation.
+    for d in &m.not_enforced {
+        eprintln!("warning: [{}] {}: {}", d.code, d.path, d.message);
+    }
     let c = Compiled::new(&m);
     let mut outcomes = Vec::with_capacity(queries.len());
     for (i, q) in queries.iter().enumerate() {
@@ -318,18 +383,17 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         Format::Json => print_json(&outcomes)?,
         Format::Text => {
             for (q, o) in queries.iter().zip(&outcomes) {
-                let mark = if o.verdict == Decision::Allow {
-                    "ALLOW"
-                } else {
-                    "DENY "
+                let mark = match o.verdict {
+                    Decision::Allow => "ALLOW",
+                    Decision::Deny => "DENY ",
+                    Decision::NotEvaluable => "N/E  ",
                 };
-                println!(
-                    "{mark} {} → {} {}/{}",
-                    describe(&q.from),
-                    describe(&q.to),
-                    q.port,
-                    q.protocol
-                );
+                let port = if q.protocol.is_icmp() {
+                    format!("{} type {}", q.protocol, q.port)
+                } else {
+                    format!("{}/{}", q.port, q.protocol)
+                };
+                println!("{mark} {} → {} {port}", describe(&q.from), describe(&q.to));
                 println!("      {}", o.explanation);
             }
         }
@@ -457,16 +521,24 @@ fn lint(input: &Input, output: Format) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     let c = Compiled::new(&m);
-    let findings = analysis::lint(&c);
+    // Errors first: fields the engine reads but cannot enforce.
+    let errors = m.not_enforced.clone();
+    let mut findings = errors.clone();
+    findings.extend(analysis::lint(&c));
     match output {
-        Format::Json => {
-            print_json(&serde_json::json!({"clean": findings.is_empty(), "findings": findings}))?
-        }
+        Format::Json => print_json(&serde_json::json!({
+            "clean": findings.is_empty(),
+            "errors": errors,
+            "findings": findings,
+        }))?,
         Format::Text => {
             if findings.is_empty() {
                 println!("no findings");
             }
-            for f in &findings {
+            for f in &errors {
+                println!("error [{}] {}: {}", f.code, f.path, f.message);
+            }
+            for f in &findings[errors.len()..] {
                 println!("[{}] {}", f.code, f.message);
             }
         }
