@@ -16,18 +16,22 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::TcpStream;
+
+mod http;
+mod server;
+mod wire;
+
+pub use http::{serve_metrics, MetricsOptions};
+pub use server::{serve, serve_with, ServeOptions};
+pub use wire::{PLAIN_UDP_MAX, TCP_MESSAGE_MAX, UDP_PAYLOAD_MAX};
 
 /// Errors of the GSLB.
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +158,38 @@ enum Probe {
     Tcp(String),
 }
 
+/// Checks a `HOST:PORT` target: an IP address (IPv6 in brackets) or a DNS
+/// name, and a port from 1 to 65535. `None` when it is fine, else why not.
+fn bad_target(hostport: &str) -> Option<String> {
+    if hostport.parse::<SocketAddr>().is_ok() {
+        return match hostport.rsplit_once(':') {
+            Some((_, "0")) => Some("port 0 is not a port".into()),
+            _ => None,
+        };
+    }
+    let Some((host, port)) = hostport.rsplit_once(':') else {
+        return Some("needs HOST:PORT".into());
+    };
+    if port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Some(format!("port `{port}` is not from 1 to 65535"));
+    }
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if !name_ok {
+        return Some(format!(
+            "host `{host}` is neither an IP address nor a DNS name"
+        ));
+    }
+    None
+}
+
 impl HealthConfig {
     fn probe(&self, at: &str) -> Result<Probe> {
         match (&self.http, &self.tcp) {
@@ -165,9 +201,15 @@ impl HealthConfig {
                     Some(i) => (&rest[..i], &rest[i..]),
                     None => (rest, "/"),
                 };
-                if !hostport.contains(':') {
+                if let Some(why) = bad_target(hostport) {
+                    return Err(Error::Config(format!("{at}.health.http: `{url}`: {why}")));
+                }
+                if path
+                    .bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+                {
                     return Err(Error::Config(format!(
-                        "{at}.health.http: `{url}` needs a port"
+                        "{at}.health.http: `{url}`: the path holds whitespace or control characters"
                     )));
                 }
                 Ok(Probe::Http {
@@ -176,11 +218,19 @@ impl HealthConfig {
                     path: path.into(),
                 })
             }
-            (None, Some(t)) => Ok(Probe::Tcp(t.clone())),
+            (None, Some(t)) => match bad_target(t) {
+                Some(why) => Err(Error::Config(format!("{at}.health.tcp: `{t}`: {why}"))),
+                None => Ok(Probe::Tcp(t.clone())),
+            },
             _ => Err(Error::Config(format!(
                 "{at}.health: give exactly one of `http` and `tcp`"
             ))),
         }
+    }
+
+    /// The time one check may take.
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.unwrap_or(self.interval_ms.min(2000)))
     }
 }
 
@@ -194,47 +244,69 @@ impl Config {
         Ok(c)
     }
 
-    fn check(&self) -> Result<()> {
+    /// Checks the configuration, reporting every problem at once (one per
+    /// line), each naming the record or endpoint and the field.
+    pub fn check(&self) -> Result<()> {
+        let mut problems = Vec::new();
         if self.records.is_empty() {
-            return Err(Error::Config("records: at least one name".into()));
+            problems.push("records: at least one name".to_string());
         }
         let mut seen = BTreeMap::new();
         for (i, r) in self.records.iter().enumerate() {
             let at = format!("records[{i}]");
             let n = normalize(&r.name);
             if Name::from_ascii(&n).is_err() || n.is_empty() {
-                return Err(Error::Config(format!(
-                    "{at}.name: `{}` is not a DNS name",
-                    r.name
-                )));
-            }
-            if seen.insert(n, i).is_some() {
-                return Err(Error::Config(format!(
-                    "{at}.name: `{}` appears twice",
-                    r.name
-                )));
+                problems.push(format!("{at}.name: `{}` is not a DNS name", r.name));
+            } else if seen.insert(n, i).is_some() {
+                problems.push(format!("{at}.name: `{}` appears twice", r.name));
             }
             if r.endpoints.is_empty() {
-                return Err(Error::Config(format!("{at}.endpoints: at least one")));
+                problems.push(format!("{at}.endpoints: at least one"));
             }
-            if r.policy == Policy::Weighted && r.endpoints.iter().all(|e| e.weight == 0) {
-                return Err(Error::Config(format!("{at}.endpoints: every weight is 0")));
+            if r.policy == Policy::Weighted
+                && !r.endpoints.is_empty()
+                && r.endpoints.iter().all(|e| e.weight == 0)
+            {
+                problems.push(format!("{at}.endpoints: every weight is 0"));
             }
             for (j, e) in r.endpoints.iter().enumerate() {
-                if let Some(h) = &e.health {
-                    let at = format!("{at}.endpoints[{j}]");
-                    h.probe(&at)?;
-                    if h.interval_ms == 0 || h.healthy == 0 || h.unhealthy == 0 {
-                        return Err(Error::Config(format!(
-                            "{at}.health: interval_ms, healthy and unhealthy must be positive"
-                        )));
+                let Some(h) = &e.health else { continue };
+                let at = format!("{at}.endpoints[{j}]");
+                let whose = format!(" (record `{}`, endpoint `{}`)", r.name, e.name);
+                let before = problems.len();
+                if let Err(Error::Config(why)) = h.probe(&at) {
+                    problems.push(why);
+                }
+                for (field, value) in [
+                    ("interval_ms", h.interval_ms),
+                    ("healthy", u64::from(h.healthy)),
+                    ("unhealthy", u64::from(h.unhealthy)),
+                    ("timeout_ms", h.timeout_ms.unwrap_or(1)),
+                ] {
+                    if value == 0 {
+                        problems.push(format!("{at}.health.{field}: must be positive"));
                     }
+                }
+                if h.timeout_ms.is_some_and(|t| t > MAX_CHECK_TIMEOUT_MS) {
+                    problems.push(format!(
+                        "{at}.health.timeout_ms: at most {MAX_CHECK_TIMEOUT_MS}"
+                    ));
+                }
+                for p in &mut problems[before..] {
+                    p.push_str(&whose);
                 }
             }
         }
-        Ok(())
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(problems.join("\n")))
+        }
     }
 }
+
+/// The longest a health check may be given (`timeout_ms`): one minute.
+const MAX_CHECK_TIMEOUT_MS: u64 = 60_000;
 
 fn normalize(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
@@ -299,6 +371,11 @@ struct Metrics {
     answers: Family<Labels, Counter>,
     checks: Family<Labels, Counter>,
     healthy: Family<Labels, Gauge>,
+    truncated: Family<Labels, Counter>,
+    tcp_connections: Gauge,
+    tcp_rejected: Counter,
+    tcp_timeouts: Family<Labels, Counter>,
+    accept_errors: Counter,
 }
 
 /// The load balancer: configuration, health state and metrics.
@@ -390,6 +467,31 @@ impl Gslb {
             "endpoint_healthy",
             "Whether an endpoint is healthy (1) or not (0)",
             self.metrics.healthy.clone(),
+        );
+        sub.register(
+            "truncated",
+            "Answers sent truncated (TC) because they did not fit, by transport",
+            self.metrics.truncated.clone(),
+        );
+        sub.register(
+            "tcp_connections",
+            "Open DNS TCP connections",
+            self.metrics.tcp_connections.clone(),
+        );
+        sub.register(
+            "tcp_rejected",
+            "DNS TCP connections closed at once because the cap was reached",
+            self.metrics.tcp_rejected.clone(),
+        );
+        sub.register(
+            "tcp_timeouts",
+            "DNS TCP connections closed by a timeout, by kind (idle, read, write)",
+            self.metrics.tcp_timeouts.clone(),
+        );
+        sub.register(
+            "accept_errors",
+            "Failed DNS TCP accepts (each followed by a backoff)",
+            self.metrics.accept_errors.clone(),
         );
     }
 
@@ -510,91 +612,6 @@ impl Gslb {
         }
         Some(chosen.iter().map(|e| e.config.address).collect())
     }
-
-    /// Answers one DNS query (wire format); `None` for a message that is not one.
-    pub fn handle(&self, query: &[u8], source: IpAddr) -> Option<Vec<u8>> {
-        self.respond(query, source, false)
-    }
-
-    /// [`Gslb::handle`] for a query that came over UDP: an answer too big
-    /// for plain (non-EDNS) UDP is sent truncated, so that the client retries over TCP.
-    pub fn handle_udp(&self, query: &[u8], source: IpAddr) -> Option<Vec<u8>> {
-        self.respond(query, source, true)
-    }
-
-    fn respond(&self, query: &[u8], source: IpAddr, udp: bool) -> Option<Vec<u8>> {
-        let q = Message::from_vec(query).ok()?;
-        if q.metadata.message_type != MessageType::Query {
-            return None;
-        }
-        let mut resp = Message::response(q.metadata.id, q.metadata.op_code);
-        resp.metadata.recursion_desired = q.metadata.recursion_desired;
-        resp.metadata.authoritative = true;
-        resp.add_queries(q.queries.clone());
-        // EDNS: answer with EDNS when asked, echoing a client subnet with its scope.
-        let mut client = Some(source);
-        if let Some(edns) = &q.edns {
-            let mut out = Edns::new();
-            out.set_max_payload(1232);
-            if let Some(EdnsOption::Subnet(s)) = edns.option(EdnsCode::Subnet) {
-                client = Some(s.addr());
-                let mut echo = ClientSubnet::new(s.addr(), s.source_prefix(), s.source_prefix());
-                echo.set_scope_prefix(s.source_prefix());
-                out.options_mut().insert(EdnsOption::Subnet(echo));
-            }
-            resp.set_edns(out);
-        }
-        let code = match (q.metadata.op_code, q.queries.as_slice()) {
-            (OpCode::Query, [one]) => {
-                let name = one.name().to_ascii();
-                match one.query_type() {
-                    t @ (RecordType::A | RecordType::AAAA) => match self.choose(&name, t, client) {
-                        Some(addrs) => {
-                            let owner = one.name().clone();
-                            for a in addrs {
-                                let rdata = match a {
-                                    IpAddr::V4(v4) => RData::A(A(v4)),
-                                    IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-                                };
-                                resp.add_answer(Record::from_rdata(owner.clone(), self.ttl, rdata));
-                            }
-                            ResponseCode::NoError
-                        }
-                        None => ResponseCode::Refused,
-                    },
-                    // A name we serve, another type: no data.
-                    _ if self.records.contains_key(&normalize(&name)) => ResponseCode::NoError,
-                    _ => ResponseCode::Refused,
-                }
-            }
-            (OpCode::Query, _) => ResponseCode::FormErr,
-            _ => ResponseCode::NotImp,
-        };
-        if code == ResponseCode::Refused {
-            resp.metadata.authoritative = false;
-        }
-        resp.metadata.response_code = code;
-        let name = q
-            .queries
-            .first()
-            .map(|x| normalize(&x.name().to_ascii()))
-            .filter(|n| self.records.contains_key(n))
-            .unwrap_or_else(|| "other".into());
-        self.metrics
-            .queries
-            .get_or_create(&vec![
-                ("name".into(), name),
-                ("rcode".into(), format!("{code:?}").to_ascii_lowercase()),
-            ])
-            .inc();
-        let out = resp.to_vec().ok()?;
-        if udp && q.edns.is_none() && out.len() > 512 {
-            resp.answers.clear();
-            resp.metadata.truncation = true;
-            return resp.to_vec().ok();
-        }
-        Some(out)
-    }
 }
 
 fn labels(name: &str, endpoint: &str) -> Labels {
@@ -608,23 +625,7 @@ async fn check_once(p: &Probe, timeout: Duration) -> bool {
     let attempt = async {
         match p {
             Probe::Tcp(addr) => TcpStream::connect(addr.as_str()).await.is_ok(),
-            Probe::Http { addr, host, path } => {
-                let Ok(mut s) = TcpStream::connect(addr.as_str()).await else {
-                    return false;
-                };
-                let req = format!(
-                    "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: mcnet-gslb\r\nConnection: close\r\n\r\n"
-                );
-                if s.write_all(req.as_bytes()).await.is_err() {
-                    return false;
-                }
-                let mut head = [0u8; 12];
-                if s.read_exact(&mut head).await.is_err() {
-                    return false;
-                }
-                // "HTTP/1.1 200"
-                matches!(head.get(9), Some(b'2') | Some(b'3'))
-            }
+            Probe::Http { addr, host, path } => http::http_check(addr, host, path).await,
         }
     };
     tokio::time::timeout(timeout, attempt)
@@ -644,8 +645,7 @@ pub fn spawn_health_checks(g: &Arc<Gslb>) -> Vec<tokio::task::JoinHandle<()>> {
             let (g, e, name) = (Arc::clone(g), Arc::clone(e), r.name.clone());
             tasks.push(tokio::spawn(async move {
                 let interval = Duration::from_millis(h.interval_ms);
-                let timeout =
-                    Duration::from_millis(h.timeout_ms.unwrap_or(h.interval_ms.min(2000)));
+                let timeout = h.timeout();
                 let mut tick = tokio::time::interval(interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
@@ -677,67 +677,6 @@ pub fn spawn_health_checks(g: &Arc<Gslb>) -> Vec<tokio::task::JoinHandle<()>> {
         }
     }
     tasks
-}
-
-/// Serves DNS on UDP and TCP at `addr` until the tasks are dropped; returns
-/// the bound address.
-pub async fn serve(
-    g: Arc<Gslb>,
-    addr: SocketAddr,
-) -> Result<(SocketAddr, Vec<tokio::task::JoinHandle<()>>)> {
-    let udp = UdpSocket::bind(addr)
-        .await
-        .map_err(|e| Error::Io(format!("cannot bind UDP {addr}: {e}")))?;
-    let bound = udp.local_addr().map_err(|e| Error::Io(e.to_string()))?;
-    let tcp = TcpListener::bind(bound)
-        .await
-        .map_err(|e| Error::Io(format!("cannot bind TCP {bound}: {e}")))?;
-    let udp = Arc::new(udp);
-    let mut tasks = Vec::new();
-    // Two UDP workers share the socket.
-    for _ in 0..2 {
-        let (g, udp) = (Arc::clone(&g), Arc::clone(&udp));
-        tasks.push(tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            loop {
-                let Ok((n, from)) = udp.recv_from(&mut buf).await else {
-                    continue;
-                };
-                if let Some(out) = g.handle_udp(&buf[..n], from.ip()) {
-                    let _ = udp.send_to(&out, from).await;
-                }
-            }
-        }));
-    }
-    tasks.push(tokio::spawn(async move {
-        loop {
-            let Ok((mut s, from)) = tcp.accept().await else {
-                continue;
-            };
-            let g = Arc::clone(&g);
-            tokio::spawn(async move {
-                loop {
-                    let mut len = [0u8; 2];
-                    if s.read_exact(&mut len).await.is_err() {
-                        break;
-                    }
-                    let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
-                    if s.read_exact(&mut q).await.is_err() {
-                        break;
-                    }
-                    let Some(out) = g.handle(&q, from.ip()) else {
-                        break;
-                    };
-                    let mut framed = (out.len() as u16).to_be_bytes().to_vec();
-                    framed.extend_from_slice(&out);
-                    if s.write_all(&framed).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    }));
-    Ok((bound, tasks))
 }
 
 #[cfg(test)]
@@ -866,5 +805,102 @@ records:
         .unwrap_err()
         .to_string();
         assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn broken_health_checks_are_refused_naming_the_endpoint_and_field() {
+        let check = |health: &str| {
+            Config::from_yaml(&format!(
+                "records: [{{name: a.test, endpoints: [{{name: aws, address: 198.18.0.1, health: {health}}}]}}]"
+            ))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        for (health, field, what) in [
+            (
+                "{tcp: nope}",
+                "records[0].endpoints[0].health.tcp",
+                "HOST:PORT",
+            ),
+            (
+                "{tcp: '127.0.0.1:99999'}",
+                "records[0].endpoints[0].health.tcp",
+                "99999",
+            ),
+            (
+                "{tcp: '127.0.0.1:0'}",
+                "records[0].endpoints[0].health.tcp",
+                "port",
+            ),
+            (
+                "{tcp: 'bad host!:80'}",
+                "records[0].endpoints[0].health.tcp",
+                "bad host!",
+            ),
+            ("{tcp: ':80'}", "records[0].endpoints[0].health.tcp", "host"),
+            (
+                "{http: 'http://127.0.0.1:99999/h'}",
+                "records[0].endpoints[0].health.http",
+                "99999",
+            ),
+            (
+                "{http: 'http://127.0.0.1/h'}",
+                "records[0].endpoints[0].health.http",
+                "HOST:PORT",
+            ),
+            (
+                "{http: 'http://h.test:80/a b'}",
+                "records[0].endpoints[0].health.http",
+                "whitespace",
+            ),
+            (
+                "{tcp: '127.0.0.1:80', timeout_ms: 0}",
+                "records[0].endpoints[0].health.timeout_ms",
+                "positive",
+            ),
+            (
+                "{tcp: '127.0.0.1:80', timeout_ms: 3600000}",
+                "records[0].endpoints[0].health.timeout_ms",
+                "at most",
+            ),
+            (
+                "{tcp: '127.0.0.1:80', interval_ms: 0}",
+                "records[0].endpoints[0].health.interval_ms",
+                "positive",
+            ),
+        ] {
+            let e = check(health).expect_err(health);
+            assert!(e.contains(field) && e.contains(what), "{health}: {e}");
+            assert!(
+                e.contains("endpoint `aws`") && e.contains("record `a.test`"),
+                "{health}: {e}"
+            );
+        }
+        for health in [
+            "{tcp: '127.0.0.1:80'}",
+            "{tcp: '[::1]:53'}",
+            "{tcp: 'db.internal.example:5432'}",
+            "{http: 'http://127.0.0.1:8080'}",
+            "{http: 'http://[::1]:8080/healthz?full=1'}",
+        ] {
+            check(health).unwrap_or_else(|e| panic!("{health}: {e}"));
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = Config::from_yaml(
+            "records: [{name: a.test, endpoints: [{name: x, address: 198.18.0.1, health: {tcp: nope, timeout_ms: 0}}]}, {name: A.test., endpoints: []}]",
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "records[0].endpoints[0].health.tcp",
+            "records[0].endpoints[0].health.timeout_ms",
+            "records[1].name",
+            "records[1].endpoints",
+        ] {
+            assert!(e.contains(want), "{want} missing from: {e}");
+        }
     }
 }

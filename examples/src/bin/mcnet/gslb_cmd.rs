@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Subcommand;
 use mcnet_cloud::gslb::{self, Config, Gslb};
@@ -23,6 +24,8 @@ pub enum GslbCommand {
         /// Serve Prometheus metrics on http://ADDR/metrics.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<SocketAddr>,
+        #[command(flatten)]
+        limits: TcpLimits,
     },
     /// Check a configuration; exit 1 when it is invalid.
     Check {
@@ -30,6 +33,65 @@ pub enum GslbCommand {
         config: String,
     },
 }
+
+/// The DNS TCP limits (`mcnet_cloud::gslb::ServeOptions`).
+#[derive(clap::Args)]
+pub struct TcpLimits {
+    /// Open DNS TCP connections at most; at the cap new ones are closed at once.
+    #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    tcp_max_connections: u32,
+    /// Close a DNS TCP connection that starts no query for this long (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = parse_timeout, value_name = "DURATION")]
+    tcp_idle_timeout: Duration,
+    /// Close a DNS TCP connection whose query does not arrive in full within this.
+    #[arg(long, default_value = "5s", value_parser = parse_timeout, value_name = "DURATION")]
+    tcp_read_timeout: Duration,
+    /// Close a DNS TCP connection whose answer is not written within this.
+    #[arg(long, default_value = "5s", value_parser = parse_timeout, value_name = "DURATION")]
+    tcp_write_timeout: Duration,
+}
+
+impl TcpLimits {
+    fn options(&self) -> gslb::ServeOptions {
+        gslb::ServeOptions {
+            max_tcp_connections: self.tcp_max_connections as usize,
+            tcp_idle_timeout: self.tcp_idle_timeout,
+            tcp_read_timeout: self.tcp_read_timeout,
+            tcp_write_timeout: self.tcp_write_timeout,
+            ..gslb::ServeOptions::default()
+        }
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m` (or plain seconds); positive, at most an hour.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 10s or 500ms"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("`{s}`: the unit must be ms, s or m")),
+    };
+    if d.is_zero() || d > Duration::from_secs(3600) {
+        return Err(format!("`{s}`: from 1ms to 1h"));
+    }
+    Ok(d)
+}
+
+/// This process's soft limit of open files (Linux; `None` elsewhere).
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Descriptors the rest of the process needs besides DNS TCP connections:
+/// stdio, the runtime, the UDP and listening sockets, the metrics
+/// connections (32 at most) and health checks.
+const FD_RESERVE: u64 = 96;
 
 pub fn run(cmd: GslbCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -47,6 +109,7 @@ pub fn run(cmd: GslbCommand) -> anyhow::Result<ExitCode> {
             config,
             listen,
             metrics,
+            limits,
         } => {
             let cfg = match Config::from_yaml(&read(&config)?) {
                 Ok(c) => c,
@@ -59,20 +122,42 @@ pub fn run(cmd: GslbCommand) -> anyhow::Result<ExitCode> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(serve(cfg, listen, metrics))?;
+            rt.block_on(serve(cfg, listen, metrics, limits.options()))?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn serve(cfg: Config, listen: SocketAddr, metrics: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn serve(
+    cfg: Config,
+    listen: SocketAddr,
+    metrics: Option<SocketAddr>,
+    options: gslb::ServeOptions,
+) -> anyhow::Result<()> {
+    // Raising the soft limit needs setrlimit(2), which this binary does not
+    // link; a cap the limit cannot hold is reported, and at the limit the
+    // acceptor backs off instead of spinning.
+    if let Some(soft) = open_files_limit() {
+        let need = options.max_tcp_connections as u64 + FD_RESERVE;
+        if need > soft {
+            eprintln!(
+                "warning: --tcp-max-connections {} needs about {need} open files but the limit is {soft} \
+                 (ulimit -n); TCP accepts will back off at the limit",
+                options.max_tcp_connections
+            );
+        }
+    }
     let g = Gslb::new(&cfg);
     let mut registry = Registry::default();
     g.register(&mut registry);
     let _checks = gslb::spawn_health_checks(&g);
-    let (addr, _tasks) = gslb::serve(Arc::clone(&g), listen).await?;
+    let limits = format!(
+        "TCP: at most {} connections, idle timeout {:?}, read timeout {:?}",
+        options.max_tcp_connections, options.tcp_idle_timeout, options.tcp_read_timeout
+    );
+    let (addr, _tasks) = gslb::serve_with(Arc::clone(&g), listen, options).await?;
     eprintln!(
-        "gslb serving {} name(s) on {addr} (UDP and TCP), TTL {}s",
+        "gslb serving {} name(s) on {addr} (UDP and TCP), TTL {}s; {limits}",
         cfg.records.len(),
         cfg.ttl
     );
