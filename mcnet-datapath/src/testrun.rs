@@ -83,8 +83,9 @@ pub fn run(prog_fd: RawFd, packet: &[u8], repeat: u32, ifindex: u32) -> io::Resu
 }
 
 /// A transport header: TCP (a SYN), UDP or SCTP with its ports, or an
-/// ICMP/ICMPv6 header whose type is `icmp_type`.
-fn l4_header(proto: u8, sport: u16, dport: u16, icmp_type: u8) -> Vec<u8> {
+/// ICMP/ICMPv6 header whose type is `dport` and (for echoes) whose
+/// identifier is `sport`.
+fn l4_header(proto: u8, sport: u16, dport: u16) -> Vec<u8> {
     let mut l4 = vec![
         0u8;
         match proto {
@@ -94,7 +95,10 @@ fn l4_header(proto: u8, sport: u16, dport: u16, icmp_type: u8) -> Vec<u8> {
         }
     ];
     match proto {
-        1 | 58 => l4[0] = icmp_type,
+        1 | 58 => {
+            l4[0] = dport as u8;
+            l4[4..6].copy_from_slice(&sport.to_be_bytes());
+        }
         _ => {
             l4[0..2].copy_from_slice(&sport.to_be_bytes());
             l4[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -107,9 +111,10 @@ fn l4_header(proto: u8, sport: u16, dport: u16, icmp_type: u8) -> Vec<u8> {
     l4
 }
 
-/// Builds an Ethernet + IPv4 + TCP/UDP/SCTP (or ICMP echo request) packet.
+/// Builds an Ethernet + IPv4 + TCP/UDP/SCTP packet, or ICMP (`dport`
+/// being the type and `sport` the echo identifier).
 pub fn ipv4_packet(src: [u8; 4], dst: [u8; 4], proto: u8, sport: u16, dport: u16) -> Vec<u8> {
-    let l4 = l4_header(proto, sport, dport, 8);
+    let l4 = l4_header(proto, sport, dport);
     let total = (20 + l4.len()) as u16;
     let mut p = Vec::with_capacity(64);
     p.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
@@ -122,10 +127,10 @@ pub fn ipv4_packet(src: [u8; 4], dst: [u8; 4], proto: u8, sport: u16, dport: u16
     p
 }
 
-/// Builds an Ethernet + IPv6 + TCP/UDP/SCTP (or ICMPv6, `sport` being its
-/// type) packet.
+/// Builds an Ethernet + IPv6 + TCP/UDP/SCTP packet, or ICMPv6 (`dport`
+/// being the type and `sport` the echo identifier).
 pub fn ipv6_packet(src: [u8; 16], dst: [u8; 16], proto: u8, sport: u16, dport: u16) -> Vec<u8> {
-    let l4 = l4_header(proto, sport, dport, sport as u8);
+    let l4 = l4_header(proto, sport, dport);
     let mut p = Vec::with_capacity(80);
     p.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x86, 0xdd]);
     p.extend_from_slice(&[0x60, 0, 0, 0]);

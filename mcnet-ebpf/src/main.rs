@@ -743,7 +743,17 @@ mod prog {
         direction: u8,
         len: u32,
     ) -> i32 {
-        match A::track(p, ifindex) {
+        // ICMP messages other than echoes carry no identifier: conntrack
+        // would lump every type between two addresses into one entry, so
+        // each is judged by policy on its own.
+        let tracked =
+            !((p.proto == PROTO_ICMP || p.proto == PROTO_ICMPV6) && p.sport == 0 && p.dport == 0);
+        let state = if tracked {
+            A::track(p, ifindex)
+        } else {
+            Tracked::New
+        };
+        match state {
             Tracked::Established => {
                 count(REASON_ALLOWED_ESTABLISHED, len);
                 return TC_ACT_OK;
@@ -779,8 +789,10 @@ mod prog {
         };
         count(reason, len);
         let verdict = if allow {
-            // SAFETY: a helper without preconditions.
-            A::open(p, ifindex, unsafe { bpf_ktime_get_ns() });
+            if tracked {
+                // SAFETY: a helper without preconditions.
+                A::open(p, ifindex, unsafe { bpf_ktime_get_ns() });
+            }
             VERDICT_FORWARDED
         } else {
             VERDICT_DROPPED
