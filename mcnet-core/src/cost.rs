@@ -51,6 +51,7 @@ const EMBEDDED: &str = include_str!("../data/prices.yaml");
 
 /// Parses YAML (or JSON) into `T`; an error names the field's path.
 fn from_yaml<T: serde::de::DeserializeOwned>(text: &str, what: &str, code: &str) -> Result<T> {
+    crate::input::check(what, text)?;
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| Error::Invalid {
         what: what.into(),

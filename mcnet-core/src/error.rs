@@ -22,6 +22,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A file could not be read (or is not one mcnet reads: a device, too
+    /// large, not UTF-8).
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A lookup named something that does not exist.
     #[error("{kind} `{name}` not found")]
     NotFound {

@@ -39,6 +39,7 @@
 pub mod cost;
 pub mod diag;
 mod error;
+pub mod input;
 pub mod metrics;
 pub mod policy;
 pub mod reconcile;

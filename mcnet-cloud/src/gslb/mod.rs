@@ -237,6 +237,7 @@ impl HealthConfig {
 impl Config {
     /// Parses and checks a YAML configuration; errors name the field.
     pub fn from_yaml(text: &str) -> Result<Config> {
+        mcnet_core::input::check("GSLB config", text).map_err(|e| Error::Config(e.to_string()))?;
         let de = serde_yaml::Deserializer::from_str(text);
         let c: Config = serde_path_to_error::deserialize(de)
             .map_err(|e| Error::Config(format!("{}: {}", e.path(), e.inner())))?;

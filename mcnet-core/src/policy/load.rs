@@ -130,6 +130,11 @@ impl Loader {
     }
 
     fn read_text(&mut self, source: &str, text: &str) {
+        // Size and nesting are checked before the YAML parser runs.
+        if let Err(Error::Invalid { problems, .. }) = crate::input::check(source, text) {
+            self.errors.extend(problems);
+            return;
+        }
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
             match serde_yaml::Value::deserialize(doc) {
                 Ok(v) => self.read_value(source, &format!("{source}#{i}"), v),

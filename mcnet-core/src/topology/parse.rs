@@ -17,6 +17,13 @@ pub struct Parsed {
 /// Parses a topology document. JSON is recognised by a leading `{`;
 /// anything else is read as YAML (of which JSON is a subset anyway).
 pub fn parse(text: &str) -> Parsed {
+    // Size and nesting are checked before any parser runs.
+    if let Err(crate::Error::Invalid { problems, .. }) = crate::input::check("topology", text) {
+        return Parsed {
+            topology: None,
+            problems,
+        };
+    }
     let mut unknown = Vec::new();
     let result = if text.trim_start().starts_with('{') {
         let mut de = serde_json::Deserializer::from_str(text);

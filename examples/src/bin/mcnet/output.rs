@@ -14,9 +14,11 @@ pub enum Format {
     Json,
 }
 
-/// Reads a file, naming it in the error.
+/// Reads an input file, naming it in the error: a regular UTF-8 file of at
+/// most [`mcnet_core::input::MAX_INPUT_BYTES`], nested at most
+/// [`mcnet_core::input::MAX_NESTING`] levels (checked before parsing).
 pub fn read(path: &str) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read `{path}`"))
+    Ok(mcnet_core::input::read_file(Path::new(path))?)
 }
 
 /// Prints a value as pretty JSON on stdout.
