@@ -110,6 +110,22 @@ impl Declared {
     /// Whether `src → dst` on `port/proto` should be allowed in `cluster`.
     fn expected(&self, cluster: &str, src: &str, dst: &str, port: u16, proto: &str) -> bool {
         let (s, d) = (self.app(src), self.app(dst));
+        // The ingress controller's namespace is rendered default deny: it
+        // takes HTTP and HTTPS from anywhere, and calls DNS and the
+        // backends of the hostnames it serves, on their ports.
+        const NGINX: &str = "ingress-nginx/ingress-nginx-0";
+        if dst == NGINX && (proto != "TCP" || ![80, 443].contains(&port)) {
+            return false;
+        }
+        if src == NGINX {
+            let backend = d
+                .as_ref()
+                .is_some_and(|dw| self.backs_hostname(cluster, dw) && self.serves(dw, port, proto));
+            let dns = dst == "kube-system/kube-dns-0" && port == 53;
+            if !(backend || dns) {
+                return false;
+            }
+        }
         let egress = match &s {
             None => true, // platform pods are not isolated
             Some(sw) => {

@@ -398,3 +398,87 @@ fn writing_replaces_only_our_own_tree() {
         "mine"
     );
 }
+
+/// Every namespace the rendering writes, the ingress controller's
+/// included, is default deny with only the allows its job needs.
+#[test]
+fn every_rendered_namespace_is_default_deny_with_its_allows() {
+    use mcnet_core::policy::{Compiled, Decision, Manifests, Proto, Query, QueryEndpoint};
+
+    for ex in EXAMPLES {
+        let (_, r) = rendered(ex);
+        for c in &r.clusters {
+            let namespaces: Vec<&str> = c
+                .files
+                .iter()
+                .filter(|f| f.path.starts_with("namespaces/"))
+                .flat_map(|f| &f.documents)
+                .map(|d| d["metadata"]["name"].as_str().unwrap())
+                .collect();
+            assert!(namespaces.contains(&"ingress-nginx"), "{ex} {}", c.cluster);
+            for ns in &namespaces {
+                let deny = c
+                    .files
+                    .iter()
+                    .filter(|f| f.path == format!("policies/{ns}/network-policies.yaml"))
+                    .flat_map(|f| &f.documents)
+                    .any(|d| {
+                        d["metadata"]["name"] == "default-deny-all"
+                            && d["spec"]["podSelector"] == json!({})
+                            && d["spec"]["policyTypes"] == json!(["Ingress", "Egress"])
+                    });
+                assert!(
+                    deny,
+                    "{ex} {}: namespace {ns} has no default deny",
+                    c.cluster
+                );
+            }
+            // The controller's allows, judged by the engine on the
+            // rendered objects and the preview pods.
+            let texts: Vec<String> = c
+                .files
+                .iter()
+                .map(|f| {
+                    f.documents
+                        .iter()
+                        .filter(|d| d.get("kind").is_some())
+                        .map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap()))
+                        .collect()
+                })
+                .collect();
+            let m = Manifests::load(texts.iter().map(|t| ("rendered", t.as_str()))).unwrap();
+            let cmp = Compiled::new(&m);
+            let ep = |s: &str| {
+                if s.contains('/') {
+                    QueryEndpoint {
+                        pod: Some(s.into()),
+                        ip: None,
+                    }
+                } else {
+                    QueryEndpoint {
+                        pod: None,
+                        ip: Some(s.into()),
+                    }
+                }
+            };
+            let ask = |from: &str, to: &str, port: u16| {
+                cmp.eval(&Query::l4(ep(from), ep(to), port, Proto::Tcp))
+                    .unwrap()
+                    .verdict
+            };
+            let nginx = "ingress-nginx/ingress-nginx-0";
+            assert_eq!(
+                ask("203.0.113.9", nginx, 443),
+                Decision::Allow,
+                "{}",
+                c.cluster
+            );
+            assert_eq!(ask("203.0.113.9", nginx, 80), Decision::Allow);
+            assert_eq!(ask("203.0.113.9", nginx, 22), Decision::Deny);
+            assert_eq!(ask(nginx, "production/api-server-0", 8080), Decision::Allow);
+            assert_eq!(ask(nginx, "production/api-server-0", 9090), Decision::Deny);
+            assert_eq!(ask(nginx, "198.51.100.1", 443), Decision::Deny);
+            assert_eq!(ask(nginx, "kube-system/kube-dns-0", 53), Decision::Allow);
+        }
+    }
+}

@@ -316,7 +316,7 @@ pub fn lint(c: &Compiled) -> Vec<Diagnostic> {
                         name.clone(),
                         format!("{name} allows every peer on every port"),
                     ));
-                } else if world {
+                } else if world && !p.lint_allow.iter().any(|a| a == "world-open") {
                     out.push(Diagnostic::new(
                         "lint.world-open",
                         name.clone(),

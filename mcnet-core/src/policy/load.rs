@@ -229,6 +229,11 @@ impl Loader {
             );
             return;
         }
+        let lint_allow: Vec<String> = meta
+            .labels
+            .get(LINT_ALLOW_LABEL)
+            .map(|v| v.split('.').map(str::to_string).collect())
+            .unwrap_or_default();
         match kind {
             "Namespace" => {
                 let mut labels = meta.labels;
@@ -267,7 +272,8 @@ impl Loader {
                         spec: None,
                     };
                     self.replace_policies(&id);
-                    if let Some(p) = self.network_policy(&object, id, &ns, np.spec) {
+                    if let Some(mut p) = self.network_policy(&object, id, &ns, np.spec) {
+                        p.lint_allow = lint_allow.clone();
                         self.policies.push(p);
                     }
                 }
@@ -299,9 +305,10 @@ impl Loader {
                         );
                     }
                     if let Some(spec) = c.spec {
-                        if let Some(p) =
+                        if let Some(mut p) =
                             self.cilium_rule(&object, "spec", base.clone(), clusterwide, &ns, spec)
                         {
+                            p.lint_allow = lint_allow.clone();
                             self.policies.push(p);
                         }
                     }
@@ -318,6 +325,8 @@ impl Loader {
                             &ns,
                             spec,
                         ) {
+                            let mut p = p;
+                            p.lint_allow = lint_allow.clone();
                             self.policies.push(p);
                         }
                     }
@@ -571,6 +580,7 @@ impl Loader {
             },
             ingress,
             egress,
+            lint_allow: Vec::new(),
         })
     }
 
@@ -904,6 +914,7 @@ impl Loader {
             subject: subject?,
             ingress,
             egress,
+            lint_allow: Vec::new(),
         })
     }
 

@@ -585,7 +585,15 @@ pub struct Policy {
     pub ingress: DirPolicy,
     /// Egress.
     pub egress: DirPolicy,
+    /// Lint findings the policy's owner accepts, from the label
+    /// [`LINT_ALLOW_LABEL`] (`world-open` for a public entry point).
+    pub lint_allow: Vec<String>,
 }
+
+/// The label on a policy naming a lint finding its owner accepts, such as
+/// `mcnet.io/lint-allow: world-open` on an ingress controller's allow from
+/// anywhere.
+pub const LINT_ALLOW_LABEL: &str = "mcnet.io/lint-allow";
 
 impl Policy {
     /// One direction.

@@ -9,6 +9,7 @@ use super::{builtin, ClusterRender, Context, DocKind};
 use crate::diag::Diagnostic;
 use crate::policy::analysis::PLATFORM_LABEL;
 use crate::policy::generate::{self, Allow, Side};
+use crate::policy::model::LINT_ALLOW_LABEL;
 use crate::topology::{Cluster, ClusterFlavour, Namespace, Protocol, Workload};
 use crate::Result;
 
@@ -55,6 +56,11 @@ fn network_policy(namespace: &str, name: &str, spec: Value) -> Value {
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec
     })
+}
+
+fn labelled(mut doc: Value, key: &str, value: &str) -> Value {
+    doc["metadata"]["labels"] = json!({key: value});
+    doc
 }
 
 fn ns_peer(namespace: &str, key: &str, value: &str) -> Value {
@@ -290,10 +296,113 @@ pub(super) fn render(
             l7,
         );
     }
+    ingress_controller(&local, &entry_points, out)?;
     out.add(
         "preview/inventory.yaml",
         DocKind::Preview,
         preview(c, &local)?,
+    );
+    Ok(())
+}
+
+/// The ingress controller's namespace, which the rendered Ingresses rely
+/// on, under the same zero trust as every namespace mcnet writes: default
+/// deny, DNS, HTTP and HTTPS from anywhere to the controller, the
+/// controller to the backends it routes to (only their ports), and the
+/// controller to the API server it watches (Cilium's `kube-apiserver`
+/// entity, as no NetworkPolicy can name it).
+fn ingress_controller(
+    local: &[&Namespace],
+    entry_points: &[(&str, &str)],
+    out: &mut ClusterRender,
+) -> Result<()> {
+    let backends: Vec<(&Namespace, &Workload)> = entry_points
+        .iter()
+        .filter_map(|(ns, svc)| {
+            let n = local.iter().find(|n| n.name == *ns)?;
+            let w = n.workloads.iter().find(|w| w.service_name() == *svc)?;
+            Some((*n, w))
+        })
+        .collect();
+    if backends.is_empty() {
+        return Ok(());
+    }
+    let (ns, key, value) = INGRESS_NGINX;
+    let controller = json!({"matchLabels": {key: value}});
+    out.add(
+        format!("namespaces/{ns}.yaml"),
+        DocKind::BuiltIn,
+        vec![builtin(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}
+        }))?],
+    );
+    let from_world = vec![
+        json!({"ipBlock": {"cidr": "0.0.0.0/0"}}),
+        json!({"ipBlock": {"cidr": "::/0"}}),
+    ];
+    let to_backends: Vec<Value> = backends
+        .iter()
+        .map(|(n, w)| {
+            json!({
+                "to": [{
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n.name}},
+                    "podSelector": {"matchLabels": pod_labels(w)}
+                }],
+                "ports": port_list(w)
+            })
+        })
+        .collect();
+    let docs = vec![
+        generate::default_deny(ns),
+        generate::allow_dns(ns),
+        labelled(
+            network_policy(
+                ns,
+                "allow-http-https-from-anywhere",
+                json!({
+                    "podSelector": controller,
+                    "policyTypes": ["Ingress"],
+                    "ingress": [{
+                        "from": from_world,
+                        "ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 443}]
+                    }]
+                }),
+            ),
+            // The ingress controller is the cluster's public entry point.
+            LINT_ALLOW_LABEL,
+            "world-open",
+        ),
+        network_policy(
+            ns,
+            "allow-to-backends",
+            json!({
+                "podSelector": controller,
+                "policyTypes": ["Egress"],
+                "egress": to_backends
+            }),
+        ),
+    ];
+    out.add(
+        format!("policies/{ns}/network-policies.yaml"),
+        DocKind::BuiltIn,
+        docs.into_iter().map(builtin).collect::<Result<Vec<_>>>()?,
+    );
+    out.add(
+        format!("policies/{ns}/cilium-policies.yaml"),
+        DocKind::Custom,
+        vec![json!({
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumNetworkPolicy",
+            "metadata": {"name": "allow-kube-apiserver", "namespace": ns},
+            "spec": {
+                "endpointSelector": controller,
+                "egress": [{
+                    "toEntities": ["kube-apiserver"],
+                    "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}, {"port": "6443", "protocol": "TCP"}]}]
+                }]
+            }
+        })],
     );
     Ok(())
 }
