@@ -18,4 +18,5 @@
 
 pub mod connect;
 pub mod gslb;
+pub mod lock;
 pub mod probe;
