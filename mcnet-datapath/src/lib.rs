@@ -138,12 +138,16 @@ fn perr(
     }
 }
 
-/// What happens on a port whose policy has L7 rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What happens on a port whose policy has L7 rules. The kernel cannot
+/// judge requests, so [`L7Mode::Deny`] is what a freshly loaded program
+/// does until told otherwise: fail closed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum L7Mode {
-    /// Pass at L4, count it and mark its flow events `l7` (no proxy here).
+    /// Pass at L4, count it and mark its flow events `l7` (no proxy here):
+    /// the L7 rules are not enforced.
     Audit,
-    /// Drop, with reason `l7`.
+    /// Drop, with reason `drop-l7` (the default).
+    #[default]
     Deny,
 }
 
@@ -710,8 +714,16 @@ impl Datapath {
     /// Sets the L7 mode.
     pub fn set_l7_mode(&mut self, mode: L7Mode) -> Result<()> {
         let mut cfg: Array<&mut MapData, u32> = open_mut(&mut self.ebpf, "MCNET_CONFIG")?;
-        cfg.set(CONFIG_L7_MODE, if mode == L7Mode::Deny { 1 } else { 0 }, 0)
-            .map_err(map_err("MCNET_CONFIG", "set"))
+        cfg.set(
+            CONFIG_L7_MODE,
+            if mode == L7Mode::Audit {
+                L7_MODE_AUDIT
+            } else {
+                0
+            },
+            0,
+        )
+        .map_err(map_err("MCNET_CONFIG", "set"))
     }
 
     /// Forgets every tracked connection (as `cilium bpf ct flush` does):

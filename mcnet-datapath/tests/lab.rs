@@ -99,6 +99,18 @@ fn real_traffic_follows_the_engine() {
         dp.attach_in(&node, &p.host_iface).unwrap();
     }
 
+    // A freshly loaded program fails closed on ports with L7 rules: the
+    // frontend's allowed-at-L4 call to api-server:8080 is dropped, since
+    // the kernel cannot judge its requests.
+    assert!(!tcp_ok(
+        &lab.pod("production/frontend").unwrap().netns,
+        ip("production/api-server"),
+        8080
+    ));
+    assert!(dp.counters().unwrap().packets("drop-l7") > 0);
+    // Audit mode passes them at L4 and marks their flows (below).
+    dp.set_l7_mode(mcnet_datapath::L7Mode::Audit).unwrap();
+
     let mut checked = 0;
     for from in names {
         for to in names {

@@ -777,10 +777,10 @@ mod prog {
         let (allow, reason, l7, cookie) = match policy(ep, peer, p.key_port, p.proto, direction) {
             Some(v) if v.action == ACTION_DENY => (false, REASON_DROP_DENY_RULE, 0, v.cookie),
             Some(v) if v.action == ACTION_ALLOW_L7 => {
-                if CONFIG.get(CONFIG_L7_MODE).copied().unwrap_or(0) == 1 {
-                    (false, REASON_DROP_L7, 1, v.cookie)
-                } else {
+                if CONFIG.get(CONFIG_L7_MODE).copied().unwrap_or(0) == L7_MODE_AUDIT {
                     (true, REASON_ALLOWED_L7_AUDIT, 1, v.cookie)
+                } else {
+                    (false, REASON_DROP_L7, 1, v.cookie)
                 }
             }
             Some(v) => (true, REASON_ALLOWED_POLICY, 0, v.cookie),

@@ -223,8 +223,12 @@ pub const VERDICT_FORWARDED: u8 = 1;
 /// Dropped.
 pub const VERDICT_DROPPED: u8 = 2;
 
-/// `Config` index of the L7 mode: 0 audit (pass and record), 1 deny.
+/// `Config` index of the L7 mode: [`L7_MODE_AUDIT`] passes ports with L7
+/// rules at L4 and records them; any other value (an unset map included)
+/// drops them, since the kernel cannot judge their requests: fail closed.
 pub const CONFIG_L7_MODE: u32 = 0;
+/// The L7 mode value that audits instead of dropping.
+pub const L7_MODE_AUDIT: u32 = 2;
 /// `Config` index of flow events: 0 on, 1 off.
 pub const CONFIG_EVENTS_OFF: u32 = 1;
 /// `Config` index: [`MAPS_PREFIXES`] when the IPv4 CIDR trie may hold a

@@ -30,8 +30,10 @@ pub enum DatapathCommand {
         /// Pin maps here (a bpffs directory) so that a restarted agent keeps established connections.
         #[arg(long, value_name = "DIR")]
         pin_dir: Option<PathBuf>,
-        /// What to do on ports with L7 rules, which the kernel cannot enforce.
-        #[arg(long, value_enum, default_value = "audit")]
+        /// What to do on ports with L7 rules, which the kernel cannot enforce:
+        /// drop them (the default: fail closed), or pass them at L4 unchecked
+        /// and mark their flows (`audit`).
+        #[arg(long, value_enum, default_value = "deny")]
         l7: L7Arg,
         /// Format of the counters printed on exit.
         #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
@@ -64,9 +66,9 @@ pub enum DatapathCommand {
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum L7Arg {
-    /// Pass at L4 and mark the flows (no L7 proxy here).
+    /// Pass at L4 unchecked and mark the flows (no L7 proxy here).
     Audit,
-    /// Drop.
+    /// Drop (fail closed).
     Deny,
 }
 
@@ -386,9 +388,28 @@ pub fn demo(manifests: &str) -> anyhow::Result<()> {
             continue;
         };
         let ok = mcnet_datapath::lab::tcp_ok(&f.netns, t.ip, 8080);
+        let l7 = c
+            .eval(&mcnet_core::policy::Query::l4(
+                mcnet_core::policy::QueryEndpoint {
+                    pod: Some(from.into()),
+                    ip: None,
+                },
+                mcnet_core::policy::QueryEndpoint {
+                    pod: Some(to.into()),
+                    ip: None,
+                },
+                8080,
+                mcnet_core::policy::Proto::Tcp,
+            ))
+            .is_ok_and(|o| o.ingress.l7_enforced);
         println!(
-            "  TCP {from} → {to}:8080  {}",
-            if ok { "connected" } else { "blocked" }
+            "  TCP {from} → {to}:8080  {}{}",
+            if ok { "connected" } else { "blocked" },
+            if l7 && !ok {
+                " (allowed at L4, but its HTTP rules need an L7 proxy: dropped)"
+            } else {
+                ""
+            }
         );
     }
     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -408,10 +429,10 @@ pub fn demo(manifests: &str) -> anyhow::Result<()> {
             f.dport,
             f.dst_identity,
             f.reason,
-            if f.l7 {
-                " [L7 rules: audited, not enforced in the kernel]"
-            } else {
-                ""
+            match (f.l7, f.verdict) {
+                (true, "deny") => " [L7 rules the kernel cannot judge: dropped, fail closed]",
+                (true, _) => " [L7 rules: audited, not enforced in the kernel]",
+                _ => "",
             }
         );
     }
