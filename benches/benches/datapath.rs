@@ -451,7 +451,7 @@ fn teardown(node: &str) {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     if mcnet_datapath::EBPF_OBJECT.is_empty() || !mcnet_datapath::is_root() {
-        println!("datapath bench skipped: needs root and the real eBPF object");
+        mcnet_core::testing::skip("datapath bench: needs root and the real eBPF object");
         return;
     }
     let only = std::env::var("MCNET_BENCH_ONLY").unwrap_or_default();

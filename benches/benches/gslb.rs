@@ -130,7 +130,9 @@ fn nsd(dir: &Path, port: u16) -> Option<Proc> {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     if !have("dnsperf") || !have("dig") {
-        println!("gslb bench skipped: dnsperf and dig are needed (scripts/setup.sh installs them)");
+        mcnet_core::testing::skip(
+            "gslb bench: dnsperf and dig are needed (scripts/setup.sh installs them)",
+        );
         return;
     }
     let secs = if full { 5 } else { 1 };

@@ -23,7 +23,7 @@ struct Moto {
 
 fn moto() -> Option<Moto> {
     if !have("moto_server") {
-        eprintln!("skipped: moto_server is not installed (scripts/test.sh installs it)");
+        mcnet_core::testing::skip("moto_server is not installed (scripts/test.sh installs it)");
         return None;
     }
     let (p, [port]) = start_server(

@@ -83,7 +83,7 @@ fn enforce_contract_restart_and_clean_stop() {
         || !mcnet_datapath::is_root()
         || !std::path::Path::new("/usr/bin/nsenter").exists()
     {
-        eprintln!("skipped: needs root and nsenter");
+        mcnet_core::testing::skip("needs root and nsenter");
         return;
     }
     let pods = [

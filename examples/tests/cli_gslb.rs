@@ -243,7 +243,9 @@ fn victoria_metrics_scrapes_and_stores_the_series() {
             std::env::var_os("MCNET_REQUIRE_ALL").is_none_or(|v| v != "1"),
             "victoria-metrics is not installed (scripts/setup.sh installs it) and MCNET_REQUIRE_ALL=1"
         );
-        eprintln!("skipped: victoria-metrics is not installed (scripts/setup.sh installs it)");
+        mcnet_core::testing::skip(
+            "victoria-metrics is not installed (scripts/setup.sh installs it)",
+        );
         return;
     }
     let (_p, _port, metrics) = serve(

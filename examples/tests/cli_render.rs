@@ -339,7 +339,7 @@ fn setting<'a>(v: &'a Value, key: &str) -> &'a Value {
 #[test]
 fn node_tune_checks_and_applies_inside_a_namespace_only() {
     if !mcnet_datapath::is_root() {
-        eprintln!("skipped: needs root (CI runs it)");
+        mcnet_core::testing::skip("needs root (CI runs it)");
         return;
     }
     let before = host_values();

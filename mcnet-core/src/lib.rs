@@ -43,6 +43,7 @@ pub mod input;
 pub mod metrics;
 pub mod policy;
 pub mod reconcile;
+pub mod testing;
 #[cfg(feature = "render")]
 pub mod render;
 pub mod topology;

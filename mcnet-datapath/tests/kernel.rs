@@ -22,7 +22,7 @@ fn v4(ip: IpAddr) -> Option<[u8; 4]> {
 #[test]
 fn kernel_verdicts_equal_the_engine() {
     if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
-        eprintln!("skipped: needs root and the real eBPF object");
+        mcnet_core::testing::skip("needs root and the real eBPF object");
         return;
     }
     let mut dp = Datapath::load().expect("load");
@@ -116,7 +116,7 @@ fn kernel_verdicts_equal_the_engine_on_random_policies() {
     use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
     if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
-        eprintln!("skipped: needs root and the real eBPF object");
+        mcnet_core::testing::skip("needs root and the real eBPF object");
         return;
     }
     let mut dp = Datapath::load().expect("load");
@@ -192,7 +192,7 @@ fn ipv6_prefixes_fragments_and_flow_addresses() {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
-        eprintln!("skipped: needs root and the real eBPF object");
+        mcnet_core::testing::skip("needs root and the real eBPF object");
         return;
     }
     const ME: u32 = 256;
@@ -307,7 +307,7 @@ fn prefixes_of_one_family_never_cover_the_other() {
     use mcnet_core::policy::{Manifests, Proto, Query, QueryEndpoint};
 
     if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
-        eprintln!("skipped: needs root and the real eBPF object");
+        mcnet_core::testing::skip("needs root and the real eBPF object");
         return;
     }
     const MANIFESTS: &str = r#"
@@ -429,7 +429,7 @@ fn icmp_types_are_enforced_and_echo_replies_tracked() {
     use mcnet_ebpf_common::*;
 
     if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
-        eprintln!("skipped: needs root and the real eBPF object");
+        mcnet_core::testing::skip("needs root and the real eBPF object");
         return;
     }
     let m = Manifests::parse_str(

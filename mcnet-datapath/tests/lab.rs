@@ -46,7 +46,7 @@ fn pod(p: &str) -> QueryEndpoint {
 #[test]
 fn real_traffic_follows_the_engine() {
     if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
-        eprintln!("skipped: needs root and the real eBPF object");
+        mcnet_core::testing::skip("needs root and the real eBPF object");
         return;
     }
     let m = Manifests::load([("adr", ADR), ("udp", UDP_POLICY)]).unwrap();

@@ -11,11 +11,11 @@ use mcnet_ebpf_common::*;
 #[test]
 fn kernel_accepts_the_programs() {
     if cfg!(mcnet_ebpf_stub) {
-        eprintln!("skipped: built with MCNET_EBPF_STUB");
+        mcnet_core::testing::skip("built with MCNET_EBPF_STUB");
         return;
     }
     if !mcnet_datapath::is_root() {
-        eprintln!("skipped: loading eBPF needs root");
+        mcnet_core::testing::skip("loading eBPF needs root");
         return;
     }
     let dp = Datapath::load().expect("the verifier accepts both TC programs");
@@ -32,7 +32,7 @@ struct Pins(std::path::PathBuf);
 impl Pins {
     fn new(test: &str) -> Option<Pins> {
         if cfg!(mcnet_ebpf_stub) || !mcnet_datapath::is_root() {
-            eprintln!("skipped: needs root and the real eBPF object");
+            mcnet_core::testing::skip("needs root and the real eBPF object");
             return None;
         }
         let dir = format!("/sys/fs/bpf/mcnet-test-{test}-{}", std::process::id());

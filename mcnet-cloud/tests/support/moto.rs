@@ -24,7 +24,7 @@ pub fn moto() -> Option<(Moto, String)> {
         .status()
         .is_err()
     {
-        eprintln!("skipped: moto_server is not installed");
+        mcnet_core::testing::skip("moto_server is not installed");
         return None;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
