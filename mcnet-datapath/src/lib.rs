@@ -47,9 +47,14 @@ use ipcache4::{Directory, Placement, SlotTable};
 use policy_cache::PolicyCache;
 use state::{Delta, DesiredState};
 
-/// The kernel object built by `build.rs` (empty when built with `MCNET_EBPF_STUB`).
+/// The kernel object: the one this crate ships, or with the `build-ebpf`
+/// feature the one built from `mcnet-ebpf` (empty with `MCNET_EBPF_STUB`).
 pub static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mcnet.bpf.o"));
+
+/// Whether [`EBPF_OBJECT`] was built from the sources here (the `build-ebpf`
+/// feature) rather than taken from the object this crate ships.
+pub const EBPF_FROM_SOURCE: bool = cfg!(mcnet_ebpf_from_source);
 
 /// The program on the TC ingress hook of a host-side interface (the pod's egress).
 pub const FROM_POD: &str = "mcnet_from_pod";
