@@ -162,32 +162,43 @@ fn read_holder(file: &mut File) -> String {
     }
 }
 
-/// Parses a duration such as `30s`, `2m`, `1h`, `500ms` or `0`, refusing
-/// values over a day (a lock wait longer than that is a mistake).
-pub fn parse_wait(s: &str) -> Result<Duration, String> {
-    const MAX: Duration = Duration::from_secs(24 * 3600);
+/// The longest lock wait accepted: a day (longer is a mistake).
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// Why a wait does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// Not a number with a unit.
+    #[error("`{0}` is not a duration like 30s, 2m or 1h (units: ms, s, m, h)")]
+    Malformed(String),
+    /// Longer than [`MAX_WAIT`].
+    #[error("`{0}` is longer than the largest accepted wait, 24h")]
+    TooLong(String),
+}
+
+/// Parses a duration such as `30s`, `2m`, `1h`, `500ms` or `0`, up to
+/// [`MAX_WAIT`], with checked arithmetic.
+pub fn parse_wait(s: &str) -> Result<Duration, WaitError> {
     let s = s.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
     }
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 30s, 2m or 1h"))?;
+    let malformed = || WaitError::Malformed(s.to_string());
+    let n: u64 = num.parse().map_err(|_| malformed())?;
     let ms_per = match unit {
         "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(format!("`{s}`: the unit is ms, s, m or h")),
+        _ => return Err(malformed()),
     };
-    let d = n
-        .checked_mul(ms_per)
+    n.checked_mul(ms_per)
         .map(Duration::from_millis)
-        .filter(|d| *d <= MAX)
-        .ok_or_else(|| format!("`{s}` is longer than the largest accepted wait, 24h"))?;
-    Ok(d)
+        .filter(|d| *d <= MAX_WAIT)
+        .ok_or_else(|| WaitError::TooLong(s.to_string()))
 }
 
 #[cfg(test)]

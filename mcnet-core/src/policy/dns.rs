@@ -5,6 +5,36 @@
 
 use regex::Regex;
 
+/// Why a `matchName` or `matchPattern` is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DnsRuleError {
+    /// Nothing was given.
+    #[error("{field} is empty")]
+    Empty {
+        /// `matchName` or `matchPattern`.
+        field: &'static str,
+    },
+    /// Longer than a DNS name can be.
+    #[error("{field} `{value}` is longer than 255 characters")]
+    TooLong {
+        /// `matchName` or `matchPattern`.
+        field: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// A character no DNS name holds.
+    #[error("{field} `{value}` holds `{ch}`, which is not a DNS name character")]
+    BadChar {
+        /// `matchName` or `matchPattern`.
+        field: &'static str,
+        /// The value.
+        value: String,
+        /// The character.
+        ch: char,
+    },
+}
+
 /// The characters a DNS name may hold in a rule.
 const NAME_CHARS: &str = "[-a-zA-Z0-9_]";
 
@@ -17,37 +47,49 @@ pub fn to_fqdn(name: &str) -> String {
     n
 }
 
-fn check_chars(what: &str, s: &str, extra: &[u8]) -> Result<(), String> {
+fn check_chars(field: &'static str, s: &str, extra: &[u8]) -> Result<(), DnsRuleError> {
     if s.is_empty() {
-        return Err(format!("{what} is empty"));
+        return Err(DnsRuleError::Empty { field });
     }
     if s.len() > 255 {
-        return Err(format!("{what} `{s}` is longer than 255 characters"));
+        return Err(DnsRuleError::TooLong {
+            field,
+            value: s.to_string(),
+        });
     }
-    match s.bytes().find(|b| {
-        !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') || extra.contains(b))
-    }) {
-        Some(b) => Err(format!(
-            "{what} `{s}` holds `{}`, which is not a DNS name character",
-            b as char
-        )),
+    let allowed = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, '-' | '_' | '.')
+            || (c.is_ascii() && extra.contains(&(c as u8)))
+    };
+    match s.chars().find(|&c| !allowed(c)) {
+        Some(ch) => Err(DnsRuleError::BadChar {
+            field,
+            value: s.to_string(),
+            ch,
+        }),
         None => Ok(()),
     }
 }
 
+/// Compiles a regex built from escaped literals and fixed classes only.
+fn compile(re: &str) -> Regex {
+    Regex::new(re).unwrap_or_else(|e| unreachable!("the DNS rule regex `{re}` is malformed: {e}"))
+}
+
 /// The anchored regex of a `matchName`.
-pub fn name_regex(name: &str) -> Result<Regex, String> {
+pub fn name_regex(name: &str) -> Result<Regex, DnsRuleError> {
     check_chars("matchName", name, &[])?;
-    Regex::new(&format!("^{}$", regex::escape(&to_fqdn(name)))).map_err(|e| e.to_string())
+    Ok(compile(&format!("^{}$", regex::escape(&to_fqdn(name)))))
 }
 
 /// The anchored regex of a `matchPattern`.
-pub fn pattern_regex(pattern: &str) -> Result<Regex, String> {
+pub fn pattern_regex(pattern: &str) -> Result<Regex, DnsRuleError> {
     check_chars("matchPattern", pattern, b"*")?;
     let p = pattern.trim();
     if p == "*" {
         // Every name: one or more labels, or the root.
-        return Regex::new(&format!(r"^(?:(?:{NAME_CHARS}+\.)+|\.)$")).map_err(|e| e.to_string());
+        return Ok(compile(&format!(r"^(?:(?:{NAME_CHARS}+\.)+|\.)$")));
     }
     let fqdn = to_fqdn(p);
     let mut re = String::from("^");
@@ -62,7 +104,7 @@ pub fn pattern_regex(pattern: &str) -> Result<Regex, String> {
         }
     }
     re.push('$');
-    Regex::new(&re).map_err(|e| e.to_string())
+    Ok(compile(&re))
 }
 
 #[cfg(test)]

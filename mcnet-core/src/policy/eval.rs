@@ -247,7 +247,10 @@ impl L7Request<'_> {
 
 /// The first rule of `rules` that matches the request, as written; `None`
 /// when none does (a request of another protocol matches none).
-pub fn l7_match(rules: &L7Rules, req: L7Request<'_>) -> Result<Option<String>, String> {
+pub fn l7_match(
+    rules: &L7Rules,
+    req: L7Request<'_>,
+) -> Result<Option<String>, kafka::KafkaRequestError> {
     Ok(match (rules, req) {
         (L7Rules::Http(v), L7Request::Http(h)) => v
             .iter()
@@ -466,7 +469,7 @@ impl Compiled {
         if let Some(L7Request::Kafka(k)) = q.l7() {
             k.api_keys().map_err(|e| Error::NotFound {
                 kind: "Kafka request",
-                name: e,
+                name: e.to_string(),
             })?;
         }
         Ok(self.eval_resolved(src, dst, q.port, q.protocol, q.l7()))

@@ -89,6 +89,24 @@ pub fn valid_topic(t: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// Why a Kafka request in a query cannot be judged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KafkaRequestError {
+    /// Both `role` and `apiKey` were given.
+    #[error("a Kafka request gives role or apiKey, not both")]
+    RoleAndApiKey,
+    /// Neither was given.
+    #[error("a Kafka request needs role or apiKey")]
+    NoApiKey,
+    /// An unknown role.
+    #[error("Kafka role `{0}` is not produce or consume")]
+    UnknownRole(String),
+    /// An unknown API key name.
+    #[error("`{0}` is not a Kafka API key name")]
+    UnknownApiKey(String),
+}
+
 /// One Kafka request, for L7 rules. Give `apiKey` for one request, or
 /// `role` to ask whether every request of that role is allowed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,17 +141,17 @@ pub enum KafkaApiKey {
 
 impl KafkaRequest {
     /// The API keys the request stands for: its own, or its role's.
-    pub fn api_keys(&self) -> Result<Vec<u16>, String> {
+    pub fn api_keys(&self) -> Result<Vec<u16>, KafkaRequestError> {
         match (&self.role, &self.api_key) {
-            (Some(_), Some(_)) => Err("a Kafka request gives role or apiKey, not both".into()),
+            (Some(_), Some(_)) => Err(KafkaRequestError::RoleAndApiKey),
             (Some(r), None) => role_keys(r)
                 .map(<[u16]>::to_vec)
-                .ok_or_else(|| format!("Kafka role `{r}` is not produce or consume")),
+                .ok_or_else(|| KafkaRequestError::UnknownRole(r.clone())),
             (None, Some(KafkaApiKey::Number(n))) => Ok(vec![*n]),
             (None, Some(KafkaApiKey::Name(n))) => api_key(n)
                 .map(|k| vec![k])
-                .ok_or_else(|| format!("`{n}` is not a Kafka API key name")),
-            (None, None) => Err("a Kafka request needs role or apiKey".into()),
+                .ok_or_else(|| KafkaRequestError::UnknownApiKey(n.clone())),
+            (None, None) => Err(KafkaRequestError::NoApiKey),
         }
     }
 

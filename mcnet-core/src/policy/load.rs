@@ -1593,10 +1593,12 @@ impl Loader {
         for (i, d) in rules.iter().enumerate() {
             let at = format!("{path}[{i}]");
             let compiled = match (&d.match_name, &d.match_pattern) {
-                (Some(n), None) => super::dns::name_regex(n).map(|r| (r, format!("matchName={n}"))),
-                (None, Some(p)) => {
-                    super::dns::pattern_regex(p).map(|r| (r, format!("matchPattern={p}")))
-                }
+                (Some(n), None) => super::dns::name_regex(n)
+                    .map(|r| (r, format!("matchName={n}")))
+                    .map_err(|e| e.to_string()),
+                (None, Some(p)) => super::dns::pattern_regex(p)
+                    .map(|r| (r, format!("matchPattern={p}")))
+                    .map_err(|e| e.to_string()),
                 (Some(_), Some(_)) => Err("give matchName or matchPattern, not both".to_string()),
                 (None, None) => Err("a DNS rule needs matchName or matchPattern".to_string()),
             };
