@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::netns;
+use crate::{Error, Result};
 
 /// The gateway address every pod routes through (owned by the node namespace).
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -39,20 +40,28 @@ pub struct Lab {
     created: Vec<String>,
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
+/// Runs a command, failing with what it printed.
+fn run(program: &str, args: &[&str]) -> Result<std::process::Output> {
+    let command = || format!("{program} {}", args.join(" "));
+    let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
+        .map_err(|source| Error::Spawn {
+            command: command(),
+            source,
+        })?;
     if out.status.success() {
-        Ok(())
+        Ok(out)
     } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(Error::Command {
+            command: command(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run("ip", args).map(|_| ())
 }
 
 impl Lab {
@@ -60,16 +69,27 @@ impl Lab {
     /// pod with its address (which must lie in 198.18.0.0/15, and must not
     /// be the gateway). `prefix` keeps concurrent labs apart (at most 6
     /// characters).
-    pub fn new(prefix: &str, pods: &[(&str, Ipv4Addr)]) -> Result<Lab, String> {
-        if prefix.is_empty() || prefix.len() > 6 {
-            return Err(format!("lab prefix `{prefix}` must be 1–6 characters"));
+    pub fn new(prefix: &str, pods: &[(&str, Ipv4Addr)]) -> Result<Lab> {
+        let valid = !prefix.is_empty()
+            && prefix.len() <= 6
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !valid {
+            return Err(Error::InvalidLab {
+                field: "prefix".into(),
+                value: prefix.into(),
+                reason: "must be 1–6 lower-case letters or digits",
+            });
         }
         for (key, addr) in pods {
             let o = addr.octets();
             if o[0] != 198 || (o[1] & 0xfe) != 18 || *addr == GATEWAY {
-                return Err(format!(
-                    "pod {key}: {addr} is outside 198.18.0.0/15 or is the gateway"
-                ));
+                return Err(Error::InvalidLab {
+                    field: format!("pod {key} address"),
+                    value: addr.to_string(),
+                    reason: "must lie in 198.18.0.0/15 and not be the gateway",
+                });
             }
         }
         let node = format!("{prefix}-node");
@@ -81,16 +101,8 @@ impl Lab {
         ip(&["netns", "add", &node])?;
         lab.created.push(node.clone());
         ip(&["-n", &node, "link", "set", "lo", "up"])?;
-        let sysctl = |k: &str, v: &str| -> Result<(), String> {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &node, "sysctl", "-qw", &format!("{k}={v}")])
-                .output()
-                .map_err(|e| e.to_string())?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(String::from_utf8_lossy(&out.stderr).into_owned())
-            }
+        let sysctl = |k: &str, v: &str| -> Result<()> {
+            ip(&["netns", "exec", &node, "sysctl", "-qw", &format!("{k}={v}")])
         };
         sysctl("net.ipv4.ip_forward", "1")?;
         for (i, (key, addr)) in pods.iter().enumerate() {
@@ -166,7 +178,7 @@ impl Lab {
     pub fn for_inventory(
         prefix: &str,
         inventory: &mcnet_core::policy::model::Inventory,
-    ) -> Result<Lab, String> {
+    ) -> Result<Lab> {
         let pods: Vec<(String, Ipv4Addr)> = inventory
             .pods
             .iter()
@@ -186,11 +198,8 @@ impl Lab {
     }
 
     /// Deletes every namespace whose name starts with `prefix-`.
-    pub fn destroy(prefix: &str) -> Result<Vec<String>, String> {
-        let out = Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .map_err(|e| format!("cannot run ip: {e}"))?;
+    pub fn destroy(prefix: &str) -> Result<Vec<String>> {
+        let out = run("ip", &["netns", "list"])?;
         let mut gone = Vec::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let name = line.split_whitespace().next().unwrap_or("");

@@ -114,6 +114,47 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A binding names a pod the compilation does not hold.
+    #[error("pod `{pod}` is not in the manifests")]
+    UnknownPod {
+        /// `namespace/name`.
+        pod: String,
+    },
+    /// A binding names a pod of another ClusterMesh cluster.
+    #[error("pod `{pod}` belongs to cluster `{cluster}`, not the local one")]
+    RemotePod {
+        /// `namespace/name`.
+        pod: String,
+        /// Its cluster.
+        cluster: String,
+    },
+    /// A command the lab runs (`ip`, `sysctl`) could not start.
+    #[error("cannot run `{command}`")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A command the lab runs failed.
+    #[error("`{command}` failed: {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// A lab's parameters are refused (its prefix, a pod's address).
+    #[error("lab {field} `{value}`: {reason}")]
+    InvalidLab {
+        /// Which parameter (`prefix`, `pod x/y address`).
+        field: String,
+        /// Its value.
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// `Result` with the datapath's [`Error`].

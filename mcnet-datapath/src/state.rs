@@ -252,7 +252,7 @@ pub fn direction_entries(
 
 impl DesiredState {
     /// Builds the desired maps for `bindings` from a compilation.
-    pub fn from_compiled(c: &Compiled, bindings: &[Binding]) -> Result<DesiredState, String> {
+    pub fn from_compiled(c: &Compiled, bindings: &[Binding]) -> crate::Result<DesiredState> {
         let mut s = DesiredState::default();
         for (i, pod) in c.inventory.pods.iter().enumerate() {
             for ip in &pod.ips {
@@ -277,12 +277,12 @@ impl DesiredState {
             let idx = c
                 .inventory
                 .pod(&b.pod)
-                .ok_or_else(|| format!("pod `{}` is not in the manifests", b.pod))?;
+                .ok_or_else(|| crate::Error::UnknownPod { pod: b.pod.clone() })?;
             if c.inventory.pods[idx].cluster != c.local_cluster {
-                return Err(format!(
-                    "pod `{}` belongs to cluster `{}`, not the local one",
-                    b.pod, c.inventory.pods[idx].cluster
-                ));
+                return Err(crate::Error::RemotePod {
+                    pod: b.pod.clone(),
+                    cluster: c.inventory.pods[idx].cluster.clone(),
+                });
             }
             let id = c.pod_identity[idx];
             let mut flags = 0;

@@ -266,7 +266,7 @@ fn enforce(
 fn lab(action: LabAction, prefix: &str, manifests: &str) -> anyhow::Result<ExitCode> {
     match action {
         LabAction::Down => {
-            let gone = Lab::destroy(prefix).map_err(anyhow::Error::msg)?;
+            let gone = Lab::destroy(prefix)?;
             println!(
                 "removed {} namespace(s){}",
                 gone.len(),
@@ -281,7 +281,7 @@ fn lab(action: LabAction, prefix: &str, manifests: &str) -> anyhow::Result<ExitC
             let Some(m) = load_manifests(&[manifests.to_string()])? else {
                 return Ok(ExitCode::from(1));
             };
-            let lab = Lab::for_inventory(prefix, &m.inventory).map_err(anyhow::Error::msg)?;
+            let lab = Lab::for_inventory(prefix, &m.inventory)?;
             println!("lab `{prefix}` is up: node namespace {}", lab.node);
             let mut binds = Vec::new();
             for p in &lab.pods {
@@ -354,8 +354,7 @@ pub fn demo(manifests: &str) -> anyhow::Result<()> {
         anyhow::bail!("invalid manifests")
     };
     let c = Compiled::new(&m);
-    let lab = Lab::for_inventory(&format!("md{}", std::process::id() % 10000), &m.inventory)
-        .map_err(anyhow::Error::msg)?;
+    let lab = Lab::for_inventory(&format!("md{}", std::process::id() % 10000), &m.inventory)?;
     let stop = Arc::new(AtomicBool::new(false));
     for p in &lab.pods {
         mcnet_datapath::lab::serve(&p.netns, 8080, stop.clone());
@@ -371,7 +370,7 @@ pub fn demo(manifests: &str) -> anyhow::Result<()> {
             pod: p.key.clone(),
         });
     }
-    dp.sync(&DesiredState::from_compiled(&c, &bindings).map_err(anyhow::Error::msg)?)?;
+    dp.sync(&DesiredState::from_compiled(&c, &bindings)?)?;
     for p in &lab.pods {
         dp.attach_in(&node, &p.host_iface)?;
     }
