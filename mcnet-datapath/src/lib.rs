@@ -214,7 +214,7 @@ impl Counters {
     pub fn dropped(&self) -> u64 {
         self.by_reason
             .iter()
-            .filter(|(k, _)| k.starts_with("drop"))
+            .filter(|(k, _)| Reason::from_name(k).is_some_and(Reason::is_drop))
             .map(|(_, c)| c.0)
             .sum()
     }
@@ -222,21 +222,7 @@ impl Counters {
 
 /// The name of a `REASON_*` value.
 pub fn reason_name(r: u32) -> &'static str {
-    match r {
-        REASON_ALLOWED_POLICY => "allowed-policy",
-        REASON_ALLOWED_ESTABLISHED => "allowed-established",
-        REASON_ALLOWED_REPLY => "allowed-reply",
-        REASON_ALLOWED_NOT_ISOLATED => "allowed-not-isolated",
-        REASON_ALLOWED_L7_AUDIT => "allowed-l7-audit",
-        REASON_DROP_NO_RULE => "drop-no-rule",
-        REASON_DROP_DENY_RULE => "drop-deny-rule",
-        REASON_DROP_L7 => "drop-l7",
-        REASON_PASS_NOT_IP => "pass-not-ip",
-        REASON_PASS_NO_ENDPOINT => "pass-no-endpoint",
-        REASON_DROP_MALFORMED => "drop-malformed",
-        REASON_PASS_NDP => "pass-ndp",
-        _ => "unknown",
-    }
+    Reason::from_u32(r).map_or("unknown", Reason::name)
 }
 
 /// Opens map `name` of `ebpf` as a typed map (read-write).

@@ -34,7 +34,8 @@ impl DatapathMetrics {
 
 /// The verdict a reason belongs to.
 fn verdict(reason: &str) -> &'static str {
-    if reason.starts_with("drop") {
+    if mcnet_ebpf_common::Reason::from_name(reason).is_some_and(mcnet_ebpf_common::Reason::is_drop)
+    {
         "dropped"
     } else {
         "forwarded"

@@ -218,6 +218,95 @@ pub const REASON_PASS_NDP: u32 = 11;
 /// Number of counter slots.
 pub const REASON_COUNT: u32 = 12;
 
+/// The reasons as a type, for userspace: its name (as flow events and
+/// metrics print it) and whether it drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum Reason {
+    /// [`REASON_ALLOWED_POLICY`].
+    AllowedPolicy = REASON_ALLOWED_POLICY,
+    /// [`REASON_ALLOWED_ESTABLISHED`].
+    AllowedEstablished = REASON_ALLOWED_ESTABLISHED,
+    /// [`REASON_ALLOWED_REPLY`].
+    AllowedReply = REASON_ALLOWED_REPLY,
+    /// [`REASON_ALLOWED_NOT_ISOLATED`].
+    AllowedNotIsolated = REASON_ALLOWED_NOT_ISOLATED,
+    /// [`REASON_ALLOWED_L7_AUDIT`].
+    AllowedL7Audit = REASON_ALLOWED_L7_AUDIT,
+    /// [`REASON_DROP_NO_RULE`].
+    DropNoRule = REASON_DROP_NO_RULE,
+    /// [`REASON_DROP_DENY_RULE`].
+    DropDenyRule = REASON_DROP_DENY_RULE,
+    /// [`REASON_DROP_L7`].
+    DropL7 = REASON_DROP_L7,
+    /// [`REASON_PASS_NOT_IP`].
+    PassNotIp = REASON_PASS_NOT_IP,
+    /// [`REASON_PASS_NO_ENDPOINT`].
+    PassNoEndpoint = REASON_PASS_NO_ENDPOINT,
+    /// [`REASON_DROP_MALFORMED`].
+    DropMalformed = REASON_DROP_MALFORMED,
+    /// [`REASON_PASS_NDP`].
+    PassNdp = REASON_PASS_NDP,
+}
+
+impl Reason {
+    /// Every reason, in counter order.
+    pub const ALL: [Reason; REASON_COUNT as usize] = [
+        Reason::AllowedPolicy,
+        Reason::AllowedEstablished,
+        Reason::AllowedReply,
+        Reason::AllowedNotIsolated,
+        Reason::AllowedL7Audit,
+        Reason::DropNoRule,
+        Reason::DropDenyRule,
+        Reason::DropL7,
+        Reason::PassNotIp,
+        Reason::PassNoEndpoint,
+        Reason::DropMalformed,
+        Reason::PassNdp,
+    ];
+
+    /// The reason of a counter slot or flow event.
+    pub const fn from_u32(r: u32) -> Option<Reason> {
+        if r < REASON_COUNT {
+            Some(Reason::ALL[r as usize])
+        } else {
+            None
+        }
+    }
+
+    /// Its name (`allowed-policy`, `drop-no-rule`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::AllowedPolicy => "allowed-policy",
+            Reason::AllowedEstablished => "allowed-established",
+            Reason::AllowedReply => "allowed-reply",
+            Reason::AllowedNotIsolated => "allowed-not-isolated",
+            Reason::AllowedL7Audit => "allowed-l7-audit",
+            Reason::DropNoRule => "drop-no-rule",
+            Reason::DropDenyRule => "drop-deny-rule",
+            Reason::DropL7 => "drop-l7",
+            Reason::PassNotIp => "pass-not-ip",
+            Reason::PassNoEndpoint => "pass-no-endpoint",
+            Reason::DropMalformed => "drop-malformed",
+            Reason::PassNdp => "pass-ndp",
+        }
+    }
+
+    /// Whether packets of this reason are dropped.
+    pub const fn is_drop(self) -> bool {
+        matches!(
+            self,
+            Reason::DropNoRule | Reason::DropDenyRule | Reason::DropL7 | Reason::DropMalformed
+        )
+    }
+
+    /// The reason with this name.
+    pub fn from_name(name: &str) -> Option<Reason> {
+        Reason::ALL.iter().copied().find(|r| r.name() == name)
+    }
+}
+
 /// Flow verdicts.
 pub const VERDICT_FORWARDED: u8 = 1;
 /// Dropped.
@@ -405,3 +494,11 @@ mod pod {
     unsafe impl aya::Pod for FlowEvent {}
     unsafe impl aya::Pod for PacketCount {}
 }
+// `Reason::ALL` is in counter order, so that `from_u32` is an index.
+const _: () = {
+    let mut i = 0;
+    while i < REASON_COUNT as usize {
+        assert!(Reason::ALL[i] as u32 == i as u32);
+        i += 1;
+    }
+};
