@@ -290,6 +290,115 @@ fn the_gateway_speaks_mtls_to_openssl_and_refuses_others() {
     promtool_accepts(metrics.split_once("\r\n\r\n").map_or("", |x| x.1));
 }
 
+/// Reads from `s` until the other side closes (at most 10 s): what came,
+/// and how long after `t0` it closed.
+fn closes_after(s: &mut TcpStream, t0: std::time::Instant) -> (Vec<u8>, Duration) {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("still open after {:?}: {e}", t0.elapsed()),
+        }
+    }
+    (got, t0.elapsed())
+}
+
+/// `--handshake-timeout` and `--probe-read-timeout`: a connection to the
+/// mTLS listener that sends nothing, and one to the probe that sends
+/// nothing or half a request, are closed after their timeout (the probe's
+/// without an answer), and the first is counted as a `timeout` handshake
+/// failure. Bad values exit 2 naming the flag.
+#[test]
+fn the_gateway_closes_idle_connections_after_its_timeouts() {
+    let d = TempDir::new("gw-idle");
+    ok(&["mesh", "ca", "init", "--dir", &d.path("ca")]);
+    issue(&d, "ca", "linkerd-multicluster", "linkerd-gateway", "gw");
+    let target = echo();
+    let (_gw, [port, probe]) = start_server(
+        "mesh gateway",
+        |[port, probe]| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcnet"));
+            cmd.args([
+                "mesh",
+                "gateway",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--target",
+                &target.to_string(),
+                "--identity",
+                &d.path("gw"),
+                "--probe",
+                &format!("127.0.0.1:{probe}"),
+                "--handshake-timeout",
+                "500ms",
+                "--probe-read-timeout",
+                "500ms",
+            ]);
+            cmd
+        },
+        |[port, probe]| listening(port) && listening(probe),
+    );
+    let t0 = std::time::Instant::now();
+    let mut tls_idle = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    let mut probe_idle = TcpStream::connect(format!("127.0.0.1:{probe}")).unwrap();
+    let mut probe_half = TcpStream::connect(format!("127.0.0.1:{probe}")).unwrap();
+    probe_half
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    for (what, s) in [
+        ("mTLS listener", &mut tls_idle),
+        ("idle probe connection", &mut probe_idle),
+        ("half a probe request", &mut probe_half),
+    ] {
+        let (got, after) = closes_after(s, t0);
+        assert!(
+            after >= Duration::from_millis(450) && after < Duration::from_secs(5),
+            "{what}: closed after {after:?}"
+        );
+        assert!(got.is_empty(), "{what}: {}", String::from_utf8_lossy(&got));
+    }
+
+    let mut s = TcpStream::connect(format!("127.0.0.1:{probe}")).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (metrics, _) = closes_after(&mut s, std::time::Instant::now());
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("mcnet_gateway_handshake_failures_total{reason=\"timeout\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mcnet_gateway_refused_connections_total 0"),
+        "{metrics}"
+    );
+    promtool_accepts(metrics.split_once("\r\n\r\n").map_or("", |x| x.1));
+
+    for (flag, value) in [
+        ("--handshake-timeout", "0s"),
+        ("--probe-read-timeout", "2h"),
+        ("--max-handshakes", "0"),
+    ] {
+        let (code, _, err) = mcnet(&[
+            "mesh",
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--target",
+            "127.0.0.1:9",
+            "--identity",
+            &d.path("gw"),
+            flag,
+            value,
+        ]);
+        assert_eq!(code, 2, "{flag} {value}: {err}");
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+    }
+}
+
 #[test]
 fn check_tells_a_shared_root_from_a_foreign_one() {
     let d = TempDir::new("check");

@@ -1,6 +1,14 @@
 //! The cross-cluster gateway, as Linkerd's multicluster gateway: mTLS in
 //! (port 4143 by default), the peer authorized, bytes forwarded to a local
 //! target; a probe and metrics endpoint (4191: `/ready`, `/metrics`).
+//!
+//! Both listeners face the network, so both are bounded: a handshake must
+//! finish within [`GatewayConfig::handshake_timeout`], and at most
+//! [`GatewayLimits::max_handshakes`] may be in progress and
+//! [`GatewayLimits::max_connections`] open at once; the probe reads a
+//! request head of [`ProbeOptions::max_request_bytes`] at most within
+//! [`ProbeOptions::read_timeout`], on [`ProbeOptions::max_connections`]
+//! connections at most. At a cap, new connections are closed at once.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,7 +18,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::tls::{Authorization, HandshakeFailure, TlsIdentity};
@@ -20,6 +28,10 @@ use crate::{Error, Result};
 pub const GATEWAY_PORT: u16 = 4143;
 /// Linkerd's probe port.
 pub const PROBE_PORT: u16 = 4191;
+/// The handshake timeout to use when there is no reason to pick another
+/// ([`GatewayConfig::handshake_timeout`], `mcnet mesh gateway
+/// --handshake-timeout`): 10 s.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Gateway settings.
 #[derive(Clone, Debug)]
@@ -32,8 +44,106 @@ pub struct GatewayConfig {
     pub probe: Option<SocketAddr>,
     /// Who may come in.
     pub authz: Authorization,
-    /// Longest a handshake may take.
+    /// Longest a handshake may take, from the TCP accept to the client's
+    /// Finished, however the bytes trickle in ([`DEFAULT_HANDSHAKE_TIMEOUT`]
+    /// unless there is a reason for another). A connection still
+    /// handshaking then is closed and counted as
+    /// [`HandshakeFailure::Timeout`]. Must be positive.
     pub handshake_timeout: Duration,
+}
+
+/// Caps on what the gateway holds open for its peers; the defaults are
+/// documented on each field.
+#[derive(Clone, Debug)]
+pub struct GatewayLimits {
+    /// Connections open at once, handshaking or forwarding (default 4096).
+    /// At the cap a new connection is closed at once and counted in
+    /// [`GatewayMetrics::refused`].
+    pub max_connections: usize,
+    /// Handshakes in progress at once (default 256): connections whose
+    /// peer has not yet proven an identity. At the cap a new connection is
+    /// closed at once and counted in [`GatewayMetrics::refused`]; each
+    /// slot is freed when its handshake ends or times out.
+    pub max_handshakes: usize,
+    /// The probe listener's limits.
+    pub probe: ProbeOptions,
+}
+
+impl Default for GatewayLimits {
+    fn default() -> GatewayLimits {
+        GatewayLimits {
+            max_connections: 4096,
+            max_handshakes: 256,
+            probe: ProbeOptions::default(),
+        }
+    }
+}
+
+/// Limits of the probe and metrics listener (the same as
+/// `mcnet_cloud::gslb::MetricsOptions`); the defaults are documented on
+/// each field.
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    /// Open connections at most (default 32; a kubelet and a few scrapers
+    /// are normal). At the cap new connections are closed at once.
+    pub max_connections: usize,
+    /// How long the request head may take to arrive (default 5 s); a
+    /// connection whose head has not arrived by then is closed without an
+    /// answer.
+    pub read_timeout: Duration,
+    /// How long the answer may take to be written (default 10 s).
+    pub write_timeout: Duration,
+    /// The largest request head, bytes (default 8 KiB, from 64 B to 1 MiB);
+    /// a longer one gets 431.
+    pub max_request_bytes: usize,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> ProbeOptions {
+        ProbeOptions {
+            max_connections: 32,
+            read_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+            max_request_bytes: 8192,
+        }
+    }
+}
+
+/// The smallest accepted [`ProbeOptions::max_request_bytes`]: room for
+/// `GET /metrics HTTP/1.1` and the blank line.
+const MIN_REQUEST_BYTES: usize = 64;
+/// The largest accepted [`ProbeOptions::max_request_bytes`] (1 MiB): the
+/// buffer is allocated whole for each connection.
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+fn check_limits(cfg: &GatewayConfig, limits: &GatewayLimits) -> Result<()> {
+    let mut problems = Vec::new();
+    let mut positive = |name: &str, zero: bool| {
+        if zero {
+            problems.push(format!("{name} must be positive"));
+        }
+    };
+    positive("handshake_timeout", cfg.handshake_timeout.is_zero());
+    positive("max_connections", limits.max_connections == 0);
+    positive("max_handshakes", limits.max_handshakes == 0);
+    positive("probe.max_connections", limits.probe.max_connections == 0);
+    positive("probe.read_timeout", limits.probe.read_timeout.is_zero());
+    positive("probe.write_timeout", limits.probe.write_timeout.is_zero());
+    if !(MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&limits.probe.max_request_bytes) {
+        problems.push(format!(
+            "probe.max_request_bytes must be from {MIN_REQUEST_BYTES} to {MAX_REQUEST_BYTES}"
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("gateway: {}", problems.join("; "))))
+    }
+}
+
+/// A semaphore of `n` permits, `n` clamped to what tokio can count.
+fn slots(n: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS)))
 }
 
 /// The gateway's counters.
@@ -53,6 +163,10 @@ pub struct GatewayMetrics {
     pub authz_audited: AtomicU64,
     /// Target connection failures.
     pub target_errors: AtomicU64,
+    /// Connections closed at once, unread, because the gateway was at
+    /// [`GatewayLimits::max_connections`] or
+    /// [`GatewayLimits::max_handshakes`].
+    pub refused: AtomicU64,
     handshake_failures: Mutex<BTreeMap<HandshakeFailure, u64>>,
 }
 
@@ -64,6 +178,15 @@ impl GatewayMetrics {
             .unwrap_or_else(|p| p.into_inner())
             .entry(why)
             .or_default() += 1;
+    }
+
+    /// Handshake failures of every reason together.
+    pub fn handshake_failures_total(&self) -> u64 {
+        self.handshake_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum()
     }
 
     /// Handshake failures of one reason.
@@ -108,8 +231,19 @@ impl GatewayHandle {
 }
 
 /// Starts a gateway with `identity` (the gateway's own certificate and the
-/// bundle clients must chain to).
+/// bundle clients must chain to), with the default [`GatewayLimits`].
 pub async fn start(identity: TlsIdentity, cfg: GatewayConfig) -> Result<GatewayHandle> {
+    start_with(identity, cfg, GatewayLimits::default()).await
+}
+
+/// Starts a gateway as [`start`], with `limits`. A zero timeout or cap is
+/// refused ([`Error::Invalid`], naming the field).
+pub async fn start_with(
+    identity: TlsIdentity,
+    cfg: GatewayConfig,
+    limits: GatewayLimits,
+) -> Result<GatewayHandle> {
+    check_limits(&cfg, &limits)?;
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| Error::Io(format!("cannot listen on {}: {e}", cfg.listen)))?;
@@ -125,12 +259,19 @@ pub async fn start(identity: TlsIdentity, cfg: GatewayConfig) -> Result<GatewayH
             .await
             .map_err(|e| Error::Io(format!("cannot listen on {p}: {e}")))?;
         probe_addr = Some(l.local_addr().map_err(|e| Error::Io(e.to_string()))?);
-        tasks.push(tokio::spawn(probe(l, metrics.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(probe(
+            l,
+            metrics.clone(),
+            Arc::new(limits.probe.clone()),
+            stopped.clone(),
+        )));
     }
     let cfg = Arc::new(cfg);
     let m = metrics.clone();
     let mut stopped_accept = stopped.clone();
+    let (connections, handshakes) = (slots(limits.max_connections), slots(limits.max_handshakes));
     tasks.push(tokio::spawn(async move {
+        let mut at_cap = false;
         loop {
             let (tcp, _) = tokio::select! {
                 r = listener.accept() => match r {
@@ -144,8 +285,30 @@ pub async fn start(identity: TlsIdentity, cfg: GatewayConfig) -> Result<GatewayH
                 _ = stopped_accept.changed() => break,
             };
             m.connections.fetch_add(1, Ordering::Relaxed);
+            // Both slots or neither: a connection over either cap is closed
+            // before a byte of it is read.
+            let permits = Arc::clone(&connections)
+                .try_acquire_owned()
+                .ok()
+                .zip(Arc::clone(&handshakes).try_acquire_owned().ok());
+            let Some((open, handshaking)) = permits else {
+                m.refused.fetch_add(1, Ordering::Relaxed);
+                if !std::mem::replace(&mut at_cap, true) {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        max_handshakes = limits.max_handshakes,
+                        "gateway at its connection cap: closing new connections"
+                    );
+                }
+                drop(tcp);
+                continue;
+            };
+            at_cap = false;
             let (id, cfg, m) = (identity.clone(), cfg.clone(), m.clone());
-            tokio::spawn(async move { serve(tcp, id, cfg, m).await });
+            tokio::spawn(async move {
+                serve(tcp, id, cfg, m, handshaking).await;
+                drop(open);
+            });
         }
     }));
     Ok(GatewayHandle {
@@ -157,10 +320,21 @@ pub async fn start(identity: TlsIdentity, cfg: GatewayConfig) -> Result<GatewayH
     })
 }
 
-async fn serve(tcp: TcpStream, id: TlsIdentity, cfg: Arc<GatewayConfig>, m: Arc<GatewayMetrics>) {
+async fn serve(
+    tcp: TcpStream,
+    id: TlsIdentity,
+    cfg: Arc<GatewayConfig>,
+    m: Arc<GatewayMetrics>,
+    handshaking: OwnedSemaphorePermit,
+) {
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().ok();
-    let accepted = tokio::time::timeout(cfg.handshake_timeout, id.accept(tcp)).await;
+    // Pinned here, so that a timed-out connection (still inside `accept`)
+    // is closed only after it is counted.
+    let accept = id.accept(tcp);
+    tokio::pin!(accept);
+    let accepted = tokio::time::timeout(cfg.handshake_timeout, &mut accept).await;
+    drop(handshaking);
     let (mut tls, ids) = match accepted {
         Ok(Ok(x)) => x,
         Ok(Err(why)) => {
@@ -169,7 +343,8 @@ async fn serve(tcp: TcpStream, id: TlsIdentity, cfg: Arc<GatewayConfig>, m: Arc<
             return;
         }
         Err(_) => {
-            m.failed(HandshakeFailure::Io);
+            m.failed(HandshakeFailure::Timeout);
+            tracing::info!(?peer, timeout = ?cfg.handshake_timeout, "gateway handshake timed out");
             return;
         }
     };
@@ -257,43 +432,189 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<'_, S> 
     }
 }
 
-/// A minimal HTTP/1.1 responder for `/ready` and `/metrics`.
-async fn probe(l: TcpListener, m: Arc<GatewayMetrics>, mut stopped: watch::Receiver<bool>) {
+/// The probe listener: `/ready` and `/metrics`, one request per
+/// connection, within [`ProbeOptions`].
+async fn probe(
+    l: TcpListener,
+    m: Arc<GatewayMetrics>,
+    o: Arc<ProbeOptions>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let open = slots(o.max_connections);
+    let mut at_cap = false;
     loop {
-        let (mut s, _) = tokio::select! {
-            r = l.accept() => match r { Ok(x) => x, Err(_) => continue },
+        let (s, _) = tokio::select! {
+            r = l.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors, say: wait instead of spinning.
+                    tracing::warn!("gateway probe accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
             _ = stopped.changed() => break,
         };
-        let m = m.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            let mut n = 0;
-            while n < buf.len() {
-                match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf[n..])).await {
-                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-                    Ok(Ok(k)) => {
-                        n += k;
-                        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                            break;
-                        }
-                    }
-                }
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            if !std::mem::replace(&mut at_cap, true) {
+                tracing::warn!(
+                    max = o.max_connections,
+                    "gateway probe at its connection cap: closing new connections"
+                );
             }
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("");
-            let (status, ctype, body) = match path {
-                "/ready" => ("200 OK", "text/plain", "ready\n".to_string()),
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", m.render()),
-                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = s.write_all(resp.as_bytes()).await;
-            let _ = s.shutdown().await;
+            drop(s);
+            continue;
+        };
+        at_cap = false;
+        let (m, o) = (m.clone(), o.clone());
+        tokio::spawn(async move {
+            probe_connection(s, &m, &o).await;
+            drop(permit);
         });
     }
+}
+
+async fn probe_connection(mut s: TcpStream, m: &Arc<GatewayMetrics>, o: &ProbeOptions) {
+    let mut buf = vec![
+        0u8;
+        o.max_request_bytes
+            .clamp(MIN_REQUEST_BYTES, MAX_REQUEST_BYTES)
+    ];
+    let read = async {
+        let mut n = 0;
+        loop {
+            match parse_probe_request(&buf[..n], buf.len()) {
+                ProbeRequest::Partial => {}
+                done => return Some(done),
+            }
+            match s.read(&mut buf[n..]).await {
+                // A client that closes mid-request gets nothing.
+                Ok(0) | Err(_) => return None,
+                Ok(k) => n += k,
+            }
+        }
+    };
+    let Ok(Some(req)) = tokio::time::timeout(o.read_timeout, read).await else {
+        return;
+    };
+    let reply = probe_answer(req, m);
+    let write = async {
+        s.write_all(&reply).await?;
+        s.shutdown().await
+    };
+    let _ = tokio::time::timeout(o.write_timeout, write).await;
+}
+
+/// What a probe request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProbeRequest {
+    /// `GET` (`head: false`) or `HEAD` (`head: true`) of `/ready`.
+    Ready { head: bool },
+    /// `GET` or `HEAD` of `/metrics`.
+    Metrics { head: bool },
+    /// Another path.
+    NotFound,
+    /// Another method.
+    Method,
+    /// Not an HTTP/1.x request line.
+    Bad,
+    /// The head does not end within the limit.
+    TooLarge,
+    /// The head has not ended yet.
+    Partial,
+}
+
+/// Parses the request head in `bytes`, which may grow to `max` bytes. Only
+/// the request line is interpreted; header lines are skipped, up to the
+/// blank line that ends the head.
+fn parse_probe_request(bytes: &[u8], max: usize) -> ProbeRequest {
+    let Some(line_end) = find(bytes, b"\r\n") else {
+        return if bytes.len() >= max {
+            ProbeRequest::TooLarge
+        } else {
+            ProbeRequest::Partial
+        };
+    };
+    // A bad request line is answered at once, without waiting for the head.
+    let Some((method, target)) = request_line(&bytes[..line_end]) else {
+        return ProbeRequest::Bad;
+    };
+    if find(&bytes[line_end..], b"\r\n\r\n").is_none() {
+        return if bytes.len() >= max {
+            ProbeRequest::TooLarge
+        } else {
+            ProbeRequest::Partial
+        };
+    }
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let head = match method {
+        "GET" => false,
+        "HEAD" => true,
+        _ => return ProbeRequest::Method,
+    };
+    match path {
+        "/ready" => ProbeRequest::Ready { head },
+        "/metrics" => ProbeRequest::Metrics { head },
+        _ => ProbeRequest::NotFound,
+    }
+}
+
+/// `METHOD SP origin-form SP HTTP/1.x`: the method and the target.
+fn request_line(line: &[u8]) -> Option<(&str, &str)> {
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let ok = parts.next().is_none()
+        && matches!(version, "HTTP/1.0" | "HTTP/1.1")
+        && !method.is_empty()
+        && method.bytes().all(token)
+        && target.starts_with('/')
+        && target.bytes().all(|b| b.is_ascii_graphic());
+    ok.then_some((method, target))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The whole HTTP response to `req`.
+fn probe_answer(req: ProbeRequest, m: &Arc<GatewayMetrics>) -> Vec<u8> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let (status, ctype, body, head) = match req {
+        ProbeRequest::Ready { head } => ("200 OK", TEXT, "ready\n".to_string(), head),
+        ProbeRequest::Metrics { head } => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            m.render(),
+            head,
+        ),
+        ProbeRequest::NotFound => ("404 Not Found", TEXT, "not found\n".into(), false),
+        ProbeRequest::Method => (
+            "405 Method Not Allowed",
+            TEXT,
+            "GET or HEAD\n".into(),
+            false,
+        ),
+        ProbeRequest::TooLarge => (
+            "431 Request Header Fields Too Large",
+            TEXT,
+            "request head too large\n".into(),
+            false,
+        ),
+        ProbeRequest::Bad | ProbeRequest::Partial => {
+            ("400 Bad Request", TEXT, "bad request\n".into(), false)
+        }
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head {
+        out.extend_from_slice(body.as_bytes());
+    }
+    out
 }
 
 /// Exposes [`GatewayMetrics`] to a prometheus-client registry, read at each scrape.
@@ -332,6 +653,11 @@ impl prometheus_client::collector::Collector for GatewayCollector {
                 "Failed connections to the local target",
                 load(&m.target_errors),
             ),
+            (
+                "mcnet_gateway_refused_connections",
+                "Connections closed unread at the connection or handshake cap",
+                load(&m.refused),
+            ),
         ] {
             let e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(v).encode(e)?;
@@ -364,5 +690,191 @@ impl prometheus_client::collector::Collector for GatewayCollector {
         )?;
         ConstGauge::new(load(&m.active) as i64).encode(e)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn probe_requests_are_read_from_the_request_line() {
+        use ProbeRequest::*;
+        for (bytes, want) in [
+            (
+                &b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+                Ready { head: false },
+            ),
+            (b"HEAD /ready HTTP/1.0\r\n\r\n", Ready { head: true }),
+            (
+                b"GET /metrics?x=1 HTTP/1.1\r\n\r\n",
+                Metrics { head: false },
+            ),
+            (
+                b"HEAD /metrics HTTP/1.1\r\nA: b\r\n\r\n",
+                Metrics { head: true },
+            ),
+            (b"GET / HTTP/1.1\r\n\r\n", NotFound),
+            (b"POST /ready HTTP/1.1\r\n\r\n", Method),
+            (b"GET /ready HTTP/1.1\r\nHost: x\r\n", Partial),
+            (b"GET /rea", Partial),
+            (b"", Partial),
+            // Answered as soon as the request line is known to be wrong.
+            (b"GET /ready HTTP/2.0\r\n", Bad),
+            (b"GET  /ready HTTP/1.1\r\n", Bad),
+            (b"GET http://x/ready HTTP/1.1\r\n", Bad),
+            (b"G\xc3\xa9T /ready HTTP/1.1\r\n", Bad),
+            (b"\x16\x03\x01\x00\xc4\x01\r\n", Bad),
+            (b"GET /ready\x00 HTTP/1.1\r\n\r\n", Bad),
+        ] {
+            assert_eq!(
+                parse_probe_request(bytes, 8192),
+                want,
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        let long = format!("GET /ready HTTP/1.1\r\nX: {}", "a".repeat(100));
+        assert_eq!(parse_probe_request(long.as_bytes(), 64), TooLarge);
+        assert_eq!(parse_probe_request(&[b'G'; 64], 64), TooLarge);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any bytes: no panic, and only a complete head within the limit
+        /// is answered as a request.
+        #[test]
+        fn the_probe_parser_takes_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300), max in 1usize..300) {
+            let bytes = &bytes[..bytes.len().min(max)];
+            match parse_probe_request(bytes, max) {
+                ProbeRequest::Ready { .. } | ProbeRequest::Metrics { .. } | ProbeRequest::NotFound | ProbeRequest::Method => {
+                    prop_assert!(find(bytes, b"\r\n\r\n").is_some());
+                }
+                ProbeRequest::Partial => prop_assert!(bytes.len() < max),
+                ProbeRequest::TooLarge => prop_assert!(bytes.len() >= max),
+                ProbeRequest::Bad => {}
+            }
+        }
+
+        /// A valid request with any headers is read the same, and every
+        /// prefix of it waits for more.
+        #[test]
+        fn a_request_is_partial_until_its_head_ends(
+            path in prop::sample::select(vec!["/ready", "/metrics", "/other", "/ready?verbose"]),
+            head in any::<bool>(),
+            headers in proptest::collection::vec(("[A-Za-z-]{1,12}", "[ -~]{0,20}"), 0..5),
+        ) {
+            let mut req = format!("{} {path} HTTP/1.1\r\n", if head { "HEAD" } else { "GET" });
+            for (k, v) in &headers {
+                req.push_str(&format!("{k}: {v}\r\n"));
+            }
+            req.push_str("\r\n");
+            let want = match path {
+                "/ready" | "/ready?verbose" => ProbeRequest::Ready { head },
+                "/metrics" => ProbeRequest::Metrics { head },
+                _ => ProbeRequest::NotFound,
+            };
+            prop_assert_eq!(parse_probe_request(req.as_bytes(), 8192), want);
+            for cut in 0..req.len() {
+                prop_assert_eq!(parse_probe_request(&req.as_bytes()[..cut], 8192), ProbeRequest::Partial);
+            }
+        }
+    }
+
+    async fn probe_on(o: ProbeOptions) -> (SocketAddr, watch::Sender<bool>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(probe(
+            l,
+            Arc::new(GatewayMetrics::default()),
+            Arc::new(o),
+            stopped,
+        ));
+        (addr, stop)
+    }
+
+    /// Reads until the peer closes: what it sent, and the instant it
+    /// closed (`None` if it did not within `within`).
+    async fn until_closed(
+        s: &mut TcpStream,
+        within: Duration,
+    ) -> (Vec<u8>, Option<tokio::time::Instant>) {
+        let mut out = Vec::new();
+        let closed = tokio::time::timeout(within, async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        (out, closed.ok().map(|_| tokio::time::Instant::now()))
+    }
+
+    #[tokio::test]
+    async fn an_idle_probe_connection_is_closed_unanswered_after_the_read_timeout() {
+        let (addr, _stop) = probe_on(ProbeOptions {
+            read_timeout: Duration::from_millis(300),
+            ..ProbeOptions::default()
+        })
+        .await;
+        let t0 = tokio::time::Instant::now();
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET /ready HTTP/1.1\r\nHost:")
+            .await
+            .unwrap();
+        for s in [&mut idle, &mut half] {
+            let (got, closed) = until_closed(s, Duration::from_secs(5)).await;
+            let closed = closed.expect("closed by the probe") - t0;
+            assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+            assert!(
+                closed >= Duration::from_millis(250) && closed < Duration::from_secs(3),
+                "closed after {closed:?}"
+            );
+        }
+        let mut ok = TcpStream::connect(addr).await.unwrap();
+        ok.write_all(b"GET /ready HTTP/1.1\r\n\r\n").await.unwrap();
+        let (got, _) = until_closed(&mut ok, Duration::from_secs(5)).await;
+        assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
+        assert!(got.ends_with(b"\r\n\r\nready\n"), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn the_probe_closes_connections_over_its_cap_and_answers_oversized_heads_431() {
+        let (addr, _stop) = probe_on(ProbeOptions {
+            max_connections: 2,
+            max_request_bytes: 128,
+            ..ProbeOptions::default()
+        })
+        .await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET").await.unwrap();
+            held.push(s);
+        }
+        // The two are in (they are read from) before the third comes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut over = TcpStream::connect(addr).await.unwrap();
+        let (got, closed) = until_closed(&mut over, Duration::from_secs(2)).await;
+        assert!(closed.is_some() && got.is_empty(), "{got:?} {closed:?}");
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut big = TcpStream::connect(addr).await.unwrap();
+        big.write_all(format!("GET /ready HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(200)).as_bytes())
+            .await
+            .unwrap();
+        let (got, _) = until_closed(&mut big, Duration::from_secs(5)).await;
+        assert!(
+            got.starts_with(b"HTTP/1.1 431 "),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
     }
 }

@@ -31,8 +31,10 @@ pub enum HandshakeFailure {
     WrongIdentity,
     /// Any other TLS failure.
     Other,
-    /// The connection failed or timed out during the handshake.
+    /// The connection failed (closed, reset) during the handshake.
     Io,
+    /// The handshake did not finish within the gateway's handshake timeout.
+    Timeout,
 }
 
 impl HandshakeFailure {
@@ -46,11 +48,12 @@ impl HandshakeFailure {
             HandshakeFailure::WrongIdentity => "wrong_identity",
             HandshakeFailure::Other => "tls_error",
             HandshakeFailure::Io => "io",
+            HandshakeFailure::Timeout => "timeout",
         }
     }
 
     /// Every reason.
-    pub const ALL: [HandshakeFailure; 7] = [
+    pub const ALL: [HandshakeFailure; 8] = [
         HandshakeFailure::Plaintext,
         HandshakeFailure::NoCertificate,
         HandshakeFailure::Untrusted,
@@ -58,6 +61,7 @@ impl HandshakeFailure {
         HandshakeFailure::WrongIdentity,
         HandshakeFailure::Other,
         HandshakeFailure::Io,
+        HandshakeFailure::Timeout,
     ];
 
     /// Classifies a handshake error.

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use mcnet_mesh::gateway::{self, GatewayConfig};
+use mcnet_mesh::gateway::{self, GatewayConfig, GatewayLimits, ProbeOptions};
 use mcnet_mesh::identity::{
     self, check_trust_domain, issuer_trust_domain, IdentityDir, IssuerCa, TrustAnchor, TrustBundle,
     WorkloadId, ANCHOR_LIFETIME, MAX_LIFETIME,
@@ -110,6 +110,34 @@ pub struct GatewayArgs {
     /// Log violations but let them through.
     #[arg(long)]
     audit: bool,
+    /// Close a connection whose mTLS handshake has not finished within this
+    /// (e.g. 10s, 500ms), and count it as a `timeout` handshake failure.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout, value_name = "DURATION")]
+    handshake_timeout: Duration,
+    /// Open connections at most, handshaking or forwarding; at the cap new
+    /// ones are closed at once.
+    #[arg(long, default_value_t = 4096, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Handshakes in progress at most; at the cap new connections are closed at once.
+    #[arg(long, default_value_t = 256, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_handshakes: u32,
+    /// Close a probe connection whose request has not arrived within this,
+    /// without an answer.
+    #[arg(long, default_value = "5s", value_parser = parse_timeout, value_name = "DURATION")]
+    probe_read_timeout: Duration,
+}
+
+impl GatewayArgs {
+    fn limits(&self) -> GatewayLimits {
+        GatewayLimits {
+            max_connections: self.max_connections as usize,
+            max_handshakes: self.max_handshakes as usize,
+            probe: ProbeOptions {
+                read_timeout: self.probe_read_timeout,
+                ..ProbeOptions::default()
+            },
+        }
+    }
 }
 
 #[derive(Args)]
@@ -172,6 +200,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("a lifetime must be positive".into());
     }
     Ok(Duration::from_secs(secs))
+}
+
+/// Parses a timeout: `500ms`, `10s`, `2m` (or plain seconds), from 1 ms to
+/// an hour.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        _ => return Err(format!("`{s}`: the unit must be ms, s or m")),
+    };
+    let hour_ms = 3_600_000;
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_ms))
+        .filter(|ms| (1..=hour_ms).contains(ms))
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{s}` is not a timeout from 1ms to 1h, like 10s or 500ms"))
 }
 
 fn read(p: &Path) -> anyhow::Result<String> {
@@ -277,15 +325,16 @@ fn gateway_cmd(a: GatewayArgs) -> anyhow::Result<ExitCode> {
                 ..Authorization::allow_only(a.allow.clone())
             }
         };
-        let gw = gateway::start(
+        let gw = gateway::start_with(
             identity.clone(),
             GatewayConfig {
                 listen: a.listen,
                 target: a.target,
                 probe: a.probe,
                 authz,
-                handshake_timeout: Duration::from_secs(10),
+                handshake_timeout: a.handshake_timeout,
             },
+            a.limits(),
         )
         .await?;
         eprintln!(
@@ -329,12 +378,13 @@ fn gateway_cmd(a: GatewayArgs) -> anyhow::Result<ExitCode> {
         gw.shutdown().await;
         use std::sync::atomic::Ordering::Relaxed;
         eprintln!(
-            "gateway stopped: {} connections, {} bytes in, {} bytes out, {} denied, {} audited",
+            "gateway stopped: {} connections, {} bytes in, {} bytes out, {} denied, {} audited, {} refused at the caps",
             m.connections.load(Relaxed),
             m.bytes_in.load(Relaxed),
             m.bytes_out.load(Relaxed),
             m.authz_denials.load(Relaxed),
-            m.authz_audited.load(Relaxed)
+            m.authz_audited.load(Relaxed),
+            m.refused.load(Relaxed)
         );
         for why in HandshakeFailure::ALL {
             let n = m.handshake_failures(why);
