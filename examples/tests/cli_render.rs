@@ -281,6 +281,46 @@ fn render_refuses_a_directory_it_does_not_own_and_an_invalid_topology() {
     assert!(!out.0.join("x").exists());
 }
 
+/// Every path under `root`, relative, sorted.
+fn tree(root: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+            if p.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn render_refuses_a_cluster_named_like_a_path_and_writes_nothing() {
+    let dir = TempDir::new("escape");
+    std::fs::create_dir_all(dir.0.join("a/b")).unwrap();
+    let out = dir.path("a/b/out");
+    let absolute = dir.path("abs");
+    for (i, name) in ["../../escape", absolute.as_str()].into_iter().enumerate() {
+        let t = common::temp(
+            &format!("escape-{i}.yaml"),
+            &format!(
+                "apiVersion: mcnet.io/v1alpha1\nkind: Topology\nmetadata: {{name: t}}\nspec:\n  providers: [{{name: aws, kind: aws, regions: [us-east-1]}}]\n  networks: [{{name: n, provider: aws, region: us-east-1, cidrs: [10.0.0.0/16]}}]\n  clusters: [{{name: '{name}', flavour: eks, network: n, podCidr: 10.100.0.0/16, serviceCidr: 10.200.0.0/20}}]\n"
+            ),
+        );
+        let (code, _, stderr) = mcnet(&["render", &t, "-o", &out]);
+        assert!(code == 1 || code == 2, "{name}: exit {code}: {stderr}");
+        assert!(
+            stderr.contains("name.invalid") && stderr.contains("spec.clusters[0].name"),
+            "{name}: {stderr}"
+        );
+        assert_eq!(tree(&dir.0), ["a", "a/b"], "{name}: something was written");
+    }
+}
+
 // Node tuning, in a network namespace this test creates (root only).
 
 const KEYS: [&str; 6] = [

@@ -264,3 +264,37 @@ fn diagram_writes_an_svg() {
         assert!(svg.contains(s), "missing {s}");
     }
 }
+
+#[test]
+fn names_that_are_paths_or_collide_as_ids_are_invalid_with_their_field() {
+    // `aws-vpc/private` + `a` and `aws-vpc` + `private/a` would both be
+    // `subnet/aws-vpc/private/a`; a cluster named `../../escape` a path
+    // out of `mcnet render -o`.
+    for (tag, from, to, path) in [
+        (
+            "network",
+            "    - name: aws-vpc\n",
+            "    - name: aws-vpc/private\n",
+            "spec.networks[0].name",
+        ),
+        (
+            "subnet",
+            "{name: private-a, cidr",
+            "{name: private/a, cidr",
+            "spec.networks[0].subnets[0].name",
+        ),
+        (
+            "cluster",
+            "    - name: eks-prod\n",
+            "    - name: ../../escape\n",
+            "spec.clusters[0].name",
+        ),
+    ] {
+        let p = variant(&format!("name-{tag}.yaml"), from, to);
+        let (code, v) = validate_json(&p);
+        assert_eq!(code, 1, "{v}");
+        let e = errors_with(&v, "name.invalid");
+        assert_eq!(e.len(), 1, "{tag}: {v}");
+        assert_eq!(e[0]["path"], path, "{tag}: {v}");
+    }
+}

@@ -31,7 +31,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use mcnet_cloud::connect::aws::AwsProvider;
 use mcnet_cloud::connect::sim::{SimCloud, SimConfig};
-use mcnet_core::reconcile::{Op, Providers, ResourceProvider, Scope, Spec};
+use mcnet_core::reconcile::{Op, Providers, ResourceId, ResourceProvider, Scope, Spec};
 use mcnet_core::topology::{AwsConnection, VxcTargetKind};
 use serde_json::{json, Value};
 use support::moto::moto;
@@ -451,7 +451,7 @@ async fn adr003_direct_connect_gateway_and_vif_ride_on_the_vxcs_hosted_connectio
     let seen = rig.observe().await;
     let vgw = |n: &str| {
         seen.iter()
-            .find(|o| o.id == format!("vpn-gateway/{n}"))
+            .find(|o| o.id == ResourceId::vpn_gateway(n))
             .unwrap()
             .cloud_id
             .clone()

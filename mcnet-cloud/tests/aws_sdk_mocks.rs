@@ -19,7 +19,8 @@ use aws_sdk_ec2::Client;
 use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
 use mcnet_cloud::connect::aws::AwsProvider;
 use mcnet_core::reconcile::{
-    Desired, ErrorKind, Observed, Owner, Refs, ResourceProvider, ResourceState, Scope, Spec,
+    Desired, ErrorKind, Observed, Owner, Refs, ResourceId, ResourceProvider, ResourceState, Scope,
+    Spec,
 };
 
 fn mocked(region: &str, rules: &[&Rule]) -> Client {
@@ -46,7 +47,7 @@ fn owner() -> Owner {
 
 fn vpc(id: &str, cloud_id: &str, region: &str) -> Observed {
     Observed {
-        id: id.into(),
+        id: id.parse().unwrap(),
         cloud_id: cloud_id.into(),
         scope: Scope::Aws,
         spec: Spec::Network {
@@ -68,7 +69,7 @@ fn known(peer_region: &str) -> BTreeMap<String, Observed> {
 
 fn peering(peer_region: Option<&str>) -> Desired {
     Desired {
-        id: "peering/ab".into(),
+        id: ResourceId::peering("ab"),
         scope: Scope::Aws,
         spec: Spec::Peering {
             requester: "network/a".into(),
@@ -95,7 +96,7 @@ fn described(code: Code, message: Option<&str>) -> VpcPeeringConnection {
         .status(reason.build())
         .requester_vpc_info(info("vpc-a"))
         .accepter_vpc_info(info("vpc-b"));
-    for (k, v) in owner().tags("peering/ab") {
+    for (k, v) in owner().tags(&ResourceId::peering("ab")) {
         b = b.tags(Tag::builder().key(k).value(v).build());
     }
     b.build()

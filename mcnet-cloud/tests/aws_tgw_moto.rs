@@ -21,7 +21,7 @@ use support::moto::moto;
 
 fn d(id: &str, spec: Spec) -> Desired {
     Desired {
-        id: id.into(),
+        id: id.parse().unwrap(),
         scope: Scope::Aws,
         spec,
     }
@@ -67,7 +67,7 @@ fn hub(spoke_b_subnets: &[&str]) -> Vec<Desired> {
             vec!["subnet/a/x".to_string()]
         };
         v.push(d(
-            &format!("transit-gateway-attachment/{n}"),
+            &format!("transit-gateway-attachment/hub/{n}"),
             Spec::TransitGatewayAttachment {
                 transit_gateway: "transit-gateway/hub".into(),
                 network: format!("network/{n}"),
@@ -79,7 +79,7 @@ fn hub(spoke_b_subnets: &[&str]) -> Vec<Desired> {
             Spec::TransitGatewayRoute {
                 transit_gateway: "transit-gateway/hub".into(),
                 destination: cidr.into(),
-                attachment: format!("transit-gateway-attachment/{n}"),
+                attachment: format!("transit-gateway-attachment/hub/{n}"),
             },
         ));
         v.push(d(
@@ -118,7 +118,7 @@ fn without_moto_gaps(p: &Plan) -> Vec<(Op, String)> {
     p.actions
         .iter()
         .filter(|a| !moto_gap(a))
-        .map(|a| (a.op, a.resource.clone()))
+        .map(|a| (a.op, a.resource.to_string()))
         .collect()
 }
 
@@ -162,7 +162,7 @@ async fn a_transit_gateway_hub_applies_replans_empty_updates_in_place_and_destro
         ("AWS_SECRET_ACCESS_KEY", "testing"),
         ("AWS_REGION", "us-east-1"),
     ] {
-        // The standard credential chain reads these; this binary has one test.
+        // The standard credential chain reads these (the same in each test).
         std::env::set_var(k, v);
     }
     let aws = Arc::new(AwsProvider::new(vec!["us-east-1".into()], Some(url.clone())).await);
@@ -227,7 +227,7 @@ async fn a_transit_gateway_hub_applies_replans_empty_updates_in_place_and_destro
         .iter()
         .map(|a| (a.op, a.resource.as_str()))
         .collect();
-    assert_eq!(ops, [(Op::Update, "transit-gateway-attachment/b")]);
+    assert_eq!(ops, [(Op::Update, "transit-gateway-attachment/hub/b")]);
     let mut counts: Vec<u64> = boto3(&url)["attachments"]
         .as_array()
         .unwrap()
@@ -280,4 +280,27 @@ async fn a_transit_gateway_hub_applies_replans_empty_updates_in_place_and_destro
     .await;
     assert!(r.ok(), "{r:?}");
     assert!(providers.observe(&hub_owner).await.unwrap().is_empty());
+}
+
+/// EC2 resources carry their owner in the `mcnet.io/topology` tag,
+/// compared whole: a topology named `prod:x` (or `prod-x`) is not `prod`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroying_prod_never_touches_prod_colon_x_or_prod_dash_x_resources() {
+    let t = mcnet_core::topology::Topology::from_str_strict(
+        "apiVersion: mcnet.io/v1alpha1\nkind: Topology\nmetadata: {name: t}\nspec:\n  providers: [{name: aws, kind: aws, regions: [us-east-1]}]\n  networks:\n    - {name: a, provider: aws, region: us-east-1, cidrs: [10.50.0.0/16], subnets: [{name: x, cidr: 10.50.0.0/24, zone: us-east-1a}]}\n",
+    )
+    .unwrap();
+    for theirs in ["prod:x", "prod-x"] {
+        let Some((_moto, url)) = moto() else { return };
+        for (k, v) in [
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+        ] {
+            // The standard credential chain reads these (the same in each test).
+            std::env::set_var(k, v);
+        }
+        let aws = Arc::new(AwsProvider::new(vec!["us-east-1".into()], Some(url)).await);
+        support::rig::destroy_of_prod_spares(&t, theirs, Providers::default().with(aws)).await;
+    }
 }

@@ -35,7 +35,7 @@ use ipnet::Ipv4Net;
 use mcnet_cloud::connect::azure::{AzureConfig, AzureProvider, NETWORK_API, RESOURCES_API};
 use mcnet_cloud::connect::sim::{SimCloud, SimConfig};
 use mcnet_core::reconcile::{ErrorKind, Op, Providers, ResourceProvider, Scope};
-use mcnet_core::topology::Topology;
+use mcnet_core::topology::{Topology, VxcTargetKind};
 use serde_json::{json, Value};
 use support::rig::{example, Rig, TempDir};
 
@@ -969,4 +969,35 @@ async fn private_endpoints_reach_private_link_resources() {
     let r = rig.destroy().await;
     assert!(r.ok(), "{r:?}");
     assert!(rig.observe().await.is_empty());
+}
+
+/// ARM resources carry their owner in the `mcnet.io-topology` tag,
+/// compared whole: a topology named `prod:x` (or `prod-x`) is not `prod`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroying_prod_never_touches_prod_colon_x_or_prod_dash_x_resources() {
+    for theirs in ["prod:x", "prod-x"] {
+        let (url, _arm) = serve().await;
+        let dir = TempDir::new("azure-owner");
+        let sim = SimCloud::with_config(
+            &dir.0,
+            SimConfig {
+                step_ms: 10,
+                ..SimConfig::default()
+            },
+        );
+        let azure = Arc::new(AzureProvider::new(config(&url, SECRET)).unwrap());
+        let providers = Providers::default()
+            .with(sim.provider(Scope::Aws))
+            .with(azure)
+            .with(sim.provider(Scope::Gcp))
+            .with(sim.provider(Scope::Megaport));
+        // Without the ExpressRoute VXC, whose connection waits on Megaport
+        // provisioning the circuit (the test above covers that).
+        let mut t = example("adr-003.yaml");
+        t.spec
+            .interconnect
+            .vxcs
+            .retain(|v| v.target.kind != VxcTargetKind::AzureExpressroute);
+        support::rig::destroy_of_prod_spares(&t, theirs, providers).await;
+    }
 }

@@ -162,7 +162,7 @@ spec:
     // A Cloud Router for Partner Interconnect must be AS 16550: refused
     // before any call, naming the resource.
     let d = mcnet_core::reconcile::Desired {
-        id: "interconnect-gateway/x".into(),
+        id: "interconnect-gateway/x".parse().unwrap(),
         scope: Scope::Gcp,
         spec: mcnet_core::reconcile::Spec::InterconnectGateway {
             region: "us-east4".into(),
@@ -281,4 +281,28 @@ async fn private_service_connect_endpoints_reach_service_attachments() {
     assert!(r.ok(), "{r:?}");
     let left: Vec<String> = gcp_api.lock().unwrap().res.keys().cloned().collect();
     assert!(left.is_empty(), "leaked: {left:?}");
+}
+
+/// GCP resources carry their owner only in the description: a topology
+/// named `prod:x` (or `prod-x`) is not `prod`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroying_prod_never_touches_prod_colon_x_or_prod_dash_x_resources() {
+    for theirs in ["prod:x", "prod-x"] {
+        let (url, _api) = serve().await;
+        let dir = TempDir::new("gcp-owner");
+        let sim = SimCloud::with_config(
+            &dir.0,
+            SimConfig {
+                step_ms: 10,
+                ..SimConfig::default()
+            },
+        );
+        let gcp = Arc::new(GcpProvider::new(config(&url, TOKEN)).unwrap());
+        let providers = Providers::default()
+            .with(sim.provider(Scope::Aws))
+            .with(sim.provider(Scope::Azure))
+            .with(gcp)
+            .with(sim.provider(Scope::Megaport));
+        support::rig::destroy_of_prod_spares(&example("adr-003.yaml"), theirs, providers).await;
+    }
 }

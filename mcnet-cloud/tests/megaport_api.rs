@@ -10,6 +10,9 @@
 //! this server, so the sim's ExpressRoute service key and GCP pairing key
 //! feed real HTTP orders.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -919,7 +922,7 @@ async fn bad_credentials_and_bad_orders_are_clear_errors() {
     // An MCR speed the location does not offer: the API's validation says so.
     let p = MegaportProvider::new(config(&url, SECRET)).unwrap();
     let mcr = mcnet_core::reconcile::Desired {
-        id: "router/r".into(),
+        id: "router/r".parse().unwrap(),
         scope: Scope::Megaport,
         spec: mcnet_core::reconcile::Spec::Router {
             name: "r".into(),
@@ -996,4 +999,28 @@ async fn a_hosted_vif_vxc_carries_the_vifs_bgp_and_names_the_vif() {
     assert_eq!(csp["amazonAsn"], 64512);
     assert_eq!(csp["customer_address"], "169.254.100.1/30");
     assert_eq!(csp["amazon_address"], "169.254.100.2/30");
+}
+
+/// Megaport products carry their owner only in the cost centre: a
+/// topology named `prod:x` (or `prod-x`) is not `prod`'s, so destroying
+/// `prod` cancels none of its MCRs or VXCs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroying_prod_never_cancels_prod_colon_x_or_prod_dash_x_products() {
+    for theirs in ["prod:x", "prod-x"] {
+        let (url, api) = serve().await;
+        let dir = temp_dir("megaport-owner");
+        let (sim, megaport) = sim_and_megaport(&dir.0, &url);
+        let providers = Providers::default()
+            .with(sim.provider(Scope::Aws))
+            .with(sim.provider(Scope::Azure))
+            .with(sim.provider(Scope::Gcp))
+            .with(megaport);
+        support::rig::destroy_of_prod_spares(&adr003(), theirs, providers).await;
+        let a = api.lock().unwrap();
+        assert!(
+            a.products.values().all(|p| !p.cancelled),
+            "{theirs}: a product was cancelled"
+        );
+        assert!(!a.products.is_empty());
+    }
 }

@@ -1,6 +1,9 @@
 //! The planner against the embedded sim: adr-003 end to end, drift, fault
 //! injection, quotas and leaks.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -499,4 +502,16 @@ async fn a_transit_gateway_hub_from_the_topology_applies_and_replans_empty() {
     assert!(w.plan().await.is_empty());
     assert!(w.destroy().await.ok());
     assert!(census(&dir.0).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroying_prod_never_touches_prod_colon_x_or_prod_dash_x_on_the_sim() {
+    for theirs in ["prod:x", "prod-x"] {
+        let dir = TempDir::new("owner");
+        let sim = SimCloud::with_config(&dir.0, fast(5));
+        let providers = Scope::ALL
+            .into_iter()
+            .fold(Providers::default(), |p, s| p.with(sim.provider(s)));
+        support::rig::destroy_of_prod_spares(&adr003(), theirs, providers).await;
+    }
 }

@@ -31,8 +31,8 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_ec2::Client;
 use mcnet_core::reconcile::{
-    ConnectivityProvider, Desired, ErrorKind, Observed, Owner, ProviderError, Refs, ResourceKind,
-    ResourceProvider, ResourceState, Scope, Spec, TAG_TOPOLOGY,
+    ConnectivityProvider, Desired, ErrorKind, Observed, Owner, ProviderError, Refs, ResourceId,
+    ResourceKind, ResourceProvider, ResourceState, Scope, Spec, TAG_TOPOLOGY,
 };
 
 const KINDS: &[ResourceKind] = &[
@@ -149,9 +149,15 @@ macro_rules! next_hop {
 }
 
 /// A resource just created or adopted, before the next observe describes it.
-fn fresh(id: &str, cloud_id: String, spec: Spec, state: ResourceState, region: &str) -> Observed {
+fn fresh(
+    id: &ResourceId,
+    cloud_id: String,
+    spec: Spec,
+    state: ResourceState,
+    region: &str,
+) -> Observed {
     Observed {
-        id: id.into(),
+        id: id.clone(),
         cloud_id,
         scope: Scope::Aws,
         spec,
@@ -161,7 +167,7 @@ fn fresh(id: &str, cloud_id: String, spec: Spec, state: ResourceState, region: &
     }
 }
 
-fn tags(owner: &Owner, id: &str, rt: ResourceType) -> TagSpecification {
+fn tags(owner: &Owner, id: &ResourceId, rt: ResourceType) -> TagSpecification {
     let mut b = TagSpecification::builder().resource_type(rt);
     for (k, v) in owner.tags(id) {
         b = b.tags(Tag::builder().key(k).value(v).build());
@@ -179,13 +185,13 @@ fn owner_filter(owner: &Owner) -> Filter {
 /// The logical id in `t`, if the tags mark the resource as `owner`'s. The
 /// list calls filter by the topology tag already; this holds even where a
 /// filter is not honoured (moto ignores it for transit gateway attachments).
-fn logical(owner: &Owner, t: &[Tag]) -> Option<String> {
+fn logical(owner: &Owner, t: &[Tag]) -> Option<ResourceId> {
     owner.owns(t.iter().filter_map(|t| Some((t.key()?, t.value()?))))
 }
 
 /// A resource as AWS reports it: references are AWS ids.
 struct Raw {
-    id: String,
+    id: ResourceId,
     cloud_id: String,
     spec: Spec,
     state: ResourceState,
@@ -280,7 +286,7 @@ impl AwsProvider {
         let c = self.client(region);
         let f = owner_filter(owner);
         let mut out = Vec::new();
-        let raw = |id: Option<String>, cloud_id: &str, spec: Spec, status: &str| {
+        let raw = |id: Option<ResourceId>, cloud_id: &str, spec: Spec, status: &str| {
             id.map(|id| Raw {
                 id,
                 cloud_id: cloud_id.to_string(),
@@ -375,7 +381,7 @@ impl AwsProvider {
                         out.extend(raw(Some(id), rtb, spec, "available"));
                         continue;
                     }
-                    let net = id.strip_prefix("route-table/").unwrap_or(&id).to_string();
+                    let net = id.name().to_string();
                     for rt in t.routes() {
                         if rt.origin() != Some(&RouteOrigin::CreateRoute) {
                             continue; // local and propagated routes are not ours
@@ -400,7 +406,7 @@ impl AwsProvider {
                             "available"
                         };
                         out.extend(raw(
-                            Some(format!("route/{net}/{dest}")),
+                            Some(ResourceId::route(&net, dest)),
                             &format!("{rtb}|{dest}"),
                             spec,
                             status,
@@ -516,7 +522,7 @@ impl AwsProvider {
                         .send()
                         .named("SearchTransitGatewayRoutes", region)
                         .await?;
-                    let name = id.strip_prefix("transit-gateway/").unwrap_or(&id);
+                    let name = id.name();
                     for rt in routes.routes() {
                         let Some(dest) = rt.destination_cidr_block() else {
                             continue;
@@ -538,7 +544,7 @@ impl AwsProvider {
                             "available"
                         };
                         out.extend(raw(
-                            Some(format!("transit-gateway-route/{name}/{dest}")),
+                            Some(ResourceId::transit_gateway_route(name, dest)),
                             &format!("{rtb}|{dest}"),
                             spec,
                             st,
@@ -663,7 +669,7 @@ impl ResourceProvider for AwsProvider {
         }
         let idx: BTreeMap<String, String> = raws
             .iter()
-            .map(|r| (r.cloud_id.clone(), r.id.clone()))
+            .map(|r| (r.cloud_id.clone(), r.id.to_string()))
             .collect();
         Ok(raws.into_iter().map(|r| Self::finish(r, &idx)).collect())
     }
@@ -682,7 +688,8 @@ impl ResourceProvider for AwsProvider {
             return self.dx_create(owner, r, refs).await;
         }
         let spec = refs.to_cloud(&r.spec)?;
-        let id = r.id.as_str();
+        let rid = &r.id;
+        let id = rid.as_str();
         let region = match &r.spec {
             Spec::Network { region, .. } => region.clone(),
             Spec::Subnet { network, .. }
@@ -705,7 +712,7 @@ impl ResourceProvider for AwsProvider {
                 let out = c
                     .create_vpc()
                     .cidr_block(first)
-                    .tag_specifications(tags(owner, id, ResourceType::Vpc))
+                    .tag_specifications(tags(owner, rid, ResourceType::Vpc))
                     .send()
                     .named("CreateVpc", id)
                     .await?;
@@ -735,7 +742,7 @@ impl ResourceProvider for AwsProvider {
                     .vpc_id(network)
                     .cidr_block(cidr)
                     .set_availability_zone(zone.clone())
-                    .tag_specifications(tags(owner, id, ResourceType::Subnet))
+                    .tag_specifications(tags(owner, rid, ResourceType::Subnet))
                     .send()
                     .named("CreateSubnet", id)
                     .await?;
@@ -748,7 +755,7 @@ impl ResourceProvider for AwsProvider {
                 let out = c
                     .create_route_table()
                     .vpc_id(network)
-                    .tag_specifications(tags(owner, id, ResourceType::RouteTable))
+                    .tag_specifications(tags(owner, rid, ResourceType::RouteTable))
                     .send()
                     .named("CreateRouteTable", id)
                     .await?;
@@ -763,7 +770,7 @@ impl ResourceProvider for AwsProvider {
                     subnets: vec![],
                     propagating_gateways: vec![],
                 };
-                let created = fresh(id, rtb, empty, ResourceState::Ready, &region);
+                let created = fresh(rid, rtb, empty, ResourceState::Ready, &region);
                 return self.update(owner, r, &created, refs).await;
             }
             Spec::Route {
@@ -782,7 +789,8 @@ impl ResourceProvider for AwsProvider {
                     // Already there (a create whose answer was lost): make it ours.
                     Err(e) if e.code() == Some("RouteAlreadyExists") => {
                         let cid = format!("{route_table}|{destination}");
-                        let current = fresh(id, cid, r.spec.clone(), ResourceState::Ready, &region);
+                        let current =
+                            fresh(rid, cid, r.spec.clone(), ResourceState::Ready, &region);
                         return self.update(owner, r, &current, refs).await;
                     }
                     // A route to a transit gateway waits for the VPC's
@@ -814,7 +822,7 @@ impl ResourceProvider for AwsProvider {
                     .vpc_id(requester)
                     .peer_vpc_id(accepter)
                     .set_peer_region(peer_region.clone())
-                    .tag_specifications(tags(owner, id, ResourceType::VpcPeeringConnection))
+                    .tag_specifications(tags(owner, rid, ResourceType::VpcPeeringConnection))
                     .send()
                     .named("CreateVpcPeeringConnection", id)
                     .await?;
@@ -847,7 +855,7 @@ impl ResourceProvider for AwsProvider {
                 let mut b = c
                     .create_vpn_gateway()
                     .r#type(GatewayType::Ipsec1)
-                    .tag_specifications(tags(owner, id, ResourceType::VpnGateway));
+                    .tag_specifications(tags(owner, rid, ResourceType::VpnGateway));
                 if let Some(a) = asn {
                     b = b.amazon_side_asn(i64::from(*a));
                 }
@@ -874,7 +882,7 @@ impl ResourceProvider for AwsProvider {
                     .create_transit_gateway()
                     .description(id)
                     .options(opts)
-                    .tag_specifications(tags(owner, id, ResourceType::TransitGateway))
+                    .tag_specifications(tags(owner, rid, ResourceType::TransitGateway))
                     .send()
                     .named("CreateTransitGateway", id)
                     .await?;
@@ -893,7 +901,7 @@ impl ResourceProvider for AwsProvider {
                     .transit_gateway_id(transit_gateway)
                     .vpc_id(network)
                     .set_subnet_ids(Some(subnets.clone()))
-                    .tag_specifications(tags(owner, id, ResourceType::TransitGatewayAttachment))
+                    .tag_specifications(tags(owner, rid, ResourceType::TransitGatewayAttachment))
                     .send()
                     .named("CreateTransitGatewayVpcAttachment", id)
                     .await?;
@@ -905,7 +913,7 @@ impl ResourceProvider for AwsProvider {
                 // Tag again by id: moto drops TagSpecifications on this type
                 // (AWS keeps them; there the call changes nothing).
                 let mut t = self.client(&region).create_tags().resources(&att);
-                for (k, v) in owner.tags(id) {
+                for (k, v) in owner.tags(rid) {
                     t = t.tags(Tag::builder().key(k).value(v).build());
                 }
                 t.send().named("CreateTags", id).await?;
@@ -943,7 +951,7 @@ impl ResourceProvider for AwsProvider {
                     .service_name(service)
                     .vpc_endpoint_type(kind)
                     .set_subnet_ids((!subnets.is_empty()).then(|| subnets.clone()))
-                    .tag_specifications(tags(owner, id, ResourceType::VpcEndpoint))
+                    .tag_specifications(tags(owner, rid, ResourceType::VpcEndpoint))
                     .send()
                     .named("CreateVpcEndpoint", id)
                     .await?;
@@ -955,7 +963,7 @@ impl ResourceProvider for AwsProvider {
             other => return Err(self.unsupported(id, other.kind())),
         };
         let pending = ResourceState::Pending("created".into());
-        Ok(fresh(id, cloud_id, r.spec.clone(), pending, &region))
+        Ok(fresh(rid, cloud_id, r.spec.clone(), pending, &region))
     }
 
     async fn update(
@@ -966,7 +974,8 @@ impl ResourceProvider for AwsProvider {
         refs: Refs<'_>,
     ) -> Result<Observed, ProviderError> {
         let want = refs.to_cloud(&r.spec)?;
-        let id = r.id.as_str();
+        let rid = &r.id;
+        let id = rid.as_str();
         if matches!(
             want,
             Spec::InterconnectGateway { .. } | Spec::InterconnectAttachment { .. }

@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use mcnet_core::reconcile::{
-    ConnectivityProvider, Desired, ErrorKind, Observed, Owner, ProviderError, Refs, ResourceKind,
-    ResourceProvider, ResourceState, Scope, Spec, TAG_ID,
+    ConnectivityProvider, Desired, ErrorKind, Observed, Owner, ProviderError, Refs, ResourceId,
+    ResourceKind, ResourceProvider, ResourceState, Scope, Spec, TAG_ID,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -147,7 +147,7 @@ fn arm_name(id: &str) -> String {
     id.replace('/', "-")
 }
 
-fn tags(owner: &Owner, id: &str) -> BTreeMap<String, String> {
+fn tags(owner: &Owner, id: &ResourceId) -> BTreeMap<String, String> {
     owner
         .tags(id)
         .into_iter()
@@ -156,7 +156,7 @@ fn tags(owner: &Owner, id: &str) -> BTreeMap<String, String> {
 }
 
 /// The logical id in an ARM object's tags, if `owner` owns it.
-fn owned(owner: &Owner, v: &Value) -> Option<String> {
+fn owned(owner: &Owner, v: &Value) -> Option<ResourceId> {
     // Written with `-` for `/`: read them back as the core's tag names.
     let tags: Vec<(String, &str)> = v["tags"]
         .as_object()?
@@ -253,14 +253,14 @@ impl AzureProvider {
     async fn put_owned(
         &self,
         owner: &Owner,
-        id: &str,
+        id: &ResourceId,
         kind: &str,
         location: &str,
         properties: Value,
     ) -> Result<Value, ProviderError> {
-        let cid = self.id_of(kind, &arm_name(id));
+        let cid = self.id_of(kind, &arm_name(id.as_str()));
         let body = json!({"location": location, "tags": tags(owner, id), "properties": properties});
-        self.put(&cid, body, id).await
+        self.put(&cid, body, id.as_str()).await
     }
 
     fn id_of(&self, kind: &str, name: &str) -> String {
@@ -373,7 +373,8 @@ impl AzureProvider {
         if self.group_ready.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut t = tags(owner, "resource-group");
+        // The group is the topology's, not one of its resources: no id tag.
+        let mut t = tags(owner, &ResourceId::network("resource-group"));
         t.remove(&TAG_ID.replace('/', "-"));
         self.call(
             Method::PUT,
@@ -388,7 +389,7 @@ impl AzureProvider {
     }
 
     fn observed(
-        id: String,
+        id: ResourceId,
         cloud_id: &str,
         spec: Spec,
         state: ResourceState,
@@ -419,12 +420,12 @@ impl AzureProvider {
     }
 
     /// A VNet, its subnets and the requester halves of its peerings.
-    fn vnet(id: &str, v: &Value, index: &Index, locations: &Index, out: &mut Vec<Observed>) {
+    fn vnet(id: &ResourceId, v: &Value, index: &Index, locations: &Index, out: &mut Vec<Observed>) {
         let p = &v["properties"];
-        let net = id.strip_prefix("network/").unwrap_or(id);
+        let net = id.name();
         let cloud_id = s(&v["id"]);
         out.push(Self::observed(
-            id.to_string(),
+            id.clone(),
             cloud_id,
             Spec::Network {
                 region: s(&v["location"]).into(),
@@ -441,7 +442,7 @@ impl AzureProvider {
         ));
         for sn in p["subnets"].as_array().into_iter().flatten() {
             out.push(Self::observed(
-                format!("subnet/{net}/{}", s(&sn["name"])),
+                ResourceId::subnet(net, s(&sn["name"])),
                 s(&sn["id"]),
                 Spec::Subnet {
                     network: id.to_string(),
@@ -470,7 +471,7 @@ impl AzureProvider {
                 s(&pe["properties"]["peeringState"]).to_string(),
             );
             out.push(Self::observed(
-                format!("peering/{logical}"),
+                ResourceId::peering(logical),
                 s(&pe["id"]),
                 Spec::Peering {
                     requester: id.to_string(),
@@ -487,7 +488,7 @@ impl AzureProvider {
         }
     }
 
-    fn gateway(id: String, g: &Value, index: &Index) -> Observed {
+    fn gateway(id: ResourceId, g: &Value, index: &Index) -> Observed {
         let p = &g["properties"];
         let subnet = s(&p["ipConfigurations"][0]["properties"]["subnet"]["id"]);
         let vnet = subnet
@@ -510,7 +511,7 @@ impl AzureProvider {
         )
     }
 
-    fn circuit(id: String, c: &Value) -> Observed {
+    fn circuit(id: ResourceId, c: &Value) -> Observed {
         let p = &c["properties"];
         let mut outputs = BTreeMap::new();
         if let Some(k) = p["serviceKey"].as_str() {
@@ -538,7 +539,7 @@ impl AzureProvider {
         )
     }
 
-    fn connection(id: String, c: &Value, index: &Index) -> Observed {
+    fn connection(id: ResourceId, c: &Value, index: &Index) -> Observed {
         let p = &c["properties"];
         let circuit = s(&p["peer"]["id"]);
         let gateway = s(&p["virtualNetworkGateway1"]["id"]);
@@ -569,7 +570,7 @@ impl AzureProvider {
     /// resource and sub-resource it reaches, the state of that connection
     /// (`Approved`, or `Pending` until the resource's owner approves it) and
     /// the address it got.
-    fn private_endpoint(id: String, e: &Value, index: &Index) -> Observed {
+    fn private_endpoint(id: ResourceId, e: &Value, index: &Index) -> Observed {
         let p = &e["properties"];
         let subnet = s(&p["subnet"]["id"]);
         let vnet = subnet.rsplit_once("/subnets/").map_or(subnet, |(v, _)| v);
@@ -716,7 +717,7 @@ impl ResourceProvider for AzureProvider {
         for v in &vnets {
             locations.insert(key(s(&v["id"])), s(&v["location"]).to_string());
         }
-        let mine = |items: &[Value]| -> Vec<(String, Value)> {
+        let mine = |items: &[Value]| -> Vec<(ResourceId, Value)> {
             items
                 .iter()
                 .filter_map(|v| owned(owner, v).map(|id| (id, v.clone())))
@@ -730,14 +731,13 @@ impl ResourceProvider for AzureProvider {
             mine(&endpoints),
         );
         for (id, v) in vnets.iter().chain(&gateways).chain(&circuits) {
-            index.insert(key(s(&v["id"])), id.clone());
+            index.insert(key(s(&v["id"])), id.to_string());
         }
         for (id, v) in &vnets {
-            let net = id.strip_prefix("network/").unwrap_or(id);
             for sn in v["properties"]["subnets"].as_array().into_iter().flatten() {
                 index.insert(
                     key(s(&sn["id"])),
-                    format!("subnet/{net}/{}", s(&sn["name"])),
+                    ResourceId::subnet(id.name(), s(&sn["name"])).to_string(),
                 );
             }
         }
@@ -766,7 +766,8 @@ impl ResourceProvider for AzureProvider {
         r: &Desired,
         refs: Refs<'_>,
     ) -> Result<Observed, ProviderError> {
-        let id = r.id.as_str();
+        let rid = &r.id;
+        let id = rid.as_str();
         let name = arm_name(id);
         let region_of = |net: &str| -> Result<String, ProviderError> {
             match &refs.get(net)?.spec {
@@ -780,7 +781,7 @@ impl ResourceProvider for AzureProvider {
                 let v = self
                     .put_owned(
                         owner,
-                        id,
+                        rid,
                         "virtualNetworks",
                         region,
                         json!({"addressSpace": {"addressPrefixes": cidrs}}),
@@ -790,7 +791,7 @@ impl ResourceProvider for AzureProvider {
             }
             Spec::Subnet { network, cidr, .. } => {
                 let vnet = refs.cloud_id(network)?;
-                let sub = id.rsplit('/').next().unwrap_or(id);
+                let sub = rid.path().last().map_or(id, String::as_str);
                 let v = self
                     .put(
                         &format!("{vnet}/subnets/{sub}"),
@@ -808,7 +809,7 @@ impl ResourceProvider for AzureProvider {
                 let (a, b) = (refs.cloud_id(requester)?, refs.cloud_id(accepter)?);
                 let v = self.peer(id, a, b).await?;
                 let cur = Self::observed(
-                    id.into(),
+                    rid.clone(),
                     s(&v["id"]),
                     r.spec.clone(),
                     ResourceState::Ready,
@@ -819,11 +820,12 @@ impl ResourceProvider for AzureProvider {
             }
             Spec::VpnGateway { network, .. } => {
                 let vnet = refs.cloud_id(network)?;
-                let net = network.strip_prefix("network/").unwrap_or(network);
+                // `vpn-gateway/<network>`: the gateway is named after its VNet.
+                let net = rid.name();
                 // The gateway needs the VNet's GatewaySubnet, which the
                 // planner may still be creating beside it.
                 let subnet = refs
-                    .get(&format!("subnet/{net}/{GATEWAY_SUBNET}"))
+                    .get(ResourceId::subnet(net, GATEWAY_SUBNET).as_str())
                     .map_err(|_| {
                         ProviderError::new(
                             Scope::Azure,
@@ -849,7 +851,7 @@ impl ResourceProvider for AzureProvider {
                 let v = self
                     .put_owned(
                         owner,
-                        id,
+                        rid,
                         "virtualNetworkGateways",
                         &region_of(network)?,
                         properties,
@@ -902,7 +904,7 @@ impl ResourceProvider for AzureProvider {
                         &cid,
                         json!({
                             "location": region,
-                            "tags": tags(owner, id),
+                            "tags": tags(owner, rid),
                             "sku": {"name": "Standard_MeteredData", "tier": "Standard", "family": "MeteredData"},
                             "properties": {
                                 "serviceProviderProperties": {
@@ -916,7 +918,7 @@ impl ResourceProvider for AzureProvider {
                         id,
                     )
                     .await?;
-                let mut o = Self::circuit(id.into(), &v);
+                let mut o = Self::circuit(rid.clone(), &v);
                 o.spec = r.spec.clone();
                 Ok(o)
             }
@@ -963,7 +965,7 @@ impl ResourceProvider for AzureProvider {
                     )
                     .with_code("CircuitNotProvisioned"));
                 }
-                let mut t = tags(owner, id);
+                let mut t = tags(owner, rid);
                 if let Some(v) = vxc {
                     t.insert(TAG_VXC.into(), v.clone());
                 }
@@ -987,7 +989,7 @@ impl ResourceProvider for AzureProvider {
                         id,
                     )
                     .await?;
-                let mut o = Self::connection(id.into(), &v, &Index::new());
+                let mut o = Self::connection(rid.clone(), &v, &Index::new());
                 o.spec = r.spec.clone();
                 Ok(o)
             }
@@ -1022,13 +1024,13 @@ impl ResourceProvider for AzureProvider {
                 let v = self
                     .put_owned(
                         owner,
-                        id,
+                        rid,
                         "privateEndpoints",
                         &region_of(network)?,
                         properties,
                     )
                     .await?;
-                let mut o = Self::private_endpoint(id.into(), &v, &Index::new());
+                let mut o = Self::private_endpoint(rid.clone(), &v, &Index::new());
                 o.spec = r.spec.clone();
                 Ok(o)
             }
@@ -1053,16 +1055,19 @@ impl ResourceProvider for AzureProvider {
             (Spec::Network { cidrs, .. }, Spec::Network { .. }) => {
                 // A VNet PUT replaces the whole object: send back what it
                 // has (subnets, peerings) with the new address space.
-                let mut v = self.get(&current.cloud_id, &r.id).await?.ok_or_else(|| {
-                    ProviderError::new(
-                        Scope::Azure,
-                        ErrorKind::NotFound,
-                        "GET virtualNetworks",
-                        format!("{}: {} is gone", r.id, current.cloud_id),
-                    )
-                })?;
+                let mut v = self
+                    .get(&current.cloud_id, r.id.as_str())
+                    .await?
+                    .ok_or_else(|| {
+                        ProviderError::new(
+                            Scope::Azure,
+                            ErrorKind::NotFound,
+                            "GET virtualNetworks",
+                            format!("{}: {} is gone", r.id, current.cloud_id),
+                        )
+                    })?;
                 v["properties"]["addressSpace"]["addressPrefixes"] = json!(cidrs);
-                let v = self.put(&current.cloud_id, v, &r.id).await?;
+                let v = self.put(&current.cloud_id, v, r.id.as_str()).await?;
                 let mut o = Self::refreshed(current, &v);
                 o.spec = r.spec.clone();
                 Ok(o)
@@ -1077,7 +1082,7 @@ impl ResourceProvider for AzureProvider {
             ) => {
                 // Initiated: one half is missing.
                 let (a, b) = (refs.cloud_id(requester)?, refs.cloud_id(accepter)?);
-                let v = self.peer(&r.id, a, b).await?;
+                let v = self.peer(r.id.as_str(), a, b).await?;
                 Ok(Self::refreshed(current, &v))
             }
             _ => Ok(self
@@ -1090,16 +1095,19 @@ impl ResourceProvider for AzureProvider {
     async fn delete(&self, current: &Observed) -> Result<(), ProviderError> {
         if let Spec::Peering { .. } = current.spec {
             if let Some(remote) = current.links.get(1) {
-                self.delete_id(&Self::accept_half(remote, &current.id), &current.id)
-                    .await?;
+                self.delete_id(
+                    &Self::accept_half(remote, current.id.as_str()),
+                    current.id.as_str(),
+                )
+                .await?;
             }
         }
-        self.delete_id(&current.cloud_id, &current.id).await
+        self.delete_id(&current.cloud_id, current.id.as_str()).await
     }
 
     async fn refresh(&self, current: &Observed) -> Result<Option<Observed>, ProviderError> {
         Ok(self
-            .get(&current.cloud_id, &current.id)
+            .get(&current.cloud_id, current.id.as_str())
             .await?
             .map(|v| Self::refreshed(current, &v)))
     }
@@ -1120,10 +1128,10 @@ mod tests {
         let owner = Owner {
             topology: "adr-003".into(),
         };
-        let t = tags(&owner, "network/azure-vnet");
+        let t = tags(&owner, &ResourceId::network("azure-vnet"));
         assert!(t.keys().all(|k| !k.contains('/')), "{t:?}");
         let v = json!({"tags": t});
-        assert_eq!(owned(&owner, &v).as_deref(), Some("network/azure-vnet"));
+        assert_eq!(owned(&owner, &v), Some(ResourceId::network("azure-vnet")));
         let other = Owner {
             topology: "other".into(),
         };

@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use mcnet_core::reconcile::{
-    ConnectivityProvider, Desired, ErrorKind, Observed, Owner, ProviderError, Refs, ResourceKind,
-    ResourceProvider, ResourceState, Scope, Spec,
+    ConnectivityProvider, Desired, ErrorKind, Observed, Owner, ProviderError, Refs, ResourceId,
+    ResourceKind, ResourceProvider, ResourceState, Scope, Spec,
 };
 use mcnet_core::topology::service_attachment_region;
 use reqwest::Method;
@@ -100,15 +100,13 @@ fn path_of(url: &str) -> &str {
 }
 
 /// The description that marks a resource as `owner`'s `id`.
-fn description(owner: &Owner, id: &str) -> String {
+fn description(owner: &Owner, id: &ResourceId) -> String {
     owner.mark(id)
 }
 
 /// The logical id in a description written for `owner`, and the rest.
-fn owned<'a>(owner: &Owner, description: &'a str) -> Option<(String, &'a str)> {
-    let rest = owner.marked(description)?;
-    let (id, extra) = rest.split_once(';').unwrap_or((rest, ""));
-    Some((id.to_string(), extra))
+fn owned<'a>(owner: &Owner, description: &'a str) -> Option<(ResourceId, &'a str)> {
+    owner.marked(description)
 }
 
 /// A `key=value;...` field of a network's description.
@@ -341,7 +339,7 @@ impl GcpProvider {
     }
 
     fn observed(
-        id: String,
+        id: ResourceId,
         v: &Value,
         spec: Spec,
         state: ResourceState,
@@ -359,7 +357,7 @@ impl GcpProvider {
         }
     }
 
-    fn network(id: String, extra: &str, n: &Value) -> Observed {
+    fn network(id: ResourceId, extra: &str, n: &Value) -> Observed {
         let spec = Spec::Network {
             region: field(extra, "region").unwrap_or_default().to_string(),
             cidrs: field(extra, "cidrs")
@@ -373,7 +371,13 @@ impl GcpProvider {
     }
 
     /// The requester halves of a network's peerings.
-    fn peerings(id: &str, n: &Value, index: &Index, regions: &Index, out: &mut Vec<Observed>) {
+    fn peerings(
+        id: &ResourceId,
+        n: &Value,
+        index: &Index,
+        regions: &Index,
+        out: &mut Vec<Observed>,
+    ) {
         let here = path_of(s(&n["selfLink"]));
         for p in n["peerings"].as_array().into_iter().flatten() {
             let name = s(&p["name"]);
@@ -389,7 +393,7 @@ impl GcpProvider {
             outputs.insert("status".into(), state.to_string());
             let (a_region, b_region) = (regions.get(here), regions.get(remote));
             out.push(Observed {
-                id: format!("peering/{logical}"),
+                id: ResourceId::peering(logical),
                 cloud_id: format!("{here}#{name}"),
                 scope: Scope::Gcp,
                 spec: Spec::Peering {
@@ -410,7 +414,7 @@ impl GcpProvider {
         }
     }
 
-    fn subnet(id: String, v: &Value, index: &Index) -> Observed {
+    fn subnet(id: ResourceId, v: &Value, index: &Index) -> Observed {
         let net = path_of(s(&v["network"]));
         Self::observed(
             id,
@@ -429,7 +433,7 @@ impl GcpProvider {
         )
     }
 
-    fn router(id: String, v: &Value, index: &Index) -> Observed {
+    fn router(id: ResourceId, v: &Value, index: &Index) -> Observed {
         let net = path_of(s(&v["network"]));
         Self::observed(
             id,
@@ -455,7 +459,7 @@ impl GcpProvider {
         )
     }
 
-    fn attachment(id: String, v: &Value, index: &Index) -> Observed {
+    fn attachment(id: ResourceId, v: &Value, index: &Index) -> Observed {
         let router = path_of(s(&v["router"]));
         let state = s(&v["state"]);
         let mut outputs = BTreeMap::new();
@@ -483,7 +487,7 @@ impl GcpProvider {
 
     /// A Private Service Connect endpoint: its forwarding rule, with the
     /// subnet of the address it uses (`subnets` by address path).
-    fn endpoint(id: String, v: &Value, index: &Index, subnets: &Index) -> Observed {
+    fn endpoint(id: ResourceId, v: &Value, index: &Index, subnets: &Index) -> Observed {
         let rule = path_of(s(&v["selfLink"]));
         let net = path_of(s(&v["network"]));
         let name = |p: &str| {
@@ -547,7 +551,7 @@ impl GcpProvider {
             .cloud_id
             .split_once('#')
             .unwrap_or((&current.cloud_id, ""));
-        let Some(n) = self.get(net, &current.id).await? else {
+        let Some(n) = self.get(net, current.id.as_str()).await? else {
             return Ok(None);
         };
         let half = n["peerings"]
@@ -599,7 +603,7 @@ impl ResourceProvider for GcpProvider {
                     cid.clone(),
                     field(extra, "region").unwrap_or("").to_string(),
                 );
-                index.insert(cid, id.clone());
+                index.insert(cid, id.to_string());
                 mine.push((id, extra.to_string(), n));
             }
         }
@@ -610,13 +614,13 @@ impl ResourceProvider for GcpProvider {
         }
         for v in &subnets {
             if let Some((id, _)) = owned(owner, s(&v["description"])) {
-                index.insert(path_of(s(&v["selfLink"])).to_string(), id.clone());
+                index.insert(path_of(s(&v["selfLink"])).to_string(), id.to_string());
                 out.push(Self::subnet(id, v, &index));
             }
         }
         for v in &routers {
             if let Some((id, _)) = owned(owner, s(&v["description"])) {
-                index.insert(path_of(s(&v["selfLink"])).to_string(), id.clone());
+                index.insert(path_of(s(&v["selfLink"])).to_string(), id.to_string());
                 out.push(Self::router(id, v, &index));
             }
         }
@@ -650,10 +654,11 @@ impl ResourceProvider for GcpProvider {
         r: &Desired,
         refs: Refs<'_>,
     ) -> Result<Observed, ProviderError> {
-        let id = r.id.as_str();
+        let rid = &r.id;
+        let id = rid.as_str();
         let name = gcp_name(id)?;
         let pp = self.project_path();
-        let desc = description(owner, id);
+        let desc = description(owner, rid);
         let region_of = |net: &str| -> Result<String, ProviderError> {
             match &refs.get(net)?.spec {
                 Spec::Network { region, .. } => Ok(region.clone()),
@@ -673,7 +678,7 @@ impl ResourceProvider for GcpProvider {
                     .await?;
                 let path = format!("{pp}/global/networks/{name}");
                 let v = self.read(&path, id).await?;
-                let mut o = Self::network(id.into(), "", &v);
+                let mut o = Self::network(rid.clone(), "", &v);
                 o.spec = r.spec.clone();
                 Ok(o)
             }
@@ -690,7 +695,7 @@ impl ResourceProvider for GcpProvider {
                 let coll = format!("{pp}/regions/{region}/subnetworks");
                 self.insert(&coll, body, id).await?;
                 let v = self.read(&format!("{coll}/{name}"), id).await?;
-                let mut o = Self::subnet(id.into(), &v, &Index::new());
+                let mut o = Self::subnet(rid.clone(), &v, &Index::new());
                 o.spec = r.spec.clone();
                 Ok(o)
             }
@@ -702,7 +707,7 @@ impl ResourceProvider for GcpProvider {
                 let (a, b) = (refs.cloud_id(requester)?, refs.cloud_id(accepter)?);
                 self.peer(id, a, b).await?;
                 let cur = Observed {
-                    id: id.into(),
+                    id: rid.clone(),
                     cloud_id: format!("{a}#{name}"),
                     scope: Scope::Gcp,
                     spec: r.spec.clone(),
@@ -747,7 +752,7 @@ impl ResourceProvider for GcpProvider {
                 let coll = format!("{pp}/regions/{region}/routers");
                 self.insert(&coll, body, id).await?;
                 let v = self.read(&format!("{coll}/{name}"), id).await?;
-                let mut o = Self::router(id.into(), &v, &Index::new());
+                let mut o = Self::router(rid.clone(), &v, &Index::new());
                 o.spec = r.spec.clone();
                 Ok(o)
             }
@@ -768,7 +773,7 @@ impl ResourceProvider for GcpProvider {
                 let coll = format!("{pp}/regions/{region}/interconnectAttachments");
                 self.insert(&coll, body, id).await?;
                 let v = self.read(&format!("{coll}/{name}"), id).await?;
-                let mut o = Self::attachment(id.into(), &v, &Index::new());
+                let mut o = Self::attachment(rid.clone(), &v, &Index::new());
                 o.spec = r.spec.clone();
                 Ok(o)
             }
@@ -833,7 +838,7 @@ impl ResourceProvider for GcpProvider {
                     return Err(e);
                 }
                 let v = self.read(&format!("{rules}/{name}"), id).await?;
-                let mut o = Self::endpoint(id.into(), &v, &Index::new(), &Index::new());
+                let mut o = Self::endpoint(rid.clone(), &v, &Index::new(), &Index::new());
                 o.spec = r.spec.clone();
                 Ok(o)
             }
@@ -870,7 +875,7 @@ impl ResourceProvider for GcpProvider {
             } => {
                 // INACTIVE: the accepter's half is missing.
                 let (a, b) = (refs.cloud_id(requester)?, refs.cloud_id(accepter)?);
-                self.peer(&r.id, a, b).await?;
+                self.peer(r.id.as_str(), a, b).await?;
                 Ok(self
                     .peering_now(current)
                     .await?
@@ -941,7 +946,7 @@ impl ResourceProvider for GcpProvider {
         if let Spec::Peering { .. } = current.spec {
             return self.peering_now(current).await;
         }
-        let Some(v) = self.get(&current.cloud_id, &current.id).await? else {
+        let Some(v) = self.get(&current.cloud_id, current.id.as_str()).await? else {
             return Ok(None);
         };
         let mut o = current.clone();
@@ -979,7 +984,7 @@ mod tests {
         };
         let d = format!(
             "{};region=us-east4;cidrs=10.2.0.0/16,10.3.0.0/16",
-            description(&owner, "network/gcp-vpc")
+            description(&owner, &ResourceId::network("gcp-vpc"))
         );
         let (id, extra) = owned(&owner, &d).expect("owned");
         assert_eq!(id, "network/gcp-vpc");

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use mcnet_core::reconcile::{
     Desired, ErrorKind, InterconnectProvider, Observed, Owner, ProviderError, Quote, Refs,
-    ResourceKind, ResourceProvider, ResourceState, Scope, Spec, VxcBgp,
+    ResourceId, ResourceKind, ResourceProvider, ResourceState, Scope, Spec, VxcBgp,
 };
 use serde_json::{json, Value};
 
@@ -100,13 +100,17 @@ impl std::fmt::Debug for MegaportProvider {
     }
 }
 
-fn cost_centre(owner: &Owner, id: &str) -> String {
+fn cost_centre(owner: &Owner, id: &ResourceId) -> String {
     owner.mark(id)
 }
 
-/// The logical id in a cost centre written for `owner`.
-fn owned(owner: &Owner, cost_centre: &str) -> Option<String> {
-    owner.marked(cost_centre).map(str::to_string)
+/// The logical id in a cost centre written for `owner`, when it is one of
+/// `kind`: the whole cost centre must be the mark, nothing appended.
+fn owned(owner: &Owner, cost_centre: &str, kind: ResourceKind) -> Option<ResourceId> {
+    owner
+        .marked(cost_centre)
+        .filter(|(id, extra)| extra.is_empty() && id.kind() == kind)
+        .map(|(id, _)| id)
 }
 
 fn state_of(status: &str) -> Option<ResourceState> {
@@ -288,7 +292,7 @@ impl MegaportProvider {
 
     fn observed(
         &self,
-        id: String,
+        id: ResourceId,
         p: &Value,
         spec: Spec,
         outputs: BTreeMap<String, String>,
@@ -309,7 +313,7 @@ impl MegaportProvider {
     }
 
     fn router(&self, owner: &Owner, p: &Value) -> Option<Observed> {
-        let id = owned(owner, s(&p["costCentre"]))?;
+        let id = owned(owner, s(&p["costCentre"]), ResourceKind::Router)?;
         let zone = s(&p["diversityZone"]);
         let spec = Spec::Router {
             name: s(&p["productName"]).into(),
@@ -326,10 +330,10 @@ impl MegaportProvider {
         &self,
         owner: &Owner,
         p: &Value,
-        routers: &BTreeMap<String, String>,
+        routers: &BTreeMap<String, ResourceId>,
         lists: &BTreeMap<u64, Vec<String>>,
     ) -> Option<Observed> {
-        let id = owned(owner, s(&p["costCentre"]))?;
+        let id = owned(owner, s(&p["costCentre"]), ResourceKind::Vxc)?;
         let conns = csp_connections(p);
         let vrouter = conns.iter().find(|c| c["connectType"] == "VROUTER");
         let csp = conns
@@ -338,11 +342,13 @@ impl MegaportProvider {
         let target = csp
             .and_then(|c| target_of(s(&c["connectType"])))
             .unwrap_or("unknown");
-        let name = id.strip_prefix("vxc/").unwrap_or(&id);
+        let name = id.name();
         // The B end's key came from the cloud resource desired() names for this VXC.
         let partner = match target {
-            "azure-expressroute" => Some(format!("interconnect-gateway/{name}")),
-            "gcp-partner-interconnect" => Some(format!("interconnect-attachment/{name}")),
+            "azure-expressroute" => Some(ResourceId::interconnect_gateway(name).to_string()),
+            "gcp-partner-interconnect" => {
+                Some(ResourceId::interconnect_attachment(name, None).to_string())
+            }
             _ => None,
         };
         let mut bgp = VxcBgp::default();
@@ -371,7 +377,7 @@ impl MegaportProvider {
             name: s(&p["productName"]).into(),
             router: routers
                 .get(a_uid)
-                .cloned()
+                .map(ToString::to_string)
                 .unwrap_or_else(|| format!("unmanaged:{a_uid}")),
             target: target.into(),
             partner,
@@ -438,7 +444,7 @@ impl MegaportProvider {
                 let port = self.partner_port("AWSHC", location, id).await?;
                 Ok(json!({"productUid": port, "partnerConfig": {
                     "connectType": "AWSHC", "type": "private", "ownerAccount": account,
-                    "name": r.id.trim_start_matches("vxc/"),
+                    "name": r.id.name(),
                 }}))
             }
             "aws-hosted-vif" => {
@@ -470,7 +476,7 @@ impl MegaportProvider {
                     "connectType": "AWS", "type": "private", "ownerAccount": account,
                     "asn": asn, "amazonAsn": amazon_asn,
                     "customerIpAddress": local, "amazonIpAddress": format!("{peer}/{len}"),
-                    "name": r.id.trim_start_matches("vxc/"),
+                    "name": r.id.name(),
                 }}))
             }
             other => Err(invalid(
@@ -579,7 +585,7 @@ impl MegaportProvider {
         &self,
         owner: &Owner,
         mcr: &str,
-        vxc_id: &str,
+        vxc_id: &ResourceId,
         dir: &str,
         prefixes: &[String],
     ) -> Result<Option<u64>, ProviderError> {
@@ -598,7 +604,7 @@ impl MegaportProvider {
                 reqwest::Method::GET,
                 &format!("{base}/prefixLists"),
                 None,
-                vxc_id,
+                vxc_id.as_str(),
             )
             .await?;
         let existing = lists
@@ -612,7 +618,7 @@ impl MegaportProvider {
                     reqwest::Method::PUT,
                     &format!("{base}/prefixList/{id}"),
                     Some(body),
-                    vxc_id,
+                    vxc_id.as_str(),
                 )
                 .await?;
                 id
@@ -623,7 +629,7 @@ impl MegaportProvider {
                         reqwest::Method::POST,
                         &format!("{base}/prefixList"),
                         Some(body),
-                        vxc_id,
+                        vxc_id.as_str(),
                     )
                     .await?;
                 d["id"].as_u64().ok_or_else(|| {
@@ -639,7 +645,7 @@ impl MegaportProvider {
         &self,
         owner: &Owner,
         mcr: &str,
-        id: &str,
+        id: &ResourceId,
         bgp: &VxcBgp,
     ) -> Result<Value, ProviderError> {
         let import = self
@@ -710,7 +716,7 @@ impl ResourceProvider for MegaportProvider {
         let mut vxcs: BTreeMap<String, &Value> = BTreeMap::new();
         for p in &list {
             for v in p["associatedVxcs"].as_array().into_iter().flatten() {
-                if owned(owner, s(&v["costCentre"])).is_some() {
+                if owned(owner, s(&v["costCentre"]), ResourceKind::Vxc).is_some() {
                     vxcs.insert(s(&v["productUid"]).to_string(), v);
                 }
             }
@@ -758,8 +764,13 @@ impl ResourceProvider for MegaportProvider {
                 diversity_zone,
                 term_months,
             } => {
-                self.check_location(&r.id, *location_id, *speed_mbps, diversity_zone.as_deref())
-                    .await?;
+                self.check_location(
+                    r.id.as_str(),
+                    *location_id,
+                    *speed_mbps,
+                    diversity_zone.as_deref(),
+                )
+                .await?;
                 let order = json!([{
                     "locationId": location_id,
                     "productName": name,
@@ -769,7 +780,7 @@ impl ResourceProvider for MegaportProvider {
                     "costCentre": cost_centre(owner, &r.id),
                     "config": {"mcrAsn": asn, "diversityZone": diversity_zone},
                 }]);
-                let d = self.buy(order, &r.id).await?;
+                let d = self.buy(order, r.id.as_str()).await?;
                 s(&d[0]["technicalServiceUid"]).to_string()
             }
             Spec::Vxc {
@@ -801,7 +812,7 @@ impl ResourceProvider for MegaportProvider {
                         "bEnd": b_end,
                     }],
                 }]);
-                let d = self.buy(order, &r.id).await?;
+                let d = self.buy(order, r.id.as_str()).await?;
                 s(&d[0]["vxcJTechnicalServiceUid"]).to_string()
             }
             other => {
@@ -868,8 +879,13 @@ impl ResourceProvider for MegaportProvider {
             }
         };
         if current.state == ResourceState::Ready || !r.spec.diff(&current.spec).is_empty() {
-            self.call(reqwest::Method::PUT, &path_body.0, Some(path_body.1), &r.id)
-                .await?;
+            self.call(
+                reqwest::Method::PUT,
+                &path_body.0,
+                Some(path_body.1),
+                r.id.as_str(),
+            )
+            .await?;
         }
         Ok(Observed {
             spec: r.spec.clone(),
@@ -880,7 +896,7 @@ impl ResourceProvider for MegaportProvider {
 
     async fn delete(&self, current: &Observed) -> Result<(), ProviderError> {
         let path = format!("/v3/product/{}/action/CANCEL_NOW", current.cloud_id);
-        self.call(reqwest::Method::POST, &path, None, &current.id)
+        self.call(reqwest::Method::POST, &path, None, current.id.as_str())
             .await
             .map(drop)
     }
@@ -888,7 +904,7 @@ impl ResourceProvider for MegaportProvider {
     async fn refresh(&self, current: &Observed) -> Result<Option<Observed>, ProviderError> {
         let path = format!("/v2/product/{}", current.cloud_id);
         let p = match self
-            .call(reqwest::Method::GET, &path, None, &current.id)
+            .call(reqwest::Method::GET, &path, None, current.id.as_str())
             .await
         {
             Ok(p) => p,
@@ -940,7 +956,7 @@ impl InterconnectProvider for MegaportProvider {
                 reqwest::Method::POST,
                 "/v4/pricebook/product",
                 Some(body),
-                &r.id,
+                r.id.as_str(),
             )
             .await?;
         Ok(Quote {

@@ -38,7 +38,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use mcnet_core::reconcile::{
     ConnectivityProvider, Desired, ErrorKind, InterconnectProvider, Observed, Owner, ProviderError,
-    Quote, Refs, ResourceKind, ResourceProvider, ResourceState, Scope, Spec,
+    Quote, Refs, ResourceId, ResourceKind, ResourceProvider, ResourceState, Scope, Spec,
 };
 use serde::{Deserialize, Serialize};
 
@@ -551,6 +551,7 @@ impl SimProvider {
 
     fn observed(
         &self,
+        id: ResourceId,
         cid: &str,
         r: &SimResource,
         idx: &BTreeMap<String, String>,
@@ -567,11 +568,7 @@ impl SimProvider {
         let mut outputs = r.outputs.clone();
         outputs.insert("status".into(), status);
         Observed {
-            id: r
-                .tags
-                .get(mcnet_core::reconcile::TAG_ID)
-                .cloned()
-                .unwrap_or_default(),
+            id,
             cloud_id: cid.to_string(),
             scope: self.scope,
             spec,
@@ -800,11 +797,8 @@ impl ResourceProvider for SimProvider {
                 if r.spec.kind() != *kind {
                     continue;
                 }
-                if owner
-                    .owns(r.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .is_some()
-                {
-                    out.push(self.observed(cid, r, &idx, now));
+                if let Some(id) = owner.owns(r.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+                    out.push(self.observed(id, cid, r, &idx, now));
                 }
             }
         }
@@ -818,7 +812,7 @@ impl ResourceProvider for SimProvider {
         refs: Refs<'_>,
     ) -> Result<Observed, ProviderError> {
         let op = format!("create {}", r.kind());
-        self.gate(&op, &r.id)?;
+        self.gate(&op, r.id.as_str())?;
         let spec = refs.to_cloud(&r.spec)?;
         let mut outputs = BTreeMap::new();
         // Keys a VXC needs come from the cloud side; the VXC records the key it carries.
@@ -826,13 +820,13 @@ impl ResourceProvider for SimProvider {
             (Spec::InterconnectGateway { .. }, Scope::Azure) => {
                 outputs.insert(
                     "serviceKey".into(),
-                    format!("{:08x}-sim-er-key", fnv(&r.id)),
+                    format!("{:08x}-sim-er-key", fnv(r.id.as_str())),
                 );
             }
             (Spec::InterconnectAttachment { .. }, Scope::Gcp) => {
                 outputs.insert(
                     "pairingKey".into(),
-                    format!("{:08x}-sim/us-east4/1", fnv(&r.id)),
+                    format!("{:08x}-sim/us-east4/1", fnv(r.id.as_str())),
                 );
             }
             // A VXC to AWS is a hosted connection in the AWS account.
@@ -844,7 +838,10 @@ impl ResourceProvider for SimProvider {
                 },
                 _,
             ) if target == "aws-direct-connect" => {
-                outputs.insert("connectionId".into(), format!("dxcon-{:08x}", fnv(&r.id)));
+                outputs.insert(
+                    "connectionId".into(),
+                    format!("dxcon-{:08x}", fnv(r.id.as_str())),
+                );
             }
             // A hosted VIF is a virtual interface in the AWS account.
             (
@@ -855,7 +852,7 @@ impl ResourceProvider for SimProvider {
                 },
                 _,
             ) if target == "aws-hosted-vif" => {
-                outputs.insert("vifId".into(), format!("dxvif-{:08x}", fnv(&r.id)));
+                outputs.insert("vifId".into(), format!("dxvif-{:08x}", fnv(r.id.as_str())));
             }
             (
                 Spec::Vxc {
@@ -871,7 +868,7 @@ impl ResourceProvider for SimProvider {
             _ => {}
         }
         let (cid, res) = self.cloud.modify(self.scope, |st| {
-            self.admit(st, &spec, &r.id)?;
+            self.admit(st, &spec, r.id.as_str())?;
             let cid = new_id(self.scope, r.kind(), st);
             let res = SimResource {
                 tags: owner.tags(&r.id),
@@ -884,8 +881,8 @@ impl ResourceProvider for SimProvider {
             st.resources.insert(cid.clone(), res.clone());
             Ok((cid, res))
         })?;
-        self.lost_response(&op, &r.id)?;
-        let mut o = self.observed(&cid, &res, &self.index()?, now_ms());
+        self.lost_response(&op, r.id.as_str())?;
+        let mut o = self.observed(r.id.clone(), &cid, &res, &self.index()?, now_ms());
         // An AWS peering is requested, then accepted: a second call.
         if matches!(r.spec, Spec::Peering { .. }) && self.scope == Scope::Aws {
             o = self.update(owner, r, &o, refs).await?;
@@ -901,7 +898,7 @@ impl ResourceProvider for SimProvider {
         refs: Refs<'_>,
     ) -> Result<Observed, ProviderError> {
         let op = format!("update {}", r.kind());
-        self.gate(&op, &r.id)?;
+        self.gate(&op, r.id.as_str())?;
         let spec = refs.to_cloud(&r.spec)?;
         let res = self.cloud.modify(self.scope, |st| {
             let Some(res) = st.resources.get_mut(&current.cloud_id) else {
@@ -923,13 +920,19 @@ impl ResourceProvider for SimProvider {
             }
             Ok(res.clone())
         })?;
-        self.lost_response(&op, &r.id)?;
-        Ok(self.observed(&current.cloud_id, &res, &self.index()?, now_ms()))
+        self.lost_response(&op, r.id.as_str())?;
+        Ok(self.observed(
+            r.id.clone(),
+            &current.cloud_id,
+            &res,
+            &self.index()?,
+            now_ms(),
+        ))
     }
 
     async fn delete(&self, current: &Observed) -> Result<(), ProviderError> {
         let op = format!("delete {}", current.spec.kind());
-        self.gate(&op, &current.id)?;
+        self.gate(&op, current.id.as_str())?;
         self.cloud.modify(self.scope, |st| {
             // As in EC2, a route whose next hop goes away is left as a
             // blackhole rather than blocking the delete; anything else
@@ -955,7 +958,7 @@ impl ResourceProvider for SimProvider {
             st.resources.remove(&current.cloud_id);
             Ok(())
         })?;
-        self.lost_response(&op, &current.id)
+        self.lost_response(&op, current.id.as_str())
     }
 
     async fn refresh(&self, current: &Observed) -> Result<Option<Observed>, ProviderError> {
@@ -965,6 +968,7 @@ impl ResourceProvider for SimProvider {
             return Ok(None);
         };
         Ok(Some(self.observed(
+            current.id.clone(),
             &current.cloud_id,
             r,
             &self.index()?,
@@ -982,10 +986,10 @@ impl ConnectivityProvider for SimProvider {}
 #[async_trait]
 impl InterconnectProvider for SimProvider {
     async fn validate(&self, r: &Desired, refs: Refs<'_>) -> Result<Quote, ProviderError> {
-        self.gate("validate", &r.id)?;
+        self.gate("validate", r.id.as_str())?;
         let spec = refs.to_cloud(&r.spec).unwrap_or_else(|_| r.spec.clone());
         let st = self.cloud.read(self.scope)?;
-        self.admit(&st, &spec, &r.id)?;
+        self.admit(&st, &spec, r.id.as_str())?;
         let prices = mcnet_core::cost::Prices::embedded();
         let at_or_above =
             |table: &BTreeMap<u32, f64>, mbps: u32| table.range(mbps..).next().map(|(_, p)| *p);

@@ -125,3 +125,50 @@ impl Rig {
             .unwrap_or_else(|| panic!("{id} not observed"))
     }
 }
+
+/// Ownership is an exact match: `t` applied under the name `theirs` (a
+/// name validation refuses, such as `prod:x`, goes in through the library)
+/// on `providers`, then topology `prod` on the same providers observes
+/// none of it and its destroy deletes nothing; `theirs` still has every
+/// resource and re-plans empty.
+pub async fn destroy_of_prod_spares(t: &Topology, theirs: &str, providers: Providers) {
+    let mut other = t.clone();
+    other.metadata.name = theirs.into();
+    let rig = Rig::new(other, providers.clone());
+    let r = rig.converge().await;
+    assert!(r.ok(), "{theirs}: {r:?}");
+    let before: BTreeSet<String> = rig
+        .observe()
+        .await
+        .into_iter()
+        .map(|o| o.cloud_id)
+        .collect();
+    assert!(!before.is_empty(), "{theirs} created nothing");
+
+    let mut mine = t.clone();
+    mine.metadata.name = "prod".into();
+    let prod = Rig::new(mine, providers);
+    let seen = prod.observe().await;
+    assert!(
+        seen.is_empty(),
+        "prod sees {theirs}'s resources as its own: {:?}",
+        seen.iter()
+            .map(|o| (&o.id, &o.cloud_id))
+            .collect::<Vec<_>>()
+    );
+    let r = prod.destroy().await;
+    assert!(r.ok(), "{r:?}");
+
+    let after: BTreeSet<String> = rig
+        .observe()
+        .await
+        .into_iter()
+        .map(|o| o.cloud_id)
+        .collect();
+    assert_eq!(
+        after, before,
+        "destroying prod touched {theirs}'s resources"
+    );
+    let again = rig.plan().await;
+    assert!(again.is_empty(), "{theirs} after prod's destroy: {again}");
+}

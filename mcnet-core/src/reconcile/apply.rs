@@ -63,13 +63,13 @@ pub(crate) fn steps(actions: &[Action]) -> Vec<Step> {
         own.push((s0, s1));
         match (first, s1) {
             (Phase::Create, _) => {
-                create_of.insert(&a.resource, s0);
+                create_of.insert(a.resource.as_str(), s0);
             }
             (Phase::Delete, Some(s1)) => {
-                create_of.insert(&a.resource, s1);
-                deletes_of.entry(&a.resource).or_default().push(s0);
+                create_of.insert(a.resource.as_str(), s1);
+                deletes_of.entry(a.resource.as_str()).or_default().push(s0);
             }
-            (Phase::Delete, None) => deletes_of.entry(&a.resource).or_default().push(s0),
+            (Phase::Delete, None) => deletes_of.entry(a.resource.as_str()).or_default().push(s0),
             _ => {}
         }
     }
@@ -317,7 +317,7 @@ impl Providers {
         }
         let names: BTreeMap<String, String> = all
             .iter()
-            .map(|o| (o.cloud_id.clone(), o.id.clone()))
+            .map(|o| (o.cloud_id.clone(), o.id.to_string()))
             .collect();
         for o in &mut all {
             o.spec.map_refs(
@@ -366,7 +366,7 @@ impl Ctx {
         self.known
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(o.id.clone(), o);
+            .insert(o.id.to_string(), o);
     }
 
     async fn backoff(&self, resource: &str, attempt: u32, e: &ProviderError) {
@@ -434,7 +434,7 @@ impl Ctx {
                 ));
             }
             (self.events)(&ApplyEvent::Waiting {
-                resource: o.id.clone(),
+                resource: o.id.to_string(),
                 status,
             });
             tokio::time::sleep(every).await;
@@ -452,7 +452,7 @@ impl Ctx {
                 }
                 Err(e) if e.kind.retryable() && failures + 1 < self.opts.retry.attempts => {
                     failures += 1;
-                    self.backoff(&o.id, failures, &e).await;
+                    self.backoff(o.id.as_str(), failures, &e).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -468,7 +468,7 @@ async fn update(
     d: &super::resource::Desired,
     cur: &Observed,
 ) -> Result<Observed, ProviderError> {
-    ctx.retrying(&a.resource, || async {
+    ctx.retrying(a.resource.as_str(), || async {
         let known = ctx.snapshot();
         p.update(&ctx.owner, d, cur, Refs::new(a.provider, &known))
             .await
@@ -482,7 +482,7 @@ async fn run_step(ctx: Arc<Ctx>, a: Action, phase: Phase) -> Result<(), Provider
         Phase::Create => {
             let d = a.desired.as_ref().expect("a create has a desired shape");
             let (created, adopted) = ctx
-                .retrying(&a.resource, || async {
+                .retrying(a.resource.as_str(), || async {
                     let known = ctx.snapshot();
                     match p.create(&ctx.owner, d, Refs::new(a.provider, &known)).await {
                         Ok(o) => Ok((o, false)),
@@ -518,7 +518,7 @@ async fn run_step(ctx: Arc<Ctx>, a: Action, phase: Phase) -> Result<(), Provider
         }
         Phase::Delete => {
             let cur = a.current.clone().expect("a delete has a current resource");
-            ctx.retrying(&a.resource, || async {
+            ctx.retrying(a.resource.as_str(), || async {
                 match p.delete(&cur).await {
                     Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
                     other => other,
@@ -528,10 +528,10 @@ async fn run_step(ctx: Arc<Ctx>, a: Action, phase: Phase) -> Result<(), Provider
             ctx.wait(p.as_ref(), cur.clone(), true).await?;
             let mut known = ctx.known.lock().unwrap_or_else(|p| p.into_inner());
             if known
-                .get(&cur.id)
+                .get(cur.id.as_str())
                 .is_some_and(|k| k.cloud_id == cur.cloud_id)
             {
-                known.remove(&cur.id);
+                known.remove(cur.id.as_str());
             }
         }
     }
@@ -559,7 +559,7 @@ pub async fn apply(
     if order.len() < steps.len() {
         let stuck: Vec<String> = (0..steps.len())
             .filter(|i| !order.contains(i))
-            .map(|i| plan.actions[steps[i].action].resource.clone())
+            .map(|i| plan.actions[steps[i].action].resource.to_string())
             .collect();
         report.failed.push(Failure {
             action: steps[0].action,
@@ -603,7 +603,7 @@ pub async fn apply(
             let phase = steps[s].phase;
             (ctx.events)(&ApplyEvent::Started {
                 action: a.index,
-                resource: a.resource.clone(),
+                resource: a.resource.to_string(),
                 phase,
             });
             let c = Arc::clone(&ctx);
@@ -631,7 +631,7 @@ pub async fn apply(
                 report.completed += 1;
                 (ctx.events)(&ApplyEvent::Finished {
                     action: a.index,
-                    resource: a.resource.clone(),
+                    resource: a.resource.to_string(),
                     phase: steps[s].phase,
                 });
                 for &n in &succ[s] {
@@ -643,12 +643,12 @@ pub async fn apply(
             }
             Err(e) => {
                 (ctx.events)(&ApplyEvent::Failed {
-                    resource: a.resource.clone(),
+                    resource: a.resource.to_string(),
                     error: e.to_string(),
                 });
                 report.failed.push(Failure {
                     action: a.index,
-                    resource: a.resource.clone(),
+                    resource: a.resource.to_string(),
                     error: e.to_string(),
                     kind: e.kind,
                 });
@@ -656,7 +656,7 @@ pub async fn apply(
                 while let Some(n) = stack.pop() {
                     if !dead[n] {
                         dead[n] = true;
-                        let r = plan.actions[steps[n].action].resource.clone();
+                        let r = plan.actions[steps[n].action].resource.to_string();
                         (ctx.events)(&ApplyEvent::Skipped {
                             resource: r.clone(),
                         });

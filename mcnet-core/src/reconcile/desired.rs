@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use super::id::ResourceId as Id;
 use super::resource::{Desired, Scope, Spec, VxcBgp};
 use crate::topology::{ipam, AwsConnection, Network, PeeringKind, Topology, VxcTargetKind};
 use crate::{Error, Result};
@@ -16,7 +17,7 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
         problems,
     })?;
     let mut out = Vec::new();
-    let mut push = |scope: Scope, id: String, spec: Spec| {
+    let mut push = |scope: Scope, id: Id, spec: Spec| {
         if scopes.contains(&scope) {
             out.push(Desired { id, scope, spec });
         }
@@ -41,10 +42,11 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
 
     for n in &t.spec.networks {
         let Some(scope) = scope_of(n) else { continue };
-        let net = format!("network/{}", n.name);
+        let net_id = Id::network(&n.name);
+        let net = net_id.to_string();
         push(
             scope,
-            net.clone(),
+            net_id,
             Spec::Network {
                 region: n.region.clone(),
                 cidrs: cidrs(n),
@@ -53,7 +55,7 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
         for s in &n.subnets {
             push(
                 scope,
-                format!("subnet/{}/{}", n.name, s.name),
+                Id::subnet(&n.name, &s.name),
                 Spec::Subnet {
                     network: net.clone(),
                     cidr: s.cidr.to_string(),
@@ -66,7 +68,7 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
             if vgw {
                 push(
                     scope,
-                    format!("vpn-gateway/{}", n.name),
+                    Id::vpn_gateway(&n.name),
                     Spec::VpnGateway {
                         network: net.clone(),
                         asn: None,
@@ -75,16 +77,16 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
             }
             push(
                 scope,
-                format!("route-table/{}", n.name),
+                Id::route_table(&n.name),
                 Spec::RouteTable {
                     network: net.clone(),
                     subnets: n
                         .subnets
                         .iter()
-                        .map(|s| format!("subnet/{}/{}", n.name, s.name))
+                        .map(|s| Id::subnet(&n.name, &s.name).to_string())
                         .collect(),
                     propagating_gateways: if vgw {
-                        vec![format!("vpn-gateway/{}", n.name)]
+                        vec![Id::vpn_gateway(&n.name).to_string()]
                     } else {
                         vec![]
                     },
@@ -101,13 +103,13 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
             continue;
         };
         let scope = Scope::of(p.kind.provider_kind()).unwrap_or(Scope::Aws);
-        let id = format!("peering/{}", p.name);
+        let id = Id::peering(&p.name);
         push(
             scope,
             id.clone(),
             Spec::Peering {
-                requester: format!("network/{}", a.name),
-                accepter: format!("network/{}", b.name),
+                requester: Id::network(&a.name).to_string(),
+                accepter: Id::network(&b.name).to_string(),
                 peer_region: (a.region != b.region).then(|| b.region.clone()),
             },
         );
@@ -118,11 +120,11 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
                 for c in cidrs(to) {
                     push(
                         scope,
-                        format!("route/{}/{}", from.name, c),
+                        Id::route(&from.name, &c),
                         Spec::Route {
-                            route_table: format!("route-table/{}", from.name),
+                            route_table: Id::route_table(&from.name).to_string(),
                             destination: c,
-                            target: id.clone(),
+                            target: id.to_string(),
                         },
                     );
                 }
@@ -131,10 +133,11 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
     }
 
     for g in &t.spec.transit_gateways {
-        let hub = format!("transit-gateway/{}", g.name);
+        let hub_id = Id::transit_gateway(&g.name);
+        let hub = hub_id.to_string();
         push(
             Scope::Aws,
-            hub.clone(),
+            hub_id,
             Spec::TransitGateway {
                 region: g.region.clone(),
                 asn: g.asn,
@@ -149,22 +152,23 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
                 .subnets
                 .iter()
                 .filter(|s| (!zoned || s.zone.is_some()) && zones.insert(s.zone.clone()))
-                .map(|s| format!("subnet/{}/{}", n.name, s.name))
+                .map(|s| Id::subnet(&n.name, &s.name).to_string())
                 .collect();
-            let att = format!("transit-gateway-attachment/{}/{}", g.name, n.name);
+            let att_id = Id::transit_gateway_attachment(&g.name, &n.name);
+            let att = att_id.to_string();
             push(
                 Scope::Aws,
-                att.clone(),
+                att_id,
                 Spec::TransitGatewayAttachment {
                     transit_gateway: hub.clone(),
-                    network: format!("network/{}", n.name),
+                    network: Id::network(&n.name).to_string(),
                     subnets,
                 },
             );
             for c in cidrs(n) {
                 push(
                     Scope::Aws,
-                    format!("transit-gateway-route/{}/{c}", g.name),
+                    Id::transit_gateway_route(&g.name, &c),
                     Spec::TransitGatewayRoute {
                         transit_gateway: hub.clone(),
                         destination: c,
@@ -176,9 +180,9 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
                 for c in cidrs(other) {
                     push(
                         Scope::Aws,
-                        format!("route/{}/{c}", n.name),
+                        Id::route(&n.name, &c),
                         Spec::Route {
-                            route_table: format!("route-table/{}", n.name),
+                            route_table: Id::route_table(&n.name).to_string(),
                             destination: c,
                             target: hub.clone(),
                         },
@@ -191,7 +195,7 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
     for r in &t.spec.interconnect.routers {
         push(
             Scope::Megaport,
-            format!("router/{}", r.name),
+            Id::router(&r.name),
             Spec::Router {
                 name: r.name.clone(),
                 location_id: r.location_id.unwrap_or(0),
@@ -217,14 +221,16 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
             .collect();
         let Some(first) = nets.first() else { continue };
         let peer_asn = v.bgp.peers.first().map_or(64512, |p| p.peer_asn);
-        let gw = format!("interconnect-gateway/{}", v.name);
-        let vxc = format!("vxc/{}", v.name);
+        let gw_id = Id::interconnect_gateway(&v.name);
+        let gw = gw_id.to_string();
+        let vxc_id = Id::vxc(&v.name);
+        let vxc = vxc_id.to_string();
         let mut partner = None;
         match v.target.kind {
             VxcTargetKind::AwsDirectConnect => {
                 push(
                     Scope::Aws,
-                    gw.clone(),
+                    gw_id,
                     Spec::InterconnectGateway {
                         region: "global".into(),
                         asn: peer_asn,
@@ -232,7 +238,7 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
                         network: None,
                         associations: nets
                             .iter()
-                            .map(|n| format!("vpn-gateway/{}", n.name))
+                            .map(|n| Id::vpn_gateway(&n.name).to_string())
                             .collect::<BTreeSet<_>>()
                             .into_iter()
                             .collect(),
@@ -240,7 +246,7 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
                 );
                 push(
                     Scope::Aws,
-                    format!("interconnect-attachment/{}", v.name),
+                    Id::interconnect_attachment(&v.name, None),
                     Spec::InterconnectAttachment {
                         gateway: gw.clone(),
                         vxc: Some(vxc.clone()),
@@ -252,7 +258,7 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
             VxcTargetKind::AzureExpressroute => {
                 push(
                     Scope::Azure,
-                    gw.clone(),
+                    gw_id,
                     Spec::InterconnectGateway {
                         region: first.region.clone(),
                         asn: peer_asn,
@@ -265,19 +271,19 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
                 for n in &nets {
                     push(
                         Scope::Azure,
-                        format!("vpn-gateway/{}", n.name),
+                        Id::vpn_gateway(&n.name),
                         Spec::VpnGateway {
-                            network: format!("network/{}", n.name),
+                            network: Id::network(&n.name).to_string(),
                             asn: None,
                         },
                     );
                     push(
                         Scope::Azure,
-                        format!("interconnect-attachment/{}/{}", v.name, n.name),
+                        Id::interconnect_attachment(&v.name, Some(&n.name)),
                         Spec::InterconnectAttachment {
                             gateway: gw.clone(),
                             vxc: Some(vxc.clone()),
-                            network_gateway: Some(format!("vpn-gateway/{}", n.name)),
+                            network_gateway: Some(Id::vpn_gateway(&n.name).to_string()),
                             vlan: v.vlan,
                         },
                     );
@@ -286,19 +292,20 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
             VxcTargetKind::GcpPartnerInterconnect => {
                 push(
                     Scope::Gcp,
-                    gw.clone(),
+                    gw_id,
                     Spec::InterconnectGateway {
                         region: first.region.clone(),
                         asn: peer_asn,
                         bandwidth_mbps: None,
-                        network: Some(format!("network/{}", first.name)),
+                        network: Some(Id::network(&first.name).to_string()),
                         associations: vec![],
                     },
                 );
-                let att = format!("interconnect-attachment/{}", v.name);
+                let att_id = Id::interconnect_attachment(&v.name, None);
+                let att = att_id.to_string();
                 push(
                     Scope::Gcp,
-                    att.clone(),
+                    att_id,
                     Spec::InterconnectAttachment {
                         gateway: gw.clone(),
                         vxc: None,
@@ -311,10 +318,10 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
         }
         push(
             Scope::Megaport,
-            vxc,
+            vxc_id,
             Spec::Vxc {
                 name: v.name.clone(),
-                router: format!("router/{}", v.router),
+                router: Id::router(&v.router).to_string(),
                 target: if v.target.aws_connection == Some(AwsConnection::HostedVif) {
                     "aws-hosted-vif".to_string()
                 } else {
@@ -365,15 +372,15 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
         let Some(scope) = scope_of(n) else { continue };
         push(
             scope,
-            format!("private-endpoint/{}", e.name),
+            Id::private_endpoint(&e.name),
             Spec::PrivateEndpoint {
-                network: format!("network/{}", n.name),
+                network: Id::network(&n.name).to_string(),
                 service: e.service.clone(),
                 subresource: e.subresource.clone(),
                 subnets: e
                     .subnets
                     .iter()
-                    .map(|s| format!("subnet/{}/{}", n.name, s))
+                    .map(|s| Id::subnet(&n.name, s).to_string())
                     .collect(),
             },
         );

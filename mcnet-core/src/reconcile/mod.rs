@@ -32,6 +32,7 @@
 
 mod apply;
 mod desired;
+mod id;
 mod metered;
 mod plan;
 mod provider;
@@ -39,6 +40,7 @@ mod resource;
 
 pub use apply::{apply, ApplyEvent, ApplyOptions, ApplyReport, Failure, Phase, Providers, Retry};
 pub use desired::desired;
+pub use id::{ParseIdError, ResourceId};
 pub use metered::{CloudMetrics, Metered};
 pub use plan::{plan, Action, Op, Plan};
 pub use provider::{
@@ -83,7 +85,7 @@ pub fn drift(p: &Plan) -> Vec<DriftItem> {
         .iter()
         .filter(|a| !(a.changes.is_empty() && a.reason.ends_with(" is replaced")))
         .map(|a| DriftItem {
-            resource: a.resource.clone(),
+            resource: a.resource.to_string(),
             kind: a.kind,
             provider: a.provider,
             cloud_id: a.cloud_id.clone(),

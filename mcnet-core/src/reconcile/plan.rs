@@ -5,6 +5,7 @@ use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
+use super::id::ResourceId;
 use super::resource::{Desired, FieldChange, Observed, ResourceKind, ResourceState, Scope};
 
 /// What an action does.
@@ -41,7 +42,7 @@ pub struct Action {
     /// What to do.
     pub op: Op,
     /// Logical id.
-    pub resource: String,
+    pub resource: ResourceId,
     /// Kind.
     pub kind: ResourceKind,
     /// Provider scope.
@@ -110,9 +111,9 @@ pub fn plan(
     observed: &[Observed],
 ) -> Plan {
     // Group what exists by logical id; one keeper each, the rest are duplicates.
-    let mut by_id: BTreeMap<&str, Vec<&Observed>> = BTreeMap::new();
+    let mut by_id: BTreeMap<&ResourceId, Vec<&Observed>> = BTreeMap::new();
     for o in observed.iter().filter(|o| scopes.contains(&o.scope)) {
-        by_id.entry(o.id.as_str()).or_default().push(o);
+        by_id.entry(&o.id).or_default().push(o);
     }
     for v in by_id.values_mut() {
         v.sort_by(|a, b| {
@@ -149,11 +150,11 @@ pub fn plan(
         }
     }
     let kept: BTreeSet<String> = by_id.values().map(|v| v[0].cloud_id.clone()).collect();
-    let wanted: BTreeMap<&str, &Desired> = desired.iter().map(|d| (d.id.as_str(), d)).collect();
+    let wanted: BTreeMap<&ResourceId, &Desired> = desired.iter().map(|d| (&d.id, d)).collect();
 
     let mut actions: Vec<Action> = Vec::new();
     let mut unchanged = 0;
-    let mut op_of: BTreeMap<String, Op> = BTreeMap::new();
+    let mut op_of: BTreeMap<ResourceId, Op> = BTreeMap::new();
     let action = |op: Op, d: Option<&Desired>, o: Option<&Observed>, reason: String, changes| {
         let (resource, kind, provider) = match (d, o) {
             (Some(d), _) => (d.id.clone(), d.kind(), d.scope),
@@ -176,7 +177,7 @@ pub fn plan(
     };
 
     for d in desired {
-        let keeper = by_id.get(d.id.as_str()).and_then(|v| v.first().copied());
+        let keeper = by_id.get(&d.id).and_then(|v| v.first().copied());
         let Some(k) = keeper else {
             actions.push(action(
                 Op::Create,
@@ -248,14 +249,14 @@ pub fn plan(
         let replaced: BTreeSet<String> = actions
             .iter()
             .filter(|a| a.op == Op::Replace)
-            .map(|a| a.resource.clone())
+            .map(|a| a.resource.to_string())
             .collect();
         let mut grew = false;
         for d in desired {
             if op_of.contains_key(&d.id) {
                 continue;
             }
-            let Some(k) = by_id.get(d.id.as_str()).and_then(|v| v.first().copied()) else {
+            let Some(k) = by_id.get(&d.id).and_then(|v| v.first().copied()) else {
                 continue;
             };
             let hit: Vec<&String> = d
@@ -445,7 +446,7 @@ mod tests {
 
     fn net(cidr: &str) -> Desired {
         Desired {
-            id: "network/a".into(),
+            id: "network/a".parse().unwrap(),
             scope: Scope::Aws,
             spec: Spec::Network {
                 region: "us-east-1".into(),
@@ -456,7 +457,7 @@ mod tests {
 
     fn subnet(cidr: &str) -> Desired {
         Desired {
-            id: "subnet/a/x".into(),
+            id: "subnet/a/x".parse().unwrap(),
             scope: Scope::Aws,
             spec: Spec::Subnet {
                 network: "network/a".into(),
@@ -468,7 +469,7 @@ mod tests {
 
     fn table() -> Desired {
         Desired {
-            id: "route-table/a".into(),
+            id: "route-table/a".parse().unwrap(),
             scope: Scope::Aws,
             spec: Spec::RouteTable {
                 network: "network/a".into(),
@@ -597,7 +598,7 @@ mod tests {
     #[test]
     fn a_vxc_rate_or_vlan_change_is_an_update_and_a_pending_peering_is_finished() {
         let vxc = |rate, vlan| Desired {
-            id: "vxc/v".into(),
+            id: "vxc/v".parse().unwrap(),
             scope: Scope::Megaport,
             spec: Spec::Vxc {
                 name: "v".into(),
@@ -625,7 +626,7 @@ mod tests {
         assert_eq!(fields, ["rateLimitMbps", "vlan"]);
 
         let peering = Desired {
-            id: "peering/p".into(),
+            id: "peering/p".parse().unwrap(),
             scope: Scope::Aws,
             spec: Spec::Peering {
                 requester: "network/a".into(),

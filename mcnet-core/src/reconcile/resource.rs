@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::id::{self, ResourceId};
 use crate::topology::ProviderKind;
 
 /// Tag (label) naming the topology that owns a resource.
@@ -557,7 +558,7 @@ pub struct FieldChange {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Desired {
     /// Logical id, unique in the topology: `subnet/aws-vpc/private-a`.
-    pub id: String,
+    pub id: ResourceId,
     /// Where it lives.
     pub scope: Scope,
     /// What it is.
@@ -589,7 +590,7 @@ pub enum ResourceState {
 #[serde(rename_all = "camelCase")]
 pub struct Observed {
     /// Logical id, from the ownership tag.
-    pub id: String,
+    pub id: ResourceId,
     /// The cloud's own id (`vpc-0a1b...`, a Megaport product UID).
     pub cloud_id: String,
     /// Where it lives.
@@ -609,7 +610,9 @@ pub struct Observed {
     pub links: Vec<String>,
 }
 
-/// Who owns a set of resources: the topology's name, carried in every tag.
+/// Who owns a set of resources: the topology's name, carried whole in the
+/// [`TAG_TOPOLOGY`] tag (or the topology field of a [`mark`](Self::mark))
+/// and compared whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
     /// The topology's `metadata.name`.
@@ -618,7 +621,7 @@ pub struct Owner {
 
 impl Owner {
     /// The tags every resource for logical id `id` carries.
-    pub fn tags(&self, id: &str) -> BTreeMap<String, String> {
+    pub fn tags(&self, id: &ResourceId) -> BTreeMap<String, String> {
         BTreeMap::from([
             (TAG_TOPOLOGY.to_string(), self.topology.clone()),
             (TAG_ID.to_string(), id.to_string()),
@@ -627,31 +630,50 @@ impl Owner {
     }
 
     /// Whether `tags` mark a resource of this owner; returns its logical id.
-    pub fn owns<'a>(&self, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<String> {
-        let (mut topo, mut id) = (false, None);
+    /// The topology tag must equal this owner's name exactly (and no other
+    /// topology tag may be present), and the id tag must be a logical id.
+    pub fn owns<'a>(
+        &self,
+        tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Option<ResourceId> {
+        let (mut mine, mut other, mut id) = (false, false, None);
         for (k, v) in tags {
             if k == TAG_TOPOLOGY {
-                topo = v == self.topology;
+                if v == self.topology {
+                    mine = true;
+                } else {
+                    other = true;
+                }
             } else if k == TAG_ID {
-                id = Some(v.to_string());
+                id = v.parse().ok();
             }
         }
-        id.filter(|_| topo)
+        id.filter(|_| mine && !other)
     }
 
     /// The one-string ownership mark, `mcnet:<topology>:<id>`, for clouds
     /// whose resources carry no tags (a GCP description, a Megaport cost
-    /// centre).
-    pub fn mark(&self, id: &str) -> String {
-        format!("mcnet:{}:{id}", self.topology)
+    /// centre). The topology is percent-encoded like an id segment, so it
+    /// never contains `:` and a valid name is written as is.
+    pub fn mark(&self, id: &ResourceId) -> String {
+        let mut out = String::from("mcnet:");
+        id::encode_segment(&self.topology, &mut out);
+        out.push(':');
+        out.push_str(id.as_str());
+        out
     }
 
-    /// What follows this owner's prefix in a [`mark`](Self::mark): the
-    /// logical id, and whatever the provider appended to it.
-    pub fn marked<'a>(&self, text: &'a str) -> Option<&'a str> {
-        text.strip_prefix("mcnet:")?
-            .strip_prefix(self.topology.as_str())?
-            .strip_prefix(':')
+    /// The logical id in a [`mark`](Self::mark) of this owner, and whatever
+    /// the provider appended after a `;`. The topology field must be this
+    /// owner's name, whole; the id must be a logical id in canonical form.
+    pub fn marked<'a>(&self, text: &'a str) -> Option<(ResourceId, &'a str)> {
+        let rest = text.strip_prefix("mcnet:")?;
+        let (topology, rest) = rest.split_once(':')?;
+        if id::decode_segment(topology)? != self.topology {
+            return None;
+        }
+        let (id, extra) = rest.split_once(';').unwrap_or((rest, ""));
+        Some((id.parse().ok()?, extra))
     }
 }
 
@@ -659,29 +681,71 @@ impl Owner {
 mod tests {
     use super::*;
 
+    fn owner(name: &str) -> Owner {
+        Owner {
+            topology: name.into(),
+        }
+    }
+
     #[test]
     fn ownership_marks_name_their_topology_exactly() {
-        let prod = Owner {
-            topology: "prod".into(),
-        };
-        let prod2 = Owner {
-            topology: "prod-2".into(),
-        };
-        let m = prod.mark("network/aws-vpc");
+        let prod = owner("prod");
+        let prod2 = owner("prod-2");
+        let net = ResourceId::network("aws-vpc");
+        let m = prod.mark(&net);
         assert_eq!(m, "mcnet:prod:network/aws-vpc");
-        assert_eq!(prod.marked(&m), Some("network/aws-vpc"));
+        assert_eq!(prod.marked(&m), Some((net.clone(), "")));
         assert_eq!(
             prod.marked(&format!("{m};region=x")),
-            Some("network/aws-vpc;region=x")
+            Some((net.clone(), "region=x"))
         );
         // A topology whose name extends another's is a different owner.
-        assert_eq!(prod.marked(&prod2.mark("network/aws-vpc")), None);
+        assert_eq!(prod.marked(&prod2.mark(&net)), None);
         assert_eq!(prod2.marked(&m), None);
         assert_eq!(prod.marked("finance:cost-centre-7"), None);
         // Tags: the topology must match, and the id is returned.
-        let tags = prod.tags("subnet/a/x");
+        let sub = ResourceId::subnet("a", "x");
+        let tags = prod.tags(&sub);
         let it = || tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        assert_eq!(prod.owns(it()), Some("subnet/a/x".into()));
+        assert_eq!(prod.owns(it()), Some(sub.clone()));
         assert_eq!(prod2.owns(it()), None);
+    }
+
+    #[test]
+    fn an_owner_whose_name_has_another_owners_name_and_a_colon_is_not_that_owner() {
+        let prod = owner("prod");
+        let net = ResourceId::network("aws-vpc");
+        for other in [
+            "prod:x",
+            "prod:network",
+            "prod:",
+            "prod:subnet/a",
+            "prod;x",
+            "prod%3Ax",
+        ] {
+            let o = owner(other);
+            let m = o.mark(&net);
+            assert_eq!(prod.marked(&m), None, "{other}: {m}");
+            assert_eq!(prod.marked(&format!("{m};region=x")), None, "{other}: {m}");
+            assert_eq!(o.marked(&m), Some((net.clone(), "")), "{other}: {m}");
+            let tags = o.tags(&net);
+            let it = || tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            assert_eq!(prod.owns(it()), None);
+        }
+        // What a `prod:x` mark looked like before owners were escaped.
+        assert_eq!(prod.marked("mcnet:prod:x:network/aws-vpc"), None);
+        assert_eq!(prod.marked("mcnet:prod:subnet/a:network/x"), None);
+        // Two topology tags: not unambiguously this owner's.
+        let both = [
+            (TAG_TOPOLOGY, "prod"),
+            (TAG_TOPOLOGY, "prod:x"),
+            (TAG_ID, "network/aws-vpc"),
+        ];
+        assert_eq!(prod.owns(both), None);
+        // An id tag that is not a logical id marks nothing.
+        assert_eq!(
+            prod.owns([(TAG_TOPOLOGY, "prod"), (TAG_ID, "x:network/a")]),
+            None
+        );
     }
 }

@@ -325,11 +325,99 @@ fn io_err(what: &Path, e: std::io::Error) -> Error {
     }
 }
 
+/// Why `segment` may not be one component of a path under the output
+/// directory; `None` when it may.
+fn segment_problem(segment: &str) -> Option<&'static str> {
+    if segment.is_empty() {
+        Some("it is empty")
+    } else if segment == "." || segment == ".." {
+        Some("it is `.` or `..`")
+    } else if segment.contains(['/', '\\']) {
+        Some("it contains a path separator")
+    } else if segment.contains('\0') || segment.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else if !matches!(
+        Path::new(segment).components().collect::<Vec<_>>()[..],
+        [std::path::Component::Normal(_)]
+    ) {
+        Some("it is not a plain file name")
+    } else {
+        None
+    }
+}
+
+/// The one way a rendered file's path is made: `root/<cluster>/<file
+/// path>`, every segment a plain name. An absolute path, `..`, `.`, an
+/// empty segment or a separator inside the cluster's name is refused with
+/// the object and field it came from, so nothing is ever written outside
+/// `root`, whatever the topology or the [`Rendering`] holds.
+fn safe_join(root: &Path, index: usize, cluster: &str, file: &str) -> Result<PathBuf> {
+    let refuse = |field: String, value: &str, why: &str| Error::Invalid {
+        what: format!("rendering of cluster `{}`", cluster.escape_debug()),
+        problems: vec![Diagnostic::new(
+            "render.path",
+            field,
+            format!(
+                "`{}` cannot be a path under the output directory: {why}",
+                value.escape_debug()
+            ),
+        )],
+    };
+    if let Some(why) = segment_problem(cluster) {
+        return Err(refuse(format!("spec.clusters[{index}].name"), cluster, why));
+    }
+    let mut path = root.join(cluster);
+    for seg in file.split('/') {
+        if let Some(why) = segment_problem(seg) {
+            return Err(refuse(
+                format!("spec.clusters[{index}] file `{}`", file.escape_debug()),
+                file,
+                why,
+            ));
+        }
+        path.push(seg);
+    }
+    Ok(path)
+}
+
+/// A fresh directory beside `dir` with a name no other process can
+/// predict, created here (never one that already exists).
+fn fresh_dir(parent: &Path, base: &str, tag: &str) -> Result<PathBuf> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut last = None;
+    for attempt in 0u32..16 {
+        // `RandomState` is seeded from the operating system's randomness.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u32(attempt);
+        if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            h.write_u128(t.as_nanos());
+        }
+        let path = parent.join(format!(".{base}.{tag}-{:016x}", h.finish()));
+        match fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(io_err(&path, e)),
+        }
+    }
+    Err(io_err(
+        parent,
+        last.unwrap_or_else(|| std::io::Error::other("no fresh directory name")),
+    ))
+}
+
 /// Writes the rendering under `dir` as `dir/<cluster>/<path>`, atomically:
-/// the tree is built beside `dir` and renamed into place, so that readers
-/// see the old tree or the new one, never a mix. An existing `dir` is
-/// replaced only if it is empty or an earlier rendering.
+/// the tree is built in a fresh directory beside `dir` and renamed into
+/// place, so that readers see the old tree or the new one, never a mix. An
+/// existing `dir` is replaced only if it is empty or an earlier rendering.
+/// Every path is checked first ([`safe_join`]): a rendering with a cluster
+/// or file name that is not a plain name writes nothing at all.
 pub fn write_dir(r: &Rendering, dir: &Path) -> Result<WriteSummary> {
+    for (i, c) in r.clusters.iter().enumerate() {
+        for f in &c.files {
+            safe_join(dir, i, &c.cluster, &f.path)?;
+        }
+    }
     if dir.exists() {
         let empty = fs::read_dir(dir)
             .map_err(|e| io_err(dir, e))?
@@ -358,23 +446,36 @@ pub fn write_dir(r: &Rendering, dir: &Path) -> Result<WriteSummary> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "render".into());
-    let staging = parent.join(format!(".{base}.tmp-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&staging);
+    let staging = fresh_dir(parent, &base, "tmp")?;
     let result = write_tree(r, &staging, dir);
     if result.is_err() {
         let _ = fs::remove_dir_all(&staging);
         return result;
     }
-    let old = parent.join(format!(".{base}.old-{}", std::process::id()));
-    if dir.exists() {
-        fs::rename(dir, &old).map_err(|e| io_err(dir, e))?;
-    }
+    let old = if dir.exists() {
+        let old = fresh_dir(parent, &base, "old").inspect_err(|_| {
+            let _ = fs::remove_dir_all(&staging);
+        })?;
+        // `rename` replaces an empty directory on Unix; the fresh one is empty.
+        let _ = fs::remove_dir(&old);
+        if let Err(e) = fs::rename(dir, &old) {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(io_err(dir, e));
+        }
+        Some(old)
+    } else {
+        None
+    };
     if let Err(e) = fs::rename(&staging, dir) {
-        let _ = fs::rename(&old, dir);
+        if let Some(old) = &old {
+            let _ = fs::rename(old, dir);
+        }
         let _ = fs::remove_dir_all(&staging);
         return Err(io_err(dir, e));
     }
-    let _ = fs::remove_dir_all(&old);
+    if let Some(old) = old {
+        let _ = fs::remove_dir_all(&old);
+    }
     result
 }
 
@@ -389,9 +490,9 @@ fn write_tree(r: &Rendering, root: &Path, final_dir: &Path) -> Result<WriteSumma
         format!("rendered by mcnet from topology `{}`\n", r.topology),
     )
     .map_err(|e| io_err(root, e))?;
-    for c in &r.clusters {
+    for (i, c) in r.clusters.iter().enumerate() {
         for f in &c.files {
-            let path = root.join(&c.cluster).join(&f.path);
+            let path = safe_join(root, i, &c.cluster, &f.path)?;
             if let Some(p) = path.parent() {
                 fs::create_dir_all(p).map_err(|e| io_err(p, e))?;
             }
@@ -425,4 +526,163 @@ fn write_tree(r: &Rendering, root: &Path, final_dir: &Path) -> Result<WriteSumma
         }
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory of its own under the system's temporary directory,
+    /// removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let p = std::env::temp_dir().join(format!(
+                "mcnet-render-{tag}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            Scratch(p)
+        }
+
+        /// Every path under it, relative, sorted.
+        fn listing(&self) -> Vec<String> {
+            fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+                for e in fs::read_dir(dir).unwrap() {
+                    let p = e.unwrap().path();
+                    out.push(p.strip_prefix(root).unwrap().display().to_string());
+                    if p.is_dir() {
+                        walk(root, &p, out);
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            walk(&self.0, &self.0, &mut out);
+            out.sort();
+            out
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn rendering(clusters: &[(&str, &str)]) -> Rendering {
+        Rendering {
+            topology: "t".into(),
+            clusters: clusters
+                .iter()
+                .map(|(name, file)| ClusterRender {
+                    cluster: name.to_string(),
+                    cluster_mesh: None,
+                    max_connected_clusters: 255,
+                    files: vec![RenderedFile {
+                        path: file.to_string(),
+                        kind: DocKind::BuiltIn,
+                        documents: vec![serde_json::json!({"kind": "ConfigMap"})],
+                    }],
+                })
+                .collect(),
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn a_rendering_whose_names_leave_the_output_directory_writes_nothing_anywhere() {
+        let s = Scratch::new("escape");
+        // `<scratch>/a/b/out`: `../../escape` from a cluster directory
+        // would be `<scratch>/a/escape`.
+        let out = s.0.join("a/b/out");
+        fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let cases: [(&[(&str, &str)], &str); 9] = [
+            (
+                &[("ok", "x.yaml"), ("../../escape", "x.yaml")],
+                "spec.clusters[1].name",
+            ),
+            (&[("/tmp/x", "x.yaml")], "spec.clusters[0].name"),
+            (&[("..", "x.yaml")], "spec.clusters[0].name"),
+            (&[("", "x.yaml")], "spec.clusters[0].name"),
+            (&[("a/b", "x.yaml")], "spec.clusters[0].name"),
+            (&[("a\\b", "x.yaml")], "spec.clusters[0].name"),
+            (
+                &[("ok", "../../x.yaml")],
+                "spec.clusters[0] file `../../x.yaml`",
+            ),
+            (
+                &[("ok", "/etc/x.yaml")],
+                "spec.clusters[0] file `/etc/x.yaml`",
+            ),
+            (
+                &[("ok", "policies//x.yaml")],
+                "spec.clusters[0] file `policies//x.yaml`",
+            ),
+        ];
+        for (clusters, field) in cases {
+            let e = write_dir(&rendering(clusters), &out).unwrap_err();
+            let Error::Invalid { what, problems } = &e else {
+                panic!("{e}")
+            };
+            assert_eq!(problems.len(), 1, "{e}");
+            assert_eq!(problems[0].code, "render.path");
+            assert_eq!(problems[0].path, field, "{clusters:?}");
+            assert!(what.contains("cluster"), "{what}");
+            assert_eq!(s.listing(), ["a", "a/b"], "{clusters:?} wrote something");
+        }
+        // A sound rendering is written, and only under `out`.
+        write_dir(&rendering(&[("ok", "cilium/x.yaml")]), &out).unwrap();
+        assert_eq!(
+            s.listing(),
+            [
+                "a",
+                "a/b",
+                "a/b/out",
+                "a/b/out/.mcnet-render",
+                "a/b/out/ok",
+                "a/b/out/ok/cilium",
+                "a/b/out/ok/cilium/x.yaml"
+            ]
+        );
+        // A refused re-render leaves the earlier tree as it was.
+        write_dir(&rendering(&[("../../escape", "x.yaml")]), &out).unwrap_err();
+        assert_eq!(s.listing().len(), 7);
+    }
+
+    #[test]
+    fn the_library_refuses_to_render_a_cluster_named_like_a_path() {
+        for name in ["../../escape", "/tmp/x"] {
+            let t = Topology::from_str_strict(&format!(
+                "apiVersion: mcnet.io/v1alpha1\nkind: Topology\nmetadata: {{name: t}}\nspec:\n  providers: [{{name: aws, kind: aws, regions: [us-east-1]}}]\n  networks: [{{name: n, provider: aws, region: us-east-1, cidrs: [10.0.0.0/16]}}]\n  clusters: [{{name: '{name}', flavour: eks, network: n, podCidr: 10.100.0.0/16, serviceCidr: 10.200.0.0/20}}]\n"
+            ))
+            .unwrap();
+            let Err(Error::Invalid { problems, .. }) = render(&t, &Options::default()) else {
+                panic!("{name} rendered")
+            };
+            assert!(
+                problems
+                    .iter()
+                    .any(|d| d.code == "name.invalid" && d.path == "spec.clusters[0].name"),
+                "{problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn staging_directories_are_fresh_and_unpredictable() {
+        let s = Scratch::new("fresh");
+        let a = fresh_dir(&s.0, "out", "tmp").unwrap();
+        let b = fresh_dir(&s.0, "out", "tmp").unwrap();
+        assert_ne!(a, b);
+        assert!(a.is_dir() && b.is_dir());
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(".out.tmp-"), "{name}");
+        assert!(
+            !name.ends_with(&format!("-{}", std::process::id())),
+            "{name} is the process id"
+        );
+    }
 }

@@ -8,6 +8,7 @@ pub mod cidr;
 pub mod diagram;
 pub mod ipam;
 mod model;
+pub mod name;
 pub mod parse;
 pub mod paths;
 pub mod synth;

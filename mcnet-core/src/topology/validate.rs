@@ -4,7 +4,7 @@
 //! | code | severity | meaning |
 //! |---|---|---|
 //! | `parse.syntax`, `parse.schema`, `parse.unknown-field`, `parse.api-version`, `parse.kind` | error | the document itself |
-//! | `name.empty`, `name.duplicate` | error | object names |
+//! | `name.empty`, `name.invalid`, `name.duplicate` | error | object names: every name is a DNS-1123 label (a hostname a DNS-1123 subdomain), unique among its kind |
 //! | `ref.dangling`, `ref.region`, `ref.provider-kind` | error | references between objects |
 //! | `cidr.invalid`, `cidr.overlap`, `subnet.outside-network` | error | address space |
 //! | `ipam.no-pool`, `ipam.exhausted` | error | `auto` allocation |
@@ -24,9 +24,14 @@ use ipnet::IpNet;
 use super::cidr::{span, Cidr};
 use super::ipam;
 use super::model::*;
+use super::name;
 use super::parse;
 use super::paths::Connectivity;
 use crate::diag::{Diagnostic, Report};
+
+/// The one subnet name that is not a DNS-1123 label: Azure requires a
+/// virtual network gateway's subnet to be called this.
+pub const GATEWAY_SUBNET: &str = "GatewaySubnet";
 
 /// Megaport's MCR port speeds, in Mbps.
 pub const MCR_SPEEDS_MBPS: [u32; 7] = [1000, 2500, 5000, 10000, 25000, 50000, 100000];
@@ -108,6 +113,8 @@ impl Validator {
     fn names(&mut self, t: &Topology) {
         if t.metadata.name.trim().is_empty() {
             self.err("name.empty", "metadata.name", "the topology has no name");
+        } else {
+            self.label("metadata.name", "the topology", &t.metadata.name);
         }
         let s = &t.spec;
         self.unique(
@@ -168,6 +175,49 @@ impl Validator {
                 &format!("workload of namespace `{}`:", n.name),
                 n.workloads.iter().map(|s| s.name.as_str()),
             );
+            for (j, w) in n.workloads.iter().enumerate() {
+                let at = format!("spec.namespaces[{i}].workloads[{j}]");
+                if let Some(svc) = &w.service {
+                    self.label(&format!("{at}.service"), "a Service", svc);
+                }
+                for (k, p) in w.ports.iter().enumerate() {
+                    self.label(&format!("{at}.ports[{k}].name"), "a port", &p.name);
+                }
+            }
+        }
+        if let Some(m) = &s.monitoring {
+            self.unique(
+                "spec.monitoring.components",
+                "monitoring component",
+                m.components.iter().map(|c| c.name.as_str()),
+            );
+        }
+        for (i, h) in s.load_balancing.hostnames.iter().enumerate() {
+            if let Some(why) = name::subdomain_problem(&h.name) {
+                self.err(
+                    "name.invalid",
+                    format!("spec.loadBalancing.hostnames[{i}].name"),
+                    format!(
+                        "hostname `{}` is not a DNS name: {why}; a hostname is labels of a-z, 0-9 and '-' joined by '.', at most 253 characters",
+                        h.name.escape_debug()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// `name.invalid` unless `name` is a DNS-1123 label.
+    fn label(&mut self, path: &str, what: &str, name: &str) {
+        if let Some(why) = name::label_problem(name) {
+            self.err(
+                "name.invalid",
+                path,
+                format!(
+                    "{what} is named `{}`, which is not a DNS-1123 label: {why}; {}",
+                    name.escape_debug(),
+                    name::LABEL_RULE
+                ),
+            );
         }
     }
 
@@ -181,6 +231,15 @@ impl Validator {
                     format!("a {what} has an empty name"),
                 );
                 continue;
+            }
+            // Azure requires its gateway subnet to be named `GatewaySubnet`.
+            let azure_gateway_subnet = base.ends_with(".subnets") && name == GATEWAY_SUBNET;
+            if !azure_gateway_subnet {
+                self.label(
+                    &format!("{base}[{i}].name"),
+                    &format!("a {}", what.trim_end_matches(':')),
+                    name,
+                );
             }
             if let Some(first) = seen.insert(name, i) {
                 self.err(
@@ -1238,6 +1297,85 @@ impl Validator {
 mod tests {
     use super::super::synth::synthetic;
     use super::*;
+
+    /// A topology with one network and one cluster, named as given.
+    fn named(network: &str, subnet: &str, cluster: &str) -> String {
+        format!(
+            "apiVersion: mcnet.io/v1alpha1\nkind: Topology\nmetadata: {{name: t}}\nspec:\n  providers: [{{name: aws, kind: aws, regions: [us-east-1]}}]\n  networks:\n    - {{name: '{network}', provider: aws, region: us-east-1, cidrs: [10.0.0.0/16], subnets: [{{name: '{subnet}', cidr: 10.0.1.0/24}}]}}\n  clusters:\n    - {{name: '{cluster}', flavour: eks, network: '{network}', podCidr: 10.100.0.0/16, serviceCidr: 10.200.0.0/20}}\n"
+        )
+    }
+
+    fn invalid_names(y: &str) -> Vec<String> {
+        validate_str(y)
+            .errors
+            .iter()
+            .filter(|d| d.code == "name.invalid")
+            .map(|d| d.path.clone())
+            .collect()
+    }
+
+    #[test]
+    fn names_that_would_collide_as_ids_or_escape_as_paths_are_refused_with_their_path() {
+        assert!(validate_str(&named("n", "a", "c")).valid);
+        // `n/a` + `b` and `n` + `a/b` both spelled `subnet/n/a/b` once.
+        assert_eq!(
+            invalid_names(&named("n/a", "b", "c")),
+            ["spec.networks[0].name"]
+        );
+        assert_eq!(
+            invalid_names(&named("n", "a/b", "c")),
+            ["spec.networks[0].subnets[0].name"]
+        );
+        for cluster in ["../../../escape", "/tmp/x", "..", "Prod", "a_b"] {
+            assert_eq!(
+                invalid_names(&named("n", "a", cluster)),
+                ["spec.clusters[0].name"],
+                "{cluster}"
+            );
+        }
+        // Every problem at once, each with its path.
+        let r = validate_str(&named("n:x", "s/1", "../c"));
+        let paths: Vec<&str> = r
+            .errors
+            .iter()
+            .filter(|d| d.code == "name.invalid")
+            .map(|d| d.path.as_str())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.networks[0].name",
+                "spec.clusters[0].name",
+                "spec.networks[0].subnets[0].name"
+            ]
+        );
+        assert!(r.errors[0].message.contains("`n:x`"), "{}", r.errors[0]);
+    }
+
+    #[test]
+    fn every_name_field_is_a_label() {
+        let y = "apiVersion: mcnet.io/v1alpha1\nkind: Topology\nmetadata: {name: 'prod:x'}\nspec:\n  providers: [{name: AWS, kind: aws, regions: [us-east-1]}]\n  networks: [{name: n, provider: AWS, region: us-east-1, cidrs: [10.0.0.0/16], subnets: [{name: s, cidr: 10.0.1.0/24}]}]\n  interconnect:\n    routers: [{name: r.1, location: X, speedMbps: 1000, asn: 133937}]\n    vxcs: [{name: 'v 1', router: r.1, target: {kind: aws-direct-connect, networks: [n]}, rateLimitMbps: 100}]\n  peerings: [{name: p/1, kind: vpc-peering, networks: [n, n]}]\n  transitGateways: [{name: -g, provider: AWS, region: us-east-1, networks: [n]}]\n  privateEndpoints: [{name: e_1, network: n, service: com.amazonaws.us-east-1.s3, subnets: [s]}]\n  monitoring: {network: n, components: [{name: Graf, kind: grafana}]}\n  namespaces: [{name: ns., clusters: [], workloads: [{name: w/x, service: S, ports: [{name: Http, port: 80}]}]}]\n  loadBalancing: {hostnames: [{name: 'a..b', targets: []}]}\n";
+        let got: BTreeSet<String> = invalid_names(y).into_iter().collect();
+        let want: BTreeSet<String> = [
+            "metadata.name",
+            "spec.providers[0].name",
+            "spec.interconnect.routers[0].name",
+            "spec.interconnect.vxcs[0].name",
+            "spec.peerings[0].name",
+            "spec.transitGateways[0].name",
+            "spec.privateEndpoints[0].name",
+            "spec.monitoring.components[0].name",
+            "spec.namespaces[0].name",
+            "spec.namespaces[0].workloads[0].name",
+            "spec.namespaces[0].workloads[0].service",
+            "spec.namespaces[0].workloads[0].ports[0].name",
+            "spec.loadBalancing.hostnames[0].name",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn direct_connect_prefix_limit_suggests_aggregation() {

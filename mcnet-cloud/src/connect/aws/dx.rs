@@ -13,8 +13,8 @@ use std::sync::atomic::Ordering;
 use aws_sdk_directconnect::types::{AddressFamily, NewPrivateVirtualInterface, Tag};
 use aws_sdk_directconnect::Client;
 use mcnet_core::reconcile::{
-    Desired, ErrorKind, Observed, Owner, ProviderError, Refs, ResourceKind, ResourceState, Scope,
-    Spec,
+    Desired, ErrorKind, Observed, Owner, ProviderError, Refs, ResourceId, ResourceKind,
+    ResourceState, Scope, Spec,
 };
 
 use super::{fresh, AwsProvider, Named, Raw};
@@ -22,7 +22,7 @@ use super::{fresh, AwsProvider, Named, Raw};
 const TAG_VXC: &str = "mcnet.io/vxc";
 const TAG_VLAN: &str = "mcnet.io/vlan";
 
-fn dx_tags(owner: &Owner, id: &str, extra: &[(&str, String)]) -> Vec<Tag> {
+fn dx_tags(owner: &Owner, id: &ResourceId, extra: &[(&str, String)]) -> Vec<Tag> {
     owner
         .tags(id)
         .into_iter()
@@ -31,7 +31,7 @@ fn dx_tags(owner: &Owner, id: &str, extra: &[(&str, String)]) -> Vec<Tag> {
         .collect()
 }
 
-fn owned(owner: &Owner, tags: &[Tag]) -> Option<String> {
+fn owned(owner: &Owner, tags: &[Tag]) -> Option<ResourceId> {
     owner.owns(
         tags.iter()
             .map(|t| (t.key(), t.value().unwrap_or_default())),
@@ -161,7 +161,7 @@ impl AwsProvider {
                         .describe_direct_connect_gateway_associations()
                         .direct_connect_gateway_id(gid)
                         .send()
-                        .named("DescribeDirectConnectGatewayAssociations", &id)
+                        .named("DescribeDirectConnectGatewayAssociations", id.as_str())
                         .await
                         .map_err(classify)?;
                     let mut vgws = Vec::new();
@@ -247,7 +247,8 @@ impl AwsProvider {
         r: &Desired,
         refs: Refs<'_>,
     ) -> Result<Observed, ProviderError> {
-        let id = r.id.as_str();
+        let rid = &r.id;
+        let id = rid.as_str();
         if !self.dx {
             return Err(ProviderError::new(
                 Scope::Aws,
@@ -265,7 +266,7 @@ impl AwsProvider {
                     .create_direct_connect_gateway()
                     .direct_connect_gateway_name(gateway_name(owner, id))
                     .amazon_side_asn(i64::from(*asn))
-                    .set_tags(Some(dx_tags(owner, id, &[])))
+                    .set_tags(Some(dx_tags(owner, rid, &[])))
                     .send()
                     .named("CreateDirectConnectGateway", id)
                     .await
@@ -279,7 +280,7 @@ impl AwsProvider {
                     self.associate(&gid, refs.cloud_id(a)?, id).await?;
                 }
                 let pending = ResourceState::Pending("associating".into());
-                Ok(fresh(id, gid, r.spec.clone(), pending, &region))
+                Ok(fresh(rid, gid, r.spec.clone(), pending, &region))
             }
             Spec::InterconnectAttachment {
                 gateway, vxc, vlan, ..
@@ -301,16 +302,16 @@ impl AwsProvider {
                 }
                 if matches!(&refs.get(vxc)?.spec, Spec::Vxc { target, .. } if target == "aws-hosted-vif")
                 {
-                    let vid = self.accept_vif(owner, id, vxc, gw, &refs, &extra).await?;
+                    let vid = self.accept_vif(owner, rid, vxc, gw, &refs, &extra).await?;
                     let pending = ResourceState::Pending("confirming".into());
-                    return Ok(fresh(id, vid, r.spec.clone(), pending, &region));
+                    return Ok(fresh(rid, vid, r.spec.clone(), pending, &region));
                 }
                 let conn = refs.output(vxc, "connectionId")?;
                 let vif = self.vif_for(conn, vxc, &refs, id).await?;
                 let new = vif
                     .direct_connect_gateway_id(gw)
                     .virtual_interface_name(gateway_name(owner, id))
-                    .set_tags(Some(dx_tags(owner, id, &extra)))
+                    .set_tags(Some(dx_tags(owner, rid, &extra)))
                     .build()
                     .map_err(|e| {
                         ProviderError::new(
@@ -333,7 +334,7 @@ impl AwsProvider {
                     .map_or("pending", |s| s.as_str());
                 let state = vif_state(status).unwrap_or(ResourceState::Pending(status.into()));
                 let vid = out.virtual_interface_id().unwrap_or_default().to_string();
-                Ok(fresh(id, vid, r.spec.clone(), state, &region))
+                Ok(fresh(rid, vid, r.spec.clone(), state, &region))
             }
             other => Err(self.unsupported(id, other.kind())),
         }
@@ -407,12 +408,13 @@ impl AwsProvider {
     async fn accept_vif(
         &self,
         owner: &Owner,
-        id: &str,
+        rid: &ResourceId,
         vxc: &str,
         gw: &str,
         refs: &Refs<'_>,
         extra: &[(&str, String)],
     ) -> Result<String, ProviderError> {
+        let id = rid.as_str();
         let vid = refs.output(vxc, "vifId")?;
         let (c, region) = self.dx();
         let found = c
@@ -440,7 +442,7 @@ impl AwsProvider {
             .resource_arn(format!(
                 "arn:aws:directconnect:{region}:{account}:dxvif/{vid}"
             ))
-            .set_tags(Some(dx_tags(owner, id, extra)))
+            .set_tags(Some(dx_tags(owner, rid, extra)))
             .send()
             .named("TagResource", id)
             .await
