@@ -15,7 +15,7 @@ use criterion::{criterion_group, Criterion};
 use mcnet_benches::synthetic_cluster;
 use mcnet_core::policy::analysis::{self, Matrix, PortProto};
 use mcnet_core::policy::reference::{self, Party};
-use mcnet_core::policy::{Compiled, Manifests, Proto};
+use mcnet_core::policy::{Compiled, Manifests, NumericIdentity, Proto};
 
 const NAMESPACES: usize = 100;
 const APPS: usize = 10;
@@ -51,7 +51,7 @@ fn bench_query(c: &mut Criterion) {
     let m = load();
     let compiled = Compiled::new(&m);
     let sample = pairs(&m, 1024);
-    let ids: Vec<(u32, u32)> = sample
+    let ids: Vec<(NumericIdentity, NumericIdentity)> = sample
         .iter()
         .map(|&(a, b)| (compiled.pod_identity[a], compiled.pod_identity[b]))
         .collect();

@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use mcnet_core::policy::compile::{Compiled, DirState, IdentityKind, NumericIdentity, WILDCARD};
+
+/// The wildcard peer as the maps hold it.
+const ANY_PEER: u32 = WILDCARD.get();
 use mcnet_core::policy::model::{Direction, Proto};
 use mcnet_ebpf_common::*;
 
@@ -138,6 +141,7 @@ pub fn direction_entries(
     ds: &DirState,
     cookie_base: u32,
 ) -> BTreeMap<PolicyKey, PolicyValue> {
+    let endpoint = endpoint.get();
     let isolated = !ds.isolated_by.is_empty();
     let direction = match d {
         Direction::Ingress => DIR_INGRESS,
@@ -146,6 +150,7 @@ pub fn direction_entries(
     // Raw entries by proto → (peer, port) → value.
     let mut raw: BTreeMap<u8, BTreeMap<(u32, u16), PolicyValue>> = BTreeMap::new();
     for (&(peer, proto), entries) in &ds.entries {
+        let peer = peer.get();
         for e in entries {
             if !isolated && !e.deny {
                 // A direction nothing isolates allows everything but denies.
@@ -192,13 +197,13 @@ pub fn direction_entries(
     for (proto, m) in raw {
         let wild_ports: BTreeSet<u16> = m
             .keys()
-            .filter(|(p, port)| *p == WILDCARD && *port != 0)
+            .filter(|(p, port)| *p == ANY_PEER && *port != 0)
             .map(|(_, port)| *port)
             .collect();
         let peers: BTreeSet<u32> = m
             .keys()
             .map(|(p, _)| *p)
-            .filter(|p| *p != WILDCARD)
+            .filter(|p| *p != ANY_PEER)
             .collect();
         let get = |peer: u32, port: u16| m.get(&(peer, port)).copied();
         let key = |peer: u32, port: u16| PolicyKey {
@@ -209,12 +214,12 @@ pub fn direction_entries(
             direction,
         };
         // Wildcard peer.
-        if let Some(v) = get(WILDCARD, 0) {
-            out.insert(key(WILDCARD, 0), v);
+        if let Some(v) = get(ANY_PEER, 0) {
+            out.insert(key(ANY_PEER, 0), v);
         }
         for &port in &wild_ports {
-            if let Some(v) = merge(get(WILDCARD, port), get(WILDCARD, 0)) {
-                out.insert(key(WILDCARD, port), v);
+            if let Some(v) = merge(get(ANY_PEER, port), get(ANY_PEER, 0)) {
+                out.insert(key(ANY_PEER, port), v);
             }
         }
         // Specific peers: every port either side names. A peer without an
@@ -222,7 +227,7 @@ pub fn direction_entries(
         // the wildcard entries, which already carry the right verdicts.
         for &peer in &peers {
             if let Some(own_all) = get(peer, 0) {
-                if let Some(v) = merge(Some(own_all), get(WILDCARD, 0)) {
+                if let Some(v) = merge(Some(own_all), get(ANY_PEER, 0)) {
                     out.insert(key(peer, 0), v);
                 }
             }
@@ -239,7 +244,7 @@ pub fn direction_entries(
             for port in ports {
                 let v = merge(
                     merge(get(peer, port), get(peer, 0)),
-                    merge(get(WILDCARD, port), get(WILDCARD, 0)),
+                    merge(get(ANY_PEER, port), get(ANY_PEER, 0)),
                 );
                 if let Some(v) = v {
                     out.insert(key(peer, port), v);
@@ -256,7 +261,8 @@ impl DesiredState {
         let mut s = DesiredState::default();
         for (i, pod) in c.inventory.pods.iter().enumerate() {
             for ip in &pod.ips {
-                s.ipcache.insert((128, mapped(*ip)), c.pod_identity[i]);
+                s.ipcache
+                    .insert((128, mapped(*ip)), c.pod_identity[i].get());
             }
         }
         for x in &c.identities {
@@ -269,7 +275,7 @@ impl DesiredState {
                 // A pod's own address wins over a policy prefix covering it exactly.
                 s.ipcache
                     .entry((len, mapped(prefix.network())))
-                    .or_insert(x.id);
+                    .or_insert(x.id.get());
             }
         }
         let mut identities = BTreeSet::new();
@@ -295,7 +301,7 @@ impl DesiredState {
             s.endpoints.insert(
                 b.ifindex,
                 EndpointInfo {
-                    identity: id,
+                    identity: id.get(),
                     flags,
                 },
             );

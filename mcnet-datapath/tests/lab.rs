@@ -154,7 +154,7 @@ fn real_traffic_follows_the_engine() {
 
     // Flow events: a drop of batch → api-server:8080 with both identities, and a forwarded frontend flow marked L7.
     let events = flows::drain(&mut ring);
-    let id = |k: &str| c.pod_identity[m.inventory.pod(k).unwrap()];
+    let id = |k: &str| c.pod_identity[m.inventory.pod(k).unwrap()].get();
     let dropped = events
         .iter()
         .find(|e| {

@@ -22,35 +22,60 @@ use super::load::Manifests;
 use super::model::*;
 use super::selector::{Key, Labels, Source};
 
-/// A numeric security identity.
-pub type NumericIdentity = u32;
+/// A numeric security identity, as Cilium numbers them: reserved ones
+/// below 256, pods from 256, CIDR identities from 2²⁴. Serialised as its
+/// number.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct NumericIdentity(pub u32);
+
+impl NumericIdentity {
+    /// The number, as the datapath's maps hold it.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for NumericIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl From<NumericIdentity> for u32 {
+    fn from(id: NumericIdentity) -> u32 {
+        id.0
+    }
+}
 
 /// The wildcard peer: a map entry that matches every identity.
-pub const WILDCARD: NumericIdentity = 0;
+pub const WILDCARD: NumericIdentity = NumericIdentity(0);
 /// Reserved identity: the local host.
-pub const HOST: NumericIdentity = 1;
+pub const HOST: NumericIdentity = NumericIdentity(1);
 /// Reserved identity: outside the cluster (an ipcache miss).
-pub const WORLD: NumericIdentity = 2;
+pub const WORLD: NumericIdentity = NumericIdentity(2);
 /// Reserved identity: pods not managed by Cilium.
-pub const UNMANAGED: NumericIdentity = 3;
+pub const UNMANAGED: NumericIdentity = NumericIdentity(3);
 /// Reserved identity: health endpoints.
-pub const HEALTH: NumericIdentity = 4;
+pub const HEALTH: NumericIdentity = NumericIdentity(4);
 /// Reserved identity: endpoints being initialised.
-pub const INIT: NumericIdentity = 5;
+pub const INIT: NumericIdentity = NumericIdentity(5);
 /// Reserved identity: other nodes.
-pub const REMOTE_NODE: NumericIdentity = 6;
+pub const REMOTE_NODE: NumericIdentity = NumericIdentity(6);
 /// Reserved identity: the API server.
-pub const KUBE_APISERVER: NumericIdentity = 7;
+pub const KUBE_APISERVER: NumericIdentity = NumericIdentity(7);
 /// Reserved identity: Cilium's ingress.
-pub const INGRESS: NumericIdentity = 8;
+pub const INGRESS: NumericIdentity = NumericIdentity(8);
 /// Reserved identity: outside the cluster, IPv4 (dual-stack).
-pub const WORLD_IPV4: NumericIdentity = 9;
+pub const WORLD_IPV4: NumericIdentity = NumericIdentity(9);
 /// Reserved identity: outside the cluster, IPv6 (dual-stack).
-pub const WORLD_IPV6: NumericIdentity = 10;
+pub const WORLD_IPV6: NumericIdentity = NumericIdentity(10);
 /// The first identity given to pods.
-pub const FIRST_USER_IDENTITY: NumericIdentity = 256;
+pub const FIRST_USER_IDENTITY: NumericIdentity = NumericIdentity(256);
 /// The first identity given to CIDR prefixes (Cilium's local identity scope).
-pub const FIRST_CIDR_IDENTITY: NumericIdentity = 1 << 24;
+pub const FIRST_CIDR_IDENTITY: NumericIdentity = NumericIdentity(1 << 24);
 
 const RESERVED: [(NumericIdentity, &str); 10] = [
     (HOST, "host"),
@@ -431,7 +456,7 @@ impl Compiled {
         }
         let mut k8s_lpm = Lpm::default();
         for p in &k8s_prefixes {
-            k8s_lpm.insert(*p, 0);
+            k8s_lpm.insert(*p, WILDCARD);
         }
         let named: BTreeSet<&str> = all_ports(&policies)
             .filter_map(|p| match &p.port {
@@ -479,9 +504,9 @@ impl Compiled {
                 ip_pod.insert(*ip, i);
             }
         }
-        let mut pod_identity = vec![0; inv.pods.len()];
+        let mut pod_identity = vec![WILDCARD; inv.pods.len()];
         for (n, ((labels, class, ports), pods)) in groups.into_iter().enumerate() {
-            let id = FIRST_USER_IDENTITY + n as u32;
+            let id = NumericIdentity(FIRST_USER_IDENTITY.0 + n as u32);
             let first = &inv.pods[pods[0]];
             for &p in &pods {
                 pod_identity[p] = id;
@@ -502,7 +527,7 @@ impl Compiled {
         }
         let mut cidr_lpm = Lpm::default();
         for (n, p) in all_prefixes.iter().enumerate() {
-            let id = FIRST_CIDR_IDENTITY + n as u32;
+            let id = NumericIdentity(FIRST_CIDR_IDENTITY.0 + n as u32);
             cidr_lpm.insert(*p, id);
             identities.push(Identity {
                 id,

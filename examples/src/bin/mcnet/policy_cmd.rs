@@ -9,8 +9,8 @@ use mcnet_core::policy::analysis::{self, Matrix, PortProto};
 use mcnet_core::policy::generate::{self, Intent};
 use mcnet_core::policy::kafka::KafkaApiKey;
 use mcnet_core::policy::{
-    Compiled, Decision, DnsRequest, HttpRequest, KafkaRequest, Manifests, Proto, Query,
-    QueryEndpoint,
+    Compiled, Decision, DnsRequest, HttpRequest, KafkaRequest, Manifests, NumericIdentity, Proto,
+    Query, QueryEndpoint,
 };
 
 use crate::output::{print_json, read, Format};
@@ -588,7 +588,7 @@ fn compile(input: &Input, output: Format) -> anyhow::Result<ExitCode> {
     let stats = analysis::stats(&c);
     match output {
         Format::Json => {
-            let states: BTreeMap<u32, Vec<serde_json::Value>> = c
+            let states: BTreeMap<NumericIdentity, Vec<serde_json::Value>> = c
                 .states
                 .keys()
                 .map(|&id| {
@@ -613,10 +613,14 @@ fn compile(input: &Input, output: Format) -> anyhow::Result<ExitCode> {
                 stats.policies,
                 stats.entries
             );
-            for x in c.identities.iter().filter(|x| x.id >= 256) {
+            for x in c
+                .identities
+                .iter()
+                .filter(|x| x.id >= mcnet_core::policy::compile::FIRST_USER_IDENTITY)
+            {
                 println!("\nidentity {}: {}", x.id, x.describe(&c.inventory));
                 for (k, v) in c.map_state(x.id) {
-                    let peer = if k.peer == 0 {
+                    let peer = if k.peer == mcnet_core::policy::compile::WILDCARD {
                         "*".to_string()
                     } else {
                         k.peer.to_string()
