@@ -19,4 +19,6 @@ say "cargo test (workspace, all targets)"
 cargo test --workspace --exclude mcnet-ebpf --all-targets
 say "doc tests"
 cargo test --workspace --exclude mcnet-ebpf --doc
+say "cargo doc (-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --exclude mcnet-ebpf
 say "all tests passed (target dir: $(du -sh target 2>/dev/null | cut -f1))"

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// A CIDR field of the topology.
 ///
 /// Parsing never fails: a malformed value becomes [`Cidr::Invalid`] and
-/// [`validate`](crate::topology::validate) reports it with the field's path,
+/// [`validate`](crate::topology::validate()) reports it with the field's path,
 /// so that one bad prefix does not hide every other problem in the file.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Cidr {

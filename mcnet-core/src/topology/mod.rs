@@ -1,7 +1,7 @@
 //! The topology: one typed model of clouds, networks, clusters, the Megaport
 //! interconnect, peerings, private endpoints and the monitoring network.
 //!
-//! The flow is parse → [`validate`] / [`ipam::allocate`] / [`paths::analyze`]
+//! The flow is parse → [`validate()`] / [`ipam::allocate`] / [`paths::analyze`]
 //! → report or [`diagram::render_svg`].
 
 pub mod cidr;
