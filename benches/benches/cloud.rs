@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 
 use mcnet_cloud::connect::sim::{SimCloud, SimConfig, SimResource, SimState};
 use mcnet_core::reconcile::{
-    plan, Desired, Observed, Owner, ResourceProvider, ResourceState, Scope, Spec,
+    plan, Desired, Observed, Owner, ResourceId, ResourceProvider, ResourceState, Scope, Spec,
 };
 
 fn world(networks: usize, routes_per: usize) -> (Vec<Desired>, Vec<Observed>) {
     let mut want = Vec::new();
     for n in 0..networks {
-        let net = format!("network/n{n}");
+        let name = format!("n{n}");
+        let net = ResourceId::network(&name);
         want.push(Desired {
             id: net.clone(),
             scope: Scope::Aws,
@@ -33,22 +34,23 @@ fn world(networks: usize, routes_per: usize) -> (Vec<Desired>, Vec<Observed>) {
             },
         });
         want.push(Desired {
-            id: format!("route-table/n{n}"),
+            id: ResourceId::route_table(&name),
             scope: Scope::Aws,
             spec: Spec::RouteTable {
-                network: net.clone(),
+                network: net.to_string(),
                 subnets: vec![],
                 propagating_gateways: vec![],
             },
         });
         for r in 0..routes_per {
             let peer = (n + r + 1) % networks;
+            let destination = format!("10.{}.{}.0/24", peer / 256, peer % 256);
             want.push(Desired {
-                id: format!("route/n{n}/{r}"),
+                id: ResourceId::route(&name, &destination),
                 scope: Scope::Aws,
                 spec: Spec::Route {
-                    route_table: format!("route-table/n{n}"),
-                    destination: format!("10.{}.{}.0/24", peer / 256, peer % 256),
+                    route_table: ResourceId::route_table(&name).to_string(),
+                    destination,
                     target: format!("peering/p{}", n.min(peer)),
                 },
             });
