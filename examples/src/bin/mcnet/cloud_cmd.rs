@@ -1,14 +1,14 @@
 //! `mcnet plan|apply|destroy|drift`: reconcile a topology with the clouds.
 
 use std::collections::BTreeSet;
-use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use mcnet_cloud::connect::SimCloud;
+use mcnet_cloud::lock::{StateLock, Wait};
 use mcnet_core::reconcile::{self, ApplyEvent, ApplyOptions, Owner, Phase, Plan, Providers, Scope};
 use serde_json::json;
 
@@ -64,31 +64,31 @@ pub struct ApplyArgs {
     /// Steps in flight at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// How long to wait for the state lock another apply or destroy holds
+    /// (`30s`, `2m`, `0` for not at all); by default, until it is released.
+    #[arg(long, value_name = "DURATION", value_parser = mcnet_cloud::lock::parse_wait)]
+    pub lock_timeout: Option<std::time::Duration>,
 }
 
-/// Holds `<state>/mcnet.lock` for the life of the command.
-struct StateLock(#[allow(dead_code)] std::fs::File);
-
-fn lock_state(dir: &Path) -> anyhow::Result<StateLock> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create state directory `{}`", dir.display()))?;
-    let path = dir.join("mcnet.lock");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open `{}`", path.display()))?;
-    if f.try_lock().is_err() {
-        eprintln!("waiting for another mcnet holding {} ...", path.display());
-        f.lock()
-            .with_context(|| format!("cannot lock `{}`", path.display()))?;
-    }
-    Ok(StateLock(f))
+/// Takes the state lock for a writing command, telling the user who holds
+/// it while waiting.
+fn lock_state(dir: &Path, command: &str, wait: Wait) -> anyhow::Result<StateLock> {
+    let lock = StateLock::acquire(dir, command, wait, |holder| {
+        let until = match wait {
+            Wait::Forever => "until it is released (--lock-timeout to give up)".to_string(),
+            Wait::For(d) => format!("for at most {d:?}"),
+        };
+        eprintln!(
+            "the state lock {} is held by {holder}; waiting {until} ...",
+            dir.join(mcnet_cloud::lock::LOCK_FILE).display()
+        );
+    })?;
+    Ok(lock)
 }
 
 struct Setup {
-    _lock: StateLock,
+    /// Held by writers (`apply`, `destroy`); readers take none.
+    _lock: Option<StateLock>,
     owner: Owner,
     scopes: BTreeSet<Scope>,
     providers: Providers,
@@ -114,12 +114,19 @@ impl Drop for Setup {
     }
 }
 
-async fn setup(c: &Common) -> anyhow::Result<Option<Setup>> {
+/// Builds the providers. A writer (`lock`: its command and wait) holds the
+/// state lock from here on; a reader (`plan`, `drift`) takes no lock and
+/// reads the last committed state, since state files are replaced
+/// atomically.
+async fn setup(c: &Common, lock: Option<(&str, Wait)>) -> anyhow::Result<Option<Setup>> {
     let Some(t) = crate::topology_cmd::load_valid(&c.file)? else {
         return Ok(None);
     };
     let state = PathBuf::from(&c.state);
-    let lock = lock_state(&state)?;
+    let lock = match lock {
+        Some((command, wait)) => Some(lock_state(&state, command, wait)?),
+        None => None,
+    };
     let scopes: BTreeSet<Scope> = match c.provider {
         ProviderArg::Sim | ProviderArg::All => Scope::ALL.into_iter().collect(),
         ProviderArg::Aws => [Scope::Aws].into(),
@@ -163,14 +170,15 @@ async fn make_plan(s: &Setup, destroy: bool) -> anyhow::Result<Plan> {
     Ok(reconcile::plan(&s.owner.topology, &s.scopes, &want, &have))
 }
 
-/// Loads the topology, builds the providers, takes the state lock and
-/// plans: what every command does first. `None` when the topology is invalid.
+/// Loads the topology, builds the providers, takes the state lock (writers
+/// only) and plans: what every command does first. `None` when the topology is invalid.
 fn start(
     c: &Common,
     destroy: bool,
+    lock: Option<(&str, Wait)>,
 ) -> anyhow::Result<Option<(tokio::runtime::Runtime, Setup, Plan)>> {
     let rt = runtime()?;
-    let Some(s) = rt.block_on(setup(c))? else {
+    let Some(s) = rt.block_on(setup(c, lock))? else {
         return Ok(None);
     };
     let p = rt.block_on(make_plan(&s, destroy))?;
@@ -185,7 +193,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub fn plan(c: &Common) -> anyhow::Result<ExitCode> {
-    let Some((_rt, s, p)) = start(c, false)? else {
+    let Some((_rt, s, p)) = start(c, false, None)? else {
         return Ok(ExitCode::from(1));
     };
     match c.output {
@@ -200,7 +208,7 @@ pub fn plan(c: &Common) -> anyhow::Result<ExitCode> {
 }
 
 pub fn drift(c: &Common) -> anyhow::Result<ExitCode> {
-    let Some((_rt, _held, p)) = start(c, false)? else {
+    let Some((_rt, _held, p)) = start(c, false, None)? else {
         return Ok(ExitCode::from(1));
     };
     let items = reconcile::drift(&p);
@@ -249,7 +257,9 @@ pub fn drift(c: &Common) -> anyhow::Result<ExitCode> {
 
 pub fn apply(a: &ApplyArgs, destroy: bool) -> anyhow::Result<ExitCode> {
     let c = &a.common;
-    let Some((rt, s, p)) = start(c, destroy)? else {
+    let command = if destroy { "destroy" } else { "apply" };
+    let wait = a.lock_timeout.map_or(Wait::Forever, Wait::For);
+    let Some((rt, s, p)) = start(c, destroy, Some((command, wait)))? else {
         return Ok(ExitCode::from(1));
     };
     if p.is_empty() {
@@ -426,6 +436,7 @@ pub fn demo(topology_file: &str, state: &str) -> anyhow::Result<()> {
         common: common(),
         auto_approve: true,
         concurrency: 4,
+        lock_timeout: None,
     };
     println!("$ mcnet apply {topology_file} --provider sim --state {state} --auto-approve");
     if apply(&args, false)? != ExitCode::SUCCESS {
