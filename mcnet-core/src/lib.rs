@@ -43,9 +43,9 @@ pub mod input;
 pub mod metrics;
 pub mod policy;
 pub mod reconcile;
-pub mod testing;
 #[cfg(feature = "render")]
 pub mod render;
+pub mod testing;
 pub mod topology;
 
 pub use diag::{Diagnostic, Report, Severity};

@@ -13,7 +13,7 @@
 //! Transit gateways with their VPC attachments and static routes (in the
 //! gateway's default route table) are here too.
 //!
-//! Direct Connect (aws-sdk-directconnect) is in [`dx`]: the gateway with its
+//! Direct Connect (aws-sdk-directconnect) is in the `dx` module: the gateway with its
 //! VGW associations, and the private VIF on a Megaport hosted connection.
 //! Moto has no Direct Connect, so its tests run against a mock of the API.
 

@@ -410,8 +410,10 @@ fn fresh_dir(parent: &Path, base: &str, tag: &str) -> Result<PathBuf> {
 /// the tree is built in a fresh directory beside `dir` and renamed into
 /// place, so that readers see the old tree or the new one, never a mix. An
 /// existing `dir` is replaced only if it is empty or an earlier rendering.
-/// Every path is checked first ([`safe_join`]): a rendering with a cluster
-/// or file name that is not a plain name writes nothing at all.
+/// Every path is checked first, through one safe join that refuses
+/// absolute paths, `..`, empty segments and separators inside a name: a
+/// rendering with a cluster or file name that is not a plain name writes
+/// nothing at all.
 pub fn write_dir(r: &Rendering, dir: &Path) -> Result<WriteSummary> {
     for (i, c) in r.clusters.iter().enumerate() {
         for f in &c.files {
