@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use mcnet_core::policy::{Compiled, Manifests, Proto, Query, QueryEndpoint};
+use mcnet_core::policy::{Compiled, Decision, Manifests, Proto, Query, QueryEndpoint};
 use mcnet_datapath::state::Binding;
 use mcnet_ebpf_common::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use serde::Deserialize;
@@ -15,6 +15,19 @@ struct Case {
     inventory: Option<String>,
     manifests: serde_yaml::Value,
     queries: Vec<Query>,
+}
+
+/// What the kernel program decides for one side of a query, given the
+/// engine's verdict: what the engine cannot evaluate is dropped, and so is
+/// a port allowed only with L7 rules, which the program cannot judge (its
+/// default L7 mode fails closed).
+#[allow(dead_code)] // the kernel tests use it, the model tests do not
+pub fn kernel_expectation(side: &mcnet_core::policy::eval::Side) -> Decision {
+    match side.verdict {
+        Decision::Allow if side.l7_enforced => Decision::Deny,
+        Decision::NotEvaluable => Decision::Deny,
+        v => v,
+    }
 }
 
 /// The IP protocol number.
