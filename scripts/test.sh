@@ -16,7 +16,7 @@ cargo fmt --all -- --check
 say "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --exclude mcnet-ebpf --all-targets -- -D warnings
 say "cargo test (workspace, all targets)"
-cargo test --workspace --exclude mcnet-ebpf --all-targets
+cargo test --workspace --exclude mcnet-ebpf --all-targets --no-fail-fast
 say "doc tests"
 cargo test --workspace --exclude mcnet-ebpf --doc
 say "cargo doc (-D warnings)"

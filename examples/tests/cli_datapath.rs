@@ -31,7 +31,14 @@ mod common;
 use common::Proc as Agent;
 
 /// Starts the agent in the node namespace and waits until it enforces.
-fn start(node: &str, binds: &[String], flows: &str, pins: &str, metrics: Option<u16>) -> Agent {
+fn start(
+    node: &str,
+    binds: &[String],
+    flows: &str,
+    pins: &str,
+    metrics: Option<u16>,
+    l7: Option<&str>,
+) -> Agent {
     let mut args: Vec<String> = vec![
         format!("--net=/run/netns/{node}"),
         env!("CARGO_BIN_EXE_mcnet").into(),
@@ -51,6 +58,10 @@ fn start(node: &str, binds: &[String], flows: &str, pins: &str, metrics: Option<
     if let Some(port) = metrics {
         args.push("--metrics".into());
         args.push(format!("127.0.0.1:{port}"));
+    }
+    if let Some(mode) = l7 {
+        args.push("--l7".into());
+        args.push(mode.into());
     }
     let mut child = Command::new("nsenter")
         .args(&args)
@@ -118,7 +129,16 @@ fn enforce_contract_restart_and_clean_stop() {
         .unwrap();
     assert!(up.success());
     let metrics_port = 19_000 + (std::process::id() % 1000) as u16;
-    let agent = start(&lab.node, &binds, &flows, &pins, Some(metrics_port));
+    // Audit mode: the port with HTTP rules passes at L4 (the kernel cannot
+    // judge requests); the default, checked at the end, drops it.
+    let agent = start(
+        &lab.node,
+        &binds,
+        &flows,
+        &pins,
+        Some(metrics_port),
+        Some("audit"),
+    );
     assert!(
         tcp_ok(fe, api, 8080),
         "frontend → api-server:8080 is allowed"
@@ -188,7 +208,7 @@ fn enforce_contract_restart_and_clean_stop() {
         "the pinned programs keep the connection while no agent runs"
     );
     assert!(!tcp_ok(batch, api, 8080), "and keep denying");
-    let agent = start(&lab.node, &binds, &flows, &pins, None);
+    let agent = start(&lab.node, &binds, &flows, &pins, None, Some("audit"));
     assert!(
         echo(b"thr3"),
         "the restarted agent keeps the established connection"
@@ -219,6 +239,20 @@ fn enforce_contract_restart_and_clean_stop() {
         "{out}"
     );
     assert!(tcp_ok(batch, api, 8080), "detached: traffic flows again");
+
+    // By default the agent fails closed on ports with L7 rules: the
+    // frontend's call, allowed at L4 only with HTTP rules, is dropped.
+    let pins2 = format!("{pins}-default");
+    let _cleanup2 = RemoveOnDrop(pins2.clone());
+    let mut agent = start(&lab.node, &binds, &flows, &pins2, None, None);
+    assert!(
+        !tcp_ok(fe, api, 8080),
+        "the default L7 mode drops a port it cannot judge"
+    );
+    assert!(!tcp_ok(batch, api, 8080));
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
+    drop(agent);
 
     stop.store(true, Ordering::Relaxed);
 }
