@@ -691,9 +691,12 @@ fn write_file_named(
         tmp_name.push(".tmp-");
         tmp_name.push(suffix()?);
         let tmp = dir.join(tmp_name);
+        // O_CREAT|O_EXCL (`create_new`) refuses any existing name, a
+        // symlink included; O_NOFOLLOW says so again for the last component.
         match fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .mode(mode)
             .open(&tmp)
         {
