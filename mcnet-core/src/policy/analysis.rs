@@ -26,21 +26,25 @@ impl std::fmt::Display for PortProto {
 }
 
 impl std::str::FromStr for PortProto {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = PortProtoError;
+    fn from_str(s: &str) -> Result<Self, PortProtoError> {
         let (p, proto) = s.split_once('/').unwrap_or((s, "TCP"));
-        let port = p
-            .parse::<u16>()
-            .map_err(|_| format!("`{s}`: expected PORT or PORT/PROTOCOL"))?;
+        let bad = || PortProtoError(s.to_string());
+        let port = p.parse::<u16>().map_err(|_| bad())?;
         let proto = Proto::parse(proto)
             .filter(|p| *p != Proto::Any)
-            .ok_or_else(|| format!("`{s}`: protocol must be TCP, UDP, SCTP, ICMP or ICMPv6"))?;
+            .ok_or_else(bad)?;
         if proto.is_icmp() && port > 255 {
-            return Err(format!("`{s}`: an ICMP type is 0–255"));
+            return Err(bad());
         }
         Ok(PortProto { port, proto })
     }
 }
+
+/// A matrix port that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}`: expected PORT or PORT/PROTOCOL (TCP, UDP, SCTP; ICMP or ICMPv6 with a type 0–255)")]
+pub struct PortProtoError(pub String);
 
 /// The ports the policies talk about: every numeric port (a range's first
 /// port) and every named port resolved on the pods.

@@ -43,16 +43,34 @@ impl Cidr {
     }
 }
 
+/// Why a prefix is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrefixError {
+    /// Not a prefix at all.
+    #[error("`{0}` is not a CIDR prefix (expected a.b.c.d/len or an IPv6 prefix)")]
+    Malformed(String),
+    /// An address with host bits, not a network.
+    #[error("`{given}` has host bits set; the prefix is {network}")]
+    HostBits {
+        /// What was given.
+        given: String,
+        /// The network it lies in.
+        network: IpNet,
+    },
+}
+
 /// Parses a prefix strictly: the address must be the network address.
-pub fn parse_prefix(s: &str) -> Result<IpNet, String> {
-    let net: IpNet = s.trim().parse().map_err(|_| {
-        format!("`{s}` is not a CIDR prefix (expected a.b.c.d/len or an IPv6 prefix)")
-    })?;
+pub fn parse_prefix(s: &str) -> Result<IpNet, PrefixError> {
+    let net: IpNet = s
+        .trim()
+        .parse()
+        .map_err(|_| PrefixError::Malformed(s.to_string()))?;
     if net.network() != net.addr() {
-        return Err(format!(
-            "`{s}` has host bits set; the prefix is {}",
-            net.trunc()
-        ));
+        return Err(PrefixError::HostBits {
+            given: s.to_string(),
+            network: net.trunc(),
+        });
     }
     Ok(net)
 }
@@ -68,7 +86,7 @@ impl FromStr for Cidr {
             Ok(n) => Cidr::Net(n),
             Err(reason) => Cidr::Invalid {
                 raw: s.to_string(),
-                reason,
+                reason: reason.to_string(),
             },
         })
     }

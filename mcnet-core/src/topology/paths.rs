@@ -45,7 +45,7 @@ impl Component {
 
     /// Resolves `name` or `kind/name` (kind: `mcr`, `router`, `vxc`,
     /// `peering`, `tgw`) against a topology.
-    pub fn resolve(t: &Topology, spec: &str) -> Result<Component, String> {
+    pub fn resolve(t: &Topology, spec: &str) -> Result<Component, ComponentError> {
         let (kind, name) = match spec.split_once('/') {
             Some((k, n)) => (Some(k), n),
             None => (None, spec),
@@ -68,9 +68,10 @@ impl Component {
         }
         if let Some(k) = kind {
             if !["mcr", "router", "vxc", "peering", "tgw"].contains(&k) {
-                return Err(format!(
-                    "component kind `{k}` in `{spec}` is not one of mcr, vxc, peering, tgw"
-                ));
+                return Err(ComponentError::UnknownKind {
+                    kind: k.to_string(),
+                    spec: spec.to_string(),
+                });
             }
         }
         match found.len() {
@@ -103,24 +104,16 @@ impl Component {
                     )
                     .collect();
                 known.sort();
-                Err(format!(
-                    "no component named `{spec}` in topology `{}`; known: {}",
-                    t.metadata.name,
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ))
+                Err(ComponentError::NotFound {
+                    spec: spec.to_string(),
+                    topology: t.metadata.name.clone(),
+                    known,
+                })
             }
-            _ => Err(format!(
-                "`{spec}` is ambiguous; say {}",
-                found
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            )),
+            _ => Err(ComponentError::Ambiguous {
+                spec: spec.to_string(),
+                candidates: found,
+            }),
         }
     }
 }
@@ -137,18 +130,56 @@ impl fmt::Display for Component {
 }
 
 impl FromStr for Component {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ComponentError;
+    fn from_str(s: &str) -> Result<Self, ComponentError> {
         match s.split_once('/') {
             Some(("mcr" | "router", n)) => Ok(Component::Router(n.into())),
             Some(("vxc", n)) => Ok(Component::Vxc(n.into())),
             Some(("peering", n)) => Ok(Component::Peering(n.into())),
             Some(("tgw", n)) => Ok(Component::TransitGateway(n.into())),
-            _ => Err(format!(
-                "`{s}` is not kind/name with kind mcr, vxc, peering or tgw"
-            )),
+            _ => Err(ComponentError::Malformed {
+                spec: s.to_string(),
+            }),
         }
     }
+}
+
+/// Why a component name does not resolve.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ComponentError {
+    /// Not `kind/name` with a known kind.
+    #[error("`{spec}` is not kind/name with kind mcr, vxc, peering or tgw")]
+    Malformed {
+        /// What was given.
+        spec: String,
+    },
+    /// A kind that is not a component kind.
+    #[error("component kind `{kind}` in `{spec}` is not one of mcr, vxc, peering, tgw")]
+    UnknownKind {
+        /// The kind.
+        kind: String,
+        /// What was given.
+        spec: String,
+    },
+    /// No component has the name.
+    #[error("no component named `{spec}` in topology `{topology}`; known: {}", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    NotFound {
+        /// What was given.
+        spec: String,
+        /// The topology.
+        topology: String,
+        /// Every component, as `kind/name`.
+        known: Vec<String>,
+    },
+    /// Several components have the name.
+    #[error("`{spec}` is ambiguous; say {}", candidates.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" or "))]
+    Ambiguous {
+        /// What was given.
+        spec: String,
+        /// The components it could be.
+        candidates: Vec<Component>,
+    },
 }
 
 /// One way from one network to another.
@@ -551,6 +582,7 @@ mod tests {
         );
         assert!(Component::resolve(&t, "mcr/p")
             .unwrap_err()
+            .to_string()
             .contains("no component"));
         let r = analyze(&t, &[Component::Peering("p".into())]);
         assert_eq!(r.disconnected, vec![("a".to_string(), "c".to_string())]);

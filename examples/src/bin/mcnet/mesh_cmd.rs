@@ -170,7 +170,7 @@ pub struct CheckArgs {
 /// Parses `30s`, `90m`, `24h`, `365d` (or plain seconds): a lifetime from
 /// one second to [`MAX_LIFETIME`] (`36500d`, 100 years). Anything longer,
 /// including numbers past what 64 bits hold, is refused, never wrapped.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+fn parse_duration(s: &str) -> Result<Duration, String> {
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     if digits.is_empty() {
         return Err(format!("`{s}` is not a duration like 24h"));
