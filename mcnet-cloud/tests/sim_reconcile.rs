@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcnet_cloud::connect::sim::{FailRule, Faults, Quotas, SimCloud, SimConfig};
+use mcnet_core::reconcile::DriftStatus;
 use mcnet_core::reconcile::{
     apply, desired, plan, ApplyOptions, ApplyReport, CloudMetrics, ErrorKind, Op, Owner, Plan,
     Providers, Retry, Scope, Spec,
@@ -203,15 +204,15 @@ async fn adr003_applies_fully_replans_empty_and_drift_is_repaired() {
     }
     let p = w.plan().await;
     let items = mcnet_core::reconcile::drift(&p);
-    let seen: Vec<(&str, &str)> = items
+    let seen: Vec<(DriftStatus, &str)> = items
         .iter()
         .map(|d| (d.status, d.resource.as_str()))
         .collect();
     assert_eq!(
         seen,
         [
-            ("missing", "route/aws-vpc/10.100.0.0/16"),
-            ("changed", "vxc/vxc-aws-dx")
+            (DriftStatus::Missing, "route/aws-vpc/10.100.0.0/16"),
+            (DriftStatus::Changed, "vxc/vxc-aws-dx")
         ]
     );
     let vxc = p

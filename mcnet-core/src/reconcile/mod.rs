@@ -42,7 +42,7 @@ pub use apply::{apply, ApplyEvent, ApplyOptions, ApplyReport, Failure, Phase, Pr
 pub use desired::desired;
 pub use id::{ParseIdError, ResourceId};
 pub use metered::{CloudMetrics, Metered};
-pub use plan::{plan, Action, Op, Plan};
+pub use plan::{plan, Action, Cause, Op, Plan};
 pub use provider::{
     ConnectivityProvider, ErrorKind, InterconnectProvider, ProviderError, Quote, Refs,
     ResourceProvider,
@@ -67,14 +67,45 @@ pub struct DriftItem {
     /// The cloud id, when the resource exists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cloud_id: Option<String>,
-    /// `missing`, `changed`, `pending`, `failed`, `duplicate` or `unmanaged`
-    /// (owned by the topology but no longer in it).
-    pub status: &'static str,
+    /// What is wrong.
+    pub status: DriftStatus,
     /// Changed fields: `from` is what exists, `to` what the topology says.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<FieldChange>,
     /// What `apply` would do about it.
     pub repair: Op,
+}
+
+/// What drifted about one resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum DriftStatus {
+    /// It does not exist.
+    Missing,
+    /// Fields differ.
+    Changed,
+    /// It is still settling.
+    Pending,
+    /// It failed.
+    Failed,
+    /// A second copy exists.
+    Duplicate,
+    /// Owned by the topology but no longer in it.
+    Unmanaged,
+}
+
+impl std::fmt::Display for DriftStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            DriftStatus::Missing => "missing",
+            DriftStatus::Changed => "changed",
+            DriftStatus::Pending => "pending",
+            DriftStatus::Failed => "failed",
+            DriftStatus::Duplicate => "duplicate",
+            DriftStatus::Unmanaged => "unmanaged",
+        })
+    }
 }
 
 /// The drift a plan implies: every resource that differs from the topology.
@@ -83,19 +114,19 @@ pub struct DriftItem {
 pub fn drift(p: &Plan) -> Vec<DriftItem> {
     p.actions
         .iter()
-        .filter(|a| !(a.changes.is_empty() && a.reason.ends_with(" is replaced")))
+        .filter(|a| a.cause != Cause::DependencyReplaced)
         .map(|a| DriftItem {
             resource: a.resource.to_string(),
             kind: a.kind,
             provider: a.provider,
             cloud_id: a.cloud_id.clone(),
-            status: match a.op {
-                Op::Create => "missing",
-                Op::Update if a.changes.is_empty() => "pending",
-                Op::Replace if a.changes.is_empty() => "failed",
-                Op::Update | Op::Replace => "changed",
-                Op::Delete if a.reason.starts_with("duplicate") => "duplicate",
-                Op::Delete => "unmanaged",
+            status: match a.cause {
+                Cause::Missing => DriftStatus::Missing,
+                Cause::Pending => DriftStatus::Pending,
+                Cause::Failed | Cause::RefersToDuplicate => DriftStatus::Failed,
+                Cause::Changed | Cause::DependencyReplaced => DriftStatus::Changed,
+                Cause::Duplicate => DriftStatus::Duplicate,
+                Cause::Unmanaged => DriftStatus::Unmanaged,
             },
             changes: a.changes.clone(),
             repair: a.op,

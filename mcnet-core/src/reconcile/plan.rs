@@ -50,8 +50,10 @@ pub struct Action {
     /// The cloud id acted on (update, replace, delete).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cloud_id: Option<String>,
-    /// Why.
+    /// Why, for people.
     pub reason: String,
+    /// Why, for programs.
+    pub cause: Cause,
     /// Field changes (update, replace).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<FieldChange>,
@@ -63,6 +65,29 @@ pub struct Action {
     /// What exists now (update, replace, delete).
     #[serde(skip)]
     pub current: Option<Observed>,
+}
+
+/// Why an action is planned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Cause {
+    /// The resource does not exist.
+    Missing,
+    /// Fields differ from the topology.
+    Changed,
+    /// The resource is still settling (an asynchronous state).
+    Pending,
+    /// The resource failed and is re-created.
+    Failed,
+    /// It refers to a duplicate that is deleted.
+    RefersToDuplicate,
+    /// Something it refers to through a fixed field is replaced.
+    DependencyReplaced,
+    /// A second copy of a resource (two applies raced).
+    Duplicate,
+    /// Owned by the topology but no longer in it.
+    Unmanaged,
 }
 
 /// A plan: actions in dependency order, plus what is already converged.
@@ -155,7 +180,11 @@ pub fn plan(
     let mut actions: Vec<Action> = Vec::new();
     let mut unchanged = 0;
     let mut op_of: BTreeMap<ResourceId, Op> = BTreeMap::new();
-    let action = |op: Op, d: Option<&Desired>, o: Option<&Observed>, reason: String, changes| {
+    let action = |op: Op,
+                  d: Option<&Desired>,
+                  o: Option<&Observed>,
+                  (cause, reason): (Cause, String),
+                  changes| {
         let (resource, kind, provider) = match (d, o) {
             (Some(d), _) => (d.id.clone(), d.kind(), d.scope),
             (None, Some(o)) => (o.id.clone(), o.spec.kind(), o.scope),
@@ -169,6 +198,7 @@ pub fn plan(
             provider,
             cloud_id: o.map(|o| o.cloud_id.clone()),
             reason,
+            cause,
             changes,
             depends_on: vec![],
             desired: d.cloned(),
@@ -183,7 +213,7 @@ pub fn plan(
                 Op::Create,
                 Some(d),
                 None,
-                "not found".into(),
+                (Cause::Missing, "not found".into()),
                 vec![],
             ));
             continue;
@@ -193,7 +223,7 @@ pub fn plan(
                 Op::Replace,
                 Some(d),
                 Some(k),
-                format!("failed ({s})"),
+                (Cause::Failed, format!("failed ({s})")),
                 vec![],
             ));
             continue;
@@ -203,7 +233,10 @@ pub fn plan(
             .iter()
             .find(|l| dup_members.contains(*l) && !kept.contains(*l))
         {
-            let reason = format!("refers to duplicate {dup}");
+            let reason = (
+                Cause::RefersToDuplicate,
+                format!("refers to duplicate {dup}"),
+            );
             actions.push(action(Op::Replace, Some(d), Some(k), reason, vec![]));
             continue;
         }
@@ -220,11 +253,14 @@ pub fn plan(
                     Op::Update,
                     Some(d),
                     Some(k),
-                    "changed".into(),
+                    (Cause::Changed, "changed".into()),
                     changes,
                 ));
             } else {
-                let reason = format!("{} forces replacement", fixed.join(", "));
+                let reason = (
+                    Cause::Changed,
+                    format!("{} forces replacement", fixed.join(", ")),
+                );
                 actions.push(action(Op::Replace, Some(d), Some(k), reason, changes));
             }
         } else if let ResourceState::Pending(s) = &k.state {
@@ -232,7 +268,7 @@ pub fn plan(
                 Op::Update,
                 Some(d),
                 Some(k),
-                format!("pending ({s})"),
+                (Cause::Pending, format!("pending ({s})")),
                 vec![],
             ));
         } else {
@@ -278,7 +314,7 @@ pub fn plan(
             });
             let fields: Vec<String> = moved.diff(&d.spec).into_iter().map(|c| c.field).collect();
             let mutable = d.kind().mutable_fields();
-            let reason = format!("{} is replaced", hit[0]);
+            let reason = (Cause::DependencyReplaced, format!("{} is replaced", hit[0]));
             let op = if fields.iter().all(|f| mutable.contains(&f.as_str())) {
                 Op::Update
             } else {
@@ -301,9 +337,9 @@ pub fn plan(
         };
         for o in extra {
             let reason = if wanted.contains_key(id) {
-                format!("duplicate of {}", v[0].cloud_id)
+                (Cause::Duplicate, format!("duplicate of {}", v[0].cloud_id))
             } else {
-                "not in the topology".into()
+                (Cause::Unmanaged, "not in the topology".into())
             };
             actions.push(action(Op::Delete, None, Some(o), reason, vec![]));
         }
