@@ -9,6 +9,7 @@ pub mod azure;
 pub mod gcp;
 #[cfg(feature = "megaport")]
 pub mod megaport;
+pub mod real;
 #[cfg(any(feature = "azure", feature = "gcp", feature = "megaport"))]
 mod rest;
 pub mod sim;
