@@ -368,3 +368,29 @@ spec:
         .iter()
         .any(|(c, _)| c == "policy.unknown-field"));
 }
+
+#[test]
+fn peer_fields_of_the_other_direction_are_refused() {
+    let ingress_to = ICMP_ONLY.replace(
+        "- fromEndpoints: [{matchLabels: {app: a}}]\n    icmps: [{fields: [{type: 8, family: IPv4}]}]",
+        "- toEndpoints: [{matchLabels: {app: a}}]",
+    );
+    let p = problems(&ingress_to);
+    assert!(
+        p.iter()
+            .any(|(code, at)| code == "policy.direction"
+                && at.contains("spec.ingress[0].toEndpoints")),
+        "{p:?}"
+    );
+    let egress_from = ICMP_ONLY.replace("ingress:", "egress:").replace(
+        "icmps: [{fields: [{type: 8, family: IPv4}]}]",
+        "toPorts: [{ports: [{port: \"80\"}]}]",
+    );
+    let p = problems(&egress_from);
+    assert!(
+        p.iter()
+            .any(|(code, at)| code == "policy.direction"
+                && at.contains("spec.egress[0].fromEndpoints")),
+        "{p:?}"
+    );
+}

@@ -285,6 +285,7 @@ impl Loader {
                     specs: Option<Vec<raw::CiliumRule>>,
                 }
                 let clusterwide = kind == "CiliumClusterwideNetworkPolicy";
+                self.check_directions(&object, &v);
                 if let Some(c) = self.typed::<Cnp>(&object, v, true) {
                     let base = PolicyId {
                         kind: if clusterwide {
@@ -345,6 +346,52 @@ impl Loader {
                     object.split_once(' ').map(|x| x.1).unwrap_or("")
                 ),
             )),
+        }
+    }
+
+    /// Refuses peer fields of the other direction (`toEndpoints` in an
+    /// ingress rule, `fromCIDR` in an egress one): the rule types share one
+    /// serde shape here, but Cilium's API has no such field, so reading it
+    /// as its counterpart would allow what Cilium would refuse.
+    fn check_directions(&mut self, object: &str, v: &serde_yaml::Value) {
+        let mut rules: Vec<(String, &serde_yaml::Value)> = Vec::new();
+        if let Some(spec) = v.get("spec") {
+            rules.push(("spec".into(), spec));
+        }
+        if let Some(specs) = v.get("specs").and_then(|s| s.as_sequence()) {
+            rules.extend(
+                specs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (format!("specs[{i}]"), s)),
+            );
+        }
+        for (base, rule) in rules {
+            for (section, foreign) in [
+                ("ingress", "to"),
+                ("ingressDeny", "to"),
+                ("egress", "from"),
+                ("egressDeny", "from"),
+            ] {
+                let Some(list) = rule.get(section).and_then(|l| l.as_sequence()) else {
+                    continue;
+                };
+                for (i, r) in list.iter().enumerate() {
+                    let Some(map) = r.as_mapping() else { continue };
+                    for key in map.keys().filter_map(|k| k.as_str()) {
+                        if key.starts_with(foreign) && key != "toPorts" {
+                            self.err(
+                                "policy.direction",
+                                format!("{base}.{section}[{i}].{key}"),
+                                format!(
+                                    "{object}: `{key}` is not a field of an {} rule",
+                                    if foreign == "to" { "ingress" } else { "egress" }
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 
