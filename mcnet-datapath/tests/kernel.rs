@@ -428,123 +428,104 @@ fn icmp_types_are_enforced_and_echo_replies_tracked() {
         mcnet_core::testing::skip("needs root and the real eBPF object");
         return;
     }
-    let m = Manifests::parse_str(
-        r#"
+    const PODS: &str = r#"
 - {apiVersion: v1, kind: Pod, metadata: {name: a, namespace: x, labels: {app: a}}, status: {podIP: 198.18.0.1}}
 - {apiVersion: v1, kind: Pod, metadata: {name: b, namespace: x, labels: {app: b}}, status: {podIP: 198.18.0.2}}
-- apiVersion: cilium.io/v2
-  kind: CiliumNetworkPolicy
-  metadata: {name: icmp, namespace: x}
-  spec:
-    endpointSelector: {matchLabels: {app: b}}
-    egress: [{toEndpoints: [{matchLabels: {app: a}}], icmps: [{fields: [{type: 0}]}]}]
-    ingress:
-    - fromEndpoints: [{matchLabels: {app: a}}]
-      icmps: [{fields: [{type: EchoRequest}, {type: 11}]}]
-"#,
-    )
-    .unwrap();
-    let c = Compiled::new(&m);
-    let desired = DesiredState::from_compiled(
-        &c,
-        &[Binding {
-            ifindex: 1,
-            pod: "x/b".into(),
-        }],
-    )
-    .unwrap();
+"#;
+    let policy = |egress: &str, ingress_types: &str| {
+        format!(
+            r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: icmp, namespace: x}}
+spec:
+  endpointSelector: {{matchLabels: {{app: b}}}}
+  egress: [{egress}]
+  ingress: [{{fromEndpoints: [{{matchLabels: {{app: a}}}}], icmps: [{{fields: [{ingress_types}]}}]}}]
+"#
+        )
+    };
     let mut dp = Datapath::load().expect("load");
-    dp.sync(&desired).unwrap();
-    dp.flush_conntrack().unwrap();
     let mut ring = dp.take_flows().unwrap();
     let from_pod = dp.program_fd(FROM_POD).unwrap();
     let to_pod = dp.program_fd(TO_POD).unwrap();
+    let mut enforce = |text: String| {
+        let m = Manifests::load([("pods", PODS), ("policy", text.as_str())]).unwrap();
+        let binding = Binding {
+            ifindex: 1,
+            pod: "x/b".into(),
+        };
+        let desired = DesiredState::from_compiled(&Compiled::new(&m), &[binding]).unwrap();
+        dp.sync(&desired).unwrap();
+        dp.flush_conntrack().unwrap();
+    };
     let (a, b) = ([198, 18, 0, 1], [198, 18, 0, 2]);
-    let passes = |prog, pkt: &[u8]| testrun::run(prog, pkt, 1, 0).unwrap().retval == 0;
-    // Into b: echo request (8) and time exceeded (11) pass; timestamp
-    // (13), TCP and UDP do not.
-    assert!(passes(
-        to_pod,
-        &testrun::ipv4_packet(a, b, PROTO_ICMP, 7, 8)
+    // (what, into b or out of it, protocol, echo identifier or source
+    // port, type or port, passes), in order: conntrack carries over.
+    type Case = (&'static str, bool, u8, u16, u16, bool);
+    let check = |cases: &[Case]| {
+        for &(what, into_b, proto, sport, dport, want) in cases {
+            let (prog, pkt) = if into_b {
+                (to_pod, testrun::ipv4_packet(a, b, proto, sport, dport))
+            } else {
+                (from_pod, testrun::ipv4_packet(b, a, proto, sport, dport))
+            };
+            let got = testrun::run(prog, &pkt, 1, 0).unwrap().retval == 0;
+            assert_eq!(got, want, "{what}");
+        }
+    };
+
+    // Ingress allows echo requests (8) and time exceeded (11); egress
+    // allows type 0 only, an exact type and not "any port".
+    enforce(policy(
+        "{toEndpoints: [{matchLabels: {app: a}}], icmps: [{fields: [{type: 0}]}]}",
+        "{type: EchoRequest}, {type: 11}",
     ));
-    assert!(passes(
-        to_pod,
-        &testrun::ipv4_packet(a, b, PROTO_ICMP, 0, 11)
+    check(&[
+        ("echo request in", true, PROTO_ICMP, 7, 8, true),
+        ("time exceeded in", true, PROTO_ICMP, 0, 11, true),
+        ("timestamp in", true, PROTO_ICMP, 0, 13, false),
+        ("TCP in", true, PROTO_TCP, 40000, 8080, false),
+        ("UDP to port 8 in", true, PROTO_UDP, 40000, 8, false),
+        (
+            "a type that passed opens no other",
+            true,
+            PROTO_ICMP,
+            0,
+            13,
+            false,
+        ),
+        (
+            "echo request out (type 0 only)",
+            false,
+            PROTO_ICMP,
+            9,
+            8,
+            false,
+        ),
+        ("echo reply out", false, PROTO_ICMP, 99, 0, true),
+    ]);
+
+    // b's egress opens to nobody: a reply passes only when it answers a
+    // request that was let in (same identifier).
+    enforce(policy(
+        "{toEndpoints: [{matchLabels: {app: c}}]}",
+        "{type: 8}",
     ));
-    assert!(!passes(
-        to_pod,
-        &testrun::ipv4_packet(a, b, PROTO_ICMP, 0, 13)
-    ));
-    assert!(!passes(
-        to_pod,
-        &testrun::ipv4_packet(a, b, PROTO_TCP, 40000, 8080)
-    ));
-    assert!(!passes(
-        to_pod,
-        &testrun::ipv4_packet(a, b, PROTO_UDP, 40000, 8)
-    ));
-    // A type that passed does not open the way for another type.
-    assert!(!passes(
-        to_pod,
-        &testrun::ipv4_packet(a, b, PROTO_ICMP, 0, 13)
-    ));
-    // Out of b: egress allows type 0 only — an exact type, not "any port":
-    // an echo request (8) out of b is refused.
-    assert!(!passes(
-        from_pod,
-        &testrun::ipv4_packet(b, a, PROTO_ICMP, 9, 8)
-    ));
-    assert!(passes(
-        from_pod,
-        &testrun::ipv4_packet(b, a, PROTO_ICMP, 99, 0)
-    ));
-    // With egress closed to replies, a reply still passes when it answers a
-    // request that was let in (same identifier), and not otherwise.
-    // A reply passes when it answers a request that was let in (same
-    // identifier), and not otherwise: b's egress opens to nobody here.
-    let m2 = Manifests::parse_str(
-        r#"
-- {apiVersion: v1, kind: Pod, metadata: {name: a, namespace: x, labels: {app: a}}, status: {podIP: 198.18.0.1}}
-- {apiVersion: v1, kind: Pod, metadata: {name: b, namespace: x, labels: {app: b}}, status: {podIP: 198.18.0.2}}
-- apiVersion: cilium.io/v2
-  kind: CiliumNetworkPolicy
-  metadata: {name: icmp, namespace: x}
-  spec:
-    endpointSelector: {matchLabels: {app: b}}
-    egress: [{toEndpoints: [{matchLabels: {app: c}}]}]
-    ingress: [{fromEndpoints: [{matchLabels: {app: a}}], icmps: [{fields: [{type: 8}]}]}]
-"#,
-    )
-    .unwrap();
-    let c2 = Compiled::new(&m2);
-    dp.sync(
-        &DesiredState::from_compiled(
-            &c2,
-            &[Binding {
-                ifindex: 1,
-                pod: "x/b".into(),
-            }],
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    dp.flush_conntrack().unwrap();
-    assert!(
-        !passes(from_pod, &testrun::ipv4_packet(b, a, PROTO_ICMP, 42, 0)),
-        "an unsolicited reply"
-    );
-    assert!(
-        passes(to_pod, &testrun::ipv4_packet(a, b, PROTO_ICMP, 42, 8)),
-        "the request"
-    );
-    assert!(
-        passes(from_pod, &testrun::ipv4_packet(b, a, PROTO_ICMP, 42, 0)),
-        "its reply"
-    );
-    assert!(
-        !passes(from_pod, &testrun::ipv4_packet(b, a, PROTO_ICMP, 43, 0)),
-        "another identifier"
-    );
+    check(&[
+        ("an unsolicited reply", false, PROTO_ICMP, 42, 0, false),
+        ("the request", true, PROTO_ICMP, 42, 8, true),
+        ("its reply", false, PROTO_ICMP, 42, 0, true),
+        (
+            "a reply to another identifier",
+            false,
+            PROTO_ICMP,
+            43,
+            0,
+            false,
+        ),
+    ]);
+
     // Flow events carry the type, not a port.
     let seen = flows::drain(&mut ring);
     assert!(
