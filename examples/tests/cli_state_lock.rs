@@ -17,18 +17,21 @@ fn writers_wait_or_give_up_naming_the_holder_and_readers_never_wait() {
     let _ = std::fs::remove_dir_all(&dir);
     let state = dir.to_str().unwrap();
     let held = StateLock::acquire(&dir, "apply", Wait::For(Duration::ZERO), |_| {}).unwrap();
+    let apply = |timeout: &str| {
+        mcnet(&[
+            "apply",
+            TOPOLOGY,
+            "--provider",
+            "sim",
+            "--state",
+            state,
+            "--auto-approve",
+            "--lock-timeout",
+            timeout,
+        ])
+    };
 
-    let (code, _, err) = mcnet(&[
-        "apply",
-        TOPOLOGY,
-        "--provider",
-        "sim",
-        "--state",
-        state,
-        "--auto-approve",
-        "--lock-timeout",
-        "1s",
-    ]);
+    let (code, _, err) = apply("1s");
     assert_ne!(code, 0, "{err}");
     assert!(
         err.contains("held by `mcnet apply` (pid") && err.contains("gave up"),
@@ -42,32 +45,12 @@ fn writers_wait_or_give_up_naming_the_holder_and_readers_never_wait() {
         assert!(!out.is_empty(), "{cmd}");
     }
     // Out-of-range waits are refused, naming the flag.
-    let (code, _, err) = mcnet(&[
-        "apply",
-        TOPOLOGY,
-        "--provider",
-        "sim",
-        "--state",
-        state,
-        "--auto-approve",
-        "--lock-timeout",
-        "99999999999999999999h",
-    ]);
+    let (code, _, err) = apply("99999999999999999999h");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--lock-timeout"), "{err}");
 
     drop(held);
-    let (code, _, err) = mcnet(&[
-        "apply",
-        TOPOLOGY,
-        "--provider",
-        "sim",
-        "--state",
-        state,
-        "--auto-approve",
-        "--lock-timeout",
-        "0",
-    ]);
+    let (code, _, err) = apply("0");
     assert_eq!(code, 0, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
