@@ -284,6 +284,23 @@ fn eval_answers_the_icmp_case_deny_for_tcp_allow_for_echo() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("ALLOW x/a → x/b ICMP type 8"), "{out}");
+    // `--port` may carry the type, as `port` may in a queries file.
+    let (code, out, err) = mcnet(&[
+        "policy",
+        "eval",
+        "--manifests",
+        &m,
+        "--from",
+        "x/a",
+        "--to",
+        "x/b",
+        "--protocol",
+        "ICMP",
+        "--port",
+        "13",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("DENY  x/a → x/b ICMP type 13"), "{out}");
     let (code, out, _) = mcnet(&[
         "policy",
         "eval",

@@ -149,7 +149,7 @@ impl<'de> Deserialize<'de> for Query {
             to: QueryEndpoint,
             #[serde(default)]
             port: Option<u32>,
-            #[serde(default, rename = "type", alias = "icmpType")]
+            #[serde(default, rename = "type", alias = "icmpType", alias = "icmp_type")]
             icmp_type: Option<u32>,
             #[serde(default = "default_proto")]
             protocol: Proto,

@@ -308,10 +308,15 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 })?;
             let port = match (protocol.is_icmp(), a.icmp_type, a.port) {
                 (true, Some(t), None) => u16::from(t),
-                (true, None, _) => {
+                // As in a queries file, the port may carry the type.
+                (true, None, Some(p)) if p <= 255 => p,
+                (true, None, Some(p)) => anyhow::bail!("--port {p}: an ICMP type is 0–255"),
+                (true, None, None) => {
                     anyhow::bail!("--protocol {protocol} needs --type (the message type)")
                 }
-                (true, Some(_), Some(_)) => anyhow::bail!("give --type for ICMP, not --port"),
+                (true, Some(_), Some(_)) => {
+                    anyhow::bail!("give the ICMP type once: --type, not --port too")
+                }
                 (false, Some(_), _) => anyhow::bail!("--type is for --protocol ICMP or ICMPv6"),
                 (false, None, port) => port.context("--port is required with --from")?,
             };
