@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod enforcer;
 pub mod flows;
 pub mod ipcache4;
 pub mod lab;

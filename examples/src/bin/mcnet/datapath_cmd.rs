@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 use mcnet_core::policy::{Compiled, Manifests};
-use mcnet_datapath::flows::FlowStream;
+use mcnet_datapath::enforcer::{Bind, Enforcer, EnforcerOptions};
 use mcnet_datapath::lab::Lab;
 use mcnet_datapath::state::{Binding, DesiredState};
-use mcnet_datapath::{netns, Datapath, L7Mode, LoadOptions};
+use mcnet_datapath::{netns, Datapath, L7Mode};
 
 use crate::output::{print_json, read, Format};
 
@@ -163,24 +163,34 @@ fn enforce(
         });
         ifaces.push(iface.to_string());
     }
-    let desired = match DesiredState::from_compiled(&c, &bindings) {
-        Ok(d) => d,
-        Err(e) => {
+    // Known-bad bindings were refused above; what is left fails as the
+    // library says.
+    let binds: Vec<Bind> = bindings
+        .iter()
+        .zip(&ifaces)
+        .map(|(b, i)| Bind {
+            iface: i.clone(),
+            pod: b.pod.clone(),
+        })
+        .collect();
+    let metrics = std::sync::Arc::new(mcnet_datapath::metrics::DatapathMetrics::default());
+    let mut options = EnforcerOptions::default().pinned(pin_dir).l7(match l7 {
+        L7Arg::Audit => L7Mode::Audit,
+        L7Arg::Deny => L7Mode::Deny,
+    });
+    if metrics_addr.is_some() {
+        options = options.metrics(metrics.clone());
+    }
+    let mut enforcer = match Enforcer::start(&c, &binds, &options) {
+        Ok(e) => e,
+        Err(e @ mcnet_datapath::Error::RemotePod { .. }) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(1));
         }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context("loading the eBPF datapath (needs root)"))
+        }
     };
-    let mut dp = Datapath::load_with(&LoadOptions { pin_dir })
-        .context("loading the eBPF datapath (needs root)")?;
-    dp.set_l7_mode(match l7 {
-        L7Arg::Audit => L7Mode::Audit,
-        L7Arg::Deny => L7Mode::Deny,
-    })?;
-    let ops = dp.sync(&desired)?;
-    for i in &ifaces {
-        dp.attach(i).with_context(|| format!("attaching to {i}"))?;
-    }
-    let ring = dp.take_flows()?;
     let mut sink = match flows {
         Some(f) => Some(
             std::fs::OpenOptions::new()
@@ -204,12 +214,11 @@ fn enforce(
             ))
             .collect::<Vec<_>>()
             .join(", "),
-        ops
+        enforcer.initial_updates()
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let metrics = std::sync::Arc::new(mcnet_datapath::metrics::DatapathMetrics::default());
     let result: anyhow::Result<()> = rt.block_on(async {
         if let Some(addr) = metrics_addr {
             let mut registry = mcnet_core::metrics::Registry::default();
@@ -222,31 +231,32 @@ fn enforce(
             eprintln!("mcnet: metrics on http://{}/metrics", l.local_addr()?);
             tokio::spawn(crate::metrics_http::serve(l, std::sync::Arc::new(registry)));
         }
-        let mut stream = FlowStream::new(ring)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut refresh = tokio::time::interval(std::time::Duration::from_millis(500));
-        loop {
+        let shutdown = async move {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
-                _ = refresh.tick(), if metrics_addr.is_some() => {
-                    metrics.update(dp.counters()?);
-                }
-                rec = stream.next() => {
-                    let rec = rec?;
-                    metrics.flow();
-                    if let Some(f) = sink.as_mut() {
-                        serde_json::to_writer(&mut *f, &rec)?;
-                        f.write_all(b"\n")?;
-                        f.flush()?;
-                    }
-                }
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
             }
-        }
+        };
+        enforcer
+            .run(shutdown, |rec| {
+                if let Some(f) = sink.as_mut() {
+                    let written = serde_json::to_writer(&mut *f, &rec)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| f.write_all(b"\n"))
+                        .and_then(|()| f.flush());
+                    written.map_err(|source| mcnet_datapath::Error::Io {
+                        what: "writing flow events".into(),
+                        source,
+                    })?;
+                }
+                Ok(())
+            })
+            .await?;
         Ok(())
     });
-    let detached = dp.detach_all();
-    let counters = dp.counters()?;
+    let counters = enforcer.stop();
+    let counters = counters?;
     match output {
         Format::Json => print_json(&counters)?,
         Format::Text => {
@@ -259,7 +269,6 @@ fn enforce(
         }
     }
     result?;
-    detached?;
     Ok(ExitCode::SUCCESS)
 }
 

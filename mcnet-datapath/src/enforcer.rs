@@ -1,0 +1,218 @@
+//! The loop a node agent runs, as a library: load the programs (reusing
+//! pinned maps), set the L7 mode, sync a compilation for the bound
+//! interfaces and attach to them, stream flow events and refresh counters
+//! until told to stop, re-sync when the policy changes, and detach
+//! cleanly. `mcnet datapath enforce` is this plus flags and printing.
+//!
+//! ```no_run
+//! # async fn f(c: mcnet_core::policy::Compiled) -> mcnet_datapath::Result<()> {
+//! use mcnet_datapath::enforcer::{Bind, Enforcer, EnforcerOptions};
+//!
+//! let binds = [Bind { iface: "veth-fe".into(), pod: "production/frontend".into() }];
+//! let mut e = Enforcer::start(&c, &binds, &EnforcerOptions::default())?;
+//! let stop = tokio::time::sleep(std::time::Duration::from_secs(60));
+//! e.run(stop, |flow| {
+//!     println!("{} {} → {}", flow.verdict, flow.src, flow.dst);
+//!     Ok(())
+//! })
+//! .await?;
+//! let counters = e.stop()?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcnet_core::policy::Compiled;
+
+use crate::flows::{FlowRecord, FlowStream};
+use crate::metrics::DatapathMetrics;
+use crate::state::{Binding, DesiredState};
+use crate::{netns, Counters, Datapath, Error, L7Mode, LoadOptions, Result};
+
+/// An interface to enforce on, and the pod behind it (`namespace/name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bind {
+    /// The host-side interface, in the current network namespace.
+    pub iface: String,
+    /// The pod, `namespace/name`.
+    pub pod: String,
+}
+
+/// How the enforcer runs.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct EnforcerOptions {
+    /// Pin the maps here (a bpffs directory), so that a restarted agent
+    /// keeps established connections.
+    pub pin_dir: Option<PathBuf>,
+    /// Ports with L7 rules: dropped (the default) or audited.
+    pub l7: L7Mode,
+    /// Counters copied here every `refresh` while running (for /metrics).
+    pub metrics: Option<Arc<DatapathMetrics>>,
+    /// How often counters are refreshed (default 500 ms).
+    pub refresh: Option<Duration>,
+}
+
+impl EnforcerOptions {
+    /// With a pin directory.
+    pub fn pinned(mut self, dir: Option<PathBuf>) -> Self {
+        self.pin_dir = dir;
+        self
+    }
+
+    /// With an L7 mode.
+    pub fn l7(mut self, mode: L7Mode) -> Self {
+        self.l7 = mode;
+        self
+    }
+
+    /// Refreshing these metrics while running.
+    pub fn metrics(mut self, metrics: Arc<DatapathMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+}
+
+/// A running enforcement: programs loaded, maps synced, interfaces attached.
+pub struct Enforcer {
+    dp: Datapath,
+    bindings: Vec<Binding>,
+    options: EnforcerOptions,
+    /// The flow ring until `run` wraps it (that needs the tokio reactor).
+    ring: Option<aya::maps::RingBuf<aya::maps::MapData>>,
+    stream: Option<FlowStream>,
+    synced: usize,
+}
+
+impl std::fmt::Debug for Enforcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enforcer")
+            .field("bindings", &self.bindings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Enforcer {
+    /// Resolves the interfaces, loads the programs, syncs `compiled` for
+    /// the bound pods and attaches. Nothing is attached if any step fails.
+    pub fn start(
+        compiled: &Compiled,
+        binds: &[Bind],
+        options: &EnforcerOptions,
+    ) -> Result<Enforcer> {
+        let mut bindings = Vec::with_capacity(binds.len());
+        for b in binds {
+            let ifindex = netns::ifindex(&b.iface).map_err(|source| Error::Netns {
+                what: format!("interface `{}` (pod {})", b.iface, b.pod),
+                source,
+            })?;
+            bindings.push(Binding {
+                ifindex,
+                pod: b.pod.clone(),
+            });
+        }
+        let desired = DesiredState::from_compiled(compiled, &bindings)?;
+        let mut dp = Datapath::load_with(&LoadOptions {
+            pin_dir: options.pin_dir.clone(),
+        })?;
+        dp.set_l7_mode(options.l7)?;
+        let synced = dp.sync(&desired)?;
+        for b in binds {
+            if let Err(e) = dp.attach(&b.iface) {
+                let _ = dp.detach_all();
+                return Err(e);
+            }
+        }
+        let ring = dp.take_flows()?;
+        Ok(Enforcer {
+            dp,
+            bindings,
+            options: options.clone(),
+            ring: Some(ring),
+            stream: None,
+            synced,
+        })
+    }
+
+    /// Map updates the first sync made.
+    pub fn initial_updates(&self) -> usize {
+        self.synced
+    }
+
+    /// The bindings, with their interface indexes.
+    pub fn bindings(&self) -> &[Binding] {
+        &self.bindings
+    }
+
+    /// Moves the same bindings to a new compilation (a policy change):
+    /// established connections stay, new ones follow the new policy.
+    /// Returns the map updates made.
+    pub fn update(&mut self, compiled: &Compiled) -> Result<usize> {
+        let desired = DesiredState::from_compiled(compiled, &self.bindings)?;
+        self.dp.sync(&desired)
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> Result<Counters> {
+        self.dp.counters()
+    }
+
+    /// The datapath, for what this type does not wrap.
+    pub fn datapath(&mut self) -> &mut Datapath {
+        &mut self.dp
+    }
+
+    /// Streams flow events to `on_flow` and refreshes the metrics until
+    /// `shutdown` completes or `on_flow` fails. Runs inside a tokio runtime
+    /// with I/O and time enabled.
+    pub async fn run<F>(&mut self, shutdown: impl Future<Output = ()>, mut on_flow: F) -> Result<()>
+    where
+        F: FnMut(FlowRecord) -> Result<()>,
+    {
+        if let Some(ring) = self.ring.take() {
+            let stream = FlowStream::new(ring).map_err(|source| Error::Io {
+                what: "watching flow events".into(),
+                source,
+            })?;
+            self.stream = Some(stream);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        let mut refresh =
+            tokio::time::interval(self.options.refresh.unwrap_or(Duration::from_millis(500)));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = refresh.tick(), if self.options.metrics.is_some() => {
+                    if let Some(m) = &self.options.metrics {
+                        m.update(self.dp.counters()?);
+                    }
+                }
+                rec = stream.next() => {
+                    let rec = rec.map_err(|source| Error::Io {
+                        what: "reading flow events".into(),
+                        source,
+                    })?;
+                    if let Some(m) = &self.options.metrics {
+                        m.flow();
+                    }
+                    on_flow(rec)?;
+                }
+            }
+        }
+    }
+
+    /// Detaches from every interface and returns the final counters. The
+    /// detach is attempted even if reading the counters fails.
+    pub fn stop(mut self) -> Result<Counters> {
+        let detached = self.dp.detach_all();
+        let counters = self.dp.counters();
+        detached?;
+        counters
+    }
+}
