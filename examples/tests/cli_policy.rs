@@ -267,52 +267,29 @@ fn eval_answers_the_icmp_case_deny_for_tcp_allow_for_echo() {
     let v: Vec<Value> = serde_json::from_str(&out).unwrap();
     let verdicts: Vec<&str> = v.iter().map(|o| o["verdict"].as_str().unwrap()).collect();
     assert_eq!(verdicts, ["deny", "allow", "deny"]);
-    // One query from flags: --protocol ICMP --type 8.
-    let (code, out, err) = mcnet(&[
-        "policy",
-        "eval",
-        "--manifests",
-        &m,
-        "--from",
-        "x/a",
-        "--to",
-        "x/b",
-        "--protocol",
-        "ICMP",
-        "--type",
-        "8",
-    ]);
+    // One query from flags, x/a → x/b.
+    let eval_ab = |extra: &[&str]| {
+        let mut args = vec![
+            "policy",
+            "eval",
+            "--manifests",
+            &m,
+            "--from",
+            "x/a",
+            "--to",
+            "x/b",
+        ];
+        args.extend_from_slice(extra);
+        mcnet(&args)
+    };
+    let (code, out, err) = eval_ab(&["--protocol", "ICMP", "--type", "8"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("ALLOW x/a → x/b ICMP type 8"), "{out}");
     // `--port` may carry the type, as `port` may in a queries file.
-    let (code, out, err) = mcnet(&[
-        "policy",
-        "eval",
-        "--manifests",
-        &m,
-        "--from",
-        "x/a",
-        "--to",
-        "x/b",
-        "--protocol",
-        "ICMP",
-        "--port",
-        "13",
-    ]);
+    let (code, out, err) = eval_ab(&["--protocol", "ICMP", "--port", "13"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("DENY  x/a → x/b ICMP type 13"), "{out}");
-    let (code, out, _) = mcnet(&[
-        "policy",
-        "eval",
-        "--manifests",
-        &m,
-        "--from",
-        "x/a",
-        "--to",
-        "x/b",
-        "--port",
-        "8080",
-    ]);
+    let (code, out, _) = eval_ab(&["--port", "8080"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("DENY "), "{out}");
     // The matrix follows: ICMP echo is a column of its own, TCP is closed.
