@@ -6,6 +6,7 @@
 //! embedded table ([`Prices::embedded`]) is a starting point, to be
 //! overridden with a user's contract prices.
 
+use crate::diag::Code;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -50,7 +51,7 @@ pub struct Prices {
 const EMBEDDED: &str = include_str!("../data/prices.yaml");
 
 /// Parses YAML (or JSON) into `T`; an error names the field's path.
-fn from_yaml<T: serde::de::DeserializeOwned>(text: &str, what: &str, code: &str) -> Result<T> {
+fn from_yaml<T: serde::de::DeserializeOwned>(text: &str, what: &str, code: Code) -> Result<T> {
     crate::input::check(what, text)?;
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| Error::Invalid {
@@ -67,7 +68,7 @@ fn from_yaml<T: serde::de::DeserializeOwned>(text: &str, what: &str, code: &str)
 fn missing(field: impl Into<String>, message: String) -> Error {
     Error::Invalid {
         what: "price table".into(),
-        problems: vec![Diagnostic::new("cost.price-missing", field, message)],
+        problems: vec![Diagnostic::new(Code::CostPriceMissing, field, message)],
     }
 }
 
@@ -82,7 +83,7 @@ impl Prices {
 
     /// Parses a price table.
     pub fn from_yaml(text: &str) -> Result<Prices> {
-        from_yaml(text, "price table", "cost.prices")
+        from_yaml(text, "price table", Code::CostPrices)
     }
 
     fn per_gb(&self, table: &BTreeMap<String, f64>, which: &str, cloud: &str) -> Result<f64> {
@@ -129,7 +130,7 @@ pub struct Flow {
 impl Traffic {
     /// Parses a traffic matrix (YAML or JSON).
     pub fn from_yaml(text: &str) -> Result<Traffic> {
-        from_yaml(text, "traffic matrix", "cost.traffic")
+        from_yaml(text, "traffic matrix", Code::CostTraffic)
     }
 }
 
@@ -227,7 +228,7 @@ pub fn estimate(
     let conn = Connectivity::new(t);
     let bad = |path: String, msg: String| Error::Invalid {
         what: "traffic matrix".into(),
-        problems: vec![Diagnostic::new("cost.traffic", path, msg)],
+        problems: vec![Diagnostic::new(Code::CostTraffic, path, msg)],
     };
     // Cluster → (cloud, region, network index).
     let locate = |name: &str, i: usize, field: &str| -> Result<(String, String, usize)> {

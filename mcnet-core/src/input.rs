@@ -4,6 +4,7 @@
 //! nested levels is refused at once with a clear error instead of taking
 //! memory or seconds.
 
+use crate::diag::Code;
 use std::io::Read;
 use std::path::Path;
 
@@ -22,7 +23,7 @@ pub const MAX_NESTING: usize = 64;
 pub fn check(what: &str, text: &str) -> Result<()> {
     let problem = if text.len() as u64 > MAX_INPUT_BYTES {
         Some(Diagnostic::new(
-            "input.too-large",
+            Code::InputTooLarge,
             "",
             format!(
                 "{what} is {} bytes, more than the {MAX_INPUT_BYTES} accepted",
@@ -33,7 +34,7 @@ pub fn check(what: &str, text: &str) -> Result<()> {
         let (depth, line) = nesting(text);
         (depth > MAX_NESTING).then(|| {
             Diagnostic::new(
-                "input.too-deep",
+                Code::InputTooDeep,
                 format!("line {line}"),
                 format!(
                     "{what} nests more than {MAX_NESTING} levels deep (at line {line}); no mcnet document needs that"
@@ -160,7 +161,7 @@ mod tests {
         let flow = "[".repeat(100_000);
         let started = std::time::Instant::now();
         let err = check("deep.yaml", &flow).unwrap_err().to_string();
-        assert!(err.contains("input.too-deep"), "{err}");
+        assert!(err.contains(Code::InputTooDeep.as_str()), "{err}");
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
         let block: String = (0..200)
             .map(|i| format!("{}k{i}:\n", " ".repeat(i)))

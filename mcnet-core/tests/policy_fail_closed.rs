@@ -32,7 +32,7 @@ fn problems(text: &str) -> Vec<(String, String)> {
     match Manifests::load([("pods", PODS), ("policy", text)]) {
         Err(mcnet_core::Error::Invalid { problems, .. }) => problems
             .into_iter()
-            .map(|p| (p.code, format!("{} {}", p.path, p.message)))
+            .map(|p| (p.code.to_string(), format!("{} {}", p.path, p.message)))
             .collect(),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("manifests were accepted"),

@@ -1,6 +1,7 @@
 //! Reachability matrix, policy diff and lint, all computed on identities
 //! rather than pods.
 
+use crate::diag::Code;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
@@ -285,7 +286,7 @@ pub fn lint(c: &Compiled) -> Vec<Diagnostic> {
             });
             if !covered {
                 out.push(Diagnostic::new(
-                    "lint.no-default-deny",
+                    Code::LintNoDefaultDeny,
                     format!("namespace/{ns}"),
                     format!("namespace `{ns}` has no default-deny {d} policy (a policy selecting every pod with {d} isolation); zero trust needs one"),
                 ));
@@ -299,7 +300,7 @@ pub fn lint(c: &Compiled) -> Vec<Diagnostic> {
             .count();
         if subject_count == 0 {
             out.push(Diagnostic::new(
-                "lint.selects-nothing",
+                Code::LintSelectsNothing,
                 p.id.to_string(),
                 format!("{} selects no pod", p.id),
             ));
@@ -316,13 +317,13 @@ pub fn lint(c: &Compiled) -> Vec<Diagnostic> {
                     || matches!(&r.peers, Peers::Some(v) if v.contains(&Peer::Entity(Entity::All)));
                 if all_peers && matches!(r.ports, Ports::All) {
                     out.push(Diagnostic::new(
-                        "lint.allow-all",
+                        Code::LintAllowAll,
                         name.clone(),
                         format!("{name} allows every peer on every port"),
                     ));
                 } else if world && !p.lint_allow.iter().any(|a| a == "world-open") {
                     out.push(Diagnostic::new(
-                        "lint.world-open",
+                        Code::LintWorldOpen,
                         name.clone(),
                         format!("{name} is open to the world (addresses outside the cluster)"),
                     ));
@@ -333,7 +334,7 @@ pub fn lint(c: &Compiled) -> Vec<Diagnostic> {
                             && c.peer_identities(peer).is_empty()
                         {
                             out.push(Diagnostic::new(
-                                "lint.peer-selects-nothing",
+                                Code::LintPeerSelectsNothing,
                                 format!("{name} peer {i}"),
                                 format!("{name}: peer {i} matches no pod in the inventory"),
                             ));
@@ -423,7 +424,7 @@ fn shadowed(c: &Compiled) -> Vec<Diagnostic> {
                 )
             });
             Diagnostic::new(
-                "lint.shadowed",
+                Code::LintShadowed,
                 name.clone(),
                 format!(
                     "{name} is shadowed: {} already covers everything it allows",

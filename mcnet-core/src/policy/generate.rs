@@ -2,6 +2,7 @@
 //! intent such as `frontend may GET /api/v1/.* and POST /api/v1/users on
 //! api-server:8080`.
 
+use crate::diag::Code;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
@@ -64,7 +65,7 @@ impl Intent {
             Error::Invalid {
             what: "intent".into(),
             problems: vec![Diagnostic::new(
-                "intent.syntax",
+                Code::IntentSyntax,
                 "",
                 format!("`{s}`: {why}; expected `<from> may <METHOD> <path> [and <METHOD> <path>]... on <to>:<port>` or `<from> may connect to <to>:<port>`"),
             )],

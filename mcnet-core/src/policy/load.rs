@@ -5,6 +5,7 @@
 //! normalised. Every problem is reported at once, naming the object and the
 //! field.
 
+use crate::diag::Code;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -125,7 +126,7 @@ impl Manifests {
 }
 
 impl Loader {
-    fn err(&mut self, code: &str, path: String, msg: String) {
+    fn err(&mut self, code: Code, path: String, msg: String) {
         self.errors.push(Diagnostic::new(code, path, msg));
     }
 
@@ -144,7 +145,7 @@ impl Loader {
                         .map(|l| format!("line {} column {}: ", l.line(), l.column()))
                         .unwrap_or_default();
                     self.err(
-                        "manifest.syntax",
+                        Code::ManifestSyntax,
                         source.to_string(),
                         format!("{source}: {loc}{e}"),
                     );
@@ -180,7 +181,7 @@ impl Loader {
                 self.read_object(source, at, &kind, v);
             }
             other => self.err(
-                "manifest.shape",
+                Code::ManifestShape,
                 at.to_string(),
                 format!("{at}: expected a Kubernetes object, found {other:?}"),
             ),
@@ -223,7 +224,7 @@ impl Loader {
             )
         {
             self.err(
-                "manifest.name",
+                Code::ManifestName,
                 "metadata.name".into(),
                 format!("{kind} in {at} has no metadata.name"),
             );
@@ -300,7 +301,7 @@ impl Loader {
                     self.replace_policies(&base);
                     if c.spec.is_none() && c.specs.as_ref().is_none_or(|s| s.is_empty()) {
                         self.err(
-                            "policy.empty",
+                            Code::PolicyEmpty,
                             "spec".into(),
                             format!("{object}: has neither spec nor specs"),
                         );
@@ -334,12 +335,12 @@ impl Loader {
                 }
             }
             "" => self.err(
-                "manifest.kind",
+                Code::ManifestKind,
                 format!("{at}.kind"),
                 format!("{at} in {source}: object has no kind"),
             ),
             other => self.warnings.push(Diagnostic::new(
-                "manifest.ignored",
+                Code::ManifestIgnored,
                 at.to_string(),
                 format!(
                     "{other} {} ignored: not an inventory or policy kind",
@@ -381,7 +382,7 @@ impl Loader {
                     for key in map.keys().filter_map(|k| k.as_str()) {
                         if key.starts_with(foreign) && key != "toPorts" {
                             self.err(
-                                "policy.direction",
+                                Code::PolicyDirection,
                                 format!("{base}.{section}[{i}].{key}"),
                                 format!(
                                     "{object}: `{key}` is not a field of an {} rule",
@@ -430,13 +431,13 @@ impl Loader {
                     {
                         if strict {
                             self.err(
-                                "policy.unknown-field",
+                                Code::PolicyUnknownField,
                                 u.clone(),
                                 format!("{object}: unknown field `{u}`: mcnet cannot enforce what it does not understand"),
                             );
                         } else {
                             self.warnings.push(Diagnostic::new(
-                                "manifest.unknown-field",
+                                Code::ManifestUnknownField,
                                 u.clone(),
                                 format!("{object}: unknown field `{u}` ignored"),
                             ));
@@ -451,7 +452,7 @@ impl Loader {
             Err(e) => {
                 let path = e.path().to_string();
                 self.err(
-                    "manifest.schema",
+                    Code::ManifestSchema,
                     path.clone(),
                     format!("{object}: {path}: {}", e.inner()),
                 );
@@ -485,7 +486,7 @@ impl Loader {
                     }
                 }
                 Err(_) => self.err(
-                    "pod.ip",
+                    Code::PodIp,
                     path,
                     format!("{object}: `{t}` is not an IP address"),
                 ),
@@ -500,7 +501,7 @@ impl Loader {
                     Some(Some(pr)) if pr != Proto::Any => pr,
                     _ => {
                         self.err(
-                            "pod.port",
+                            Code::PodPort,
                             format!("{path}.protocol"),
                             format!("{object}: protocol must be TCP, UDP or SCTP"),
                         );
@@ -509,7 +510,7 @@ impl Loader {
                 };
                 if !(1..=65535).contains(&p.container_port) {
                     self.err(
-                        "pod.port",
+                        Code::PodPort,
                         format!("{path}.containerPort"),
                         format!(
                             "{object}: containerPort {} is outside 1–65535",
@@ -575,7 +576,7 @@ impl Loader {
                     "Ingress" => ingress_on = true,
                     "Egress" => egress_on = true,
                     other => self.err(
-                        "policy.policy-types",
+                        Code::PolicyPolicyTypes,
                         format!("spec.policyTypes[{i}]"),
                         format!("{object}: policyType `{other}` is not Ingress or Egress"),
                     ),
@@ -641,7 +642,7 @@ impl Loader {
         match Selector::parse(raw, cilium, path) {
             Ok(s) => Some(s),
             Err((p, m)) => {
-                self.err("policy.selector", p, format!("{object}: {m}"));
+                self.err(Code::PolicySelector, p, format!("{object}: {m}"));
                 None
             }
         }
@@ -662,12 +663,12 @@ impl Loader {
             let at = format!("{path}[{i}]");
             match (&p.pod_selector, &p.namespace_selector, &p.ip_block) {
                 (None, None, None) => self.err(
-                    "policy.peer",
+                    Code::PolicyPeer,
                     at,
                     format!("{object}: a peer must set podSelector, namespaceSelector or ipBlock"),
                 ),
                 (_, _, Some(_)) if p.pod_selector.is_some() || p.namespace_selector.is_some() => self.err(
-                    "policy.peer",
+                    Code::PolicyPeer,
                     at,
                     format!("{object}: ipBlock cannot be combined with podSelector or namespaceSelector in one peer"),
                 ),
@@ -696,7 +697,7 @@ impl Loader {
     ) -> Option<CidrSet> {
         let Some(net) = parse_net(cidr) else {
             self.err(
-                "policy.cidr",
+                Code::PolicyCidr,
                 format!("{path}.cidr"),
                 format!("{object}: `{cidr}` is not a CIDR"),
             );
@@ -709,7 +710,7 @@ impl Loader {
             match parse_net(e) {
                 None => {
                     self.err(
-                        "policy.cidr",
+                        Code::PolicyCidr,
                         p,
                         format!("{object}: except `{e}` is not a CIDR"),
                     );
@@ -720,7 +721,7 @@ impl Loader {
                         net.contains(&en) && (!strict_subset || en.prefix_len() > net.prefix_len());
                     if !inside {
                         self.err(
-                            "policy.except-outside",
+                            Code::PolicyExceptOutside,
                             p,
                             format!(
                                 "{object}: except {en} is not {} {net}",
@@ -763,7 +764,7 @@ impl Loader {
                 Some("SCTP") => Proto::Sctp,
                 Some(other) => {
                     self.err(
-                        "policy.protocol",
+                        Code::PolicyProtocol,
                         format!("{at}.protocol"),
                         format!("{object}: protocol `{other}` is not TCP, UDP or SCTP"),
                     );
@@ -774,7 +775,7 @@ impl Loader {
                 None => {
                     if p.end_port.is_some() {
                         self.err(
-                            "policy.end-port",
+                            Code::PolicyEndPort,
                             format!("{at}.endPort"),
                             format!("{object}: endPort requires port"),
                         );
@@ -785,7 +786,7 @@ impl Loader {
                 Some(IntOrString::Int(n)) => {
                     if !(1..=65535).contains(n) {
                         self.err(
-                            "policy.port",
+                            Code::PolicyPort,
                             format!("{at}.port"),
                             format!("{object}: port {n} is outside 1–65535"),
                         );
@@ -795,7 +796,7 @@ impl Loader {
                         None => PortSpec::Range(*n as u16, *n as u16),
                         Some(e) if e < *n => {
                             self.err(
-                                "policy.end-port",
+                                Code::PolicyEndPort,
                                 format!("{at}.endPort"),
                                 format!("{object}: endPort {e} is below port {n}"),
                             );
@@ -803,7 +804,7 @@ impl Loader {
                         }
                         Some(e) if e > 65535 => {
                             self.err(
-                                "policy.end-port",
+                                Code::PolicyEndPort,
                                 format!("{at}.endPort"),
                                 format!("{object}: endPort {e} is above 65535"),
                             );
@@ -815,7 +816,7 @@ impl Loader {
                 Some(IntOrString::Str(name)) => {
                     if p.end_port.is_some() {
                         self.err(
-                            "policy.end-port",
+                            Code::PolicyEndPort,
                             format!("{at}.endPort"),
                             format!(
                                 "{object}: endPort cannot be used with the named port `{name}`"
@@ -825,7 +826,7 @@ impl Loader {
                     }
                     if !valid_port_name(name) {
                         self.err(
-                            "policy.port",
+                            Code::PolicyPort,
                             format!("{at}.port"),
                             format!("{object}: `{name}` is not a valid port name (1–15 of [a-z0-9-] with a letter) or number"),
                         );
@@ -858,7 +859,7 @@ impl Loader {
         let subject = match (&rule.endpoint_selector, &rule.node_selector) {
             (Some(_), Some(_)) | (None, None) => {
                 self.err(
-                    "policy.subject",
+                    Code::PolicySubject,
                     base.to_string(),
                     format!(
                         "{object}: exactly one of endpointSelector and nodeSelector must be set"
@@ -868,7 +869,7 @@ impl Loader {
             }
             (None, Some(s)) => {
                 if !clusterwide {
-                    self.err("policy.subject", format!("{base}.nodeSelector"), format!("{object}: nodeSelector is only valid in a CiliumClusterwideNetworkPolicy"));
+                    self.err(Code::PolicySubject, format!("{base}.nodeSelector"), format!("{object}: nodeSelector is only valid in a CiliumClusterwideNetworkPolicy"));
                 }
                 self.selector(object, s, true, &format!("{base}.nodeSelector"))
                     .map(Subject::Nodes)
@@ -1051,7 +1052,7 @@ impl Loader {
             match Entity::parse(e) {
                 Some(en) => peers.push(Peer::Entity(en)),
                 None => self.err(
-                    "policy.entity",
+                    Code::PolicyEntity,
                     format!("{at}.{ent}[{i}]"),
                     format!("{object}: unknown entity `{e}` (expected world, cluster, host, remote-node, kube-apiserver, init, health, unmanaged, ingress, all, none)"),
                 ),
@@ -1153,7 +1154,7 @@ impl Loader {
         let ports = if has_icmps {
             if r.to_ports.as_ref().is_some_and(|p| !p.is_empty()) {
                 self.err(
-                    "policy.icmp-ports",
+                    Code::PolicyIcmpPorts,
                     format!("{at}.icmps"),
                     format!("{object}: the ICMPs block may only be present without ToPorts. Define a separate rule to use ToPorts"),
                 );
@@ -1182,7 +1183,7 @@ impl Loader {
     /// Records a field the engine reads but cannot enforce offline.
     fn not_enforced(&mut self, object: &str, path: &str, field: &str, why: &str) {
         self.not_enforced.push(Diagnostic::new(
-            "policy.not-enforced",
+            Code::PolicyNotEnforced,
             path.to_string(),
             format!("{object}: `{field}` is not enforced: {why}"),
         ));
@@ -1218,7 +1219,7 @@ impl Loader {
             let fields = rule.fields.as_deref().unwrap_or_default();
             if fields.len() > MAX_ICMP_FIELDS {
                 self.err(
-                    "policy.icmp",
+                    Code::PolicyIcmp,
                     format!("{at}.icmps[{i}].fields"),
                     format!(
                         "{object}: {} ICMP fields, more than the {MAX_ICMP_FIELDS} Cilium accepts",
@@ -1234,7 +1235,7 @@ impl Loader {
                     Some("IPv6") => Proto::Icmpv6,
                     Some(other) => {
                         self.err(
-                            "policy.icmp",
+                            Code::PolicyIcmp,
                             format!("{p}.family"),
                             format!("{object}: ICMP family `{other}` is not IPv4 or IPv6"),
                         );
@@ -1243,7 +1244,7 @@ impl Loader {
                 };
                 let Some(t) = &f.icmp_type else {
                     self.err(
-                        "policy.icmp",
+                        Code::PolicyIcmp,
                         format!("{p}.type"),
                         format!("{object}: an ICMP field needs a type"),
                     );
@@ -1261,7 +1262,7 @@ impl Loader {
                             IntOrString::Str(s) => s.clone(),
                         };
                         self.err(
-                            "policy.icmp",
+                            Code::PolicyIcmp,
                             format!("{p}.type"),
                             format!(
                                 "{object}: `{shown}` is not an {} message type (a number 0–255 or a name such as {})",
@@ -1305,7 +1306,7 @@ impl Loader {
                 }
                 if deny {
                     self.err(
-                        "policy.l7-deny",
+                        Code::PolicyL7Deny,
                         format!("{base}.{field}"),
                         format!("{object}: `{field}` is not allowed in deny rules"),
                     );
@@ -1322,7 +1323,7 @@ impl Loader {
             let l7 = match &pr.rules {
                 Some(rules) if deny && l7_present(rules) => {
                     self.err(
-                        "policy.l7-deny",
+                        Code::PolicyL7Deny,
                         format!("{base}.rules"),
                         format!("{object}: L7 rules are not allowed in deny rules"),
                     );
@@ -1353,7 +1354,7 @@ impl Loader {
                         Some(pr) => pr,
                         None => {
                             self.err(
-                                "policy.protocol",
+                                Code::PolicyProtocol,
                                 format!("{p}.protocol"),
                                 format!("{object}: protocol `{s}` is not TCP, UDP, SCTP or ANY (ICMP is written as `icmps`)"),
                             );
@@ -1363,7 +1364,7 @@ impl Loader {
                 };
                 if l7.is_some() && !matches!(proto, Proto::Tcp | Proto::Udp | Proto::Any) {
                     self.err(
-                        "policy.l7-protocol",
+                        Code::PolicyL7Protocol,
                         format!("{p}.protocol"),
                         format!("{object}: L7 rules cannot apply to {proto}"),
                     );
@@ -1377,7 +1378,7 @@ impl Loader {
                 let port = if let Ok(n) = text.parse::<i64>() {
                     if !(0..=65535).contains(&n) {
                         self.err(
-                            "policy.port",
+                            Code::PolicyPort,
                             format!("{p}.port"),
                             format!("{object}: port {n} is outside 0–65535"),
                         );
@@ -1388,7 +1389,7 @@ impl Loader {
                         None => PortSpec::Range(n as u16, n as u16),
                         Some(_) if n == 0 => {
                             self.err(
-                                "policy.end-port",
+                                Code::PolicyEndPort,
                                 format!("{p}.endPort"),
                                 format!("{object}: endPort needs a non-zero port"),
                             );
@@ -1396,7 +1397,7 @@ impl Loader {
                         }
                         Some(e) if e < n => {
                             self.err(
-                                "policy.end-port",
+                                Code::PolicyEndPort,
                                 format!("{p}.endPort"),
                                 format!("{object}: endPort {e} is below port {n}"),
                             );
@@ -1404,7 +1405,7 @@ impl Loader {
                         }
                         Some(e) if e > 65535 => {
                             self.err(
-                                "policy.end-port",
+                                Code::PolicyEndPort,
                                 format!("{p}.endPort"),
                                 format!("{object}: endPort {e} is above 65535"),
                             );
@@ -1415,7 +1416,7 @@ impl Loader {
                 } else {
                     if pp.end_port.is_some() {
                         self.err(
-                            "policy.end-port",
+                            Code::PolicyEndPort,
                             format!("{p}.endPort"),
                             format!(
                                 "{object}: endPort cannot be used with the named port `{text}`"
@@ -1425,7 +1426,7 @@ impl Loader {
                     }
                     if !valid_port_name(&text.to_ascii_lowercase()) {
                         self.err(
-                            "policy.port",
+                            Code::PolicyPort,
                             format!("{p}.port"),
                             format!(
                                 "{object}: `{text}` is neither a port number nor a valid port name"
@@ -1448,7 +1449,7 @@ impl Loader {
                         && l7.as_deref().is_some_and(|r| r.parser() != L7Parser::Dns)
                     {
                         self.err(
-                            "policy.l7-protocol",
+                            Code::PolicyL7Protocol,
                             format!("{p}.protocol"),
                             format!("{object}: only DNS rules apply to UDP"),
                         );
@@ -1485,7 +1486,7 @@ impl Loader {
             .count();
         if kinds > 1 {
             self.err(
-                "policy.l7-mixed",
+                Code::PolicyL7Mixed,
                 base.to_string(),
                 format!("{object}: a port rule may carry the rules of one L7 protocol only (http, kafka, dns or l7proto)"),
             );
@@ -1514,7 +1515,7 @@ impl Loader {
         if let Some(d) = dns {
             if dir == Direction::Ingress {
                 self.err(
-                    "policy.l7-dns",
+                    Code::PolicyL7Dns,
                     format!("{base}.dns"),
                     format!("{object}: DNS rules apply to egress only"),
                 );
@@ -1542,7 +1543,7 @@ impl Loader {
             let api_keys = match (&role, &api_key) {
                 (Some(_), Some(_)) => {
                     self.err(
-                        "policy.kafka",
+                        Code::PolicyKafka,
                         at.clone(),
                         format!("{object}: role and apiKey are mutually exclusive"),
                     );
@@ -1552,7 +1553,7 @@ impl Loader {
                     Some(keys) => keys.to_vec(),
                     None => {
                         self.err(
-                            "policy.kafka",
+                            Code::PolicyKafka,
                             format!("{at}.role"),
                             format!("{object}: Kafka role `{r}` is not produce or consume"),
                         );
@@ -1563,7 +1564,7 @@ impl Loader {
                     Some(n) => vec![n],
                     None => {
                         self.err(
-                            "policy.kafka",
+                            Code::PolicyKafka,
                             format!("{at}.apiKey"),
                             format!("{object}: `{a}` is not a Kafka API key name"),
                         );
@@ -1578,7 +1579,7 @@ impl Loader {
                     Ok(n) if n <= i16::MAX as u16 => Some(n),
                     _ => {
                         self.err(
-                            "policy.kafka",
+                            Code::PolicyKafka,
                             format!("{at}.apiVersion"),
                             format!("{object}: apiVersion `{v}` is not a number 0–32767"),
                         );
@@ -1590,7 +1591,7 @@ impl Loader {
             if let Some(t) = &topic {
                 if !super::kafka::valid_topic(t) {
                     self.err(
-                        "policy.kafka",
+                        Code::PolicyKafka,
                         format!("{at}.topic"),
                         format!("{object}: topic `{t}` is not a valid Kafka topic (1–255 of a-z A-Z 0-9 . _ -)"),
                     );
@@ -1651,7 +1652,7 @@ impl Loader {
             };
             match compiled {
                 Ok((regex, text)) => out.push(DnsMatch { regex, text }),
-                Err(e) => self.err("policy.dns", at, format!("{object}: {e}")),
+                Err(e) => self.err(Code::PolicyDns, at, format!("{object}: {e}")),
             }
         }
         (self.errors.len() == before).then_some(out)
@@ -1681,7 +1682,7 @@ impl Loader {
                             .trim()
                             .to_string();
                         self.errors.push(Diagnostic::new(
-                            "policy.regex",
+                            Code::PolicyRegex,
                             format!("{at}.{field}"),
                             format!("{object}: `{v}` is not a valid regex ({first})"),
                         ));

@@ -30,6 +30,7 @@ mod linkerd;
 pub mod schema;
 mod zero_trust;
 
+use crate::diag::Code;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -154,7 +155,7 @@ pub fn render(t: &Topology, opts: &Options) -> Result<Rendering> {
         return Err(Error::Invalid {
             what: "render options".into(),
             problems: vec![Diagnostic::new(
-                "render.max-connected-clusters",
+                Code::RenderMaxConnectedClusters,
                 "maxConnectedClusters",
                 format!(
                     "maxConnectedClusters is {}; Cilium supports 255 or 511",
@@ -291,7 +292,7 @@ pub fn builtin(v: Value) -> Result<Value> {
     let name = v["metadata"]["name"].as_str().unwrap_or("?");
     let bad = |why: String| Error::Invalid {
         what: format!("rendered {kind} `{name}`"),
-        problems: vec![Diagnostic::new("render.builtin", kind.to_string(), why)],
+        problems: vec![Diagnostic::new(Code::RenderBuiltin, kind.to_string(), why)],
     };
     let out = out.map_err(bad)?;
     if out != v {
@@ -321,7 +322,7 @@ const MARKER: &str = ".mcnet-render";
 fn io_err(what: &Path, e: std::io::Error) -> Error {
     Error::Invalid {
         what: format!("output `{}`", what.display()),
-        problems: vec![Diagnostic::new("render.io", "", e.to_string())],
+        problems: vec![Diagnostic::new(Code::RenderIo, "", e.to_string())],
     }
 }
 
@@ -355,7 +356,7 @@ fn safe_join(root: &Path, index: usize, cluster: &str, file: &str) -> Result<Pat
     let refuse = |field: String, value: &str, why: &str| Error::Invalid {
         what: format!("rendering of cluster `{}`", cluster.escape_debug()),
         problems: vec![Diagnostic::new(
-            "render.path",
+            Code::RenderPath,
             field,
             format!(
                 "`{}` cannot be a path under the output directory: {why}",
@@ -429,7 +430,7 @@ pub fn write_dir(r: &Rendering, dir: &Path) -> Result<WriteSummary> {
             return Err(Error::Invalid {
                 what: format!("output `{}`", dir.display()),
                 problems: vec![Diagnostic::new(
-                    "render.output-not-ours",
+                    Code::RenderOutputNotOurs,
                     "",
                     format!(
                         "`{}` holds files mcnet did not render; choose an empty or new directory",
@@ -630,7 +631,7 @@ mod tests {
                 panic!("{e}")
             };
             assert_eq!(problems.len(), 1, "{e}");
-            assert_eq!(problems[0].code, "render.path");
+            assert_eq!(problems[0].code, Code::RenderPath);
             assert_eq!(problems[0].path, field, "{clusters:?}");
             assert!(what.contains("cluster"), "{what}");
             assert_eq!(s.listing(), ["a", "a/b"], "{clusters:?} wrote something");
@@ -667,7 +668,7 @@ mod tests {
             assert!(
                 problems
                     .iter()
-                    .any(|d| d.code == "name.invalid" && d.path == "spec.clusters[0].name"),
+                    .any(|d| d.code == Code::NameInvalid && d.path == "spec.clusters[0].name"),
                 "{problems:?}"
             );
         }

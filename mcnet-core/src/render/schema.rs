@@ -6,6 +6,7 @@
 //! can be loaded from CRD files. Formats (`duration`, `date-time`) are not
 //! checked: Kubernetes' formats are not JSON Schema's.
 
+use crate::diag::Code;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -50,7 +51,7 @@ impl std::fmt::Debug for CrdSchemas {
 fn invalid(what: &str, field: &str, why: String) -> Error {
     Error::Invalid {
         what: what.to_string(),
-        problems: vec![Diagnostic::new("crd.invalid", field, why)],
+        problems: vec![Diagnostic::new(Code::CrdInvalid, field, why)],
     }
 }
 

@@ -1,6 +1,7 @@
 //! Zero trust: namespaces, Services, default deny and the declared allows,
 //! and the preview inventory that lets the policy engine check them.
 
+use crate::diag::Code;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
@@ -173,7 +174,7 @@ pub(super) fn render(
                     .unwrap_or((ns.name.as_str(), d.workload.as_str()));
                 let Some((target_ns, target)) = find(tns, tname) else {
                     warnings.push(Diagnostic::new(
-                        "render.remote-dependency",
+                        Code::RenderRemoteDependency,
                         format!("cluster/{}/namespace/{}/workload/{}/dependsOn[{k}]", c.name, ns.name, w.name),
                         format!(
                             "`{}/{}` depends on `{tns}/{tname}`, which does not run in cluster `{}`: only the egress to the other clusters' gateways is rendered",

@@ -2,6 +2,7 @@
 //! order, lowest free aligned block first) and never overlapping anything
 //! the topology already uses.
 
+use crate::diag::Code;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -119,7 +120,7 @@ pub fn allocate(t: &Topology) -> Result<Topology, Vec<Diagnostic>> {
             let path = format!("spec.networks[{ni}].subnets[{si}].cidr");
             if pools.is_empty() {
                 problems.push(Diagnostic::new(
-                    "ipam.no-pool",
+                    Code::IpamNoPool,
                     path,
                     format!(
                         "subnet `{}` of network `{}` is auto but the network has no valid CIDR to allocate from",
@@ -144,7 +145,7 @@ pub fn allocate(t: &Topology) -> Result<Topology, Vec<Diagnostic>> {
                     sub.cidr = Cidr::Net(n);
                 }
                 None => problems.push(Diagnostic::new(
-                    "ipam.exhausted",
+                    Code::IpamExhausted,
                     path,
                     format!(
                         "no free /{} left in network `{}` ({}) for subnet `{}`",
@@ -211,7 +212,7 @@ pub fn allocate(t: &Topology) -> Result<Topology, Vec<Diagnostic>> {
             };
             let Some(pool) = pool.and_then(Cidr::net) else {
                 problems.push(Diagnostic::new(
-                    "ipam.no-pool",
+                    Code::IpamNoPool,
                     path,
                     format!(
                         "cluster `{}` has {field}: auto but spec.ipam.{pool_field} is not a valid pool",
@@ -226,7 +227,7 @@ pub fn allocate(t: &Topology) -> Result<Topology, Vec<Diagnostic>> {
                     *slot = Cidr::Net(n);
                 }
                 None => problems.push(Diagnostic::new(
-                    "ipam.exhausted",
+                    Code::IpamExhausted,
                     path,
                     format!(
                         "pool spec.ipam.{pool_field} ({pool}) has no free /{len} left for cluster `{}`",

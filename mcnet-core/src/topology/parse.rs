@@ -2,6 +2,7 @@
 //! line and column and every unknown field with its path.
 
 use super::model::Topology;
+use crate::diag::Code;
 use crate::diag::Diagnostic;
 
 /// The result of parsing: the topology when its structure is sound, and
@@ -67,7 +68,7 @@ pub fn parse(text: &str) -> Parsed {
                 .map(|path| {
                     let field = path.rsplit('.').next().unwrap_or(&path).to_string();
                     Diagnostic::new(
-                        "parse.unknown-field",
+                        Code::ParseUnknownField,
                         path.clone(),
                         format!("unknown field `{field}`"),
                     )
@@ -75,7 +76,7 @@ pub fn parse(text: &str) -> Parsed {
                 .collect();
             if topology.api_version != super::model::API_VERSION {
                 problems.push(Diagnostic::new(
-                    "parse.api-version",
+                    Code::ParseApiVersion,
                     "apiVersion",
                     format!(
                         "apiVersion `{}` is not supported; expected `{}`",
@@ -86,7 +87,7 @@ pub fn parse(text: &str) -> Parsed {
             }
             if topology.kind != super::model::KIND {
                 problems.push(Diagnostic::new(
-                    "parse.kind",
+                    Code::ParseKind,
                     "kind",
                     format!("kind `{}` is not `{}`", topology.kind, super::model::KIND),
                 ));
@@ -99,9 +100,9 @@ pub fn parse(text: &str) -> Parsed {
         Err((path, loc, msg, syntax)) => {
             let path = if path == "." { String::new() } else { path };
             let code = if syntax {
-                "parse.syntax"
+                Code::ParseSyntax
             } else {
-                "parse.schema"
+                Code::ParseSchema
             };
             let message = match (loc.is_empty(), path.is_empty()) {
                 (false, false) => format!("{loc}: {path}: {msg}"),
@@ -196,7 +197,7 @@ mod tests {
     #[test]
     fn json_errors_carry_location() {
         let p = parse("{\"apiVersion\": \"mcnet.io/v1alpha1\", \"kind\": ");
-        assert_eq!(p.problems[0].code, "parse.syntax");
+        assert_eq!(p.problems[0].code, Code::ParseSyntax);
         assert!(
             p.problems[0].message.contains("line 1"),
             "{}",
@@ -207,7 +208,7 @@ mod tests {
     #[test]
     fn wrong_type_names_the_field() {
         let p = parse("apiVersion: mcnet.io/v1alpha1\nkind: Topology\nmetadata: {name: x}\nspec:\n  interconnect:\n    routers:\n      - {name: m, location: l, speedMbps: fast, asn: 1}\n");
-        assert_eq!(p.problems[0].code, "parse.schema");
+        assert_eq!(p.problems[0].code, Code::ParseSchema);
         assert_eq!(p.problems[0].path, "spec.interconnect.routers[0].speedMbps");
     }
 }

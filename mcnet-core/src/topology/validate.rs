@@ -17,6 +17,7 @@
 //! | `spof.mcr`, `spof.vxc` | warning | single points of failure |
 //! | `monitoring.unreachable` | warning | a workload network the monitoring network cannot reach |
 
+use crate::diag::Code;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ipnet::IpNet;
@@ -102,17 +103,17 @@ enum OwnerKind {
 }
 
 impl Validator {
-    fn err(&mut self, code: &str, path: impl Into<String>, msg: impl Into<String>) {
+    fn err(&mut self, code: Code, path: impl Into<String>, msg: impl Into<String>) {
         self.errors.push(Diagnostic::new(code, path, msg));
     }
 
-    fn warn(&mut self, code: &str, path: impl Into<String>, msg: impl Into<String>) {
+    fn warn(&mut self, code: Code, path: impl Into<String>, msg: impl Into<String>) {
         self.warnings.push(Diagnostic::new(code, path, msg));
     }
 
     fn names(&mut self, t: &Topology) {
         if t.metadata.name.trim().is_empty() {
-            self.err("name.empty", "metadata.name", "the topology has no name");
+            self.err(Code::NameEmpty, "metadata.name", "the topology has no name");
         } else {
             self.label("metadata.name", "the topology", &t.metadata.name);
         }
@@ -195,7 +196,7 @@ impl Validator {
         for (i, h) in s.load_balancing.hostnames.iter().enumerate() {
             if let Some(why) = name::subdomain_problem(&h.name) {
                 self.err(
-                    "name.invalid",
+                    Code::NameInvalid,
                     format!("spec.loadBalancing.hostnames[{i}].name"),
                     format!(
                         "hostname `{}` is not a DNS name: {why}; a hostname is labels of a-z, 0-9 and '-' joined by '.', at most 253 characters",
@@ -210,7 +211,7 @@ impl Validator {
     fn label(&mut self, path: &str, what: &str, name: &str) {
         if let Some(why) = name::label_problem(name) {
             self.err(
-                "name.invalid",
+                Code::NameInvalid,
                 path,
                 format!(
                     "{what} is named `{}`, which is not a DNS-1123 label: {why}; {}",
@@ -226,7 +227,7 @@ impl Validator {
         for (i, name) in names.enumerate() {
             if name.trim().is_empty() {
                 self.err(
-                    "name.empty",
+                    Code::NameEmpty,
                     format!("{base}[{i}].name"),
                     format!("a {what} has an empty name"),
                 );
@@ -243,7 +244,7 @@ impl Validator {
             }
             if let Some(first) = seen.insert(name, i) {
                 self.err(
-                    "name.duplicate",
+                    Code::NameDuplicate,
                     format!("{base}[{i}].name"),
                     format!("{what} `{name}` is declared twice (first at {base}[{first}])"),
                 );
@@ -274,12 +275,12 @@ impl Validator {
         for (i, n) in s.networks.iter().enumerate() {
             match providers.get(n.provider.as_str()) {
                 None => self.err(
-                    "ref.dangling",
+                    Code::RefDangling,
                     format!("spec.networks[{i}].provider"),
                     format!("network `{}` refers to provider `{}`, which is not declared", n.name, n.provider),
                 ),
                 Some(p) if !p.regions.is_empty() && !p.regions.contains(&n.region) => self.err(
-                    "ref.region",
+                    Code::RefRegion,
                     format!("spec.networks[{i}].region"),
                     format!(
                         "network `{}` is in region `{}`, which provider `{}` does not list (regions: {})",
@@ -295,7 +296,7 @@ impl Validator {
         for (i, c) in s.clusters.iter().enumerate() {
             if !networks.contains_key(c.network.as_str()) {
                 self.err(
-                    "ref.dangling",
+                    Code::RefDangling,
                     format!("spec.clusters[{i}].network"),
                     format!(
                         "cluster `{}` refers to network `{}`, which is not declared",
@@ -307,7 +308,7 @@ impl Validator {
             {
                 if want != have {
                     self.err(
-                        "ref.provider-kind",
+                        Code::RefProviderKind,
                         format!("spec.clusters[{i}].flavour"),
                         format!(
                             "cluster `{}` is {:?} but its network `{}` is on {have}",
@@ -323,7 +324,7 @@ impl Validator {
             };
             if !ok {
                 self.err(
-                    "cni.chaining",
+                    Code::CniChaining,
                     format!("spec.clusters[{i}].cni.chaining"),
                     format!(
                         "cluster `{}` ({:?}) cannot chain Cilium with {:?}",
@@ -336,7 +337,7 @@ impl Validator {
             if v.target.aws_connection.is_some() && v.target.kind != VxcTargetKind::AwsDirectConnect
             {
                 self.err(
-                    "ref.provider-kind",
+                    Code::RefProviderKind,
                     format!("spec.interconnect.vxcs[{i}].target.awsConnection"),
                     format!(
                         "VXC `{}` sets awsConnection but is an {}, not AWS Direct Connect",
@@ -347,7 +348,7 @@ impl Validator {
             }
             if !routers.contains(v.router.as_str()) {
                 self.err(
-                    "ref.dangling",
+                    Code::RefDangling,
                     format!("spec.interconnect.vxcs[{i}].router"),
                     format!(
                         "VXC `{}` refers to MCR `{}`, which is not declared",
@@ -357,7 +358,7 @@ impl Validator {
             }
             if v.target.networks.is_empty() {
                 self.err(
-                    "ref.dangling",
+                    Code::RefDangling,
                     format!("spec.interconnect.vxcs[{i}].target.networks"),
                     format!("VXC `{}` reaches no network", v.name),
                 );
@@ -366,7 +367,7 @@ impl Validator {
                 let path = format!("spec.interconnect.vxcs[{i}].target.networks[{j}]");
                 if !networks.contains_key(n.as_str()) {
                     self.err(
-                        "ref.dangling",
+                        Code::RefDangling,
                         path,
                         format!(
                             "VXC `{}` refers to network `{n}`, which is not declared",
@@ -376,7 +377,7 @@ impl Validator {
                 } else if let Some(kind) = provider_of(n) {
                     if kind != v.target.kind.provider_kind() {
                         self.err(
-                            "ref.provider-kind",
+                            Code::RefProviderKind,
                             path,
                             format!(
                                 "VXC `{}` is an {} but network `{n}` is on {kind}",
@@ -391,7 +392,7 @@ impl Validator {
         for (i, p) in s.peerings.iter().enumerate() {
             if p.networks.len() != 2 || p.networks[0] == p.networks[1] {
                 self.err(
-                    "peering.endpoints",
+                    Code::PeeringEndpoints,
                     format!("spec.peerings[{i}].networks"),
                     format!(
                         "peering `{}` must join exactly two distinct networks",
@@ -403,7 +404,7 @@ impl Validator {
                 let path = format!("spec.peerings[{i}].networks[{j}]");
                 if !networks.contains_key(n.as_str()) {
                     self.err(
-                        "ref.dangling",
+                        Code::RefDangling,
                         path,
                         format!(
                             "peering `{}` refers to network `{n}`, which is not declared",
@@ -413,7 +414,7 @@ impl Validator {
                 } else if let Some(kind) = provider_of(n) {
                     if kind != p.kind.provider_kind() {
                         self.err(
-                            "ref.provider-kind",
+                            Code::RefProviderKind,
                             path,
                             format!(
                                 "peering `{}` is {:?} but network `{n}` is on {kind}",
@@ -428,7 +429,7 @@ impl Validator {
             let at = format!("spec.transitGateways[{i}]");
             match providers.get(g.provider.as_str()) {
                 None => self.err(
-                    "ref.dangling",
+                    Code::RefDangling,
                     format!("{at}.provider"),
                     format!(
                         "transit gateway `{}` refers to provider `{}`, which is not declared",
@@ -436,7 +437,7 @@ impl Validator {
                     ),
                 ),
                 Some(p) if p.kind != ProviderKind::Aws => self.err(
-                    "ref.provider-kind",
+                    Code::RefProviderKind,
                     format!("{at}.provider"),
                     format!(
                         "transit gateway `{}` is an AWS transit gateway but provider `{}` is {}",
@@ -444,7 +445,7 @@ impl Validator {
                     ),
                 ),
                 Some(p) if !p.regions.is_empty() && !p.regions.contains(&g.region) => self.err(
-                    "ref.region",
+                    Code::RefRegion,
                     format!("{at}.region"),
                     format!(
                         "transit gateway `{}` is in region `{}`, which provider `{}` does not list",
@@ -455,7 +456,7 @@ impl Validator {
             }
             if !((64512..=65534).contains(&g.asn) || g.asn >= 4_200_000_000) {
                 self.err(
-                    "tgw.asn",
+                    Code::TgwAsn,
                     format!("{at}.asn"),
                     format!(
                         "transit gateway `{}` has ASN {}; AWS wants a private ASN (64512-65534 or 4200000000-4294967294)",
@@ -468,7 +469,7 @@ impl Validator {
                 let path = format!("{at}.networks[{j}]");
                 if !seen.insert(n.as_str()) {
                     self.err(
-                        "tgw.attachment",
+                        Code::TgwAttachment,
                         path,
                         format!("transit gateway `{}` attaches network `{n}` twice", g.name),
                     );
@@ -476,7 +477,7 @@ impl Validator {
                 }
                 match networks.get(n.as_str()) {
                     None => self.err(
-                        "ref.dangling",
+                        Code::RefDangling,
                         path,
                         format!(
                             "transit gateway `{}` refers to network `{n}`, which is not declared",
@@ -484,7 +485,7 @@ impl Validator {
                         ),
                     ),
                     Some(net) if net.provider != g.provider => self.err(
-                        "ref.provider-kind",
+                        Code::RefProviderKind,
                         path,
                         format!(
                             "transit gateway `{}` is on provider `{}` but network `{n}` is on `{}`",
@@ -492,7 +493,7 @@ impl Validator {
                         ),
                     ),
                     Some(net) if net.region != g.region => self.err(
-                        "ref.region",
+                        Code::RefRegion,
                         path,
                         format!(
                             "transit gateway `{}` is in `{}` but network `{n}` is in `{}`; attachments are regional",
@@ -510,7 +511,7 @@ impl Validator {
             {
                 if p.networks.len() == 2 && p.networks.iter().all(|n| g.networks.contains(n)) {
                     self.err(
-                        "tgw.route-conflict",
+                        Code::TgwRouteConflict,
                         format!("{at}.networks"),
                         format!(
                             "networks `{}` and `{}` are joined by peering `{}` and by transit gateway `{}`; their VPC routes can point one way only",
@@ -523,7 +524,7 @@ impl Validator {
         for (i, e) in s.private_endpoints.iter().enumerate() {
             match networks.get(e.network.as_str()) {
                 None => self.err(
-                    "ref.dangling",
+                    Code::RefDangling,
                     format!("spec.privateEndpoints[{i}].network"),
                     format!(
                         "private endpoint `{}` refers to network `{}`, which is not declared",
@@ -534,7 +535,7 @@ impl Validator {
                     for (j, sn) in e.subnets.iter().enumerate() {
                         if !n.subnets.iter().any(|x| &x.name == sn) {
                             self.err(
-                                "ref.dangling",
+                                Code::RefDangling,
                                 format!("spec.privateEndpoints[{i}].subnets[{j}]"),
                                 format!(
                                     "private endpoint `{}` refers to subnet `{sn}`, which network `{}` does not have",
@@ -550,7 +551,7 @@ impl Validator {
         if let Some(m) = &s.monitoring {
             if !networks.contains_key(m.network.as_str()) {
                 self.err(
-                    "ref.dangling",
+                    Code::RefDangling,
                     "spec.monitoring.network",
                     format!("the monitoring network `{}` is not declared", m.network),
                 );
@@ -569,7 +570,7 @@ impl Validator {
             for (j, c) in ns.clusters.iter().enumerate() {
                 if !clusters.contains(c.as_str()) {
                     self.err(
-                        "ref.dangling",
+                        Code::RefDangling,
                         format!("spec.namespaces[{i}].clusters[{j}]"),
                         format!(
                             "namespace `{}` refers to cluster `{c}`, which is not declared",
@@ -586,7 +587,7 @@ impl Validator {
                         .unwrap_or((ns.name.as_str(), d.workload.as_str()));
                     if !workloads.contains(&(dns, dname)) {
                         self.err(
-                            "ref.dangling",
+                            Code::RefDangling,
                             format!("spec.namespaces[{i}].workloads[{j}].dependsOn[{k}].workload"),
                             format!(
                                 "workload `{}/{}` depends on `{dns}/{dname}`, which is not declared",
@@ -613,7 +614,7 @@ impl Validator {
                     .is_some_and(|(ns, name)| services.contains(&(ns, name)));
                 if !known {
                     self.err(
-                        "ref.dangling",
+                        Code::RefDangling,
                         format!("spec.loadBalancing.hostnames[{i}].service"),
                         format!(
                             "hostname `{}` is served by `{svc}`, which is not the `namespace/service` of a declared workload",
@@ -625,7 +626,7 @@ impl Validator {
             for (j, tg) in h.targets.iter().enumerate() {
                 if !clusters.contains(tg.cluster.as_str()) {
                     self.err(
-                        "ref.dangling",
+                        Code::RefDangling,
                         format!("spec.loadBalancing.hostnames[{i}].targets[{j}].cluster"),
                         format!(
                             "hostname `{}` targets cluster `{}`, which is not declared",
@@ -639,7 +640,7 @@ impl Validator {
 
     fn invalid_cidr(&mut self, c: &Cidr, path: String, owner: &str) {
         if let Cidr::Invalid { reason, .. } = c {
-            self.err("cidr.invalid", path, format!("{owner}: {reason}"));
+            self.err(Code::CidrInvalid, path, format!("{owner}: {reason}"));
         }
     }
 
@@ -647,7 +648,7 @@ impl Validator {
         for (i, n) in t.spec.networks.iter().enumerate() {
             if n.cidrs.is_empty() {
                 self.err(
-                    "cidr.invalid",
+                    Code::CidrInvalid,
                     format!("spec.networks[{i}].cidrs"),
                     format!("network `{}` has no CIDR", n.name),
                 );
@@ -655,7 +656,7 @@ impl Validator {
             for (j, c) in n.cidrs.iter().enumerate() {
                 if c.is_auto() {
                     self.err(
-                        "cidr.invalid",
+                        Code::CidrInvalid,
                         format!("spec.networks[{i}].cidrs[{j}]"),
                         format!(
                             "network `{}`: a network's CIDR must be given, not auto",
@@ -681,7 +682,7 @@ impl Validator {
                 if let Some(sn) = s.cidr.net() {
                     if !nets.is_empty() && !nets.iter().any(|p| p.contains(&sn)) {
                         self.err(
-                            "subnet.outside-network",
+                            Code::SubnetOutsideNetwork,
                             path.clone(),
                             format!(
                                 "subnet `{}` ({sn}) is outside network `{}` ({})",
@@ -699,7 +700,7 @@ impl Validator {
                         .find(|(o, _)| o.contains(&sn) || sn.contains(o))
                     {
                         self.err(
-                            "cidr.overlap",
+                            Code::CidrOverlap,
                             path,
                             format!(
                                 "subnet `{}` ({sn}) overlaps subnet `{}` ({other}) in network `{}`",
@@ -741,7 +742,7 @@ impl Validator {
                     // Interface addresses carry host bits; only reject what is not an address at all.
                     if raw.parse::<IpNet>().is_err() {
                         self.err(
-                            "cidr.invalid",
+                            Code::CidrInvalid,
                             format!("spec.interconnect.vxcs[{i}].bgp.peers[{j}].localAddress"),
                             format!(
                                 "VXC `{}` BGP peer: `{raw}` is not an address with prefix length",
@@ -752,7 +753,7 @@ impl Validator {
                 }
                 if p.peer_address.parse::<std::net::IpAddr>().is_err() {
                     self.err(
-                        "cidr.invalid",
+                        Code::CidrInvalid,
                         format!("spec.interconnect.vxcs[{i}].bgp.peers[{j}].peerAddress"),
                         format!(
                             "VXC `{}` BGP peer: `{}` is not an IP address",
@@ -839,7 +840,7 @@ impl Validator {
                 let (a, b) = (&entries[j], &entries[i]);
                 if self.routable_overlap(t, conn, &a.1, &b.1) && reported.insert((j, i)) {
                     self.err(
-                        "cidr.overlap",
+                        Code::CidrOverlap,
                         b.1.path.clone(),
                         format!("{} {} overlaps {} {}", b.1.label, b.0, a.1.label, a.0),
                     );
@@ -885,7 +886,7 @@ impl Validator {
             let base = format!("spec.clusters[{i}].clusterMesh");
             if !(1..=255).contains(&m.id) {
                 self.err(
-                    "clustermesh.id-range",
+                    Code::ClustermeshIdRange,
                     format!("{base}.id"),
                     format!(
                         "cluster `{}` has ClusterMesh id {}; ids must be 1–255",
@@ -894,7 +895,7 @@ impl Validator {
                 );
             } else if let Some(other) = ids.insert(m.id, &c.name) {
                 self.err(
-                    "clustermesh.id-duplicate",
+                    Code::ClustermeshIdDuplicate,
                     format!("{base}.id"),
                     format!(
                         "clusters `{other}` and `{}` both have ClusterMesh id {}",
@@ -911,7 +912,7 @@ impl Validator {
                 && !m.name.ends_with('-');
             if !valid {
                 self.err(
-                    "clustermesh.name-invalid",
+                    Code::ClustermeshNameInvalid,
                     format!("{base}.name"),
                     format!(
                         "cluster `{}` has ClusterMesh name `{}`; names are 1–32 characters of [a-z0-9-], starting and ending alphanumeric",
@@ -920,7 +921,7 @@ impl Validator {
                 );
             } else if let Some(other) = names.insert(&m.name, &c.name) {
                 self.err(
-                    "clustermesh.name-duplicate",
+                    Code::ClustermeshNameDuplicate,
                     format!("{base}.name"),
                     format!(
                         "clusters `{other}` and `{}` both have ClusterMesh name `{}`",
@@ -945,7 +946,7 @@ impl Validator {
             }
             for (other, j) in &stack {
                 self.err(
-                    "clustermesh.pod-cidr-overlap",
+                    Code::ClustermeshPodCidrOverlap,
                     format!("spec.clusters[{i}].podCidr"),
                     format!(
                         "ClusterMesh clusters `{}` ({net}) and `{}` ({other}) have overlapping pod CIDRs",
@@ -962,7 +963,7 @@ impl Validator {
         for (i, r) in ic.routers.iter().enumerate() {
             if !MCR_SPEEDS_MBPS.contains(&r.speed_mbps) {
                 self.err(
-                    "megaport.speed",
+                    Code::MegaportSpeed,
                     format!("spec.interconnect.routers[{i}].speedMbps"),
                     format!(
                         "MCR `{}` speed {} Mbps is not one Megaport sells (1000, 2500, 5000, 10000, 25000, 50000, 100000)",
@@ -972,7 +973,7 @@ impl Validator {
             }
             if r.asn == 0 || r.asn == 23456 || r.asn > u32::MAX - 1 {
                 self.err(
-                    "megaport.asn",
+                    Code::MegaportAsn,
                     format!("spec.interconnect.routers[{i}].asn"),
                     format!("MCR `{}` ASN {} is not usable", r.name, r.asn),
                 );
@@ -986,7 +987,7 @@ impl Validator {
             let total: u64 = vxcs.iter().map(|(_, v)| v.rate_limit_mbps as u64).sum();
             if MCR_SPEEDS_MBPS.contains(&r.speed_mbps) && total > r.speed_mbps as u64 {
                 self.err(
-                    "megaport.oversubscribed",
+                    Code::MegaportOversubscribed,
                     format!("spec.interconnect.routers[{i}].speedMbps"),
                     format!(
                         "VXCs on MCR `{}` ({}) sum to {total} Mbps, over its {} Mbps speed",
@@ -1004,7 +1005,7 @@ impl Validator {
                 if let Some(vlan) = v.vlan {
                     if let Some(other) = vlans.insert(vlan, &v.name) {
                         self.err(
-                            "megaport.vlan-duplicate",
+                            Code::MegaportVlanDuplicate,
                             format!("spec.interconnect.vxcs[{vi}].vlan"),
                             format!(
                                 "VXCs `{other}` and `{}` both use VLAN {vlan} on MCR `{}`",
@@ -1019,7 +1020,7 @@ impl Validator {
             if let Some(vlan) = v.vlan {
                 if !(2..=4093).contains(&vlan) {
                     self.err(
-                        "megaport.vlan-range",
+                        Code::MegaportVlanRange,
                         format!("spec.interconnect.vxcs[{i}].vlan"),
                         format!("VXC `{}` VLAN {vlan} is outside 2–4093", v.name),
                     );
@@ -1027,7 +1028,7 @@ impl Validator {
             }
             if v.rate_limit_mbps == 0 {
                 self.err(
-                    "megaport.rate-limit",
+                    Code::MegaportRateLimit,
                     format!("spec.interconnect.vxcs[{i}].rateLimitMbps"),
                     format!("VXC `{}` has a zero rate limit", v.name),
                 );
@@ -1053,7 +1054,7 @@ impl Validator {
             if count > s.limits.aws_peerings_per_vpc as usize {
                 let i = conn.network_index(vpc).unwrap_or(0);
                 self.err(
-                    "aws.peering-limit",
+                    Code::AwsPeeringLimit,
                     format!("spec.networks[{i}]"),
                     format!(
                         "VPC `{vpc}` has {count} VPC peerings; AWS allows {} per VPC (the default quota is 50, adjustable to 125: raise spec.limits.awsPeeringsPerVpc once granted)",
@@ -1084,7 +1085,7 @@ impl Validator {
                     )
                 };
                 self.err(
-                    "aws.dx-prefix-limit",
+                    Code::AwsDxPrefixLimit,
                     format!("spec.interconnect.vxcs[{i}].bgp.prefixFilters.export"),
                     format!(
                         "VXC `{}` would advertise {} prefixes to AWS; a Direct Connect private VIF accepts at most {limit}; {hint}",
@@ -1130,7 +1131,7 @@ impl Validator {
         for (r, (a, b)) in spof {
             let router = &s.interconnect.routers[r];
             self.warn(
-                "spof.mcr",
+                Code::SpofMcr,
                 format!("spec.interconnect.routers[{r}]"),
                 format!(
                     "MCR `{}` is a single point of failure: networks `{}` and `{}` (and maybe others) connect only through it; the ADR's mitigation is a redundant MCR in another diversity zone",
@@ -1148,7 +1149,7 @@ impl Validator {
                     .map(|v| v.name.as_str())
                     .unwrap_or("?");
                 self.warn(
-                    "spof.vxc",
+                    Code::SpofVxc,
                     format!("spec.networks[{i}]"),
                     format!(
                         "network `{}` reaches the interconnect through one VXC only (`{vxc}`)",
@@ -1167,7 +1168,7 @@ impl Validator {
         for (i, n) in t.spec.networks.iter().enumerate() {
             if n.role == NetworkRole::Workload && !conn.reachable(mi, i) {
                 self.warn(
-                    "monitoring.unreachable",
+                    Code::MonitoringUnreachable,
                     format!("spec.networks[{i}]"),
                     format!(
                         "monitoring network `{}` cannot reach workload network `{}`",
@@ -1260,7 +1261,7 @@ impl Validator {
         let at = format!("spec.privateEndpoints[{i}]");
         if e.subresource.is_some() && kind != Some(ProviderKind::Azure) {
             self.err(
-                "private-endpoint.subresource",
+                Code::PrivateEndpointSubresource,
                 format!("{at}.subresource"),
                 format!(
                     "private endpoint `{}`: only Azure private endpoints take a subresource",
@@ -1270,7 +1271,7 @@ impl Validator {
         }
         if matches!(kind, Some(ProviderKind::Azure | ProviderKind::Gcp)) && e.subnets.len() != 1 {
             self.err(
-                "private-endpoint.subnets",
+                Code::PrivateEndpointSubnets,
                 format!("{at}.subnets"),
                 format!(
                     "private endpoint `{}` is on {}, where a private endpoint lives in exactly one subnet, not {}",
@@ -1282,7 +1283,7 @@ impl Validator {
         }
         if kind == Some(ProviderKind::Gcp) && service_attachment_region(&e.service).is_none() {
             self.err(
-                "private-endpoint.service",
+                Code::PrivateEndpointService,
                 format!("{at}.service"),
                 format!(
                     "private endpoint `{}`: `{}` is not a GCP service attachment (projects/PROJECT/regions/REGION/serviceAttachments/NAME)",
@@ -1309,7 +1310,7 @@ mod tests {
         validate_str(y)
             .errors
             .iter()
-            .filter(|d| d.code == "name.invalid")
+            .filter(|d| d.code == Code::NameInvalid)
             .map(|d| d.path.clone())
             .collect()
     }
@@ -1338,7 +1339,7 @@ mod tests {
         let paths: Vec<&str> = r
             .errors
             .iter()
-            .filter(|d| d.code == "name.invalid")
+            .filter(|d| d.code == Code::NameInvalid)
             .map(|d| d.path.as_str())
             .collect();
         assert_eq!(
@@ -1393,7 +1394,7 @@ mod tests {
         let e: Vec<_> = r
             .errors
             .iter()
-            .filter(|d| d.code == "aws.dx-prefix-limit")
+            .filter(|d| d.code == Code::AwsDxPrefixLimit)
             .collect();
         assert_eq!(e.len(), 2, "{:?}", r.errors);
         assert!(
@@ -1417,7 +1418,7 @@ mod tests {
         t.spec.interconnect.vxcs[i].target.aws_connection = Some(AwsConnection::HostedVif);
         let r = validate(&t);
         assert!(
-            r.errors.iter().any(|d| d.code == "ref.provider-kind"
+            r.errors.iter().any(|d| d.code == Code::RefProviderKind
                 && d.path == format!("spec.interconnect.vxcs[{i}].target.awsConnection")),
             "{:?}",
             r.errors
@@ -1426,17 +1427,14 @@ mod tests {
 
     #[test]
     fn private_endpoints_are_checked_per_cloud() {
-        let codes = |pe: &str| -> Vec<(String, String)> {
+        let codes = |pe: &str| -> Vec<(Code, String)> {
             let y = format!(
                 "apiVersion: mcnet.io/v1alpha1\nkind: Topology\nmetadata: {{name: t}}\nspec:\n  providers: [{{name: aws, kind: aws, regions: [us-east-1]}}, {{name: az, kind: azure, regions: [eastus]}}, {{name: g, kind: gcp, regions: [us-east4]}}]\n  networks:\n    - {{name: a, provider: aws, region: us-east-1, cidrs: [10.0.0.0/16], subnets: [{{name: s1, cidr: 10.0.1.0/24, zone: us-east-1a}}, {{name: s2, cidr: 10.0.2.0/24, zone: us-east-1b}}]}}\n    - {{name: z, provider: az, region: eastus, cidrs: [10.3.0.0/16], subnets: [{{name: s1, cidr: 10.3.1.0/24}}, {{name: s2, cidr: 10.3.2.0/24}}]}}\n    - {{name: g, provider: g, region: us-east4, cidrs: [10.4.0.0/16], subnets: [{{name: s1, cidr: 10.4.1.0/24}}]}}\n  privateEndpoints: [{pe}]\n"
             );
             let r = validate_str(&y);
-            r.errors
-                .iter()
-                .map(|d| (d.code.clone(), d.path.clone()))
-                .collect()
+            r.errors.iter().map(|d| (d.code, d.path.clone())).collect()
         };
-        let pair = |c: &str, p: &str| (c.to_string(), format!("spec.privateEndpoints[0].{p}"));
+        let pair = |c: Code, p: &str| (c, format!("spec.privateEndpoints[0].{p}"));
         let blob =
             "/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/acct";
         let attachment = "projects/p/regions/us-east4/serviceAttachments/db";
@@ -1453,15 +1451,15 @@ mod tests {
             codes(&format!(
                 "{{name: e, network: z, service: {blob}, subresource: blob, subnets: [s1, s2]}}"
             )),
-            [pair("private-endpoint.subnets", "subnets")]
+            [pair(Code::PrivateEndpointSubnets, "subnets")]
         );
         assert_eq!(
             codes("{name: e, network: a, service: com.amazonaws.us-east-1.s3, subresource: blob, subnets: [s1]}"),
-            [pair("private-endpoint.subresource", "subresource")]
+            [pair(Code::PrivateEndpointSubresource, "subresource")]
         );
         assert_eq!(
             codes("{name: e, network: g, service: all-apis, subnets: [s1]}"),
-            [pair("private-endpoint.service", "service")]
+            [pair(Code::PrivateEndpointService, "service")]
         );
     }
 
@@ -1472,39 +1470,33 @@ mod tests {
                 "apiVersion: mcnet.io/v1alpha1\nkind: Topology\nmetadata: {{name: t}}\nspec:\n  providers: [{{name: aws, kind: aws, regions: [us-east-1, eu-west-1]}}, {{name: az, kind: azure, regions: [eastus]}}]\n  networks:\n    - {{name: a, provider: aws, region: us-east-1, cidrs: [10.0.0.0/16]}}\n    - {{name: b, provider: aws, region: us-east-1, cidrs: [10.1.0.0/16]}}\n    - {{name: e, provider: aws, region: eu-west-1, cidrs: [10.2.0.0/16]}}\n    - {{name: z, provider: az, region: eastus, cidrs: [10.3.0.0/16]}}\n  peerings: [{{name: ab, kind: vpc-peering, networks: [a, b]}}]\n  transitGateways: [{tgw}]\n"
             )
         };
-        let codes = |tgw: &str| -> Vec<(String, String)> {
+        let codes = |tgw: &str| -> Vec<(Code, String)> {
             let r = validate_str(&y(tgw));
-            r.errors
-                .iter()
-                .map(|d| (d.code.clone(), d.path.clone()))
-                .collect()
+            r.errors.iter().map(|d| (d.code, d.path.clone())).collect()
         };
         assert!(codes("{name: hub, provider: aws, region: us-east-1, networks: [a]}").is_empty());
         assert_eq!(
             codes("{name: hub, provider: aws, region: us-east-1, networks: [a, e]}"),
             [(
-                "ref.region".to_string(),
+                Code::RefRegion,
                 "spec.transitGateways[0].networks[1]".to_string()
             )]
         );
         assert_eq!(
             codes("{name: hub, provider: aws, region: us-east-1, networks: [a, z]}")[0].0,
-            "ref.provider-kind"
+            Code::RefProviderKind
         );
         assert_eq!(
             codes("{name: hub, provider: aws, region: us-east-1, asn: 65000000, networks: [a]}")[0],
-            (
-                "tgw.asn".to_string(),
-                "spec.transitGateways[0].asn".to_string()
-            )
+            (Code::TgwAsn, "spec.transitGateways[0].asn".to_string())
         );
         assert_eq!(
             codes("{name: hub, provider: aws, region: us-east-1, networks: [a, b]}")[0].0,
-            "tgw.route-conflict"
+            Code::TgwRouteConflict
         );
         assert_eq!(
             codes("{name: hub, provider: az, region: eastus, networks: [z]}")[0].0,
-            "ref.provider-kind"
+            Code::RefProviderKind
         );
     }
 
@@ -1533,7 +1525,7 @@ mod tests {
         let e: Vec<_> = r
             .errors
             .iter()
-            .filter(|d| d.code == "aws.peering-limit")
+            .filter(|d| d.code == Code::AwsPeeringLimit)
             .collect();
         assert_eq!(e.len(), 1, "{:?}", r.errors);
         assert!(
@@ -1557,7 +1549,7 @@ mod tests {
         let e: Vec<_> = r
             .errors
             .iter()
-            .filter(|d| d.code == "ipam.exhausted")
+            .filter(|d| d.code == Code::IpamExhausted)
             .collect();
         assert_eq!(e.len(), 2, "two /16s fit in a /15: {:?}", r.errors);
         assert!(

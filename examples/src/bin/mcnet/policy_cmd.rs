@@ -1,5 +1,6 @@
 //! `mcnet policy eval | matrix | diff | lint | generate | compile`.
 
+use mcnet_core::diag::Code;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
@@ -221,7 +222,7 @@ fn load(files: &[String]) -> anyhow::Result<Option<Manifests>> {
     match Manifests::load(texts.iter().map(|(n, t)| (n.as_str(), t.as_str()))) {
         Ok(m) => {
             for w in &m.warnings {
-                if from_dir && w.code == "manifest.ignored" {
+                if from_dir && w.code == Code::ManifestIgnored {
                     tracing::debug!("{w}");
                 } else {
                     tracing::warn!("{w}");
