@@ -15,16 +15,17 @@ pub enum Error {
         problems: Vec<Diagnostic>,
     },
     /// Serialising failed.
-    #[error("cannot serialise {what}: {reason}")]
+    #[error("cannot serialise {what}")]
     Serialize {
         /// What was being written.
         what: String,
-        /// Why.
-        reason: String,
+        /// The serialiser's error (serde_yaml's or serde_json's).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// A file could not be read (or is not one mcnet reads: a device, too
     /// large, not UTF-8).
-    #[error("cannot read `{path}`: {source}")]
+    #[error("cannot read `{path}`")]
     Io {
         /// The file.
         path: String,
@@ -47,6 +48,30 @@ fn summarize(problems: &[Diagnostic]) -> String {
         [] => "no details".into(),
         [one] => one.to_string(),
         [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
+    }
+}
+
+/// Shows an error with its whole [`source`](std::error::Error::source)
+/// chain, `outer: inner: innermost`, for logs and reports that keep only
+/// text.
+///
+/// ```
+/// use mcnet_core::error::Chain;
+/// let io = std::io::Error::other("disk full");
+/// let e = mcnet_core::Error::Io { path: "t.yaml".into(), source: io };
+/// assert_eq!(Chain(&e).to_string(), "cannot read `t.yaml`: disk full");
+/// ```
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
     }
 }
 

@@ -38,7 +38,7 @@
 
 pub mod cost;
 pub mod diag;
-mod error;
+pub mod error;
 pub mod input;
 pub mod metrics;
 pub mod policy;
@@ -49,4 +49,9 @@ pub mod testing;
 pub mod topology;
 
 pub use diag::{Diagnostic, Report, Severity};
+
+// The README's library example, run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
 pub use error::{Error, Result};

@@ -246,10 +246,10 @@ pub async fn start_with(
     check_limits(&cfg, &limits)?;
     let listener = TcpListener::bind(cfg.listen)
         .await
-        .map_err(|e| Error::Io(format!("cannot listen on {}: {e}", cfg.listen)))?;
+        .map_err(|e| Error::io_at(format!("cannot listen on {}", cfg.listen), e))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| Error::Io(e.to_string()))?;
+        .map_err(|e| Error::io_at("listener address", e))?;
     let metrics = Arc::new(GatewayMetrics::default());
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -257,8 +257,11 @@ pub async fn start_with(
     if let Some(p) = cfg.probe {
         let l = TcpListener::bind(p)
             .await
-            .map_err(|e| Error::Io(format!("cannot listen on {p}: {e}")))?;
-        probe_addr = Some(l.local_addr().map_err(|e| Error::Io(e.to_string()))?);
+            .map_err(|e| Error::io_at(format!("cannot listen on {p}"), e))?;
+        probe_addr = Some(
+            l.local_addr()
+                .map_err(|e| Error::io_at("probe listener address", e))?,
+        );
         tasks.push(tokio::spawn(probe(
             l,
             metrics.clone(),

@@ -129,13 +129,13 @@ impl SecretKey {
     }
 
     fn key_pair(&self) -> Result<KeyPair> {
-        KeyPair::from_pem(&self.0).map_err(|e| Error::Crypto(format!("private key: {e}")))
+        KeyPair::from_pem(&self.0).map_err(|e| Error::crypto("private key", e))
     }
 
     /// Checks that this is the private key of `cert`'s public key; `what`
     /// names the key in the error (`tls.key`, `issuer key`).
     pub fn check_matches(&self, cert: &CertificateDer<'_>, what: &str) -> Result<()> {
-        let kp = KeyPair::from_pem(&self.0).map_err(|e| Error::Crypto(format!("{what}: {e}")))?;
+        let kp = KeyPair::from_pem(&self.0).map_err(|e| Error::crypto(what, e))?;
         let (_, c) = x509_parser::parse_x509_certificate(cert)
             .map_err(|e| Error::Invalid(format!("{what}'s certificate: {e}")))?;
         if c.public_key().subject_public_key.data.as_ref() != kp.public_key_raw() {
@@ -278,7 +278,7 @@ fn set_validity(
 }
 
 fn crypto(e: rcgen::Error) -> Error {
-    Error::Crypto(e.to_string())
+    Error::crypto("certificate", e)
 }
 
 fn ca_params(cn: &str, lifetime: Duration, path_len: u8) -> Result<CertificateParams> {
@@ -660,7 +660,10 @@ fn random_suffix() -> Result<String> {
     rustls::crypto::ring::default_provider()
         .secure_random
         .fill(&mut bytes)
-        .map_err(|_| Error::Crypto("the system's random number generator failed".into()))?;
+        .map_err(|_| Error::Crypto {
+            context: "the system's random number generator failed".into(),
+            source: None,
+        })?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -709,11 +712,14 @@ fn write_file_named(
         }
     }
     let Some((tmp, mut f)) = created else {
-        return Err(Error::Io(format!(
-            "{}: no free temporary name for `{}` after {TEMP_ATTEMPTS} attempts",
-            dir.display(),
-            name.to_string_lossy()
-        )));
+        return Err(Error::Io {
+            context: format!(
+                "{}: no free temporary name for `{}` after {TEMP_ATTEMPTS} attempts",
+                dir.display(),
+                name.to_string_lossy()
+            ),
+            source: None,
+        });
     };
     let written = f
         .write_all(contents)

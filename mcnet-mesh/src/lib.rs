@@ -34,15 +34,33 @@ pub enum Error {
     /// Bad input: names the object and the problem.
     #[error("{0}")]
     Invalid(String),
-    /// Certificate generation or parsing failed.
-    #[error("crypto: {0}")]
-    Crypto(String),
+    /// Certificate generation, parsing or verification failed.
+    #[error("crypto: {context}")]
+    Crypto {
+        /// What was being done (`private key`, `server config`).
+        context: String,
+        /// The library's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A file or socket operation failed.
-    #[error("{0}")]
-    Io(String),
-    /// A Kubernetes API call failed.
-    #[error("kubernetes: {0}")]
-    Kube(String),
+    #[error("{context}")]
+    Io {
+        /// The path or address and the operation.
+        context: String,
+        /// The operating system's error, when there is one.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// A Kubernetes API call or kubeconfig failed.
+    #[error("kubernetes: {context}")]
+    Kube {
+        /// The call or file (`apply Link \`east\``).
+        context: String,
+        /// kube-rs's error.
+        #[source]
+        source: BoxError,
+    },
     /// A lifetime or validity window that a certificate cannot carry: longer
     /// than [`identity::MAX_LIFETIME`], or past what `SystemTime` or X.509
     /// validity can represent.
@@ -55,9 +73,33 @@ pub enum Error {
     },
 }
 
+/// A boxed error from a library mcnet-mesh builds on (rcgen, rustls, kube).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 impl Error {
     fn io(path: &Path, e: std::io::Error) -> Error {
-        Error::Io(format!("{}: {e}", path.display()))
+        Error::io_at(path.display().to_string(), e)
+    }
+
+    fn io_at(context: impl Into<String>, e: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source: Some(e),
+        }
+    }
+
+    fn crypto(context: impl Into<String>, e: impl Into<BoxError>) -> Error {
+        Error::Crypto {
+            context: context.into(),
+            source: Some(e.into()),
+        }
+    }
+
+    fn kube(context: impl Into<String>, e: impl Into<BoxError>) -> Error {
+        Error::Kube {
+            context: context.into(),
+            source: e.into(),
+        }
     }
 }
 

@@ -625,7 +625,7 @@ pub async fn apply(client: kube::Client, docs: &[Value]) -> Result<Vec<(String, 
             &Patch::Apply(&obj),
         )
         .await
-        .map_err(|e| Error::Kube(format!("apply {kind} `{name}`: {e}")))?;
+        .map_err(|e| Error::kube(format!("apply {kind} `{name}`"), e))?;
         out.push((
             kind.to_string(),
             ns.map_or(name.to_string(), |ns| format!("{ns}/{name}")),
@@ -640,10 +640,10 @@ pub async fn apply_with_kubeconfig(
     docs: &[Value],
 ) -> Result<Vec<(String, String)>> {
     let kc = kube::config::Kubeconfig::read_from(path)
-        .map_err(|e| Error::Kube(format!("kubeconfig `{}`: {e}", path.display())))?;
+        .map_err(|e| Error::kube(format!("kubeconfig `{}`", path.display()), e))?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
-        .map_err(|e| Error::Kube(format!("kubeconfig `{}`: {e}", path.display())))?;
-    let client = kube::Client::try_from(cfg).map_err(|e| Error::Kube(e.to_string()))?;
+        .map_err(|e| Error::kube(format!("kubeconfig `{}`", path.display()), e))?;
+    let client = kube::Client::try_from(cfg).map_err(|e| Error::kube("client", e))?;
     apply(client, docs).await
 }

@@ -194,10 +194,10 @@ pub fn check_identity(cert: &WorkloadCert, bundle: &TrustBundle) -> Result<()> {
     }
     let roots = Arc::new(bundle.root_store()?);
     let now = UnixTime::now();
-    let crypto = |e: rustls::Error| Error::Crypto(e.to_string());
+    let crypto = |e: rustls::Error| Error::crypto("certificate verification", e);
     let as_client = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
         .build()
-        .map_err(|e| Error::Crypto(e.to_string()))?
+        .map_err(|e| Error::crypto("certificate verifier", e))?
         .verify_client_cert(leaf, intermediates, now)
         .map(|_| ());
     let verified = match as_client {
@@ -208,7 +208,7 @@ pub fn check_identity(cert: &WorkloadCert, bundle: &TrustBundle) -> Result<()> {
                 .map_err(|e| Error::Invalid(format!("`{}`: {e}", cert.id)))?;
             WebPkiServerVerifier::builder_with_provider(roots, provider())
                 .build()
-                .map_err(|e| Error::Crypto(e.to_string()))?
+                .map_err(|e| Error::crypto("certificate verifier", e))?
                 .verify_server_cert(leaf, intermediates, &name, &[], now)
                 .map(|_| ())
         }
@@ -228,10 +228,10 @@ pub fn check_identity(cert: &WorkloadCert, bundle: &TrustBundle) -> Result<()> {
 fn build(cert: &WorkloadCert, bundle: &TrustBundle) -> Result<(ServerConfig, ClientConfig)> {
     let chain = pem_certs(&cert.chain_pem)?;
     let roots = Arc::new(bundle.root_store()?);
-    let tls = |e: rustls::Error| Error::Crypto(e.to_string());
+    let tls = |e: rustls::Error| Error::crypto("TLS configuration", e);
     let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
         .build()
-        .map_err(|e| Error::Crypto(e.to_string()))?;
+        .map_err(|e| Error::crypto("certificate verifier", e))?;
     let server = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls)?

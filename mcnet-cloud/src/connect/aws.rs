@@ -72,7 +72,10 @@ impl std::fmt::Debug for AwsProvider {
     }
 }
 
-fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+fn err<
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+>(
     op: &str,
     what: &str,
     e: SdkError<E, R>,
@@ -97,11 +100,13 @@ fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug
         (SdkError::ResponseError(_), None) => ErrorKind::Transient,
         _ => ErrorKind::Transient,
     };
+    // The SDK's message when it has one; otherwise the source chain says
+    // what failed (dispatch, timeout, a response that did not parse).
     let message = match e.message() {
         Some(m) => format!("{what}: {m}"),
-        None => format!("{what}: {}", aws_sdk_ec2::error::DisplayErrorContext(&e)),
+        None => what.to_string(),
     };
-    let mut pe = ProviderError::new(Scope::Aws, kind, op, message);
+    let mut pe = ProviderError::new(Scope::Aws, kind, op, message).with_source(e);
     if let Some(c) = code {
         pe = pe.with_code(c);
     }
@@ -122,8 +127,8 @@ trait Named<T>: Sized {
 impl<T, E, R, F> Named<T> for F
 where
     F: std::future::Future<Output = Result<T, SdkError<E, R>>> + Send,
-    E: ProvideErrorMetadata + std::error::Error + Send + 'static,
-    R: std::fmt::Debug + Send + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
     T: Send + 'static,
 {
     async fn named<'a>(self, op: &'a str, what: &'a str) -> Result<T, ProviderError>

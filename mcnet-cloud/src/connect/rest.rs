@@ -110,7 +110,8 @@ impl Rest {
         form: &[(&str, &str)],
     ) -> Result<(String, u64), ProviderError> {
         let r = self.http.post(url).form(form).send().await.map_err(|e| {
-            ProviderError::new(self.scope, ErrorKind::Transient, "token", e.to_string())
+            ProviderError::new(self.scope, ErrorKind::Transient, "token", "token request")
+                .with_source(e)
         })?;
         let status = r.status();
         let body: Value = r.json().await.unwrap_or(Value::Null);
@@ -172,7 +173,7 @@ impl Rest {
             } else {
                 ErrorKind::Invalid
             };
-            ProviderError::new(self.scope, kind, op, format!("{what}: {e}"))
+            ProviderError::new(self.scope, kind, op, what).with_source(e)
         })?;
         let status = r.status().as_u16();
         let text = r.text().await.unwrap_or_default();

@@ -289,12 +289,7 @@ impl SimCloud {
 }
 
 fn io_err(scope: Scope, op: &str, path: &Path, e: std::io::Error) -> ProviderError {
-    ProviderError::new(
-        scope,
-        ErrorKind::Transient,
-        op,
-        format!("{}: {e}", path.display()),
-    )
+    ProviderError::new(scope, ErrorKind::Transient, op, path.display().to_string()).with_source(e)
 }
 
 /// The sim's provider for one scope.

@@ -41,8 +41,17 @@ pub enum Error {
     #[error("gslb config: {0}")]
     Config(String),
     /// A socket could not be opened.
-    #[error("{0}")]
-    Io(String),
+    #[error("{context}")]
+    Io {
+        /// The operation and address (`cannot bind UDP 127.0.0.1:53`).
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration is larger or deeper than the reader accepts.
+    #[error("gslb config")]
+    Input(#[source] mcnet_core::Error),
 }
 
 /// `Result` with [`Error`].
@@ -237,7 +246,7 @@ impl HealthConfig {
 impl Config {
     /// Parses and checks a YAML configuration; errors name the field.
     pub fn from_yaml(text: &str) -> Result<Config> {
-        mcnet_core::input::check("GSLB config", text).map_err(|e| Error::Config(e.to_string()))?;
+        mcnet_core::input::check("GSLB config", text).map_err(Error::Input)?;
         let de = serde_yaml::Deserializer::from_str(text);
         let c: Config = serde_path_to_error::deserialize(de)
             .map_err(|e| Error::Config(format!("{}: {}", e.path(), e.inner())))?;

@@ -110,10 +110,14 @@ pub async fn serve_with(
 async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr)> {
     let mut attempts = 0;
     loop {
-        let udp = UdpSocket::bind(addr)
-            .await
-            .map_err(|e| Error::Io(format!("cannot bind UDP {addr}: {e}")))?;
-        let bound = udp.local_addr().map_err(|e| Error::Io(e.to_string()))?;
+        let udp = UdpSocket::bind(addr).await.map_err(|source| Error::Io {
+            context: format!("cannot bind UDP {addr}"),
+            source,
+        })?;
+        let bound = udp.local_addr().map_err(|source| Error::Io {
+            context: "UDP socket address".into(),
+            source,
+        })?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp, bound)),
             Err(e)
@@ -123,7 +127,12 @@ async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr)> 
             {
                 attempts += 1;
             }
-            Err(e) => return Err(Error::Io(format!("cannot bind TCP {bound}: {e}"))),
+            Err(source) => {
+                return Err(Error::Io {
+                    context: format!("cannot bind TCP {bound}"),
+                    source,
+                })
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Running a plan: the DAG of steps, bounded concurrency, waiting out
 //! asynchronous states, and retries with backoff and jitter.
 
+use crate::error::Chain;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -374,7 +375,7 @@ impl Ctx {
         (self.events)(&ApplyEvent::Retrying {
             resource: resource.to_string(),
             attempt,
-            error: e.to_string(),
+            error: Chain(e).to_string(),
         });
         tokio::time::sleep(self.opts.retry.delay(attempt, self.jitter())).await;
     }
@@ -619,7 +620,7 @@ pub async fn apply(
                 report.failed.push(Failure {
                     action: 0,
                     resource: "(provider task)".into(),
-                    error: e.to_string(),
+                    error: Chain(&e).to_string(),
                     kind: ErrorKind::Transient,
                 });
                 continue;
@@ -644,12 +645,12 @@ pub async fn apply(
             Err(e) => {
                 (ctx.events)(&ApplyEvent::Failed {
                     resource: a.resource.to_string(),
-                    error: e.to_string(),
+                    error: Chain(&e).to_string(),
                 });
                 report.failed.push(Failure {
                     action: a.index,
                     resource: a.resource.to_string(),
-                    error: e.to_string(),
+                    error: Chain(&e).to_string(),
                     kind: e.kind,
                 });
                 let mut stack = succ[s].clone();

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -39,8 +40,13 @@ impl ErrorKind {
 }
 
 /// A failed provider call.
+///
+/// The cloud SDK's or HTTP client's own error, when there is one, is the
+/// [`source`](std::error::Error::source) (shared, so the error stays
+/// `Clone`); downcast it for details the classification does not carry.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{scope} {operation}: {message}")]
+#[non_exhaustive]
 pub struct ProviderError {
     /// Which provider.
     pub scope: Scope,
@@ -52,6 +58,9 @@ pub struct ProviderError {
     pub code: Option<String>,
     /// What went wrong, naming the resource.
     pub message: String,
+    /// The underlying error (the SDK's, the HTTP client's, the file system's).
+    #[source]
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl ProviderError {
@@ -68,7 +77,17 @@ impl ProviderError {
             operation: operation.into(),
             code: None,
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// With the underlying error as the source.
+    pub fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> ProviderError {
+        self.source = Some(Arc::new(source));
+        self
     }
 
     /// With the cloud's error code.

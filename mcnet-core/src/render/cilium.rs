@@ -227,7 +227,7 @@ pub(super) fn render(ctx: &Context<'_>, c: &Cluster, out: &mut ClusterRender) ->
     }))
     .map_err(|e| crate::Error::Serialize {
         what: "hubble-config".into(),
-        reason: e.to_string(),
+        source: Box::new(e),
     })?;
     let hubble = json!({
         "apiVersion": "v1",

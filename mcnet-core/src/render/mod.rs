@@ -511,7 +511,7 @@ fn write_tree(r: &Rendering, root: &Path, final_dir: &Path) -> Result<WriteSumma
                 }
                 text.push_str(&serde_yaml::to_string(d).map_err(|e| Error::Serialize {
                     what: f.path.clone(),
-                    reason: e.to_string(),
+                    source: Box::new(e),
                 })?);
             }
             fs::write(&path, text).map_err(|e| io_err(&path, e))?;

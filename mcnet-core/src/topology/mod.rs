@@ -39,7 +39,7 @@ impl Topology {
     pub fn to_yaml(&self) -> Result<String> {
         serde_yaml::to_string(self).map_err(|e| Error::Serialize {
             what: "topology".into(),
-            reason: e.to_string(),
+            source: Box::new(e),
         })
     }
 }
