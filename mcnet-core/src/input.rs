@@ -173,7 +173,8 @@ mod tests {
 
     #[test]
     fn devices_and_directories_are_not_read() {
-        let e = read_file(Path::new("/dev/zero")).unwrap_err().to_string();
+        let e = read_file(Path::new("/dev/zero")).unwrap_err();
+        let e = crate::error::Chain(&e).to_string();
         assert!(e.contains("not a regular file"), "{e}");
         assert!(read_file(Path::new("/")).is_err());
     }

@@ -102,6 +102,88 @@ impl Drop for Renewal {
     }
 }
 
+/// What a [`DirWatch`] did after the files of its directory changed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DirEvent {
+    /// The new certificate, key and bundle are live for new handshakes.
+    Reloaded,
+    /// The new files were not consistent (or not readable); the identity
+    /// in use is unchanged.
+    Rejected(crate::Error),
+}
+
+/// Keeps a [`TlsIdentity`] in step with an [`IdentityDir`]: when the
+/// directory's files change (written in place, replaced, or the symbolic
+/// link swap of a Kubernetes Secret volume), they are loaded and checked
+/// together and, if consistent, replace certificate, key and bundle at
+/// once. Anything inconsistent leaves all three as they were. The watch
+/// stops when dropped.
+///
+/// ```no_run
+/// # async fn f(identity: mcnet_mesh::tls::TlsIdentity) {
+/// use mcnet_mesh::identity::IdentityDir;
+/// use mcnet_mesh::rotation::{DirEvent, DirWatch};
+/// use std::time::Duration;
+///
+/// let dir = IdentityDir::new("/var/run/mcnet/identity");
+/// let _watch = DirWatch::spawn(dir, identity, Duration::from_millis(500), |event| match event {
+///     DirEvent::Reloaded => println!("identity reloaded"),
+///     DirEvent::Rejected(e) => eprintln!("kept the old identity: {e}"),
+///     _ => {}
+/// });
+/// # }
+/// ```
+///
+/// [`IdentityDir`]: crate::identity::IdentityDir
+pub struct DirWatch {
+    task: JoinHandle<()>,
+}
+
+impl DirWatch {
+    /// Checks `dir` every `every` (at least 10 ms) and reports each reload
+    /// attempt to `on_event`. Must be called within a tokio runtime.
+    pub fn spawn(
+        dir: crate::identity::IdentityDir,
+        identity: TlsIdentity,
+        every: Duration,
+        mut on_event: impl FnMut(DirEvent) + Send + 'static,
+    ) -> DirWatch {
+        let every = every.max(Duration::from_millis(10));
+        // The files as they are now, before the task first runs: a change
+        // made right after `spawn` returns is a change.
+        let mut seen = dir.stamp();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let now = dir.stamp();
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                let loaded = dir.load().and_then(|(c, b)| identity.replace(c, b));
+                match loaded {
+                    Ok(()) => {
+                        tracing::info!(dir = %dir.path().display(), "identity reloaded");
+                        on_event(DirEvent::Reloaded);
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.path().display(), "identity reload rejected: {e}");
+                        on_event(DirEvent::Rejected(e));
+                    }
+                }
+            }
+        });
+        DirWatch { task }
+    }
+}
+
+impl Drop for DirWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// One member of a rollover: a workload's live identity and the issuer that renews it.
 #[derive(Clone, Debug)]
 pub struct Member {

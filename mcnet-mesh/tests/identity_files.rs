@@ -257,3 +257,57 @@ fn directories_the_writer_creates_are_0700() {
     write_file(&d.0.join("ca.crt"), b"x", 0o644).unwrap();
     assert_eq!(mode(&d.0), 0o750);
 }
+
+#[tokio::test]
+async fn a_directory_watch_swaps_on_a_consistent_change_and_reports_a_bad_one() {
+    use mcnet_mesh::rotation::{DirEvent, DirWatch};
+    let d = Scratch::new("watch");
+    let (ours, next) = (Pki::new(), Pki::new());
+    let put = |name: &str, text: &str| write_file(&d.0.join(name), text.as_bytes(), 0o644);
+    let cert = ours.cert("linkerd-gateway");
+    put("tls.crt", &cert.chain_pem).unwrap();
+    write_key(&d.0.join("tls.key"), &cert.key).unwrap();
+    put("ca.crt", &ours.anchor.ca.cert_pem).unwrap();
+    let dir = IdentityDir::new(&d.0);
+    let (c, b) = dir.load().unwrap();
+    let id = TlsIdentity::new(c, b).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _watch = DirWatch::spawn(dir, id.clone(), Duration::from_millis(10), move |e| {
+        let _ = tx.send(e);
+    });
+    async fn next_event(rx: &mut tokio::sync::mpsc::UnboundedReceiver<DirEvent>) -> DirEvent {
+        tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("the watch reported the change")
+            .unwrap()
+    }
+
+    // A certificate from another anchor, with its key but the old bundle.
+    let foreign = next.cert("linkerd-gateway");
+    write_key(&d.0.join("tls.key"), &foreign.key).unwrap();
+    put("tls.crt", &foreign.chain_pem).unwrap();
+    match next_event(&mut rx).await {
+        DirEvent::Rejected(_) => {}
+        other => panic!("an inconsistent directory was loaded: {other:?}"),
+    }
+    assert_eq!(
+        id.cert().chain_pem,
+        cert.chain_pem,
+        "old certificate in force"
+    );
+
+    // The bundle arrives: now all three are consistent and swap. (The
+    // two earlier writes may have been seen in one check or two.)
+    put("ca.crt", &next.anchor.ca.cert_pem).unwrap();
+    loop {
+        match next_event(&mut rx).await {
+            DirEvent::Reloaded => break,
+            DirEvent::Rejected(_) => {
+                assert_eq!(id.cert().chain_pem, cert.chain_pem);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(id.cert().chain_pem, foreign.chain_pem);
+    assert_eq!(id.bundle().pem(), next.bundle().pem());
+}

@@ -39,5 +39,5 @@ pub mod selector;
 pub use compile::{Compiled, NumericIdentity, PolicyKey, Verdict};
 pub use eval::{Decision, DnsRequest, HttpRequest, Outcome, Query, QueryEndpoint};
 pub use kafka::KafkaRequest;
-pub use load::{LoadOptions, Manifests};
+pub use load::{manifest_files, LoadOptions, Manifests};
 pub use model::Proto;

@@ -353,22 +353,24 @@ fn gateway_cmd(a: GatewayArgs) -> anyhow::Result<ExitCode> {
         );
         // Rotation: new files take effect for new handshakes, certificate,
         // key and bundle together; anything inconsistent leaves all three.
-        let reload_id = identity.clone();
-        tokio::spawn(async move {
-            let mut seen = dir.stamp();
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let now = dir.stamp();
-                if now == seen {
-                    continue;
+        let dir_path = dir.path().display().to_string();
+        let _watch = mcnet_mesh::rotation::DirWatch::spawn(
+            dir,
+            identity.clone(),
+            Duration::from_millis(500),
+            move |event| match event {
+                mcnet_mesh::rotation::DirEvent::Reloaded => {
+                    eprintln!("identity reloaded from {dir_path}")
                 }
-                seen = now;
-                match dir.load().and_then(|(c, b)| reload_id.replace(c, b)) {
-                    Ok(()) => eprintln!("identity reloaded from {}", dir.path().display()),
-                    Err(e) => eprintln!("identity reload failed (keeping the old one): {e}"),
+                mcnet_mesh::rotation::DirEvent::Rejected(e) => {
+                    eprintln!(
+                        "identity reload failed (keeping the old one): {}",
+                        mcnet_core::error::Chain(&e)
+                    )
                 }
-            }
-        });
+                _ => {}
+            },
+        );
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}

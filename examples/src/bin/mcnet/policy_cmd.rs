@@ -179,43 +179,14 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 /// The files behind `--manifests` arguments: a file as given, a directory
 /// as every `.yaml`, `.yml` and `.json` file under it, in name order, but
 /// Helm values (`values.yaml`).
-fn expand(paths: &[String]) -> anyhow::Result<Vec<String>> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<String>) -> anyhow::Result<()> {
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out)?;
-            } else if p
-                .extension()
-                .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
-                // Helm values are not manifests.
-                && p.file_stem().is_none_or(|s| s != "values")
-            {
-                out.push(p.display().to_string());
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for p in paths {
-        let path = std::path::Path::new(p);
-        if path.is_dir() {
-            walk(path, &mut out)?;
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
-}
-
 fn load(files: &[String]) -> anyhow::Result<Option<Manifests>> {
-    let texts: Vec<(String, String)> = expand(files)?
+    let texts: Vec<(String, String)> = mcnet_core::policy::manifest_files(files)?
         .iter()
-        .map(|f| Ok((f.clone(), read(f)?)))
+        .map(|f| {
+            let name = f.display().to_string();
+            let text = read(&name)?;
+            Ok((name, text))
+        })
         .collect::<anyhow::Result<_>>()?;
     // A directory (a rendered cluster) holds other kinds by design.
     let from_dir = files.iter().any(|f| std::path::Path::new(f).is_dir());
