@@ -10,11 +10,11 @@
 //!   topology and the environment;
 //! - [`lock`]: the advisory lock that serialises writers of one state
 //!   directory;
-//! - [`gslb`]: global server load balancing over DNS: an authoritative
+//! - [`gslb`] (feature `gslb`): global server load balancing over DNS: an authoritative
 //!   responder answering from active health checks, with failover,
 //!   weighted, latency and geo (EDNS Client Subnet) policies, and
 //!   Prometheus metrics;
-//! - [`probe`]: SLO probes (connection success and rate, latency
+//! - [`probe`] (feature `probe`): SLO probes (connection success and rate, latency
 //!   percentiles, throughput, loss) judged against the ADR's success metrics.
 //!
 //! Every fallible call returns its module's error; [`Error`] gathers them
@@ -24,8 +24,10 @@
 #![warn(missing_docs)]
 
 pub mod connect;
+#[cfg(feature = "gslb")]
 pub mod gslb;
 pub mod lock;
+#[cfg(feature = "probe")]
 pub mod probe;
 
 /// Any error of this crate: each variant is its module's error, shown and
@@ -43,6 +45,7 @@ pub enum Error {
     #[error(transparent)]
     Wait(#[from] lock::WaitError),
     /// GSLB configuration or serving failed.
+    #[cfg(feature = "gslb")]
     #[error(transparent)]
     Gslb(#[from] gslb::Error),
     /// Reading or validating input failed.

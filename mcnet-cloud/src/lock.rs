@@ -41,7 +41,7 @@ pub enum Wait {
 #[non_exhaustive]
 pub enum LockError {
     /// The state directory or the lock file cannot be used.
-    #[error("cannot use the state lock `{path}`: {source}")]
+    #[error("cannot use the state lock `{}`", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -50,7 +50,7 @@ pub enum LockError {
         source: std::io::Error,
     },
     /// Another command held the lock for the whole wait.
-    #[error("the state lock `{path}` is held by {holder}; gave up after {waited:?}")]
+    #[error("the state lock `{}` is held by {holder}; gave up after {waited:?}", path.display())]
     Timeout {
         /// The lock file.
         path: PathBuf,

@@ -40,6 +40,7 @@ pub mod cost;
 pub mod diag;
 pub mod error;
 pub mod input;
+#[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod policy;
 pub mod reconcile;

@@ -70,7 +70,7 @@ pub fn adr_profile() -> Vec<Setting> {
 #[non_exhaustive]
 pub enum TuneError {
     /// Reading or writing a sysctl failed.
-    #[error("sysctl `{key}` ({}): {source}", path.display())]
+    #[error("sysctl `{key}` ({})", path.display())]
     Io {
         /// The sysctl.
         key: String,
@@ -80,7 +80,7 @@ pub enum TuneError {
         source: io::Error,
     },
     /// A write failed; every value written before it was restored.
-    #[error("sysctl `{key}` could not be set to `{value}` ({source}); the {restored} value(s) already written were restored")]
+    #[error("sysctl `{key}` could not be set to `{value}`; the {restored} value(s) already written were restored")]
     RolledBack {
         /// The sysctl.
         key: String,

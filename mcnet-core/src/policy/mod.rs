@@ -32,7 +32,8 @@ pub mod generate;
 pub mod kafka;
 pub mod load;
 pub mod model;
-pub mod raw;
+mod raw;
+#[cfg(any(test, feature = "test-util"))]
 pub mod reference;
 pub mod selector;
 

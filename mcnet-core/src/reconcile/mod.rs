@@ -30,17 +30,24 @@
 //! assert_eq!(p.actions[1].depends_on, vec![0]);
 //! ```
 
+mod action;
+#[cfg(feature = "apply")]
 mod apply;
+mod dag;
 mod desired;
 mod id;
+#[cfg(feature = "metrics")]
 mod metered;
 mod plan;
 mod provider;
 mod resource;
 
-pub use apply::{apply, ApplyEvent, ApplyOptions, ApplyReport, Failure, Phase, Providers, Retry};
+#[cfg(feature = "apply")]
+pub use apply::{apply, ApplyEvent, ApplyOptions, ApplyReport, Failure, Providers, Retry};
+pub use dag::Phase;
 pub use desired::desired;
 pub use id::{ParseIdError, ResourceId};
+#[cfg(feature = "metrics")]
 pub use metered::{CloudMetrics, Metered};
 pub use plan::{plan, Action, Cause, Op, Plan};
 pub use provider::{

@@ -5,90 +5,9 @@ use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
+pub use super::action::{Action, Cause, Op};
 use super::id::ResourceId;
-use super::resource::{Desired, FieldChange, Observed, ResourceKind, ResourceState, Scope};
-
-/// What an action does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Op {
-    /// Create a missing resource.
-    Create,
-    /// Change a resource in place, or finish a pending step.
-    Update,
-    /// Delete and create again (a field that cannot change in place changed).
-    Replace,
-    /// Delete a resource the topology no longer asks for, or a duplicate.
-    Delete,
-}
-
-impl Op {
-    fn symbol(self) -> &'static str {
-        match self {
-            Op::Create => "+",
-            Op::Update => "~",
-            Op::Replace => "-/+",
-            Op::Delete => "-",
-        }
-    }
-}
-
-/// One planned action.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Action {
-    /// Index in [`Plan::actions`].
-    pub index: usize,
-    /// What to do.
-    pub op: Op,
-    /// Logical id.
-    pub resource: ResourceId,
-    /// Kind.
-    pub kind: ResourceKind,
-    /// Provider scope.
-    pub provider: Scope,
-    /// The cloud id acted on (update, replace, delete).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cloud_id: Option<String>,
-    /// Why, for people.
-    pub reason: String,
-    /// Why, for programs.
-    pub cause: Cause,
-    /// Field changes (update, replace).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub changes: Vec<FieldChange>,
-    /// Actions that must finish first.
-    pub depends_on: Vec<usize>,
-    /// The target shape (create, update, replace).
-    #[serde(skip)]
-    pub desired: Option<Desired>,
-    /// What exists now (update, replace, delete).
-    #[serde(skip)]
-    pub current: Option<Observed>,
-}
-
-/// Why an action is planned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum Cause {
-    /// The resource does not exist.
-    Missing,
-    /// Fields differ from the topology.
-    Changed,
-    /// The resource is still settling (an asynchronous state).
-    Pending,
-    /// The resource failed and is re-created.
-    Failed,
-    /// It refers to a duplicate that is deleted.
-    RefersToDuplicate,
-    /// Something it refers to through a fixed field is replaced.
-    DependencyReplaced,
-    /// A second copy of a resource (two applies raced).
-    Duplicate,
-    /// Owned by the topology but no longer in it.
-    Unmanaged,
-}
+use super::resource::{Desired, Observed, ResourceState, Scope};
 
 /// A plan: actions in dependency order, plus what is already converged.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -365,12 +284,12 @@ pub fn plan(
 /// creates follow the resources they refer to, deletes follow the
 /// resources that refer to them.
 fn order(actions: &mut Vec<Action>) {
-    let steps = super::apply::steps(actions);
+    let steps = super::dag::steps(actions);
     // A topological order of the steps gives an order of the actions.
     let n = actions.len();
     let mut seen = vec![false; n];
     let mut order = Vec::with_capacity(n);
-    for s in super::apply::topo_order(&steps) {
+    for s in super::dag::topo_order(&steps) {
         let a = steps[s].action;
         if !seen[a] {
             seen[a] = true;
@@ -699,13 +618,13 @@ mod tests {
         assert_eq!(p.actions[0].reason, "network/a is replaced");
         // Steps: the subnet goes before the network goes; the network comes
         // back before the subnet does.
-        let steps = super::super::apply::steps(&p.actions);
-        let order = super::super::apply::topo_order(&steps);
-        let seq: Vec<(usize, super::super::apply::Phase)> = order
+        let steps = super::super::dag::steps(&p.actions);
+        let order = super::super::dag::topo_order(&steps);
+        let seq: Vec<(usize, super::super::dag::Phase)> = order
             .iter()
             .map(|&s| (steps[s].action, steps[s].phase))
             .collect();
-        use super::super::apply::Phase::{Create, Delete};
+        use super::super::dag::Phase::{Create, Delete};
         assert_eq!(seq, [(0, Delete), (1, Delete), (1, Create), (0, Create)]);
     }
 }

@@ -11,6 +11,7 @@ mod model;
 pub mod name;
 pub mod parse;
 pub mod paths;
+#[cfg(any(test, feature = "test-util"))]
 pub mod synth;
 pub mod validate;
 
