@@ -36,7 +36,7 @@ impl Op {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Action {
-    /// Index in [`Plan::actions`].
+    /// Index in [`Plan::actions`](super::Plan::actions).
     pub index: usize,
     /// What to do.
     pub op: Op,
