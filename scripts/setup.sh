@@ -15,9 +15,10 @@ as_root() {
 # independent TLS implementation; nginx (with its stream module) as the mTLS
 # proxy the gateway benchmark compares against; dig, dnsperf and NSD for the
 # GSLB tests and benchmark; promtool (prometheus) and VictoriaMetrics for the
-# metrics tests.
+# metrics tests; curl as a real HTTP client in the L7 proxy tests (nginx also
+# serves as the L7 reverse proxy the proxy benchmark compares against).
 missing=()
-for pkg in iproute2 pkg-config iptables ipset nftables openssl nginx-light libnginx-mod-stream \
+for pkg in iproute2 curl pkg-config iptables ipset nftables openssl nginx-light libnginx-mod-stream \
     bind9-dnsutils dnsperf nsd prometheus victoria-metrics; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done

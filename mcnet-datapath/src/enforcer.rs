@@ -1,15 +1,20 @@
 //! The loop a node agent runs, as a library: load the programs (reusing
-//! pinned maps), set the L7 mode, sync a compilation for the bound
-//! interfaces and attach to them, stream flow events and refresh counters
-//! until told to stop, re-sync when the policy changes, and detach
-//! cleanly. `mcnet datapath enforce` is this plus flags and printing.
+//! pinned maps), start the L7 proxy and put its listener in place (in
+//! [`L7Mode::Enforce`], the default), set the L7 mode, sync a compilation
+//! for the bound interfaces and attach to them, stream flow events (the
+//! kernel's and the proxy's) and refresh counters until told to stop,
+//! re-sync when the policy changes, and detach cleanly. `mcnet datapath
+//! enforce` is this plus flags and printing.
+//!
+//! The enforcer runs in the network namespace of the interfaces it binds
+//! (the node's); the proxy and its policy routing live there too.
 //!
 //! ```no_run
 //! # async fn f(c: mcnet_core::policy::Compiled) -> mcnet_datapath::Result<()> {
 //! use mcnet_datapath::enforcer::{Bind, Enforcer, EnforcerOptions};
 //!
 //! let binds = [Bind { iface: "veth-fe".into(), pod: "production/frontend".into() }];
-//! let mut e = Enforcer::start(&c, &binds, &EnforcerOptions::default())?;
+//! let mut e = Enforcer::start(c.into(), &binds, &EnforcerOptions::default())?;
 //! let stop = tokio::time::sleep(std::time::Duration::from_secs(60));
 //! e.run(stop, |flow| {
 //!     println!("{} {} → {}", flow.verdict, flow.src, flow.dst);
@@ -29,6 +34,7 @@ use mcnet_core::policy::Compiled;
 
 use crate::flows::{FlowRecord, FlowStream};
 use crate::metrics::DatapathMetrics;
+use crate::proxy::{L7Proxy, ProxyConfig, SharedPolicy};
 use crate::state::{Binding, DesiredState};
 use crate::{netns, Counters, Datapath, Error, L7Mode, LoadOptions, Result};
 
@@ -48,8 +54,12 @@ pub struct EnforcerOptions {
     /// Pin the maps here (a bpffs directory), so that a restarted agent
     /// keeps established connections.
     pub pin_dir: Option<PathBuf>,
-    /// Ports with L7 rules: dropped (the default) or audited.
+    /// Ports with L7 rules: enforced by the proxy (the default), audited
+    /// or dropped.
     pub l7: L7Mode,
+    /// The proxy's settings (in [`L7Mode::Enforce`]); its `netns` is
+    /// ignored: the proxy runs where the enforcer starts.
+    pub proxy: ProxyConfig,
     /// Counters copied here every `refresh` while running (for /metrics).
     pub metrics: Option<Arc<DatapathMetrics>>,
     /// How often counters are refreshed (default 500 ms).
@@ -69,6 +79,12 @@ impl EnforcerOptions {
         self
     }
 
+    /// With these proxy settings.
+    pub fn proxy(mut self, config: ProxyConfig) -> Self {
+        self.proxy = config;
+        self
+    }
+
     /// Refreshing these metrics while running.
     pub fn metrics(mut self, metrics: Arc<DatapathMetrics>) -> Self {
         self.metrics = Some(metrics);
@@ -85,6 +101,9 @@ pub struct Enforcer {
     ring: Option<aya::maps::RingBuf<aya::maps::MapData>>,
     stream: Option<FlowStream>,
     synced: usize,
+    policy: SharedPolicy,
+    proxy: Option<L7Proxy>,
+    l7_events: Option<tokio::sync::mpsc::Receiver<FlowRecord>>,
 }
 
 impl std::fmt::Debug for Enforcer {
@@ -96,10 +115,13 @@ impl std::fmt::Debug for Enforcer {
 }
 
 impl Enforcer {
-    /// Resolves the interfaces, loads the programs, syncs `compiled` for
-    /// the bound pods and attaches. Nothing is attached if any step fails.
+    /// Resolves the interfaces, loads the programs, starts the L7 proxy
+    /// (in [`L7Mode::Enforce`]), syncs `compiled` for the bound pods and
+    /// attaches. Nothing is attached if any step fails. The proxy's
+    /// listener is in place before the first connection can be redirected,
+    /// also when a restarted agent takes over pinned maps.
     pub fn start(
-        compiled: &Compiled,
+        compiled: Arc<Compiled>,
         binds: &[Bind],
         options: &EnforcerOptions,
     ) -> Result<Enforcer> {
@@ -114,10 +136,23 @@ impl Enforcer {
                 pod: b.pod.clone(),
             });
         }
-        let desired = DesiredState::from_compiled(compiled, &bindings)?;
+        let desired = DesiredState::from_compiled(&compiled, &bindings)?;
         let mut dp = Datapath::load_with(&LoadOptions {
             pin_dir: options.pin_dir.clone(),
         })?;
+        let policy = SharedPolicy::new(compiled);
+        let mut proxy = None;
+        let mut l7_events = None;
+        if options.l7 == L7Mode::Enforce {
+            crate::proxy::install_routing(None)?;
+            let origins = Arc::new(dp.take_proxy_origins()?);
+            let mut config = options.proxy.clone();
+            config.netns = None;
+            let mut p = L7Proxy::start(config, policy.clone(), origins)?;
+            dp.set_proxy_listener(p.listener())?;
+            l7_events = p.take_events();
+            proxy = Some(p);
+        }
         dp.set_l7_mode(options.l7)?;
         let synced = dp.sync(&desired)?;
         for b in binds {
@@ -134,7 +169,15 @@ impl Enforcer {
             ring: Some(ring),
             stream: None,
             synced,
+            policy,
+            proxy,
+            l7_events,
         })
+    }
+
+    /// The L7 proxy, when the mode is [`L7Mode::Enforce`].
+    pub fn proxy(&self) -> Option<&L7Proxy> {
+        self.proxy.as_ref()
     }
 
     /// Map updates the first sync made.
@@ -148,11 +191,14 @@ impl Enforcer {
     }
 
     /// Moves the same bindings to a new compilation (a policy change):
-    /// established connections stay, new ones follow the new policy.
-    /// Returns the map updates made.
-    pub fn update(&mut self, compiled: &Compiled) -> Result<usize> {
-        let desired = DesiredState::from_compiled(compiled, &self.bindings)?;
-        self.dp.sync(&desired)
+    /// established connections stay, new ones follow the new policy, and
+    /// the proxy judges every connection's next request by it. Returns the
+    /// map updates made.
+    pub fn update(&mut self, compiled: Arc<Compiled>) -> Result<usize> {
+        let desired = DesiredState::from_compiled(&compiled, &self.bindings)?;
+        let n = self.dp.sync(&desired)?;
+        self.policy.replace(compiled);
+        Ok(n)
     }
 
     /// Counters so far.
@@ -193,6 +239,12 @@ impl Enforcer {
                         m.update(self.dp.counters()?);
                     }
                 }
+                Some(rec) = recv(&mut self.l7_events) => {
+                    if let Some(m) = &self.options.metrics {
+                        m.flow();
+                    }
+                    on_flow(rec)?;
+                }
                 rec = stream.next() => {
                     let rec = rec.map_err(|source| Error::Io {
                         what: "reading flow events".into(),
@@ -211,8 +263,25 @@ impl Enforcer {
     /// detach is attempted even if reading the counters fails.
     pub fn stop(mut self) -> Result<Counters> {
         let detached = self.dp.detach_all();
+        if let Some(p) = self.proxy.take() {
+            p.stop();
+        }
         let counters = self.dp.counters();
         detached?;
         counters
+    }
+}
+
+/// The next L7 event, or never when there is no proxy (or it is gone).
+async fn recv(rx: &mut Option<tokio::sync::mpsc::Receiver<FlowRecord>>) -> Option<FlowRecord> {
+    match rx {
+        Some(r) => match r.recv().await {
+            Some(rec) => Some(rec),
+            None => {
+                *rx = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }

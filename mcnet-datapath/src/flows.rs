@@ -7,11 +7,15 @@ use aya::maps::{MapData, RingBuf};
 use mcnet_ebpf_common::*;
 use serde::Serialize;
 
-/// A flow event, Hubble-like.
+/// A flow event, Hubble-like: an L3/L4 event from the kernel, or an L7
+/// event from the proxy (one per HTTP request).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FlowRecord {
-    /// Kernel monotonic time, ns.
+    /// Monotonic time (`CLOCK_MONOTONIC`, the kernel's clock), ns.
     pub time_ns: u64,
+    /// `L3_L4` (from the kernel) or `L7` (from the proxy), as Hubble names them.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
     /// `allow` or `deny` (the policy engine's words).
     pub verdict: &'static str,
     /// `FORWARDED` or `DROPPED` (Hubble's words).
@@ -43,6 +47,44 @@ pub struct FlowRecord {
     pub l7: bool,
     /// The host-side interface.
     pub ifindex: u32,
+    /// The HTTP request and its response (L7 events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpFlow>,
+    /// The policy that decided (L7 events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The rule that decided, as `mcnet policy eval` names it (L7 events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+/// The HTTP part of an L7 flow event (Hubble's `l7.http`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HttpFlow {
+    /// Method.
+    pub method: String,
+    /// Path and query, as requested.
+    pub url: String,
+    /// The `Host` header, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The status code answered (403 when denied).
+    pub code: u16,
+    /// `HTTP/1.1`.
+    pub protocol: &'static str,
+    /// Time from the request's head to the response's head, ns.
+    pub latency_ns: u64,
+}
+
+/// Now on `CLOCK_MONOTONIC`, in ns: the clock of kernel flow events.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 fn addr(bytes: [u8; 16], family: u8) -> IpAddr {
@@ -73,6 +115,7 @@ impl From<&FlowEvent> for FlowRecord {
             (e.proto == PROTO_ICMP || e.proto == PROTO_ICMPV6) && e.dport & ICMP_TYPE_KEY != 0;
         FlowRecord {
             time_ns: e.ts_ns,
+            kind: "L3_L4",
             verdict: if forwarded { "allow" } else { "deny" },
             hubble_verdict: if forwarded { "FORWARDED" } else { "DROPPED" },
             reason: crate::reason_name(e.reason as u32),
@@ -92,6 +135,9 @@ impl From<&FlowEvent> for FlowRecord {
             is_reply: e.is_reply != 0,
             l7: e.l7 != 0,
             ifindex: e.ifindex,
+            http: None,
+            policy: None,
+            rule: None,
         }
     }
 }

@@ -302,3 +302,192 @@ pub fn udp_ok(ns: &str, dst: Ipv4Addr, port: u16) -> bool {
     })
     .unwrap_or(false)
 }
+
+/// A small HTTP/1.1 server in a pod namespace that answers every request
+/// `200 OK` with `METHOD PATH` and logs what it served: the pod's own
+/// record of what reached it. Stops when dropped.
+pub struct HttpServer {
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer").finish_non_exhaustive()
+    }
+}
+
+impl HttpServer {
+    /// Serves on `0.0.0.0:port` inside namespace `ns` (a name under /run/netns).
+    pub fn start(ns: &str, port: u16) -> Result<HttpServer> {
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+
+        let path = netns::named(ns);
+        let listener = netns::run_in(&path, || std::net::TcpListener::bind(("0.0.0.0", port)))
+            .and_then(|r| r)
+            .map_err(|source| Error::Netns {
+                what: format!("serving HTTP on port {port} in {ns}"),
+                source,
+            })?;
+        listener.set_nonblocking(true).map_err(|source| Error::Io {
+            what: "HTTP server listener".into(),
+            source,
+        })?;
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let served = log.clone();
+        let thread = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                let accept = async {
+                    while let Ok((stream, _)) = listener.accept().await {
+                        let served = served.clone();
+                        tokio::spawn(async move {
+                            let service =
+                                service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                                    let line = format!(
+                                        "{} {}",
+                                        req.method(),
+                                        req.uri().path_and_query().map_or("/", |p| p.as_str())
+                                    );
+                                    if let Ok(mut l) = served.lock() {
+                                        l.push(line.clone());
+                                    }
+                                    async move {
+                                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                            http_body_util::Full::new(bytes::Bytes::from(
+                                                line + "\n",
+                                            )),
+                                        ))
+                                    }
+                                });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = rx => {}
+                    _ = accept => {}
+                }
+            });
+        });
+        Ok(HttpServer {
+            log,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `METHOD PATH` of every request served so far, in order.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One HTTP request for [`http_requests`].
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    /// Method.
+    pub method: &'a str,
+    /// Path and query.
+    pub path: &'a str,
+    /// Extra headers (`Host` is always sent).
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> Call<'a> {
+    /// A request without extra headers.
+    pub const fn new(method: &'a str, path: &'a str) -> Call<'a> {
+        Call {
+            method,
+            path,
+            headers: &[],
+        }
+    }
+}
+
+/// Sends `requests` from pod namespace `ns` to `dst:port` on one
+/// keep-alive HTTP/1.1 connection, and returns each status with its body.
+/// Stops at the first request that gets no response (the connection
+/// refused or reset); an error when none could be sent.
+pub fn http_requests(
+    ns: &str,
+    dst: Ipv4Addr,
+    port: u16,
+    requests: &[Call<'_>],
+) -> std::io::Result<Vec<(u16, String)>> {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioIo;
+
+    let path = netns::named(ns);
+    netns::run_in(&path, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let stream = tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect((dst, port)),
+            )
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(std::io::Error::other)?;
+            tokio::spawn(conn);
+            let mut out = Vec::new();
+            for call in requests {
+                let (method, p) = (call.method, call.path);
+                let mut req = hyper::Request::builder()
+                    .method(method)
+                    .uri(p)
+                    .header(hyper::header::HOST, format!("{dst}:{port}"));
+                for (k, v) in call.headers {
+                    req = req.header(*k, *v);
+                }
+                let req = req
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .map_err(std::io::Error::other)?;
+                let sent = tokio::time::timeout(Duration::from_secs(5), async {
+                    sender.ready().await?;
+                    let resp = sender.send_request(req).await?;
+                    let status = resp.status().as_u16();
+                    let body = resp.into_body().collect().await?.to_bytes();
+                    Ok::<_, hyper::Error>((status, String::from_utf8_lossy(&body).into_owned()))
+                })
+                .await;
+                match sent {
+                    Ok(Ok(r)) => out.push(r),
+                    _ if out.is_empty() => {
+                        return Err(std::io::Error::other(format!("{method} {p}: no response")))
+                    }
+                    _ => break,
+                }
+            }
+            Ok(out)
+        })
+    })?
+}

@@ -33,6 +33,7 @@ mod mmap;
 pub mod netns;
 pub mod node;
 pub mod policy_cache;
+pub mod proxy;
 pub mod state;
 mod sync;
 #[cfg(any(test, feature = "test-util"))]
@@ -193,16 +194,42 @@ fn perr(
 }
 
 /// What happens on a port whose policy has L7 rules. The kernel cannot
-/// judge requests, so [`L7Mode::Deny`] is what a freshly loaded program
-/// does until told otherwise: fail closed.
+/// judge requests, so a freshly loaded program drops them
+/// ([`L7Mode::Deny`]) until told otherwise: fail closed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum L7Mode {
-    /// Pass at L4, count it and mark its flow events `l7` (no proxy here):
-    /// the L7 rules are not enforced.
-    Audit,
-    /// Drop, with reason `drop-l7` (the default).
+    /// Hand TCP connections to the L7 proxy ([`proxy::L7Proxy`]), which
+    /// judges every request (the default of [`enforcer::Enforcer`]). Without
+    /// a proxy listener in place they are dropped, `drop-proxy-unavailable`;
+    /// UDP ports with L7 rules (DNS) are dropped, `drop-l7`.
     #[default]
+    Enforce,
+    /// Pass at L4, count it and mark its flow events `l7`: the L7 rules
+    /// are not enforced.
+    Audit,
+    /// Drop, with reason `drop-l7`.
     Deny,
+}
+
+impl L7Mode {
+    /// The `MCNET_CONFIG` value.
+    fn config(self) -> u32 {
+        match self {
+            L7Mode::Enforce => L7_MODE_PROXY,
+            L7Mode::Audit => L7_MODE_AUDIT,
+            L7Mode::Deny => 0,
+        }
+    }
+
+    /// `enforce`, `audit` or `deny`.
+    pub fn name(self) -> &'static str {
+        match self {
+            L7Mode::Enforce => "enforce",
+            L7Mode::Audit => "audit",
+            L7Mode::Deny => "deny",
+        }
+    }
 }
 
 /// Verdict counters summed over CPUs.
@@ -293,19 +320,33 @@ impl std::fmt::Debug for Datapath {
 }
 
 impl Datapath {
-    /// Sets the L7 mode.
+    /// Sets the L7 mode. [`L7Mode::Enforce`] needs the proxy's listener
+    /// in place ([`Datapath::set_proxy_listener`]) and the node's routing
+    /// ([`proxy::install_routing`]); without them L7 ports are dropped.
     pub fn set_l7_mode(&mut self, mode: L7Mode) -> Result<()> {
         let mut cfg: Array<&mut MapData, u32> = open_mut(&mut self.ebpf, "MCNET_CONFIG")?;
-        cfg.set(
-            CONFIG_L7_MODE,
-            if mode == L7Mode::Audit {
-                L7_MODE_AUDIT
-            } else {
-                0
-            },
-            0,
-        )
-        .map_err(map_err("MCNET_CONFIG", "set"))
+        cfg.set(CONFIG_L7_MODE, mode.config(), 0)
+            .map_err(map_err("MCNET_CONFIG", "set"))
+    }
+
+    /// Puts the L7 proxy's listening socket where the kernel assigns
+    /// redirected connections. The kernel forgets it when the socket closes.
+    pub fn set_proxy_listener(&mut self, listener: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        let mut map: aya::maps::SockMap<&mut MapData> = open_mut(&mut self.ebpf, "MCNET_PROXY")?;
+        map.set(PROXY_SLOT_V4, &listener, 0)
+            .map_err(map_err("MCNET_PROXY", "set"))
+    }
+
+    /// The kernel's records of the connections it redirected to the proxy
+    /// (see [`proxy::OriginLookup`]). Once: the map moves out of the datapath.
+    pub fn take_proxy_origins(
+        &mut self,
+    ) -> Result<aya::maps::HashMap<MapData, ProxyKey4, ProxyOrigin>> {
+        let map = self
+            .ebpf
+            .take_map("MCNET_PROXY_ORIGIN4")
+            .ok_or_else(|| Error::Missing("map MCNET_PROXY_ORIGIN4".into()))?;
+        aya::maps::HashMap::try_from(map).map_err(map_err("MCNET_PROXY_ORIGIN4", "open"))
     }
 
     /// Forgets every tracked connection (as `cilium bpf ct flush` does):

@@ -314,10 +314,20 @@ impl DesiredState {
                 }
             }
         }
+        // When some endpoint's ingress has L7 rules, a connection to it is
+        // handed to the proxy on the client's side, where the kernel can
+        // assign sockets: every endpoint then checks its peer's ingress on
+        // new TCP connections, and none passes untracked.
+        let l7_ingress = s
+            .policy
+            .iter()
+            .any(|(k, v)| k.direction == DIR_INGRESS && v.action == ACTION_ALLOW_L7);
         // An endpoint nothing restricts passes untracked.
         let restricted: BTreeSet<u32> = s.policy.keys().map(|k| k.endpoint).collect();
         for ep in s.endpoints.values_mut() {
-            if ep.flags & (EP_INGRESS_ISOLATED | EP_EGRESS_ISOLATED) == 0
+            if l7_ingress {
+                ep.flags |= EP_L7_REDIRECT;
+            } else if ep.flags & (EP_INGRESS_ISOLATED | EP_EGRESS_ISOLATED) == 0
                 && !restricted.contains(&ep.identity)
             {
                 ep.flags |= EP_OPEN;

@@ -27,9 +27,9 @@
 #[cfg(target_arch = "bpf")]
 mod prog {
     use aya_ebpf::bindings::{TC_ACT_OK, TC_ACT_SHOT};
-    use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_map_lookup_elem};
+    use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_map_lookup_elem, bpf_sk_assign, bpf_sk_release};
     use aya_ebpf::macros::{classifier, map};
-    use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf};
+    use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, SockMap};
     use aya_ebpf::programs::TcContext;
     use mcnet_ebpf_common::*;
 
@@ -93,6 +93,16 @@ mod prog {
 
     #[map(name = "MCNET_CONFIG")]
     static CONFIG: Array<u32> = Array::pinned(CONFIG_SLOTS, 0);
+
+    /// The L7 proxy's listening sockets ([`PROXY_SLOT_V4`]), put there by
+    /// the proxy; a closed listener leaves its slot empty.
+    #[map(name = "MCNET_PROXY")]
+    static PROXY: SockMap = SockMap::pinned(2, 0);
+
+    /// What the kernel knew of each connection it handed to the proxy: the
+    /// proxy reads the client's identity here, never from the packet.
+    #[map(name = "MCNET_PROXY_ORIGIN4")]
+    static PROXY_ORIGIN4: LruHashMap<ProxyKey4, ProxyOrigin> = LruHashMap::pinned(65_536, 0);
 
     #[map(name = "MCNET_FLOWS")]
     static FLOWS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
@@ -165,10 +175,15 @@ mod prog {
 
         /// Starts tracking an allowed flow.
         #[inline(always)]
-        fn open(p: &Packet<Self>, ifindex: u32, now: u64) {
+        fn open(p: &Packet<Self>, ifindex: u32, now: u64, proxied: bool) {
             let (k, src_is_a) = Self::ct_key(p, ifindex);
-            let _ = Self::conntrack().insert(&k, &ct_value(now, src_is_a), 0);
+            let _ = Self::conntrack().insert(&k, &ct_value(now, src_is_a, proxied), 0);
         }
+
+        /// Hands a new connection to the L7 proxy: records its origin for
+        /// the proxy and assigns the packet to the proxy's listener.
+        /// `false` when the proxy is not there (or the family has none).
+        fn to_proxy(ctx: &TcContext, p: &Packet<Self>, origin: &ProxyOrigin) -> bool;
 
         /// What the lookups that need no hashing say of an exact address.
         #[inline(always)]
@@ -204,6 +219,20 @@ mod prog {
     }
 
     impl Family for u32 {
+        #[inline(always)]
+        fn to_proxy(ctx: &TcContext, p: &Packet<u32>, origin: &ProxyOrigin) -> bool {
+            let key = ProxyKey4 {
+                client: p.src.to_ne_bytes(),
+                dst: p.dst.to_ne_bytes(),
+                client_port: p.sport,
+                dst_port: p.dport,
+            };
+            if PROXY_ORIGIN4.insert(&key, origin, 0).is_err() {
+                return false;
+            }
+            assign_to_proxy(ctx, PROXY_SLOT_V4)
+        }
+
         const FAMILY: u8 = 4;
         const MAPS: u32 = CONFIG_PREFIXES_V4;
         const WORLD: u32 = IDENTITY_WORLD_IPV4;
@@ -268,6 +297,12 @@ mod prog {
     }
 
     impl Family for [u32; 4] {
+        #[inline(always)]
+        fn to_proxy(_: &TcContext, _: &Packet<[u32; 4]>, _: &ProxyOrigin) -> bool {
+            // The proxy listens for IPv4 only: IPv6 L7 ports fail closed.
+            false
+        }
+
         const FAMILY: u8 = 6;
         const MAPS: u32 = CONFIG_PREFIXES_V6;
         const WORLD: u32 = IDENTITY_WORLD_IPV6;
@@ -625,7 +660,8 @@ mod prog {
 
     enum Tracked {
         New,
-        Established,
+        /// An allowed flow; `true` when the proxy owns its client side.
+        Established(bool),
         Reply,
     }
 
@@ -638,7 +674,7 @@ mod prog {
         unsafe {
             if ((*ct).a_is_origin == 1) == src_is_a {
                 (*ct).packets += 1;
-                Tracked::Established
+                Tracked::Established((*ct).proxied != 0)
             } else {
                 (*ct).replies += 1;
                 Tracked::Reply
@@ -647,13 +683,14 @@ mod prog {
     }
 
     #[inline(always)]
-    fn ct_value(now: u64, src_is_a: bool) -> CtValue {
+    fn ct_value(now: u64, src_is_a: bool, proxied: bool) -> CtValue {
         CtValue {
             created_ns: now,
             packets: 1,
             replies: 0,
             a_is_origin: src_is_a as u8,
-            _pad: [0; 7],
+            proxied: proxied as u8,
+            _pad: [0; 6],
         }
     }
 
@@ -734,9 +771,58 @@ mod prog {
         }
     }
 
+    /// Assigns the packet to the proxy listener in `slot` of `MCNET_PROXY`
+    /// and marks it for local delivery.
+    #[inline(always)]
+    fn assign_to_proxy(ctx: &TcContext, slot: u32) -> bool {
+        // SAFETY: `PROXY` is a sockmap (u32 keys); a lookup returns a
+        // referenced socket or null, and the reference is released on
+        // every path below.
+        let sk = unsafe {
+            bpf_map_lookup_elem(
+                &PROXY as *const SockMap as *mut core::ffi::c_void,
+                &slot as *const u32 as *const core::ffi::c_void,
+            )
+        };
+        if sk.is_null() {
+            return false;
+        }
+        // SAFETY: the skb is this program's; `sk` is a referenced socket.
+        let assigned = unsafe { bpf_sk_assign(ctx.skb.skb as *mut _, sk, 0) } == 0;
+        // SAFETY: releases the reference taken by the lookup.
+        unsafe { bpf_sk_release(sk) };
+        if assigned {
+            set_mark(ctx, MARK_TO_PROXY);
+        }
+        assigned
+    }
+
+    #[inline(always)]
+    fn set_mark(ctx: &TcContext, mark: u32) {
+        // SAFETY: the skb pointer is valid for the program's run and
+        // `mark` is writable from TC programs.
+        unsafe { (*ctx.skb.skb).mark = mark };
+    }
+
+    /// Whether `peer`'s ingress policy has L7 rules for this connection
+    /// from `src` (looked up for every key shape: the peer's shape flags
+    /// are not at hand on this side).
+    #[inline(always)]
+    fn peer_ingress_l7(peer: u32, src: u32, port: u16, proto: u8) -> bool {
+        let every_shape = EndpointInfo {
+            identity: peer,
+            flags: EP_SHAPES,
+        };
+        matches!(
+            policy(&every_shape, src, port, proto, DIR_INGRESS),
+            Some(v) if v.action == ACTION_ALLOW_L7
+        )
+    }
+
     /// The verdict on a parsed packet of `ep`.
     #[inline(always)]
     fn judge<A: Family>(
+        ctx: &TcContext,
         p: &Packet<A>,
         ep: &EndpointInfo,
         ifindex: u32,
@@ -754,7 +840,10 @@ mod prog {
             Tracked::New
         };
         match state {
-            Tracked::Established => {
+            Tracked::Established(proxied) => {
+                if proxied {
+                    set_mark(ctx, MARK_TO_PROXY);
+                }
                 count(REASON_ALLOWED_ESTABLISHED, len);
                 return TC_ACT_OK;
             }
@@ -764,34 +853,76 @@ mod prog {
             }
             Tracked::New => {}
         }
-        let (peer, isolated) = if direction == DIR_EGRESS {
+        let (mut peer, isolated) = if direction == DIR_EGRESS {
             (p.dst.identity(), ep.flags & EP_EGRESS_ISOLATED != 0)
         } else {
             (p.src.identity(), ep.flags & EP_INGRESS_ISOLATED != 0)
         };
+        // The L7 proxy's upstream connection: the client's identity rides
+        // in the mark (which pods cannot set), and its request was judged.
+        let mut from_proxy = false;
+        if direction == DIR_INGRESS && p.proto == PROTO_TCP {
+            // SAFETY: the skb pointer is valid for the program's run.
+            let mark = unsafe { (*ctx.skb.skb).mark };
+            if mark & 0xff == MARK_FROM_PROXY && mark >> 8 != 0 {
+                peer = mark >> 8;
+                from_proxy = true;
+            }
+        }
         let (src_id, dst_id) = if direction == DIR_EGRESS {
             (ep.identity, peer)
         } else {
             (peer, ep.identity)
         };
-        let (allow, reason, l7, cookie) = match policy(ep, peer, p.key_port, p.proto, direction) {
-            Some(v) if v.action == ACTION_DENY => (false, REASON_DROP_DENY_RULE, 0, v.cookie),
-            Some(v) if v.action == ACTION_ALLOW_L7 => {
-                if CONFIG.get(CONFIG_L7_MODE).copied().unwrap_or(0) == L7_MODE_AUDIT {
-                    (true, REASON_ALLOWED_L7_AUDIT, 1, v.cookie)
-                } else {
-                    (false, REASON_DROP_L7, 1, v.cookie)
-                }
+        let l7_mode = || CONFIG.get(CONFIG_L7_MODE).copied().unwrap_or(0);
+        let (mut allow, mut reason, mut l7, cookie) =
+            match policy(ep, peer, p.key_port, p.proto, direction) {
+                Some(v) if v.action == ACTION_DENY => (false, REASON_DROP_DENY_RULE, 0, v.cookie),
+                Some(v) if v.action == ACTION_ALLOW_L7 => match l7_mode() {
+                    L7_MODE_AUDIT => (true, REASON_ALLOWED_L7_AUDIT, 1, v.cookie),
+                    L7_MODE_PROXY if from_proxy => (true, REASON_ALLOWED_L7_PROXIED, 1, v.cookie),
+                    L7_MODE_PROXY if p.proto == PROTO_TCP && direction == DIR_EGRESS => {
+                        (true, REASON_REDIRECTED_L7, 1, v.cookie)
+                    }
+                    _ => (false, REASON_DROP_L7, 1, v.cookie),
+                },
+                Some(v) => (true, REASON_ALLOWED_POLICY, 0, v.cookie),
+                None if isolated => (false, REASON_DROP_NO_RULE, 0, 0),
+                None => (true, REASON_ALLOWED_NOT_ISOLATED, 0, 0),
+            };
+        // A connection whose peer enforces L7 on its ingress goes to the
+        // proxy from this side, where the socket can be assigned.
+        if allow
+            && l7 == 0
+            && ep.flags & EP_L7_REDIRECT != 0
+            && direction == DIR_EGRESS
+            && p.proto == PROTO_TCP
+            && peer_ingress_l7(peer, ep.identity, p.key_port, p.proto)
+        {
+            l7 = 1;
+            (allow, reason) = match l7_mode() {
+                L7_MODE_AUDIT => (true, REASON_ALLOWED_L7_AUDIT),
+                L7_MODE_PROXY => (true, REASON_REDIRECTED_L7),
+                _ => (false, REASON_DROP_L7),
+            };
+        }
+        let proxied = reason == REASON_REDIRECTED_L7;
+        if proxied {
+            let origin = ProxyOrigin {
+                src_identity: ep.identity,
+                dst_identity: peer,
+                ifindex,
+                _pad: 0,
+            };
+            if !A::to_proxy(ctx, p, &origin) {
+                (allow, reason) = (false, REASON_DROP_PROXY_UNAVAILABLE);
             }
-            Some(v) => (true, REASON_ALLOWED_POLICY, 0, v.cookie),
-            None if isolated => (false, REASON_DROP_NO_RULE, 0, 0),
-            None => (true, REASON_ALLOWED_NOT_ISOLATED, 0, 0),
-        };
+        }
         count(reason, len);
         let verdict = if allow {
             if tracked {
                 // SAFETY: a helper without preconditions.
-                A::open(p, ifindex, unsafe { bpf_ktime_get_ns() });
+                A::open(p, ifindex, unsafe { bpf_ktime_get_ns() }, proxied && allow);
             }
             VERDICT_FORWARDED
         } else {
@@ -826,8 +957,8 @@ mod prog {
             return TC_ACT_OK;
         }
         match parse(ctx) {
-            Ok(Parsed::V4(p)) => judge(&p, &ep, ifindex, direction, len),
-            Ok(Parsed::V6(p)) => judge(&p, &ep, ifindex, direction, len),
+            Ok(Parsed::V4(p)) => judge(ctx, &p, &ep, ifindex, direction, len),
+            Ok(Parsed::V6(p)) => judge(ctx, &p, &ep, ifindex, direction, len),
             Ok(Parsed::NotIp) => {
                 count(REASON_PASS_NOT_IP, len);
                 TC_ACT_OK

@@ -38,7 +38,9 @@ pub mod reference;
 pub mod selector;
 
 pub use compile::{Compiled, NumericIdentity, PolicyKey, Verdict};
-pub use eval::{Decision, DnsRequest, HttpRequest, Outcome, Query, QueryEndpoint};
+pub use eval::{
+    Decision, DnsRequest, HttpRequest, L7Request, Outcome, Query, QueryEndpoint, Resolved, RuleName,
+};
 pub use kafka::KafkaRequest;
 pub use load::{manifest_files, LoadOptions, Manifests};
 pub use model::Proto;

@@ -55,6 +55,10 @@ pub const EP_EGRESS_ISOLATED: u32 = 2;
 /// `EndpointInfo::flags`: no policy restricts the endpoint in either
 /// direction (not isolated, no deny rule): its packets pass untracked.
 pub const EP_OPEN: u32 = 4;
+/// `EndpointInfo::flags`: new TCP connections of this endpoint may need the
+/// L7 proxy (its egress, or some peer's ingress, has L7 rules), so the
+/// kernel checks the peer's ingress policy too when it opens one.
+pub const EP_L7_REDIRECT: u32 = 8;
 
 /// `EndpointInfo::flags`: the policy-key shapes an endpoint has entries of,
 /// one bit per shape and direction, so that the kernel looks up only the
@@ -187,8 +191,11 @@ pub struct CtValue {
     pub replies: u64,
     /// 1 when the flow's originator is the key's `a` side.
     pub a_is_origin: u8,
+    /// 1 when the flow was handed to the L7 proxy: its later packets carry
+    /// [`MARK_TO_PROXY`] so that the node delivers them to the proxy.
+    pub proxied: u8,
     /// Padding.
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 6],
 }
 
 /// Why a packet got its verdict: the index into the per-CPU counters.
@@ -215,8 +222,14 @@ pub const REASON_PASS_NO_ENDPOINT: u32 = 9;
 pub const REASON_DROP_MALFORMED: u32 = 10;
 /// Passed: IPv6 neighbour discovery or link-local multicast (always allowed, as in Cilium).
 pub const REASON_PASS_NDP: u32 = 11;
+/// A new TCP connection handed to the L7 proxy.
+pub const REASON_REDIRECTED_L7: u32 = 12;
+/// An L7 port whose proxy is not running: dropped (fail closed).
+pub const REASON_DROP_PROXY_UNAVAILABLE: u32 = 13;
+/// The proxy's own upstream connection, after it judged the request.
+pub const REASON_ALLOWED_L7_PROXIED: u32 = 14;
 /// Number of counter slots.
-pub const REASON_COUNT: u32 = 12;
+pub const REASON_COUNT: u32 = 15;
 
 /// The reasons as a type, for userspace: its name (as flow events and
 /// metrics print it) and whether it drops.
@@ -247,6 +260,12 @@ pub enum Reason {
     DropMalformed = REASON_DROP_MALFORMED,
     /// [`REASON_PASS_NDP`].
     PassNdp = REASON_PASS_NDP,
+    /// [`REASON_REDIRECTED_L7`].
+    RedirectedL7 = REASON_REDIRECTED_L7,
+    /// [`REASON_DROP_PROXY_UNAVAILABLE`].
+    DropProxyUnavailable = REASON_DROP_PROXY_UNAVAILABLE,
+    /// [`REASON_ALLOWED_L7_PROXIED`].
+    AllowedL7Proxied = REASON_ALLOWED_L7_PROXIED,
 }
 
 impl Reason {
@@ -264,6 +283,9 @@ impl Reason {
         Reason::PassNoEndpoint,
         Reason::DropMalformed,
         Reason::PassNdp,
+        Reason::RedirectedL7,
+        Reason::DropProxyUnavailable,
+        Reason::AllowedL7Proxied,
     ];
 
     /// The reason of a counter slot or flow event.
@@ -290,6 +312,9 @@ impl Reason {
             Reason::PassNoEndpoint => "pass-no-endpoint",
             Reason::DropMalformed => "drop-malformed",
             Reason::PassNdp => "pass-ndp",
+            Reason::RedirectedL7 => "redirected-l7",
+            Reason::DropProxyUnavailable => "drop-proxy-unavailable",
+            Reason::AllowedL7Proxied => "allowed-l7-proxied",
         }
     }
 
@@ -297,7 +322,11 @@ impl Reason {
     pub const fn is_drop(self) -> bool {
         matches!(
             self,
-            Reason::DropNoRule | Reason::DropDenyRule | Reason::DropL7 | Reason::DropMalformed
+            Reason::DropNoRule
+                | Reason::DropDenyRule
+                | Reason::DropL7
+                | Reason::DropMalformed
+                | Reason::DropProxyUnavailable
         )
     }
 
@@ -313,11 +342,57 @@ pub const VERDICT_FORWARDED: u8 = 1;
 pub const VERDICT_DROPPED: u8 = 2;
 
 /// `Config` index of the L7 mode: [`L7_MODE_AUDIT`] passes ports with L7
-/// rules at L4 and records them; any other value (an unset map included)
+/// rules at L4 and records them; [`L7_MODE_PROXY`] hands their TCP
+/// connections to the L7 proxy; any other value (an unset map included)
 /// drops them, since the kernel cannot judge their requests: fail closed.
 pub const CONFIG_L7_MODE: u32 = 0;
 /// The L7 mode value that audits instead of dropping.
 pub const L7_MODE_AUDIT: u32 = 2;
+/// The L7 mode value that redirects to the proxy (enforcing).
+pub const L7_MODE_PROXY: u32 = 3;
+
+/// `skb->mark` of packets handed to the proxy: the node's policy routing
+/// (`ip rule fwmark 0x4d/0xff lookup 100`, `local default dev lo table
+/// 100`) delivers them locally instead of forwarding them.
+pub const MARK_TO_PROXY: u32 = 0x4d;
+/// Low byte of the mark the proxy puts on its upstream connections; the
+/// client's identity is in the upper 24 bits (pod identities fit). Marks
+/// cannot come from pods: crossing a veth into the node scrubs them.
+pub const MARK_FROM_PROXY: u32 = 0x4e;
+/// Routing table the node uses for [`MARK_TO_PROXY`].
+pub const PROXY_ROUTE_TABLE: u32 = 100;
+/// `MCNET_PROXY` sockmap slot of the IPv4 listener.
+pub const PROXY_SLOT_V4: u32 = 0;
+
+/// Key of `MCNET_PROXY_ORIGIN4`: a redirected connection as the proxy sees
+/// it accepted (client address and port, original destination and port),
+/// addresses in wire order, ports in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ProxyKey4 {
+    /// Client address.
+    pub client: [u8; 4],
+    /// Original destination address.
+    pub dst: [u8; 4],
+    /// Client port.
+    pub client_port: u16,
+    /// Original destination port.
+    pub dst_port: u16,
+}
+
+/// Value of `MCNET_PROXY_ORIGIN4`: what the kernel knew when it redirected.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProxyOrigin {
+    /// The client's identity, as the kernel judged it.
+    pub src_identity: u32,
+    /// The destination's identity.
+    pub dst_identity: u32,
+    /// The host-side interface the connection came from.
+    pub ifindex: u32,
+    /// Padding.
+    pub _pad: u32,
+}
 /// `Config` index of flow events: 0 on, 1 off.
 pub const CONFIG_EVENTS_OFF: u32 = 1;
 /// `Config` index: [`MAPS_PREFIXES`] when the IPv4 CIDR trie may hold a
@@ -493,6 +568,8 @@ mod pod {
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for FlowEvent {}
     unsafe impl aya::Pod for PacketCount {}
+    unsafe impl aya::Pod for ProxyKey4 {}
+    unsafe impl aya::Pod for ProxyOrigin {}
 }
 // `Reason::ALL` is in counter order, so that `from_u32` is an index.
 const _: () = {

@@ -9,8 +9,8 @@ use clap::Subcommand;
 use mcnet_core::policy::{Compiled, Manifests};
 use mcnet_datapath::enforcer::{Bind, Enforcer, EnforcerOptions};
 use mcnet_datapath::lab::Lab;
-use mcnet_datapath::state::{Binding, DesiredState};
-use mcnet_datapath::{netns, Datapath, L7Mode};
+use mcnet_datapath::state::Binding;
+use mcnet_datapath::{netns, L7Mode};
 
 use crate::output::{print_json, read, Format};
 
@@ -30,10 +30,11 @@ pub enum DatapathCommand {
         /// Pin maps here (a bpffs directory) so that a restarted agent keeps established connections.
         #[arg(long, value_name = "DIR")]
         pin_dir: Option<PathBuf>,
-        /// What to do on ports with L7 rules, which the kernel cannot enforce:
-        /// drop them (the default: fail closed), or pass them at L4 unchecked
-        /// and mark their flows (`audit`).
-        #[arg(long, value_enum, default_value = "deny")]
+        /// Ports with L7 rules: `enforce` hands their TCP connections to the
+        /// mcnet L7 proxy, which judges every request (403 when denied; if the
+        /// proxy is not running the connection is dropped); `audit` passes
+        /// them at L4 unchecked and says so on every flow; `deny` drops them.
+        #[arg(long, value_enum, default_value = "enforce")]
         l7: L7Arg,
         /// Format of the counters printed on exit.
         #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
@@ -66,7 +67,9 @@ pub enum DatapathCommand {
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum L7Arg {
-    /// Pass at L4 unchecked and mark the flows (no L7 proxy here).
+    /// Judge every request in the L7 proxy (the default).
+    Enforce,
+    /// Pass at L4 unchecked and mark the flows (L7 rules not enforced).
     Audit,
     /// Drop (fail closed).
     Deny,
@@ -138,7 +141,7 @@ fn enforce(
     let Some(m) = load_manifests(files)? else {
         return Ok(ExitCode::from(1));
     };
-    let c = Compiled::new(&m);
+    let c = std::sync::Arc::new(Compiled::new(&m));
     let mut bindings = Vec::new();
     let mut ifaces = Vec::new();
     for b in binds {
@@ -175,13 +178,14 @@ fn enforce(
         .collect();
     let metrics = std::sync::Arc::new(mcnet_datapath::metrics::DatapathMetrics::default());
     let mut options = EnforcerOptions::default().pinned(pin_dir).l7(match l7 {
+        L7Arg::Enforce => L7Mode::Enforce,
         L7Arg::Audit => L7Mode::Audit,
         L7Arg::Deny => L7Mode::Deny,
     });
     if metrics_addr.is_some() {
         options = options.metrics(metrics.clone());
     }
-    let mut enforcer = match Enforcer::start(&c, &binds, &options) {
+    let mut enforcer = match Enforcer::start(c.clone(), &binds, &options) {
         Ok(e) => e,
         Err(e @ mcnet_datapath::Error::RemotePod { .. }) => {
             eprintln!("error: {e}");
@@ -216,6 +220,16 @@ fn enforce(
             .join(", "),
         enforcer.initial_updates()
     );
+    match (l7, enforcer.proxy()) {
+        (L7Arg::Enforce, Some(p)) => eprintln!(
+            "mcnet: L7 rules enforced by the mcnet proxy (listener {}); denied requests get 403",
+            p.local_addr()
+        ),
+        (L7Arg::Audit, _) => eprintln!(
+            "mcnet: L7 AUDIT mode: ports with L7 rules pass at L4 and their requests are NOT checked"
+        ),
+        _ => eprintln!("mcnet: ports with L7 rules are dropped (--l7 deny)"),
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -343,120 +357,159 @@ fn show_flows(file: &str, follow: bool) -> anyhow::Result<ExitCode> {
             s("dst_identity"),
             s("protocol"),
             s("reason"),
-            if v["l7"] == true {
-                " [L7 not enforced in kernel]"
-            } else {
-                ""
-            }
+            flow_note(&v)
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a flow line adds after its reason: the request of an L7 event,
+/// or what happened to a port with L7 rules.
+fn flow_note(v: &serde_json::Value) -> String {
+    if v["type"] == "L7" {
+        let h = &v["http"];
+        return format!(
+            " HTTP {} {} → {}{}",
+            h["method"].as_str().unwrap_or("?"),
+            h["url"].as_str().unwrap_or("?"),
+            h["code"],
+            v["rule"]
+                .as_str()
+                .or(v["policy"].as_str())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+    }
+    match v["reason"].as_str() {
+        Some("allowed-l7-audit") => " [AUDIT: L7 rules not enforced]".into(),
+        Some("redirected-l7") => " [to the L7 proxy]".into(),
+        Some("drop-l7") => " [L7 rules the kernel cannot judge: dropped, fail closed]".into(),
+        Some("drop-proxy-unavailable") => " [L7 proxy not running: dropped, fail closed]".into(),
+        _ => String::new(),
+    }
+}
+
 /// The demo's datapath step: the manifests' pods as a lab, the policy in the
-/// kernel, a few connections, their flow events and the counters.
+/// kernel with the L7 proxy, a few connections and HTTP requests, their flow
+/// events and the counters.
 pub fn demo(manifests: &str) -> anyhow::Result<()> {
+    use mcnet_datapath::lab::{http_requests, tcp_ok, Call, HttpServer};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
     let Some(m) = load_manifests(&[manifests.to_string()])? else {
         anyhow::bail!("invalid manifests")
     };
-    let c = Compiled::new(&m);
+    let c = Arc::new(Compiled::new(&m));
     let lab = Lab::for_inventory(&format!("md{}", std::process::id() % 10000), &m.inventory)?;
     let stop = Arc::new(AtomicBool::new(false));
-    for p in &lab.pods {
+    const API: &str = "production/api-server";
+    for p in lab.pods.iter().filter(|p| p.key != API) {
         mcnet_datapath::lab::serve(&p.netns, 8080, stop.clone());
     }
-    let node = netns::named(&lab.node);
-    let mut dp = Datapath::load()?;
-    let mut ring = dp.take_flows()?;
-    let mut bindings = Vec::new();
-    for p in &lab.pods {
-        let ifindex = netns::run_in(&node, || netns::ifindex(&p.host_iface))??;
-        bindings.push(Binding {
-            ifindex,
-            pod: p.key.clone(),
-        });
-    }
-    dp.sync(&DesiredState::from_compiled(&c, &bindings)?)?;
-    for p in &lab.pods {
-        dp.attach_in(&node, &p.host_iface)?;
-    }
-    eprintln!(
-        "lab: {} pods in network namespaces, programs attached to their host-side veths",
-        lab.pods.len()
-    );
-    for (from, to) in [
-        ("production/frontend", "production/api-server"),
-        ("production/batch", "production/api-server"),
-        ("production/api-server", "production/frontend"),
-    ] {
-        let (Some(f), Some(t)) = (lab.pod(from), lab.pod(to)) else {
-            continue;
-        };
-        let ok = mcnet_datapath::lab::tcp_ok(&f.netns, t.ip, 8080);
-        let l7 = c
-            .eval(&mcnet_core::policy::Query::l4(
-                mcnet_core::policy::QueryEndpoint {
-                    pod: Some(from.into()),
-                    ip: None,
-                },
-                mcnet_core::policy::QueryEndpoint {
-                    pod: Some(to.into()),
-                    ip: None,
-                },
-                8080,
-                mcnet_core::policy::Proto::Tcp,
-            ))
-            .is_ok_and(|o| o.ingress.l7_enforced);
-        println!(
-            "  TCP {from} → {to}:8080  {}{}",
-            if ok { "connected" } else { "blocked" },
-            if l7 && !ok {
-                " (allowed at L4, but its HTTP rules need an L7 proxy: dropped)"
-            } else {
-                ""
-            }
-        );
-    }
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    println!("  flow events:");
-    for f in mcnet_datapath::flows::drain(&mut ring)
+    // The api-server runs a real HTTP server that logs what reaches it.
+    let server = match lab.pod(API) {
+        Some(p) => Some(HttpServer::start(&p.netns, 8080)?),
+        None => None,
+    };
+    let binds: Vec<Bind> = lab
+        .pods
         .iter()
-        .filter(|f| f.protocol == "TCP")
-    {
-        println!(
-            "    {:<9} {:<7} {}:{} (id {}) → {}:{} (id {}) {}{}",
-            f.hubble_verdict,
-            f.direction,
-            f.src,
-            f.sport,
-            f.src_identity,
-            f.dst,
-            f.dport,
-            f.dst_identity,
-            f.reason,
-            match (f.l7, f.verdict) {
-                (true, "deny") => " [L7 rules the kernel cannot judge: dropped, fail closed]",
-                (true, _) => " [L7 rules: audited, not enforced in the kernel]",
-                _ => "",
-            }
+        .map(|p| Bind {
+            iface: p.host_iface.clone(),
+            pod: p.key.clone(),
+        })
+        .collect();
+    let node = netns::named(&lab.node);
+    let ran = netns::run_in(&node, || -> anyhow::Result<()> {
+        let mut e = Enforcer::start(c.clone(), &binds, &EnforcerOptions::default())?;
+        eprintln!(
+            "lab: {} pods in network namespaces, programs attached to their host-side veths, L7 proxy on {}",
+            lab.pods.len(),
+            e.proxy().map_or("-".into(), |p| p.local_addr().to_string())
         );
-    }
-    dp.detach_all()?;
-    let counters = dp.counters()?;
-    println!(
-        "  counters: {}",
-        counters
-            .by_reason
-            .iter()
-            .filter(|(_, c)| c.0 > 0)
-            .map(|(r, c)| format!("{r}={}", c.0))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+        for (from, to) in [
+            ("production/batch", API),
+            ("production/api-server", "production/frontend"),
+        ] {
+            let (Some(f), Some(t)) = (lab.pod(from), lab.pod(to)) else {
+                continue;
+            };
+            let ok = tcp_ok(&f.netns, t.ip, 8080);
+            println!(
+                "  TCP  {from} → {to}:8080  {}",
+                if ok { "connected" } else { "blocked" }
+            );
+        }
+        if let (Some(f), Some(t)) = (lab.pod("production/frontend"), lab.pod(API)) {
+            let calls = [
+                Call::new("GET", "/api/v1/orders"),
+                Call::new("POST", "/api/v1/users"),
+                Call::new("DELETE", "/api/v1/users"),
+            ];
+            let got = http_requests(&f.netns, t.ip, 8080, &calls)
+                .context("HTTP from frontend to api-server")?;
+            for (call, (code, body)) in calls.iter().zip(&got) {
+                println!(
+                    "  HTTP production/frontend → {API}:8080  {:<6} {:<16} {code} {}",
+                    call.method,
+                    call.path,
+                    if *code == 403 {
+                        format!("refused by the L7 proxy: {}", body.trim())
+                    } else {
+                        "(served by api-server)".into()
+                    }
+                );
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let mut flows = Vec::new();
+        rt.block_on(e.run(
+            tokio::time::sleep(std::time::Duration::from_millis(200)),
+            |f| {
+                flows.push(f);
+                Ok(())
+            },
+        ))?;
+        println!("  flow events:");
+        for f in flows.iter().filter(|f| f.protocol == "TCP" && !f.is_reply) {
+            let v = serde_json::to_value(f)?;
+            println!(
+                "    {:<9} {:<7} {:<5} {}:{} (id {}) → {}:{} (id {}) {}{}",
+                f.hubble_verdict,
+                f.direction,
+                f.kind,
+                f.src,
+                f.sport,
+                f.src_identity,
+                f.dst,
+                f.dport,
+                f.dst_identity,
+                f.reason,
+                flow_note(&v)
+            );
+        }
+        let counters = e.stop()?;
+        println!(
+            "  counters: {}",
+            counters
+                .by_reason
+                .iter()
+                .filter(|(_, c)| c.0 > 0)
+                .map(|(r, c)| format!("{r}={}", c.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(())
+    });
     stop.store(true, Ordering::Relaxed);
+    if let Some(server) = &server {
+        println!("  api-server's own log: {}", server.log().join(", "));
+    }
+    drop(server);
     drop(lab);
+    ran??;
     Ok(())
 }

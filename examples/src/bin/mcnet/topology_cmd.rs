@@ -269,7 +269,7 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
             "examples/policies/adr-003-queries.json",
         )?;
     }
-    step(8, "the same policy enforced in the kernel (eBPF), with real traffic in a network-namespace lab");
+    step(8, "the same policy enforced in the kernel (eBPF) and the L7 proxy, with real traffic in a network-namespace lab");
     if mcnet_datapath::is_root() && !mcnet_datapath::EBPF_OBJECT.is_empty() {
         crate::datapath_cmd::demo(manifests)?;
     } else {

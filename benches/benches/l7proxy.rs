@@ -1,0 +1,244 @@
+//! The L7 proxy's cost, in one run, in the netns lab: keep-alive HTTP/1.1
+//! requests from the frontend pod to a real server in the api-server pod,
+//!
+//! - direct: no policy, no proxy (the baseline);
+//! - mcnet: the ADR's policy in the kernel, every request redirected to the
+//!   mcnet L7 proxy and judged by the engine (`GET /api/v1/.*`, `POST
+//!   /api/v1/users`);
+//! - nginx (Debian) in the node namespace as a reverse proxy enforcing the
+//!   same method and path rules (`limit_except`, regex locations), with
+//!   upstream keep-alive.
+//!
+//! It prints requests per second, p50 and p99 latency, what each proxy adds
+//! to the direct p50 and p99, and mcnet's requests per second as a ratio to
+//! nginx's. Both proxies get two workers. Without `--bench` (as `cargo
+//! test` runs it) it does a short smoke run. Needs root.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use mcnet_core::policy::{Compiled, Manifests};
+use mcnet_datapath::enforcer::{Bind, Enforcer, EnforcerOptions};
+use mcnet_datapath::lab::{HttpServer, Lab, GATEWAY};
+use mcnet_datapath::netns;
+
+const ADR: &str = include_str!("../../examples/policies/adr-003-production.yaml");
+const NGINX_PORT: u16 = 8081;
+
+struct Figures {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    requests: usize,
+}
+
+/// `conns` keep-alive connections from pod namespace `ns` to `dst:port`,
+/// each sending `GET /api/v1/orders` back to back for `run`.
+fn load(ns: &str, dst: Ipv4Addr, port: u16, conns: usize, run: Duration) -> Figures {
+    netns::run_in(&netns::named(ns), || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut tasks = Vec::new();
+            let start = Instant::now();
+            for _ in 0..conns {
+                tasks.push(tokio::spawn(async move {
+                    let stream = tokio::net::TcpStream::connect((dst, port)).await.unwrap();
+                    stream.set_nodelay(true).unwrap();
+                    let (mut tx, conn) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                            .await
+                            .unwrap();
+                    tokio::spawn(conn);
+                    let mut lat = Vec::new();
+                    while start.elapsed() < run {
+                        let req = hyper::Request::builder()
+                            .uri("/api/v1/orders")
+                            .header("host", format!("{dst}:{port}"))
+                            .body(http_body_util::Empty::<bytes::Bytes>::new())
+                            .unwrap();
+                        let t = Instant::now();
+                        tx.ready().await.unwrap();
+                        let resp = tx.send_request(req).await.unwrap();
+                        assert_eq!(resp.status(), 200, "the allowed request is answered");
+                        let _ = http_body_util::BodyExt::collect(resp.into_body())
+                            .await
+                            .unwrap();
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                }));
+            }
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.unwrap());
+            }
+            let secs = start.elapsed().as_secs_f64();
+            all.sort();
+            let q = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+            Figures {
+                rps: all.len() as f64 / secs,
+                p50_us: q(0.50).as_secs_f64() * 1e6,
+                p99_us: q(0.99).as_secs_f64() * 1e6,
+                requests: all.len(),
+            }
+        })
+    })
+    .unwrap()
+}
+
+struct Nginx(Child, PathBuf);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM lets the master stop its workers.
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+/// nginx in namespace `node` on the gateway address, enforcing the ADR's
+/// rules in front of `api`.
+fn nginx(node: &str, api: Ipv4Addr) -> Option<Nginx> {
+    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let dir = std::env::temp_dir().join(format!("mcnet-l7bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let d = dir.display();
+    // GET (nginx's limit_except GET also admits HEAD) on /api/v1/.*, POST
+    // too on /api/v1/users, nothing else.
+    let conf = format!(
+        "daemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         upstream api {{ server {api}:8080; keepalive 64; }}\n\
+         server {{\n    listen {GATEWAY}:{NGINX_PORT};\n    keepalive_requests 1000000;\n\
+         proxy_http_version 1.1;\n    proxy_set_header Connection \"\";\n\
+         location = /api/v1/users {{ limit_except GET POST {{ deny all; }} proxy_pass http://api; }}\n\
+         location ~ ^/api/v1/ {{ limit_except GET {{ deny all; }} proxy_pass http://api; }}\n\
+         location / {{ return 403; }}\n  }}\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).ok()?;
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{node}"))
+        .args([bin, "-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let n = Nginx(child, dir.clone());
+    let t0 = Instant::now();
+    let path = netns::named(node);
+    while !netns::run_in(&path, || {
+        std::net::TcpStream::connect((GATEWAY, NGINX_PORT)).is_ok()
+    })
+    .unwrap_or(false)
+    {
+        if t0.elapsed() > Duration::from_secs(10) {
+            eprintln!("nginx did not start; see {d}/error.log");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(n)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    if mcnet_datapath::EBPF_OBJECT.is_empty() || !mcnet_datapath::is_root() {
+        mcnet_core::testing::skip("the L7 proxy bench needs root and the real eBPF object");
+        return;
+    }
+    let (run, conns) = if full {
+        (Duration::from_secs(4), 8)
+    } else {
+        (Duration::from_millis(300), 2)
+    };
+    let m = Manifests::load([("adr", ADR)]).unwrap();
+    let c = Arc::new(Compiled::new(&m));
+    let lab = Lab::for_inventory(&format!("lb{}", std::process::id() % 10000), &m.inventory)
+        .expect("lab");
+    let fe = lab.pod("production/frontend").unwrap().netns.clone();
+    let api_pod = lab.pod("production/api-server").unwrap();
+    let api = api_pod.ip;
+    let _server = HttpServer::start(&api_pod.netns, 8080).unwrap();
+
+    // Warm up, then the baseline.
+    load(&fe, api, 8080, conns, run / 4);
+    let direct = load(&fe, api, 8080, conns, run);
+
+    let node = netns::named(&lab.node);
+    let binds: Vec<Bind> = lab
+        .pods
+        .iter()
+        .map(|p| Bind {
+            iface: p.host_iface.clone(),
+            pod: p.key.clone(),
+        })
+        .collect();
+    let mcnet = netns::run_in(&node, || {
+        let e = Enforcer::start(c.clone(), &binds, &EnforcerOptions::default()).unwrap();
+        load(&fe, api, 8080, conns, run / 4);
+        let f = load(&fe, api, 8080, conns, run);
+        let proxied = e
+            .proxy()
+            .unwrap()
+            .stats()
+            .forwarded
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            proxied as usize >= f.requests,
+            "every request went through the proxy"
+        );
+        e.stop().unwrap();
+        f
+    })
+    .unwrap();
+
+    let nginx_figures = nginx(&lab.node, api).map(|_n| {
+        load(&fe, GATEWAY, NGINX_PORT, conns, run / 4);
+        load(&fe, GATEWAY, NGINX_PORT, conns, run)
+    });
+
+    println!(
+        "L7 proxy, {conns} keep-alive connections, GET /api/v1/orders for {run:?} each ({}):",
+        if full { "full run" } else { "smoke run" }
+    );
+    println!(
+        "  {:<34} {:>10} {:>9} {:>9} {:>11} {:>11}",
+        "path", "req/s", "p50 µs", "p99 µs", "+p50 µs", "+p99 µs"
+    );
+    let row = |name: &str, f: &Figures| {
+        println!(
+            "  {:<34} {:>10.0} {:>9.1} {:>9.1} {:>11.1} {:>11.1}",
+            name,
+            f.rps,
+            f.p50_us,
+            f.p99_us,
+            f.p50_us - direct.p50_us,
+            f.p99_us - direct.p99_us
+        );
+    };
+    row("direct (no policy)", &direct);
+    row("mcnet (eBPF redirect + L7 proxy)", &mcnet);
+    match &nginx_figures {
+        Some(n) => {
+            row("nginx (reverse proxy, same rules)", n);
+            println!(
+                "  mcnet/nginx requests per second: {:.2}×; mcnet/direct: {:.2}×",
+                mcnet.rps / n.rps,
+                mcnet.rps / direct.rps
+            );
+        }
+        None => mcnet_core::testing::skip("nginx is not installed or did not start"),
+    }
+}
