@@ -9,9 +9,13 @@
 //!   same method and path rules (`limit_except`, regex locations), with
 //!   upstream keep-alive.
 //!
-//! It prints requests per second, p50 and p99 latency, what each proxy adds
-//! to the direct p50 and p99, and mcnet's requests per second as a ratio to
-//! nginx's. Both proxies get two workers. Without `--bench` (as `cargo
+//! Each path is measured twice: throughput with several keep-alive
+//! connections sending back to back (on two cores that saturates the
+//! machine, so its latencies are mostly queueing), and latency with one
+//! connection, one request at a time. It prints requests per second, p50
+//! and p99 latency, what each proxy adds to the direct p50 and p99, and
+//! mcnet's requests per second as a ratio to nginx's. Both proxies get the same
+//! number of workers (`MCNET_L7BENCH_WORKERS`, default 2). Without `--bench` (as `cargo
 //! test` runs it) it does a short smoke run. Needs root.
 
 use std::net::Ipv4Addr;
@@ -25,9 +29,26 @@ use mcnet_core::policy::{Compiled, Manifests};
 use mcnet_datapath::enforcer::{Bind, Enforcer, EnforcerOptions};
 use mcnet_datapath::lab::{HttpServer, Lab, GATEWAY};
 use mcnet_datapath::netns;
+use mcnet_datapath::proxy::ProxyConfig;
 
 const ADR: &str = include_str!("../../examples/policies/adr-003-production.yaml");
 const NGINX_PORT: u16 = 8081;
+
+/// One path's two measurements.
+struct Case {
+    /// Several connections, back to back.
+    load: Figures,
+    /// One connection, one request at a time.
+    single: Figures,
+}
+
+fn measure(ns: &str, dst: Ipv4Addr, port: u16, conns: usize, run: Duration) -> Case {
+    load(ns, dst, port, conns, run / 4);
+    Case {
+        load: load(ns, dst, port, conns, run),
+        single: load(ns, dst, port, 1, run),
+    }
+}
 
 struct Figures {
     rps: f64,
@@ -107,7 +128,7 @@ impl Drop for Nginx {
 
 /// nginx in namespace `node` on the gateway address, enforcing the ADR's
 /// rules in front of `api`.
-fn nginx(node: &str, api: Ipv4Addr) -> Option<Nginx> {
+fn nginx(node: &str, api: Ipv4Addr, workers: usize) -> Option<Nginx> {
     let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| Path::new(p).exists())?;
@@ -117,7 +138,7 @@ fn nginx(node: &str, api: Ipv4Addr) -> Option<Nginx> {
     // GET (nginx's limit_except GET also admits HEAD) on /api/v1/.*, POST
     // too on /api/v1/users, nothing else.
     let conf = format!(
-        "daemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+        "daemon off;\nworker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
          events {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
          upstream api {{ server {api}:8080; keepalive 64; }}\n\
@@ -163,6 +184,11 @@ fn main() {
     } else {
         (Duration::from_millis(300), 2)
     };
+    // Worker threads of the mcnet proxy and worker processes of nginx.
+    let workers: usize = std::env::var("MCNET_L7BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
     let m = Manifests::load([("adr", ADR)]).unwrap();
     let c = Arc::new(Compiled::new(&m));
     let lab = Lab::for_inventory(&format!("lb{}", std::process::id() % 10000), &m.inventory)
@@ -172,9 +198,7 @@ fn main() {
     let api = api_pod.ip;
     let _server = HttpServer::start(&api_pod.netns, 8080).unwrap();
 
-    // Warm up, then the baseline.
-    load(&fe, api, 8080, conns, run / 4);
-    let direct = load(&fe, api, 8080, conns, run);
+    let direct = measure(&fe, api, 8080, conns, run);
 
     let node = netns::named(&lab.node);
     let binds: Vec<Bind> = lab
@@ -186,9 +210,9 @@ fn main() {
         })
         .collect();
     let mcnet = netns::run_in(&node, || {
-        let e = Enforcer::start(c.clone(), &binds, &EnforcerOptions::default()).unwrap();
-        load(&fe, api, 8080, conns, run / 4);
-        let f = load(&fe, api, 8080, conns, run);
+        let options = EnforcerOptions::default().proxy(ProxyConfig::default().workers(workers));
+        let e = Enforcer::start(c.clone(), &binds, &options).unwrap();
+        let f = measure(&fe, api, 8080, conns, run);
         let proxied = e
             .proxy()
             .unwrap()
@@ -196,7 +220,7 @@ fn main() {
             .forwarded
             .load(std::sync::atomic::Ordering::Relaxed);
         assert!(
-            proxied as usize >= f.requests,
+            proxied as usize >= f.load.requests + f.single.requests,
             "every request went through the proxy"
         );
         e.stop().unwrap();
@@ -204,28 +228,38 @@ fn main() {
     })
     .unwrap();
 
-    let nginx_figures = nginx(&lab.node, api).map(|_n| {
-        load(&fe, GATEWAY, NGINX_PORT, conns, run / 4);
-        load(&fe, GATEWAY, NGINX_PORT, conns, run)
-    });
+    let nginx_figures =
+        nginx(&lab.node, api, workers).map(|_n| measure(&fe, GATEWAY, NGINX_PORT, conns, run));
 
     println!(
-        "L7 proxy, {conns} keep-alive connections, GET /api/v1/orders for {run:?} each ({}):",
+        "L7 proxy, GET /api/v1/orders on keep-alive connections, {run:?} per measurement, \
+         {workers} proxy workers ({}):",
         if full { "full run" } else { "smoke run" }
     );
     println!(
-        "  {:<34} {:>10} {:>9} {:>9} {:>11} {:>11}",
-        "path", "req/s", "p50 µs", "p99 µs", "+p50 µs", "+p99 µs"
+        "  {:<34} {:>13} {:>11} | {:>9} {:>9} {:>9} {:>9}",
+        "",
+        format!("{conns} conns"),
+        "",
+        "1 conn",
+        "",
+        "",
+        ""
     );
-    let row = |name: &str, f: &Figures| {
+    println!(
+        "  {:<34} {:>13} {:>11} | {:>9} {:>9} {:>9} {:>9}",
+        "path", "req/s", "p99 µs", "p50 µs", "p99 µs", "+p50 µs", "+p99 µs"
+    );
+    let row = |name: &str, c: &Case| {
         println!(
-            "  {:<34} {:>10.0} {:>9.1} {:>9.1} {:>11.1} {:>11.1}",
+            "  {:<34} {:>13.0} {:>11.1} | {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
             name,
-            f.rps,
-            f.p50_us,
-            f.p99_us,
-            f.p50_us - direct.p50_us,
-            f.p99_us - direct.p99_us
+            c.load.rps,
+            c.load.p99_us,
+            c.single.p50_us,
+            c.single.p99_us,
+            c.single.p50_us - direct.single.p50_us,
+            c.single.p99_us - direct.single.p99_us
         );
     };
     row("direct (no policy)", &direct);
@@ -234,9 +268,12 @@ fn main() {
         Some(n) => {
             row("nginx (reverse proxy, same rules)", n);
             println!(
-                "  mcnet/nginx requests per second: {:.2}×; mcnet/direct: {:.2}×",
-                mcnet.rps / n.rps,
-                mcnet.rps / direct.rps
+                "  requests per second, {conns} conns: mcnet/nginx {:.2}×, mcnet/direct {:.2}×; \
+                 added p99 at 1 conn: mcnet {:.0} µs, nginx {:.0} µs",
+                mcnet.load.rps / n.load.rps,
+                mcnet.load.rps / direct.load.rps,
+                mcnet.single.p99_us - direct.single.p99_us,
+                n.single.p99_us - direct.single.p99_us,
             );
         }
         None => mcnet_core::testing::skip("nginx is not installed or did not start"),

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcnet_datapath::lab::{serve, tcp_ok, Lab};
+use mcnet_datapath::lab::{http_requests, serve, tcp_ok, Call, HttpServer, Lab};
 use mcnet_datapath::netns;
 
 const ADR: &str = concat!(
@@ -240,19 +240,102 @@ fn enforce_contract_restart_and_clean_stop() {
     );
     assert!(tcp_ok(batch, api, 8080), "detached: traffic flows again");
 
-    // By default the agent fails closed on ports with L7 rules: the
-    // frontend's call, allowed at L4 only with HTTP rules, is dropped.
+    // By default the agent enforces L7 rules through its proxy: the
+    // frontend's allowed request reaches a real HTTP server in the
+    // api-server pod, the DELETE is answered 403 by the proxy and never
+    // reaches it, and each request is a flow event of its own.
+    stop.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(100));
+    let server = (0..20)
+        .find_map(|_| {
+            HttpServer::start(&lab.pods[1].netns, 8080)
+                .map_err(|_| std::thread::sleep(Duration::from_millis(50)))
+                .ok()
+        })
+        .expect("an HTTP server in the api-server pod");
     let pins2 = format!("{pins}-default");
     let _cleanup2 = RemoveOnDrop(pins2.clone());
     let mut agent = start(&lab.node, &binds, &flows, &pins2, None, None);
+    let got = http_requests(
+        fe,
+        api,
+        8080,
+        &[
+            Call::new("GET", "/api/v1/orders"),
+            Call::new("DELETE", "/api/v1/users"),
+        ],
+    )
+    .expect("frontend reaches the proxy");
+    assert_eq!(got[0].0, 200, "{got:?}");
+    assert_eq!(got[1].0, 403, "{got:?}");
+    assert!(got[1].1.contains("api-access-policy"), "{got:?}");
+    assert!(!tcp_ok(batch, api, 8080), "batch still cannot connect");
+    assert_eq!(server.log(), ["GET /api/v1/orders"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let l7: Vec<serde_json::Value> = std::fs::read_to_string(&flows)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["type"] == "L7")
+        .collect();
     assert!(
-        !tcp_ok(fe, api, 8080),
-        "the default L7 mode drops a port it cannot judge"
+        l7.iter().any(|l| l["http"]["method"] == "DELETE"
+            && l["http"]["code"] == 403
+            && l["verdict"] == "deny"
+            && l["policy"]
+                .as_str()
+                .unwrap_or("")
+                .contains("api-access-policy")),
+        "{l7:?}"
     );
-    assert!(!tcp_ok(batch, api, 8080));
+    assert!(
+        l7.iter().any(|l| l["http"]["method"] == "GET"
+            && l["http"]["url"] == "/api/v1/orders"
+            && l["verdict"] == "allow"),
+        "{l7:?}"
+    );
     agent.0.kill().unwrap();
     agent.0.wait().unwrap();
     drop(agent);
+}
 
-    stop.store(true, Ordering::Relaxed);
+/// `mcnet demo`'s last step: the policy in the kernel and the L7 proxy,
+/// with the DELETE refused and never served.
+#[test]
+fn the_demo_ends_with_the_delete_refused() {
+    if mcnet_datapath::EBPF_OBJECT.is_empty() || !mcnet_datapath::is_root() {
+        mcnet_core::testing::skip("needs root");
+        return;
+    }
+    // The demo reads the repository's examples and writes under target/,
+    // as scripts/demo.sh runs it: from the workspace root.
+    let run = Command::new(env!("CARGO_BIN_EXE_mcnet"))
+        .arg("demo")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("run mcnet demo");
+    let (out, err) = (
+        String::from_utf8_lossy(&run.stdout).into_owned(),
+        String::from_utf8_lossy(&run.stderr).into_owned(),
+    );
+    assert!(run.status.success(), "{out}\n{err}");
+    // The last step's results (its heading goes to stderr): from its first
+    // connection on.
+    let step = out
+        .find("  TCP  production/batch → production/api-server:8080")
+        .map(|i| &out[i..])
+        .unwrap_or_else(|| panic!("no kernel step:\n{out}\n{err}"));
+    let line = |needle: &str| {
+        step.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` line:\n{step}"))
+            .to_string()
+    };
+    assert!(line("DELETE /api/v1/users").contains("403 refused by the L7 proxy"));
+    assert!(line("GET    /api/v1/orders").contains("200"));
+    assert!(line("production/batch → production/api-server:8080").contains("blocked"));
+    assert!(
+        line("api-server's own log").ends_with("GET /api/v1/orders, POST /api/v1/users"),
+        "{step}"
+    );
 }

@@ -58,7 +58,7 @@ use mcnet_core::policy::{
 use mcnet_ebpf_common::{
     ProxyKey4, ProxyOrigin, MARK_FROM_PROXY, MARK_TO_PROXY, PROXY_ROUTE_TABLE,
 };
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::flows::{monotonic_ns, FlowRecord, HttpFlow};
 use crate::{Error, Result};
@@ -151,6 +151,12 @@ impl ProxyConfig {
     /// Running inside the network namespace at `path`.
     pub fn in_netns(mut self, path: impl Into<PathBuf>) -> Self {
         self.netns = Some(path.into());
+        self
+    }
+
+    /// With this many worker threads (at least one).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
         self
     }
 
@@ -248,9 +254,29 @@ impl L7Proxy {
                         return;
                     }
                 }
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(shared.config.workers.max(1))
-                    .thread_name("mcnet-l7-worker")
+                // Thread per worker, each with its own single-threaded
+                // runtime: a connection's client side and its upstream
+                // connection stay on one thread (no cross-thread wakeups
+                // per request). This thread accepts and deals out.
+                let mut workers = Vec::new();
+                let mut queues = Vec::new();
+                for i in 0..shared.config.workers.max(1) {
+                    let (tx, rx) = mpsc::unbounded_channel::<Accepted>();
+                    let worker = std::thread::Builder::new()
+                        .name(format!("mcnet-l7-worker-{i}"))
+                        .spawn(move || worker(rx));
+                    match worker {
+                        Ok(w) => {
+                            workers.push(w);
+                            queues.push(tx);
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build();
                 let rt = match rt {
@@ -272,10 +298,15 @@ impl L7Proxy {
                     let _ = ready_tx.send(addr.map(|a| (listener.as_raw_fd(), a)));
                     tokio::select! {
                         _ = stop_rx => {}
-                        _ = accept_loop(listener, shared) => {}
+                        _ = accept_loop(listener, shared, queues) => {}
                     }
                 });
-                // Dropping the runtime closes the listener and every connection.
+                drop(rt);
+                // The queues are gone: each worker drops its runtime, which
+                // closes its connections, and ends.
+                for w in workers {
+                    let _ = w.join();
+                }
             })
             .map_err(io("starting the L7 proxy thread"))?;
         let (fd, addr) = match ready_rx.recv() {
@@ -379,9 +410,48 @@ fn listen(port: u16) -> std::io::Result<tokio::net::TcpListener> {
     s.listen(1024)
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+/// A connection handed from the accepting thread to a worker.
+struct Accepted {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+}
+
+/// A worker thread: serves the connections it is handed until the
+/// accepting thread goes away, then closes them all.
+fn worker(mut queue: mpsc::UnboundedReceiver<Accepted>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "L7 proxy worker could not start; its connections close");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        while let Some(a) = queue.recv().await {
+            let Ok(stream) = tokio::net::TcpStream::from_std(a.stream) else {
+                continue;
+            };
+            tokio::spawn(async move {
+                serve_connection(stream, a.peer, a.shared).await;
+                drop(a.permit);
+            });
+        }
+    });
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    workers: Vec<mpsc::UnboundedSender<Accepted>>,
+) {
     let permits = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
     let mut backoff = Duration::from_millis(5);
+    let mut next = 0usize;
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
@@ -389,11 +459,19 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    serve_connection(stream, peer, shared).await;
-                    drop(permit);
-                });
+                let Ok(stream) = stream.into_std() else {
+                    continue;
+                };
+                let accepted = Accepted {
+                    stream,
+                    peer,
+                    shared: shared.clone(),
+                    permit,
+                };
+                next = (next + 1) % workers.len().max(1);
+                if workers.get(next).is_none_or(|w| w.send(accepted).is_err()) {
+                    return;
+                }
             }
             Err(e) => {
                 // Out of descriptors and the like: wait, and try again.
@@ -526,13 +604,13 @@ impl Conn {
             identity: policy.identity_of_ip((*a).into()),
         };
         let (src, dst) = (resolve(self.client.ip()), resolve(self.dst.ip()));
-        let outcome = policy.eval_resolved(
-            src,
-            dst,
-            self.dst.port(),
-            Proto::Tcp,
-            Some(L7Request::Http(&http)),
-        );
+        let l7 = Some(L7Request::Http(&http));
+        let mut outcome =
+            policy.eval_resolved_unexplained(src, dst, self.dst.port(), Proto::Tcp, l7);
+        if !outcome.verdict.is_allow() {
+            // Refusals are explained (the 403 body); allowed requests skip it.
+            outcome = policy.eval_resolved(src, dst, self.dst.port(), Proto::Tcp, l7);
+        }
         drop(policy);
         let stats = &self.shared.stats;
         let (response, reason, code) = if outcome.verdict.is_allow() {
@@ -632,6 +710,14 @@ impl Conn {
         code: u16,
         took: Duration,
     ) {
+        if self.shared.events.capacity() == 0 {
+            // The reader is behind: count the loss before building a record.
+            self.shared
+                .stats
+                .events_lost
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let allowed = reason == "l7-allowed";
         let direction = if o.ingress.l7_enforced || o.ingress.verdict != Decision::Allow {
             "ingress"

@@ -498,6 +498,29 @@ impl Compiled {
         }
     }
 
+    /// [`Compiled::eval_resolved`] without the explanation (left empty):
+    /// the same verdict and sides, for callers on a hot path (the L7 proxy
+    /// judges every request) that explain only what they refuse.
+    pub fn eval_resolved_unexplained(
+        &self,
+        src: Resolved,
+        dst: Resolved,
+        port: u16,
+        proto: Proto,
+        l7: Option<L7Request<'_>>,
+    ) -> Outcome {
+        let egress = self.side(src, dst.identity, Direction::Egress, port, proto, l7);
+        let ingress = self.side(dst, src.identity, Direction::Ingress, port, proto, l7);
+        Outcome {
+            verdict: combine(egress.verdict, ingress.verdict),
+            explanation: String::new(),
+            egress,
+            ingress,
+            from_identity: src.identity,
+            to_identity: dst.identity,
+        }
+    }
+
     /// The verdict alone (no explanation, no allocation on the common path).
     pub fn verdict(
         &self,

@@ -466,13 +466,15 @@ pub fn demo(manifests: &str) -> anyhow::Result<()> {
             .enable_all()
             .build()?;
         let mut flows = Vec::new();
-        rt.block_on(e.run(
-            tokio::time::sleep(std::time::Duration::from_millis(200)),
-            |f| {
+        // The timer is made inside the runtime it runs on.
+        rt.block_on(async {
+            let stop = tokio::time::sleep(std::time::Duration::from_millis(200));
+            e.run(stop, |f| {
                 flows.push(f);
                 Ok(())
-            },
-        ))?;
+            })
+            .await
+        })?;
         println!("  flow events:");
         for f in flows.iter().filter(|f| f.protocol == "TCP" && !f.is_reply) {
             let v = serde_json::to_value(f)?;
