@@ -328,7 +328,7 @@ fn proxy_verdicts_equal_the_engine_on_random_http_policies() {
                         rng.pick(&["GET", "POST", "DELETE", "PUT", "HEAD"]).to_string(),
                         rng.pick(&["/api/v1/orders", "/api/v1/users", "/admin", "/", "/api/v1/users?x=1"])
                             .to_string(),
-                        rng.next() % 2 == 0,
+                        rng.next().is_multiple_of(2),
                     )
                 })
                 .collect();
@@ -417,13 +417,13 @@ fn random_policy(rng: &mut Lcg, round: usize) -> String {
         for _ in 0..n {
             let mut rule = String::from("        - {");
             let mut fields = Vec::new();
-            if rng.next() % 4 != 0 {
+            if !rng.next().is_multiple_of(4) {
                 fields.push(format!(
                     "method: \"{}\"",
                     rng.pick(&["GET", "POST", "DELETE", "GET|HEAD", "P.*"])
                 ));
             }
-            if rng.next() % 4 != 0 {
+            if !rng.next().is_multiple_of(4) {
                 fields.push(format!(
                     "path: \"{}\"",
                     rng.pick(&[
@@ -435,7 +435,7 @@ fn random_policy(rng: &mut Lcg, round: usize) -> String {
                     ])
                 ));
             }
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 fields.push("headers: [\"X-Token: 42\"]".into());
             }
             rule.push_str(&fields.join(", "));
