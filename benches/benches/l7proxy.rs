@@ -12,7 +12,8 @@
 //! Each path is measured twice: throughput with several keep-alive
 //! connections sending back to back (on two cores that saturates the
 //! machine, so its latencies are mostly queueing), and latency with one
-//! connection, one request at a time. It prints requests per second, p50
+//! connection, one request at a time. The paths take turns over several
+//! rounds, and each figure is the median over the rounds. It prints requests per second, p50
 //! and p99 latency, what each proxy adds to the direct p50 and p99, and
 //! mcnet's requests per second as a ratio to nginx's. Both proxies get the same
 //! number of workers (`MCNET_L7BENCH_WORKERS`, default 2). Without `--bench` (as `cargo
@@ -40,6 +41,27 @@ struct Case {
     load: Figures,
     /// One connection, one request at a time.
     single: Figures,
+}
+
+impl Case {
+    /// Each figure's median over rounds.
+    fn median(rounds: Vec<Case>) -> Case {
+        let m = |f: &dyn Fn(&Case) -> f64| {
+            let mut v: Vec<f64> = rounds.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let figures = |pick: &dyn Fn(&Case) -> &Figures| Figures {
+            rps: m(&|c| pick(c).rps),
+            p50_us: m(&|c| pick(c).p50_us),
+            p99_us: m(&|c| pick(c).p99_us),
+            requests: rounds.iter().map(|c| pick(c).requests).sum(),
+        };
+        Case {
+            load: figures(&|c| &c.load),
+            single: figures(&|c| &c.single),
+        }
+    }
 }
 
 fn measure(ns: &str, dst: Ipv4Addr, port: u16, conns: usize, run: Duration) -> Case {
@@ -179,10 +201,13 @@ fn main() {
         mcnet_core::testing::skip("the L7 proxy bench needs root and the real eBPF object");
         return;
     }
-    let (run, conns) = if full {
-        (Duration::from_secs(4), 8)
+    // Rounds interleave the three paths (in a rotating order), so that the
+    // machine's drift falls on all of them alike; each figure is the
+    // median over the rounds.
+    let (run, conns, rounds) = if full {
+        (Duration::from_millis(1500), 8, 5)
     } else {
-        (Duration::from_millis(300), 2)
+        (Duration::from_millis(200), 2, 1)
     };
     // Worker threads of the mcnet proxy and worker processes of nginx.
     let workers: usize = std::env::var("MCNET_L7BENCH_WORKERS")
@@ -198,8 +223,6 @@ fn main() {
     let api = api_pod.ip;
     let _server = HttpServer::start(&api_pod.netns, 8080).unwrap();
 
-    let direct = measure(&fe, api, 8080, conns, run);
-
     let node = netns::named(&lab.node);
     let binds: Vec<Bind> = lab
         .pods
@@ -209,31 +232,48 @@ fn main() {
             pod: p.key.clone(),
         })
         .collect();
-    let mcnet = netns::run_in(&node, || {
-        let options = EnforcerOptions::default().proxy(ProxyConfig::default().workers(workers));
-        let e = Enforcer::start(c.clone(), &binds, &options).unwrap();
-        let f = measure(&fe, api, 8080, conns, run);
-        let proxied = e
-            .proxy()
-            .unwrap()
-            .stats()
-            .forwarded
-            .load(std::sync::atomic::Ordering::Relaxed);
-        assert!(
-            proxied as usize >= f.load.requests + f.single.requests,
-            "every request went through the proxy"
-        );
-        e.stop().unwrap();
-        f
-    })
-    .unwrap();
-
-    let nginx_figures =
-        nginx(&lab.node, api, workers).map(|_n| measure(&fe, GATEWAY, NGINX_PORT, conns, run));
+    let through_mcnet = || {
+        netns::run_in(&node, || {
+            let options = EnforcerOptions::default().proxy(ProxyConfig::default().workers(workers));
+            let e = Enforcer::start(c.clone(), &binds, &options).unwrap();
+            let f = measure(&fe, api, 8080, conns, run);
+            let proxied = e
+                .proxy()
+                .unwrap()
+                .stats()
+                .forwarded
+                .load(std::sync::atomic::Ordering::Relaxed);
+            assert!(
+                proxied as usize >= f.load.requests + f.single.requests,
+                "every request went through the proxy"
+            );
+            e.stop().unwrap();
+            f
+        })
+        .unwrap()
+    };
+    let nginx_running = nginx(&lab.node, api, workers);
+    let (mut direct, mut mcnet, mut via_nginx) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for path in 0..3 {
+            match (round + path) % 3 {
+                0 => direct.push(measure(&fe, api, 8080, conns, run)),
+                1 => mcnet.push(through_mcnet()),
+                _ if nginx_running.is_some() => {
+                    via_nginx.push(measure(&fe, GATEWAY, NGINX_PORT, conns, run))
+                }
+                _ => {}
+            }
+        }
+    }
+    drop(nginx_running);
+    let direct = Case::median(direct);
+    let mcnet = Case::median(mcnet);
+    let nginx_figures = (!via_nginx.is_empty()).then(|| Case::median(via_nginx));
 
     println!(
-        "L7 proxy, GET /api/v1/orders on keep-alive connections, {run:?} per measurement, \
-         {workers} proxy workers ({}):",
+        "L7 proxy, GET /api/v1/orders on keep-alive connections, {workers} proxy workers, \
+         medians of {rounds} interleaved rounds of {run:?} per measurement ({}):",
         if full { "full run" } else { "smoke run" }
     );
     println!(

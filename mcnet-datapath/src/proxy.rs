@@ -539,7 +539,6 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, share
         .timer(TokioTimer::new())
         .header_read_timeout(shared.config.header_timeout)
         .keep_alive(true)
-        .pipeline_flush(true)
         .serve_connection(TokioIo::new(stream), service)
         .await;
     if let Err(e) = served {

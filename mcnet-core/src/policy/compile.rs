@@ -383,6 +383,9 @@ pub struct Compiled {
     /// Every identity.
     pub identities: Vec<Identity>,
     by_id: HashMap<NumericIdentity, usize>,
+    /// Each policy's display name (`Kind ns/name`), rendered once: the
+    /// evaluator names rules on every query.
+    pub(crate) policy_names: Vec<String>,
     /// Identity of each pod (by inventory index).
     pub pod_identity: Vec<NumericIdentity>,
     ip_pod: HashMap<IpAddr, usize>,
@@ -545,8 +548,10 @@ impl Compiled {
             .enumerate()
             .map(|(i, x)| (x.id, i))
             .collect();
+        let policy_names = policies.iter().map(|p| p.id.to_string()).collect();
         let mut c = Compiled {
             inventory: inv,
+            policy_names,
             policies,
             identities,
             by_id,

@@ -558,6 +558,14 @@ impl Compiled {
         )
     }
 
+    /// Policy `i`'s display name, as rendered when compiled.
+    fn policy_name(&self, i: usize) -> String {
+        match self.policy_names.get(i) {
+            Some(n) => n.clone(),
+            None => self.policies[i].id.to_string(),
+        }
+    }
+
     fn rule_name(&self, r: &RuleRef, l7: Option<(L7Parser, String)>) -> RuleName {
         let p = &self.policies[r.policy];
         let (l7_parser, l7) = match l7 {
@@ -565,7 +573,7 @@ impl Compiled {
             None => (None, None),
         };
         RuleName {
-            policy: p.id.to_string(),
+            policy: self.policy_name(r.policy),
             section: p.section(r.direction, r.deny).to_string(),
             index: r.index,
             l7,
@@ -597,7 +605,7 @@ impl Compiled {
         let isolated_by: Vec<String> = ds
             .isolated_by
             .iter()
-            .map(|&i| self.policies[i].id.to_string())
+            .map(|&i| self.policy_name(i))
             .collect();
         let mut denies: Vec<&Entry> = Vec::new();
         let mut maybe_denies: Vec<&Entry> = Vec::new();
