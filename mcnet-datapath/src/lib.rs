@@ -460,6 +460,35 @@ mod tests {
         assert_eq!(std::mem::size_of::<PacketCount>(), 16);
     }
 
+    /// docs/datapath.md's reason table lists every reason, in counter
+    /// order, with the verdict the program gives it.
+    #[test]
+    fn the_reason_table_in_the_docs_is_the_enum() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/datapath.md");
+        let doc = std::fs::read_to_string(path).expect("docs/datapath.md");
+        let table = doc
+            .split_once("| reason | verdict | meaning |")
+            .expect("the reason table")
+            .1;
+        let rows: Vec<(String, String)> = table
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (cells[1].trim_matches('`').to_string(), cells[2].to_string())
+            })
+            .collect();
+        let want: Vec<(String, String)> = mcnet_ebpf_common::Reason::ALL
+            .iter()
+            .map(|r| {
+                let verdict = if r.is_drop() { "dropped" } else { "forwarded" };
+                (r.name().to_string(), verdict.to_string())
+            })
+            .collect();
+        assert_eq!(rows, want);
+    }
+
     #[test]
     fn object_is_embedded_unless_stubbed() {
         if cfg!(mcnet_ebpf_stub) {
