@@ -294,6 +294,29 @@ fn enforce_contract_restart_and_clean_stop() {
             && l["verdict"] == "allow"),
         "{l7:?}"
     );
+    // SIGKILL: the pinned programs stay, the listener dies with the agent,
+    // and the L7 port drops rather than passing unchecked.
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
+    drop(agent);
+    assert!(
+        http_requests(fe, api, 8080, &[Call::new("DELETE", "/api/v1/users")]).is_err(),
+        "no agent: the L7 port is dropped"
+    );
+    // The restarted agent has its listener in place before it redirects.
+    let mut agent = start(&lab.node, &binds, &flows, &pins2, None, None);
+    let got = http_requests(
+        fe,
+        api,
+        8080,
+        &[
+            Call::new("DELETE", "/api/v1/users"),
+            Call::new("POST", "/api/v1/users"),
+        ],
+    )
+    .expect("the restarted agent's proxy answers");
+    assert_eq!((got[0].0, got[1].0), (403, 200), "{got:?}");
+    assert_eq!(server.log(), ["GET /api/v1/orders", "POST /api/v1/users"]);
     agent.0.kill().unwrap();
     agent.0.wait().unwrap();
     drop(agent);
