@@ -10,7 +10,7 @@
 //! it knows in `MCNET_PROXY_ORIGIN4` (the client's identity, keyed by the
 //! connection's addresses and ports), assigns the packet to this proxy's
 //! listening socket with `bpf_sk_assign` and marks it
-//! [`MARK_TO_PROXY`]. The node's policy routing (see [`install_routing`])
+//! [`MARK_TO_PROXY`](mcnet_ebpf_common::MARK_TO_PROXY). The node's policy routing (see [`install_routing`])
 //! delivers marked packets locally, so the connection is accepted here with
 //! its original destination as the local address: the proxy is transparent
 //! to the client. `bpf_sk_assign` was chosen over TPROXY because it needs
@@ -25,7 +25,7 @@
 //! compiled rules as `mcnet policy eval` (method, path with its query,
 //! headers, host). An allowed request is forwarded on one upstream
 //! connection per client connection, opened from the node with the mark
-//! [`MARK_FROM_PROXY`] plus the client's identity, which the destination's
+//! [`MARK_FROM_PROXY`](mcnet_ebpf_common::MARK_FROM_PROXY) plus the client's identity, which the destination's
 //! TC program checks; a denied one is answered `403 Forbidden` with a body
 //! that names the policy, and never leaves the node.
 //!
@@ -39,29 +39,25 @@
 //! from here (and so fail), and UDP (DNS) ports with L7 rules are dropped in
 //! the kernel.
 
-use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use mcnet_core::policy::{
-    Compiled, Decision, HttpRequest, L7Request, Outcome, Proto, Resolved, RuleName,
-};
-use mcnet_ebpf_common::{
-    ProxyKey4, ProxyOrigin, MARK_FROM_PROXY, MARK_TO_PROXY, PROXY_ROUTE_TABLE,
-};
+use mcnet_core::policy::Compiled;
+use mcnet_ebpf_common::{ProxyKey4, ProxyOrigin};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::flows::{monotonic_ns, FlowRecord, HttpFlow};
+use crate::flows::FlowRecord;
 use crate::{Error, Result};
+
+mod conn;
+mod routing;
+
+use conn::serve_connection;
+pub use routing::install_routing;
 
 /// The policy the proxy judges with; replacing it moves every
 /// connection's next request to the new rules.
@@ -481,361 +477,4 @@ async fn accept_loop(
             }
         }
     }
-}
-
-/// A client connection as the kernel redirected it.
-struct Conn {
-    shared: Arc<Shared>,
-    client: SocketAddrV4,
-    dst: SocketAddrV4,
-    origin: ProxyOrigin,
-    upstream: tokio::sync::Mutex<Option<hyper::client::conn::http1::SendRequest<Incoming>>>,
-}
-
-type ProxyBody = Either<Incoming, Full<Bytes>>;
-
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-    let (SocketAddr::V4(client), Ok(SocketAddr::V4(dst))) = (peer, stream.local_addr()) else {
-        shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    let _ = stream.set_nodelay(true);
-    let key = ProxyKey4 {
-        client: client.ip().octets(),
-        dst: dst.ip().octets(),
-        client_port: client.port(),
-        dst_port: dst.port(),
-    };
-    let Some(origin) = shared.origins.origin(&key) else {
-        tracing::warn!(%client, %dst, "L7 proxy: a connection the kernel did not redirect; closed");
-        shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    // The kernel judged the client by its address as the policy then
-    // stood; if the policy now resolves that address elsewhere, the
-    // connection is not trusted.
-    let policy = shared.policy.current();
-    let now = policy.identity_of_ip((*client.ip()).into()).get();
-    if now != origin.src_identity || origin.src_identity >> 24 != 0 {
-        tracing::warn!(%client, kernel = origin.src_identity, policy = now,
-            "L7 proxy: client identity disagrees with the policy; closed");
-        shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    drop(policy);
-    let conn = Arc::new(Conn {
-        shared: shared.clone(),
-        client,
-        dst,
-        origin,
-        upstream: tokio::sync::Mutex::new(None),
-    });
-    let service = hyper::service::service_fn(move |req| {
-        let conn = conn.clone();
-        async move { Ok::<_, Infallible>(conn.handle(req).await) }
-    });
-    let served = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.config.header_timeout)
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
-    if let Err(e) = served {
-        tracing::debug!(%client, %dst, error = %e, "L7 proxy connection ended");
-    }
-}
-
-/// The request as the policy engine sees it.
-fn http_request(req: &Request<Incoming>) -> HttpRequest {
-    let mut headers = std::collections::BTreeMap::<String, String>::new();
-    for (name, value) in req.headers() {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers
-            .entry(name.as_str().to_string())
-            .and_modify(|v| {
-                v.push(',');
-                v.push_str(&value);
-            })
-            .or_insert(value);
-    }
-    HttpRequest {
-        method: req.method().as_str().to_string(),
-        path: req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string(),
-        host: req.uri().authority().map(|a| a.as_str().to_string()),
-        headers,
-    }
-}
-
-/// The rule that decided, for events and the 403 body.
-fn deciding_rule(o: &Outcome) -> Option<&RuleName> {
-    let side = if o.ingress.verdict != Decision::Allow || o.ingress.l7_enforced {
-        &o.ingress
-    } else {
-        &o.egress
-    };
-    side.rules.first()
-}
-
-fn deciding_policy(o: &Outcome) -> Option<String> {
-    if let Some(r) = deciding_rule(o) {
-        return Some(r.policy.clone());
-    }
-    let side = if o.ingress.verdict != Decision::Allow {
-        &o.ingress
-    } else {
-        &o.egress
-    };
-    side.isolated_by.first().cloned()
-}
-
-impl Conn {
-    async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let started = Instant::now();
-        let http = http_request(&req);
-        let policy = self.shared.policy.current();
-        let resolve = |a: &Ipv4Addr| Resolved {
-            pod: policy.pod_by_ip(&(*a).into()),
-            identity: policy.identity_of_ip((*a).into()),
-        };
-        let (src, dst) = (resolve(self.client.ip()), resolve(self.dst.ip()));
-        let l7 = Some(L7Request::Http(&http));
-        let mut outcome =
-            policy.eval_resolved_unexplained(src, dst, self.dst.port(), Proto::Tcp, l7);
-        if !outcome.verdict.is_allow() {
-            // Refusals are explained (the 403 body); allowed requests skip it.
-            outcome = policy.eval_resolved(src, dst, self.dst.port(), Proto::Tcp, l7);
-        }
-        drop(policy);
-        let stats = &self.shared.stats;
-        let (response, reason, code) = if outcome.verdict.is_allow() {
-            match self.forward(req).await {
-                Ok(resp) => {
-                    stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                    let code = resp.status().as_u16();
-                    (resp.map(Either::Left), "l7-allowed", code)
-                }
-                Err(status) => {
-                    stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
-                    let body = format!(
-                        "mcnet L7 proxy: {}\n",
-                        status.canonical_reason().unwrap_or("")
-                    );
-                    (plain(status, body), "l7-upstream-error", status.as_u16())
-                }
-            }
-        } else {
-            stats.denied.fetch_add(1, Ordering::Relaxed);
-            let body = format!("Access denied: {}\n", outcome.explanation);
-            (plain(StatusCode::FORBIDDEN, body), "l7-denied", 403)
-        };
-        self.event(&outcome, &http, reason, code, started.elapsed());
-        response
-    }
-
-    /// Sends the request on this connection's upstream connection (opened
-    /// on first use); an error status when the destination fails.
-    async fn forward(&self, req: Request<Incoming>) -> Result<Response<Incoming>, StatusCode> {
-        let config = &self.shared.config;
-        let mut upstream = self.upstream.lock().await;
-        let reusable = upstream.as_ref().is_some_and(|s| !s.is_closed());
-        if !reusable {
-            *upstream = Some(self.connect().await?);
-        }
-        let Some(sender) = upstream.as_mut() else {
-            return Err(StatusCode::BAD_GATEWAY);
-        };
-        if sender.ready().await.is_err() {
-            *upstream = None;
-            return Err(StatusCode::BAD_GATEWAY);
-        }
-        match tokio::time::timeout(config.response_timeout, sender.send_request(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => {
-                tracing::debug!(dst = %self.dst, error = %e, "L7 proxy: upstream request failed");
-                *upstream = None;
-                Err(StatusCode::BAD_GATEWAY)
-            }
-            Err(_) => {
-                *upstream = None;
-                Err(StatusCode::GATEWAY_TIMEOUT)
-            }
-        }
-    }
-
-    /// Opens the upstream connection from the node, marked with the
-    /// client's identity for the destination's TC program.
-    async fn connect(
-        &self,
-    ) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, StatusCode> {
-        let config = &self.shared.config;
-        let socket = tokio::net::TcpSocket::new_v4().map_err(|_| StatusCode::BAD_GATEWAY)?;
-        let mark = MARK_FROM_PROXY | (self.origin.src_identity << 8);
-        setsockopt_u32(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_MARK, mark)
-            .map_err(|_| StatusCode::BAD_GATEWAY)?;
-        let _ = socket.set_nodelay(true);
-        let stream = match tokio::time::timeout(
-            config.connect_timeout,
-            socket.connect(SocketAddr::V4(self.dst)),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::debug!(dst = %self.dst, error = %e, "L7 proxy: connect failed");
-                return Err(StatusCode::BAD_GATEWAY);
-            }
-            Err(_) => return Err(StatusCode::GATEWAY_TIMEOUT),
-        };
-        let (sender, connection) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| StatusCode::BAD_GATEWAY)?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
-    }
-
-    fn event(
-        &self,
-        o: &Outcome,
-        http: &HttpRequest,
-        reason: &'static str,
-        code: u16,
-        took: Duration,
-    ) {
-        if self.shared.events.capacity() == 0 {
-            // The reader is behind: count the loss before building a record.
-            self.shared
-                .stats
-                .events_lost
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let allowed = reason == "l7-allowed";
-        let direction = if o.ingress.l7_enforced || o.ingress.verdict != Decision::Allow {
-            "ingress"
-        } else {
-            "egress"
-        };
-        let record = FlowRecord {
-            time_ns: monotonic_ns(),
-            kind: "L7",
-            verdict: if allowed { "allow" } else { "deny" },
-            hubble_verdict: if allowed { "FORWARDED" } else { "DROPPED" },
-            reason,
-            src: (*self.client.ip()).into(),
-            dst: (*self.dst.ip()).into(),
-            sport: self.client.port(),
-            dport: self.dst.port(),
-            icmp_type: None,
-            protocol: "TCP".into(),
-            direction,
-            src_identity: o.from_identity.get(),
-            dst_identity: o.to_identity.get(),
-            is_reply: false,
-            l7: true,
-            ifindex: self.origin.ifindex,
-            http: Some(HttpFlow {
-                method: http.method.clone(),
-                url: http.path.clone(),
-                host: http.host.clone().or_else(|| {
-                    http.headers
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-                        .map(|(_, v)| v.clone())
-                }),
-                code,
-                protocol: "HTTP/1.1",
-                latency_ns: took.as_nanos().min(u64::MAX as u128) as u64,
-            }),
-            policy: deciding_policy(o),
-            rule: deciding_rule(o).map(|r| r.to_string()),
-        };
-        if self.shared.events.try_send(record).is_err() {
-            self.shared
-                .stats
-                .events_lost
-                .fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-fn plain(status: StatusCode, body: String) -> Response<ProxyBody> {
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
-}
-
-/// Configures the node's policy routing so that packets the kernel marked
-/// [`MARK_TO_PROXY`] are delivered locally (to the proxy) rather than
-/// forwarded: `ip rule add pref 90 fwmark 0x4d/0xff lookup 100` and `ip
-/// route replace local 0.0.0.0/0 dev lo table 100`, in the network
-/// namespace at `netns` (the caller's when `None`). Idempotent.
-pub fn install_routing(netns: Option<&std::path::Path>) -> Result<()> {
-    let mut prefix: Vec<String> = Vec::new();
-    if let Some(ns) = netns {
-        // `ip -n` takes a name under /run/netns; other paths go through nsenter.
-        match (ns.parent(), ns.file_name()) {
-            (Some(dir), Some(name)) if dir == std::path::Path::new("/run/netns") => {
-                prefix = vec!["-n".into(), name.to_string_lossy().into_owned()];
-            }
-            _ => {
-                return crate::netns::run_in(ns, || install_routing(None)).map_err(|source| {
-                    Error::Netns {
-                        what: format!("entering {}", ns.display()),
-                        source,
-                    }
-                })?;
-            }
-        }
-    }
-    let table = PROXY_ROUTE_TABLE.to_string();
-    let mark = format!("{MARK_TO_PROXY:#x}/0xff");
-    let ip = |args: &[&str]| -> Result<std::process::Output> {
-        let mut all: Vec<&str> = prefix.iter().map(String::as_str).collect();
-        all.extend_from_slice(args);
-        let out = std::process::Command::new("ip")
-            .args(&all)
-            .output()
-            .map_err(|source| Error::Spawn {
-                command: format!("ip {}", all.join(" ")),
-                source,
-            })?;
-        if out.status.success() {
-            Ok(out)
-        } else {
-            Err(Error::Command {
-                command: format!("ip {}", all.join(" ")),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            })
-        }
-    };
-    let rules = ip(&["-4", "rule", "show", "pref", "90"])?;
-    if !String::from_utf8_lossy(&rules.stdout).contains(&format!("lookup {table}")) {
-        ip(&[
-            "-4", "rule", "add", "pref", "90", "fwmark", &mark, "lookup", &table,
-        ])?;
-    }
-    ip(&[
-        "-4",
-        "route",
-        "replace",
-        "local",
-        "0.0.0.0/0",
-        "dev",
-        "lo",
-        "table",
-        &table,
-    ])?;
-    Ok(())
 }
