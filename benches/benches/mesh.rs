@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use mcnet_mesh::gateway::{self, GatewayConfig};
 use mcnet_mesh::identity::{
-    write_file, write_key, TrustAnchor, TrustBundle, WorkloadId, ANCHOR_LIFETIME, ISSUER_LIFETIME,
-    WORKLOAD_LIFETIME,
+    TrustAnchor, TrustBundle, WorkloadId, ANCHOR_LIFETIME, ISSUER_LIFETIME, WORKLOAD_LIFETIME,
 };
+use mcnet_mesh::store::{write_file, write_key};
 use mcnet_mesh::tls::{Authorization, TlsIdentity};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -23,7 +23,9 @@ pub mod gateway;
 pub mod identity;
 pub mod multicluster;
 pub mod rotation;
+pub mod store;
 pub mod tls;
+pub mod x509;
 
 use std::path::Path;
 

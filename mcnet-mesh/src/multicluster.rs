@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::gateway::{GATEWAY_PORT, PROBE_PORT};
-use crate::identity::{pem_certs, IssuerCa, TrustBundle, CLOCK_SKEW_ALLOWANCE};
+use crate::identity::{IssuerCa, TrustBundle, CLOCK_SKEW_ALLOWANCE};
+use crate::x509::pem_certs;
 use crate::{Error, Result};
 
 /// Namespace of the multicluster extension.

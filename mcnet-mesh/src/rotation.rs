@@ -122,7 +122,7 @@ pub enum DirEvent {
 ///
 /// ```no_run
 /// # async fn f(identity: mcnet_mesh::tls::TlsIdentity) {
-/// use mcnet_mesh::identity::IdentityDir;
+/// use mcnet_mesh::store::IdentityDir;
 /// use mcnet_mesh::rotation::{DirEvent, DirWatch};
 /// use std::time::Duration;
 ///
@@ -135,7 +135,7 @@ pub enum DirEvent {
 /// # }
 /// ```
 ///
-/// [`IdentityDir`]: crate::identity::IdentityDir
+/// [`IdentityDir`]: crate::store::IdentityDir
 pub struct DirWatch {
     task: JoinHandle<()>,
 }
@@ -144,7 +144,7 @@ impl DirWatch {
     /// Checks `dir` every `every` (at least 10 ms) and reports each reload
     /// attempt to `on_event`. Must be called within a tokio runtime.
     pub fn spawn(
-        dir: crate::identity::IdentityDir,
+        dir: crate::store::IdentityDir,
         identity: TlsIdentity,
         every: Duration,
         mut on_event: impl FnMut(DirEvent) + Send + 'static,

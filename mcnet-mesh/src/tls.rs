@@ -7,13 +7,15 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, ClientConfig, ServerConfig};
 use tokio::net::TcpStream;
 use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 
-use crate::identity::{pem_certs, TrustBundle, WorkloadCert};
+use crate::identity::{TrustBundle, WorkloadCert};
+pub use crate::x509::identities_of;
+use crate::x509::pem_certs;
 use crate::{Error, Result};
 
 /// Why a handshake failed, as the gateway counts it.
@@ -102,25 +104,6 @@ impl std::fmt::Display for HandshakeFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// The identities a certificate names: its DNS SANs (Linkerd names) and
-/// URI SANs (SPIFFE ids).
-pub fn identities_of(cert: &CertificateDer<'_>) -> Result<Vec<String>> {
-    use x509_parser::extensions::GeneralName;
-    let (_, c) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|e| Error::Invalid(format!("peer certificate: {e}")))?;
-    let mut out = Vec::new();
-    if let Ok(Some(san)) = c.subject_alternative_name() {
-        for n in &san.value.general_names {
-            match n {
-                GeneralName::DNSName(d) => out.push(d.to_string()),
-                GeneralName::URI(u) => out.push(u.to_string()),
-                _ => {}
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// aws-lc-rs, TLS 1.3 suites only, AES-128-GCM first (what the peers of a

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use mcnet_mesh::identity::{
-    write_file, write_key, IdentityDir, IssuerCa, TrustAnchor, TrustBundle, WorkloadCert,
-    WorkloadId, ANCHOR_LIFETIME, ISSUER_LIFETIME, WORKLOAD_LIFETIME,
+    IssuerCa, TrustAnchor, TrustBundle, WorkloadCert, WorkloadId, ANCHOR_LIFETIME, ISSUER_LIFETIME,
+    WORKLOAD_LIFETIME,
 };
+use mcnet_mesh::store::{write_file, write_key, IdentityDir};
 use mcnet_mesh::tls::TlsIdentity;
 
 const TD: &str = "cluster.local";

@@ -9,10 +9,11 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use mcnet_mesh::gateway::{self, GatewayConfig, GatewayLimits, ProbeOptions};
 use mcnet_mesh::identity::{
-    self, check_trust_domain, issuer_trust_domain, IdentityDir, IssuerCa, TrustAnchor, TrustBundle,
-    WorkloadId, ANCHOR_LIFETIME, MAX_LIFETIME,
+    check_trust_domain, issuer_trust_domain, IssuerCa, TrustAnchor, TrustBundle, WorkloadId,
+    ANCHOR_LIFETIME, MAX_LIFETIME,
 };
 use mcnet_mesh::multicluster;
+use mcnet_mesh::store::{self, IdentityDir};
 use mcnet_mesh::tls::{Authorization, DefaultPolicy, HandshakeFailure, TlsIdentity};
 
 use crate::output::{print_json, Format};
@@ -236,14 +237,14 @@ pub fn run(cmd: MeshCommand) -> anyhow::Result<ExitCode> {
             check_trust_domain(&trust_domain)?;
             let anchor = TrustAnchor::generate(&trust_domain, ANCHOR_LIFETIME)?;
             let issuer = anchor.issue_issuer(&trust_domain, issuer_lifetime)?;
-            identity::write_file(&dir.join("ca.crt"), anchor.ca.cert_pem.as_bytes(), 0o644)?;
-            identity::write_key(&dir.join("ca.key"), &anchor.ca.key)?;
-            identity::write_file(
+            store::write_file(&dir.join("ca.crt"), anchor.ca.cert_pem.as_bytes(), 0o644)?;
+            store::write_key(&dir.join("ca.key"), &anchor.ca.key)?;
+            store::write_file(
                 &dir.join("issuer.crt"),
                 issuer.ca.cert_pem.as_bytes(),
                 0o644,
             )?;
-            identity::write_key(&dir.join("issuer.key"), &issuer.ca.key)?;
+            store::write_key(&dir.join("issuer.key"), &issuer.ca.key)?;
             eprintln!(
                 "wrote {0}/ca.crt (trust anchor root.linkerd.{trust_domain}), {0}/issuer.crt and {0}/issuer.key (identity.linkerd.{trust_domain}); {0}/ca.key signs future issuers: keep it offline",
                 dir.display()
@@ -259,13 +260,13 @@ pub fn run(cmd: MeshCommand) -> anyhow::Result<ExitCode> {
             let anchor = TrustAnchor::from_pem(&ca_pem, &read(&ca.join("ca.key"))?)?;
             let td = issuer_trust_domain(&read(&ca.join("issuer.crt"))?)?;
             let issuer = anchor.issue_issuer(&td, issuer_lifetime)?;
-            identity::write_file(&out.join("ca.crt"), ca_pem.as_bytes(), 0o644)?;
-            identity::write_file(
+            store::write_file(&out.join("ca.crt"), ca_pem.as_bytes(), 0o644)?;
+            store::write_file(
                 &out.join("issuer.crt"),
                 issuer.ca.cert_pem.as_bytes(),
                 0o644,
             )?;
-            identity::write_key(&out.join("issuer.key"), &issuer.ca.key)?;
+            store::write_key(&out.join("issuer.key"), &issuer.ca.key)?;
             eprintln!(
                 "wrote {0}/ca.crt, {0}/issuer.crt and {0}/issuer.key",
                 out.display()
@@ -284,9 +285,9 @@ pub fn run(cmd: MeshCommand) -> anyhow::Result<ExitCode> {
             let issuer = IssuerCa::from_pem(&issuer_pem, &read(&ca.join("issuer.key"))?, &td)?;
             let id = WorkloadId::new(&namespace, &service_account, &td)?;
             let cert = issuer.issue(&id, lifetime)?;
-            identity::write_file(&out.join("tls.crt"), cert.chain_pem.as_bytes(), 0o644)?;
-            identity::write_key(&out.join("tls.key"), &cert.key)?;
-            identity::write_file(
+            store::write_file(&out.join("tls.crt"), cert.chain_pem.as_bytes(), 0o644)?;
+            store::write_key(&out.join("tls.key"), &cert.key)?;
+            store::write_file(
                 &out.join("ca.crt"),
                 read(&ca.join("ca.crt"))?.as_bytes(),
                 0o644,
