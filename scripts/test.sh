@@ -34,6 +34,11 @@ say "doc tests"
 cargo test --workspace --exclude mcnet-ebpf --doc
 say "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --exclude mcnet-ebpf
+# Each library alone, with its default features (what a dependent's docs
+# build): a link to an item behind a feature must not break it.
+for crate in mcnet-core mcnet-cloud mcnet-mesh mcnet-datapath; do
+    RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps -p "$crate"
+done
 say "feature matrix (each crate: default, none, each feature alone)"
 ./scripts/feature-matrix.sh
 say "MSRV build (rust-version = $MSRV)"

@@ -10,11 +10,11 @@
 //!   topology and the environment;
 //! - [`lock`]: the advisory lock that serialises writers of one state
 //!   directory;
-//! - [`gslb`] (feature `gslb`): global server load balancing over DNS: an authoritative
+//! - `gslb` (feature `gslb`): global server load balancing over DNS: an authoritative
 //!   responder answering from active health checks, with failover,
 //!   weighted, latency and geo (EDNS Client Subnet) policies, and
 //!   Prometheus metrics;
-//! - [`probe`] (feature `probe`): SLO probes (connection success and rate, latency
+//! - `probe` (feature `probe`): SLO probes (connection success and rate, latency
 //!   percentiles, throughput, loss) judged against the ADR's success metrics.
 //!
 //! Every fallible call returns its module's error; [`Error`] gathers them

@@ -3,7 +3,7 @@
 //!
 //! The flow is [`desired()`] (what the topology asks for) → observe (what
 //! each [`ResourceProvider`] reports the owner has) → [`plan()`] (a DAG of
-//! create, update, replace and delete actions) → [`apply()`]. Every
+//! create, update, replace and delete actions) → `apply()` (feature `apply`). Every
 //! resource carries ownership tags ([`Owner::tags`]), so a re-plan after an
 //! apply is empty, a manual change shows as drift, and an interrupted apply
 //! converges when run again.
