@@ -28,6 +28,10 @@
 //! It never opens a socket: the addresses in a topology are only data here.
 
 mod admit;
+mod config;
+mod lifecycle;
+
+pub use config::{FailRule, Faults, Quotas, SimConfig};
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -46,92 +50,6 @@ use serde::{Deserialize, Serialize};
 
 /// Megaport's MCR port speeds (Mbps).
 pub const MCR_SPEEDS: [u32; 7] = [1000, 2500, 5000, 10000, 25000, 50000, 100000];
-
-/// Faults to inject.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Faults {
-    /// Share of changing calls (0..1) refused as throttled before doing anything.
-    #[serde(default)]
-    pub throttle: f64,
-    /// Share of changes (0..1) that take effect but whose response is lost.
-    #[serde(default)]
-    pub timeout: f64,
-    /// Calls that fail for good.
-    #[serde(default)]
-    pub fail: Vec<FailRule>,
-}
-
-/// A call that fails for good.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FailRule {
-    /// Logical id, or a prefix ending in `*`.
-    pub resource: String,
-    /// `create`, `update` or `delete`.
-    pub operation: String,
-}
-
-/// Quotas the sim enforces.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Quotas {
-    /// AWS VPCs per region (AWS's default is 5).
-    #[serde(default = "five")]
-    pub vpcs_per_region: usize,
-    /// AWS active and pending peerings per VPC (AWS's default is 50).
-    #[serde(default = "fifty")]
-    pub peerings_per_vpc: usize,
-}
-
-fn five() -> usize {
-    5
-}
-fn fifty() -> usize {
-    50
-}
-
-impl Default for Quotas {
-    fn default() -> Self {
-        Quotas {
-            vpcs_per_region: five(),
-            peerings_per_vpc: fifty(),
-        }
-    }
-}
-
-/// The sim's configuration (`<state dir>/sim/config.yaml`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SimConfig {
-    /// Seed for fault injection.
-    #[serde(default)]
-    pub seed: u64,
-    /// Length of each asynchronous state, ms.
-    #[serde(default = "step_ms")]
-    pub step_ms: u64,
-    /// Faults.
-    #[serde(default)]
-    pub faults: Faults,
-    /// Quotas.
-    #[serde(default)]
-    pub quotas: Quotas,
-}
-
-fn step_ms() -> u64 {
-    200
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        SimConfig {
-            seed: 0,
-            step_ms: step_ms(),
-            faults: Faults::default(),
-            quotas: Quotas::default(),
-        }
-    }
-}
 
 /// One simulated resource, as the cloud stores it: references are cloud ids.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -443,94 +361,6 @@ impl SimProvider {
             ));
         }
         Ok(())
-    }
-
-    fn status(&self, r: &SimResource, now: u64) -> (ResourceState, String) {
-        self.status_in(self.scope, r, now)
-    }
-
-    /// The state of `r`, stored in `scope`'s file, at time `now`.
-    fn status_in(&self, scope: Scope, r: &SimResource, now: u64) -> (ResourceState, String) {
-        let step = self.cloud.config.step_ms;
-        let age = now.saturating_sub(r.created_ms);
-        let stage = |names: &[&str]| -> (ResourceState, String) {
-            let i = (age / step.max(1)) as usize;
-            let s = names[i.min(names.len() - 1)].to_string();
-            if i + 1 >= names.len() {
-                (ResourceState::Ready, s)
-            } else {
-                (ResourceState::Pending(s.clone()), s)
-            }
-        };
-        match (&r.spec, scope) {
-            (Spec::Peering { .. }, Scope::Aws) => match r.accepted_ms {
-                None => {
-                    let s = "pending-acceptance".to_string();
-                    (ResourceState::Pending(s.clone()), s)
-                }
-                Some(t) if now.saturating_sub(t) < step => {
-                    let s = "provisioning".to_string();
-                    (ResourceState::Pending(s.clone()), s)
-                }
-                Some(_) => (ResourceState::Ready, "active".into()),
-            },
-            (Spec::Peering { .. }, Scope::Azure) => stage(&["Initiated", "Connected"]),
-            (Spec::Peering { .. }, Scope::Gcp) => stage(&["INACTIVE", "ACTIVE"]),
-            (Spec::Router { .. } | Spec::Vxc { .. }, _) => {
-                if let Some(t) = r.updated_ms.filter(|t| now.saturating_sub(*t) < step) {
-                    let _ = t;
-                    let s = "CONFIGURED".to_string();
-                    return (ResourceState::Pending(s.clone()), s);
-                }
-                stage(&["DEPLOYABLE", "CONFIGURED", "LIVE"])
-            }
-            (Spec::InterconnectGateway { .. }, Scope::Azure) => {
-                // The circuit is usable once its VXC is live.
-                let provisioned = self.partner_live(&r.outputs);
-                let s = if provisioned {
-                    "Provisioned"
-                } else {
-                    "NotProvisioned"
-                };
-                (ResourceState::Ready, s.into())
-            }
-            (Spec::InterconnectAttachment { .. }, Scope::Gcp) => {
-                let s = if self.partner_live(&r.outputs) {
-                    "ACTIVE"
-                } else {
-                    "PENDING_PARTNER"
-                };
-                (ResourceState::Ready, s.into())
-            }
-            (
-                Spec::TransitGateway { .. }
-                | Spec::TransitGatewayAttachment { .. }
-                | Spec::VpnGateway { .. }
-                | Spec::InterconnectGateway { .. }
-                | Spec::InterconnectAttachment { .. }
-                | Spec::PrivateEndpoint { .. },
-                _,
-            ) => stage(&["pending", "available"]),
-            _ => (ResourceState::Ready, "available".into()),
-        }
-    }
-
-    /// Whether a live VXC carries the key in `outputs`.
-    fn partner_live(&self, outputs: &BTreeMap<String, String>) -> bool {
-        let Some(key) = outputs
-            .get("serviceKey")
-            .or_else(|| outputs.get("pairingKey"))
-        else {
-            return false;
-        };
-        let Ok(mp) = self.cloud.read(Scope::Megaport) else {
-            return false;
-        };
-        let now = now_ms();
-        mp.resources.values().any(|v| {
-            v.outputs.get("partnerKey") == Some(key)
-                && self.status_in(Scope::Megaport, v, now).0 == ResourceState::Ready
-        })
     }
 
     /// Every scope's cloud id → logical id, for turning references back.

@@ -29,6 +29,7 @@ pub mod compile;
 pub mod dns;
 pub mod eval;
 pub mod generate;
+mod identity;
 pub mod kafka;
 pub mod load;
 pub mod model;
