@@ -14,7 +14,7 @@
 //! let m = Manifests::parse_str(&std::fs::read_to_string("policy.yaml")?)?;
 //! let c = Compiled::new(&m);
 //! let mut dp = Datapath::load()?;
-//! let bind = vec![Binding { ifindex: mcnet_datapath::netns::ifindex("lxc1")?, pod: "prod/api".into() }];
+//! let bind = vec![Binding { ifindex: mcnet_datapath::ifindex("lxc1")?, pod: "prod/api".into() }];
 //! dp.sync(&DesiredState::from_compiled(&c, &bind)?)?;
 //! dp.attach("lxc1")?;
 //! # Ok(()) }
@@ -26,11 +26,15 @@ mod attach;
 pub mod enforcer;
 pub mod flows;
 pub mod ipcache4;
+#[cfg(any(test, feature = "lab"))]
 pub mod lab;
 mod load;
 pub mod metrics;
 mod mmap;
+#[cfg(any(test, feature = "lab"))]
 pub mod netns;
+#[cfg(not(any(test, feature = "lab")))]
+mod netns;
 pub mod node;
 pub mod policy_cache;
 pub mod proxy;
@@ -50,6 +54,8 @@ use aya::Ebpf;
 use mcnet_ebpf_common::*;
 
 pub use load::{ensure_bpffs, is_root, LoadOptions};
+/// The index of the interface `name` in the caller's network namespace.
+pub use netns::ifindex;
 
 use attach::Attachment;
 use ipcache4::{Directory, Placement, SlotTable};

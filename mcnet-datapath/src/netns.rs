@@ -27,6 +27,7 @@ pub fn run_in<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> io::Result<
 }
 
 /// The path of a named namespace made by `ip netns add`.
+#[cfg(any(test, feature = "lab"))]
 pub fn named(name: &str) -> std::path::PathBuf {
     Path::new("/run/netns").join(name)
 }
