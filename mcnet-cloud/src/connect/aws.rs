@@ -17,9 +17,12 @@
 //! VGW associations, and the private VIF on a Megaport hosted connection.
 //! Moto has no Direct Connect, so its tests run against a mock of the API.
 //!
-//! The EC2 operations are split by what they do: `observe` lists a kind's
-//! resources in a region, `create` creates one, `change` updates or
-//! deletes one; this file holds the provider, its helpers and the trait.
+//! Each resource kind has its module, with the EC2 calls that list,
+//! create, update and delete it: `vpc` (VPCs and subnets), `route_table`
+//! (route tables and routes), `peering`, `vpn` (virtual private gateways),
+//! `transit` (transit gateways, attachments, routes), `endpoint` (VPC
+//! endpoints) and `dx`. This file holds the provider, its helpers, the
+//! trait and the dispatch to those modules.
 
 mod dx;
 
@@ -158,9 +161,45 @@ macro_rules! next_hop {
 }
 
 // After the macro, which they use.
-mod change;
-mod create;
-mod observe;
+mod endpoint;
+mod peering;
+mod route_table;
+mod transit;
+mod vpc;
+mod vpn;
+
+/// What a create or an update works from: the owner, the desired resource
+/// (its logical spec and id), the references resolved so far and the
+/// region the resource lives in.
+#[derive(Clone, Copy)]
+struct Op<'a> {
+    owner: &'a Owner,
+    r: &'a Desired,
+    refs: Refs<'a>,
+    rid: &'a ResourceId,
+    id: &'a str,
+    region: &'a str,
+}
+
+/// A resource just created: pending until the next observe describes it.
+fn just_created(op: &Op<'_>, cloud_id: String) -> Observed {
+    let pending = ResourceState::Pending("created".into());
+    fresh(op.rid, cloud_id, op.r.spec.clone(), pending, op.region)
+}
+
+/// Builds a listed resource of `region`, if its tags give it a logical id.
+fn raw_in(region: &str) -> impl Fn(Option<ResourceId>, &str, Spec, &str) -> Option<Raw> + '_ {
+    move |id, cloud_id, spec, status| {
+        id.map(|id| Raw {
+            id,
+            cloud_id: cloud_id.to_string(),
+            spec,
+            state: state_of(status),
+            region: region.to_string(),
+            status: status.to_string(),
+        })
+    }
+}
 
 /// A resource just created or adopted, before the next observe describes it.
 fn fresh(
@@ -381,52 +420,205 @@ impl ResourceProvider for AwsProvider {
 }
 
 impl AwsProvider {
-    /// A transit gateway's default route table.
-    async fn tgw_route_table(
+    /// Lists one kind in one region.
+    async fn list(
         &self,
+        kind: ResourceKind,
         region: &str,
-        tgw: &str,
-        id: &str,
-    ) -> Result<String, ProviderError> {
-        let r = self
-            .client(region)
-            .describe_transit_gateways()
-            .transit_gateway_ids(tgw)
-            .send()
-            .named("DescribeTransitGateways", id)
-            .await?;
-        r.transit_gateways()
-            .first()
-            .and_then(|g| g.options())
-            .and_then(|o| o.association_default_route_table_id())
-            .map(str::to_string)
-            .ok_or_else(|| {
-                ProviderError::new(
-                    Scope::Aws,
-                    ErrorKind::Transient,
-                    "DescribeTransitGateways",
-                    format!("{id}: transit gateway {tgw} has no default route table yet"),
-                )
-            })
+        owner: &Owner,
+    ) -> Result<Vec<Raw>, ProviderError> {
+        use ResourceKind as K;
+        if matches!(kind, K::InterconnectGateway | K::InterconnectAttachment) {
+            return self.dx_list(kind, region, owner).await;
+        }
+        let c = &self.client(region);
+        let f = owner_filter(owner);
+        match kind {
+            K::Network => self.list_networks(c, f, region, owner).await,
+            K::Subnet => self.list_subnets(c, f, region, owner).await,
+            K::RouteTable | K::Route => self.list_route_tables(c, f, region, owner, kind).await,
+            K::Peering => self.list_peerings(c, f, region, owner).await,
+            K::VpnGateway => self.list_vpn_gateways(c, f, region, owner).await,
+            K::TransitGateway | K::TransitGatewayRoute => {
+                self.list_transit_gateways(c, f, region, owner, kind).await
+            }
+            K::TransitGatewayAttachment => {
+                self.list_transit_gateway_attachments(c, f, region, owner)
+                    .await
+            }
+            K::PrivateEndpoint => self.list_endpoints(c, f, region, owner).await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn finish(raw: Raw, idx: &BTreeMap<String, String>) -> Observed {
+        let links: Vec<String> = raw.spec.refs().into_iter().cloned().collect();
+        let mut spec = raw.spec;
+        // AWS ids never contain `/`; a reference that does is a logical id
+        // already (a VIF's VXC, kept in a tag).
+        spec.map_refs(|c| match idx.get(c) {
+            Some(id) => id.clone(),
+            None if c.contains('/') => c.to_string(),
+            None => format!("unmanaged:{c}"),
+        });
+        if let Spec::InterconnectGateway { associations, .. } = &mut spec {
+            associations.sort();
+        }
+        Observed {
+            id: raw.id,
+            cloud_id: raw.cloud_id,
+            scope: Scope::Aws,
+            spec,
+            state: raw.state,
+            outputs: BTreeMap::from([("region".into(), raw.region), ("status".into(), raw.status)]),
+            links,
+        }
+    }
+
+    /// Creates a resource, tagged with its owner and logical id at creation.
+    async fn create_resource(
+        &self,
+        owner: &Owner,
+        r: &Desired,
+        refs: Refs<'_>,
+    ) -> Result<Observed, ProviderError> {
+        self.remember(owner);
+        if matches!(
+            r.spec,
+            Spec::InterconnectGateway { .. } | Spec::InterconnectAttachment { .. }
+        ) {
+            return self.dx_create(owner, r, refs).await;
+        }
+        let spec = refs.to_cloud(&r.spec)?;
+        let id = r.id.as_str();
+        let region = match &r.spec {
+            Spec::Network { region, .. } => region.clone(),
+            Spec::Subnet { network, .. }
+            | Spec::RouteTable { network, .. }
+            | Spec::VpnGateway { network, .. }
+            | Spec::PrivateEndpoint { network, .. }
+            | Spec::TransitGatewayAttachment { network, .. } => Self::region_of(&refs, network)?,
+            Spec::TransitGateway { region, .. } => region.clone(),
+            Spec::TransitGatewayRoute {
+                transit_gateway, ..
+            } => Self::region_of(&refs, transit_gateway)?,
+            Spec::Route { route_table, .. } => Self::region_of(&refs, route_table)?,
+            Spec::Peering { requester, .. } => Self::region_of(&refs, requester)?,
+            other => return Err(self.unsupported(id, other.kind())),
+        };
+        let c = &self.client(&region);
+        let op = &Op {
+            owner,
+            r,
+            refs,
+            rid: &r.id,
+            id,
+            region: &region,
+        };
+        let s = &spec;
+        match s {
+            Spec::Network { .. } => self.create_network(c, op, s).await,
+            Spec::Subnet { .. } => self.create_subnet(c, op, s).await,
+            Spec::RouteTable { .. } => self.create_route_table(c, op, s).await,
+            Spec::Route { .. } => self.create_route(c, op, s).await,
+            Spec::Peering { .. } => self.create_peering(c, op, s).await,
+            Spec::VpnGateway { .. } => self.create_vpn_gateway(c, op, s).await,
+            Spec::TransitGateway { .. } => self.create_transit_gateway(c, op, s).await,
+            Spec::TransitGatewayAttachment { .. } => {
+                self.create_transit_gateway_attachment(c, op, s).await
+            }
+            Spec::TransitGatewayRoute { .. } => self.create_transit_gateway_route(c, op, s).await,
+            Spec::PrivateEndpoint { .. } => self.create_endpoint(c, op, s).await,
+            other => Err(self.unsupported(id, other.kind())),
+        }
+    }
+
+    /// Updates a resource in place.
+    async fn update_resource(
+        &self,
+        owner: &Owner,
+        r: &Desired,
+        current: &Observed,
+        refs: Refs<'_>,
+    ) -> Result<Observed, ProviderError> {
+        let want = refs.to_cloud(&r.spec)?;
+        let id = r.id.as_str();
+        if matches!(
+            want,
+            Spec::InterconnectGateway { .. } | Spec::InterconnectAttachment { .. }
+        ) {
+            self.dx_update(current, &want, id).await?;
+            return Ok(Observed {
+                spec: r.spec.clone(),
+                state: ResourceState::Pending("updated".into()),
+                ..current.clone()
+            });
+        }
+        let region = current
+            .outputs
+            .get("region")
+            .cloned()
+            .ok_or_else(|| self.unsupported(id, r.kind()))?;
+        let c = &self.client(&region);
+        let op = &Op {
+            owner,
+            r,
+            refs,
+            rid: &r.id,
+            id,
+            region: &region,
+        };
+        let w = &want;
+        match w {
+            Spec::Network { .. } => self.update_network(c, op, current, w).await?,
+            Spec::RouteTable { .. } => self.update_route_table(c, op, current, w).await?,
+            Spec::Route { .. } => self.update_route(c, op, w).await?,
+            Spec::Peering { .. } if current.state != ResourceState::Ready => {
+                self.update_peering(op, current, w).await?
+            }
+            Spec::TransitGatewayAttachment { .. } => {
+                self.update_transit_gateway_attachment(c, op, current, w)
+                    .await?
+            }
+            Spec::TransitGatewayRoute { .. } => {
+                self.update_transit_gateway_route(c, op, current, w).await?
+            }
+            Spec::PrivateEndpoint { .. } => self.update_endpoint(c, op, current, w).await?,
+            _ => {}
+        }
+        Ok(Observed {
+            spec: r.spec.clone(),
+            state: ResourceState::Pending("updated".into()),
+            ..current.clone()
+        })
+    }
+
+    /// Deletes a resource.
+    async fn delete_resource(&self, current: &Observed) -> Result<(), ProviderError> {
+        use ResourceKind as K;
+        let kind = current.spec.kind();
+        if matches!(kind, K::InterconnectGateway | K::InterconnectAttachment) {
+            return self.dx_delete(current).await;
+        }
+        let region = current.outputs.get("region").cloned().unwrap_or_default();
+        let c = &self.client(&region);
+        match kind {
+            K::Network => self.delete_network(c, current).await,
+            K::Subnet => self.delete_subnet(c, current).await,
+            K::RouteTable => self.delete_route_table(c, current).await,
+            K::Route => self.delete_route(c, current).await,
+            K::Peering => self.delete_peering(c, current).await,
+            K::VpnGateway => self.delete_vpn_gateway(c, current).await,
+            K::TransitGateway => self.delete_transit_gateway(c, current).await,
+            K::TransitGatewayAttachment => self.delete_transit_gateway_attachment(c, current).await,
+            K::TransitGatewayRoute => self.delete_transit_gateway_route(c, current).await,
+            K::PrivateEndpoint => self.delete_endpoint(c, current).await,
+            other => Err(self.unsupported(current.id.as_str(), other)),
+        }
     }
 
     fn remember(&self, owner: &Owner) {
         *self.owner.lock().unwrap_or_else(|p| p.into_inner()) = Some(owner.clone());
-    }
-
-    async fn accept(
-        &self,
-        pcx: &str,
-        accepter_region: &str,
-        id: &str,
-    ) -> Result<(), ProviderError> {
-        self.client(accepter_region)
-            .accept_vpc_peering_connection()
-            .vpc_peering_connection_id(pcx)
-            .send()
-            .named("AcceptVpcPeeringConnection", id)
-            .await
-            .map(drop)
     }
 }
 
