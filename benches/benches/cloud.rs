@@ -61,7 +61,7 @@ fn world(networks: usize, routes_per: usize) -> (Vec<Desired>, Vec<Observed>) {
         .enumerate()
         .map(|(i, d)| Observed {
             id: d.id.clone(),
-            cloud_id: format!("c-{i:08x}"),
+            cloud_id: format!("c-{i:08x}").into(),
             scope: d.scope,
             spec: d.spec.clone(),
             state: ResourceState::Ready,

@@ -888,7 +888,7 @@ async fn adr003_buys_the_mcr_and_vxcs_over_http_and_updates_a_vxc_in_place() {
         let a = api.lock().unwrap();
         assert_eq!(a.log.iter().filter(|l| *l == "POST buy").count(), buys);
         assert!(a.log.contains(&format!("PUT vxc {before}")));
-        assert_eq!(a.products[&before].body["rateLimit"], 1000);
+        assert_eq!(a.products[before.as_str()].body["rateLimit"], 1000);
     }
     assert!(replan(t.clone()).await.is_empty());
 

@@ -211,7 +211,7 @@ fn fresh(
 ) -> Observed {
     Observed {
         id: id.clone(),
-        cloud_id,
+        cloud_id: cloud_id.into(),
         scope: Scope::Aws,
         spec,
         state,
@@ -466,7 +466,7 @@ impl AwsProvider {
         }
         Observed {
             id: raw.id,
-            cloud_id: raw.cloud_id,
+            cloud_id: raw.cloud_id.into(),
             scope: Scope::Aws,
             spec,
             state: raw.state,

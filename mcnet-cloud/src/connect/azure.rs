@@ -401,7 +401,7 @@ impl AzureProvider {
     ) -> Observed {
         Observed {
             id,
-            cloud_id: cloud_id.to_string(),
+            cloud_id: cloud_id.into(),
             scope: Scope::Azure,
             spec,
             state,

@@ -351,7 +351,7 @@ impl GcpProvider {
     ) -> Observed {
         Observed {
             id,
-            cloud_id: path_of(s(&v["selfLink"])).to_string(),
+            cloud_id: path_of(s(&v["selfLink"])).into(),
             scope: Scope::Gcp,
             spec,
             state,

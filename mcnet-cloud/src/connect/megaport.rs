@@ -422,7 +422,7 @@ impl ResourceProvider for MegaportProvider {
             .filter(|p| s(&p["productType"]).starts_with("MCR"))
         {
             if let Some(o) = self.router(owner, p) {
-                routers.insert(o.cloud_id.clone(), o.id.clone());
+                routers.insert(o.cloud_id.to_string(), o.id.clone());
                 out.push(o);
             }
         }
@@ -544,7 +544,7 @@ impl ResourceProvider for MegaportProvider {
         }
         Ok(Observed {
             id: r.id.clone(),
-            cloud_id: uid,
+            cloud_id: uid.into(),
             scope: Scope::Megaport,
             spec: r.spec.clone(),
             state: ResourceState::Pending("ordered".into()),

@@ -396,7 +396,7 @@ impl SimProvider {
         outputs.insert("status".into(), status);
         Observed {
             id,
-            cloud_id: cid.to_string(),
+            cloud_id: cid.into(),
             scope: self.scope,
             spec,
             state,
@@ -537,7 +537,7 @@ impl ResourceProvider for SimProvider {
         self.gate(&op, r.id.as_str())?;
         let spec = refs.to_cloud(&r.spec)?;
         let res = self.cloud.modify(self.scope, |st| {
-            let Some(res) = st.resources.get_mut(&current.cloud_id) else {
+            let Some(res) = st.resources.get_mut(current.cloud_id.as_str()) else {
                 return Err(self.err(
                     ErrorKind::NotFound,
                     &op,
@@ -591,7 +591,7 @@ impl ResourceProvider for SimProvider {
                     ),
                 ));
             }
-            st.resources.remove(&current.cloud_id);
+            st.resources.remove(current.cloud_id.as_str());
             Ok(())
         })?;
         self.lost_response(&op, current.id.as_str())
@@ -600,7 +600,7 @@ impl ResourceProvider for SimProvider {
     async fn refresh(&self, current: &Observed) -> Result<Option<Observed>, ProviderError> {
         self.gate(&format!("describe {}", current.spec.kind()), "")?;
         let st = self.cloud.read(self.scope)?;
-        let Some(r) = st.resources.get(&current.cloud_id) else {
+        let Some(r) = st.resources.get(current.cloud_id.as_str()) else {
             return Ok(None);
         };
         Ok(Some(self.observed(

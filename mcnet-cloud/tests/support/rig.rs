@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcnet_core::reconcile::{
-    apply, desired, plan, ApplyOptions, ApplyReport, Desired, Observed, Owner, Plan, Providers,
-    Retry, Scope,
+    apply, desired, plan, ApplyOptions, ApplyReport, CloudId, Desired, Observed, Owner, Plan,
+    Providers, Retry, Scope,
 };
 use mcnet_core::topology::Topology;
 
@@ -137,7 +137,7 @@ pub async fn destroy_of_prod_spares(t: &Topology, theirs: &str, providers: Provi
     let rig = Rig::new(other, providers.clone());
     let r = rig.converge().await;
     assert!(r.ok(), "{theirs}: {r:?}");
-    let before: BTreeSet<String> = rig
+    let before: BTreeSet<CloudId> = rig
         .observe()
         .await
         .into_iter()
@@ -159,7 +159,7 @@ pub async fn destroy_of_prod_spares(t: &Topology, theirs: &str, providers: Provi
     let r = prod.destroy().await;
     assert!(r.ok(), "{r:?}");
 
-    let after: BTreeSet<String> = rig
+    let after: BTreeSet<CloudId> = rig
         .observe()
         .await
         .into_iter()

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::id::ResourceId;
+use super::id::{CloudId, ResourceId};
 use super::resource::{Desired, FieldChange, Observed, ResourceKind, Scope};
 
 /// What an action does.
@@ -48,7 +48,7 @@ pub struct Action {
     pub provider: Scope,
     /// The cloud id acted on (update, replace, delete).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cloud_id: Option<String>,
+    pub cloud_id: Option<CloudId>,
     /// Why, for people.
     pub reason: String,
     /// Why, for programs.

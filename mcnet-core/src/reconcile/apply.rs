@@ -193,7 +193,7 @@ impl Providers {
         }
         let names: BTreeMap<String, String> = all
             .iter()
-            .map(|o| (o.cloud_id.clone(), o.id.to_string()))
+            .map(|o| (o.cloud_id.to_string(), o.id.to_string()))
             .collect();
         for o in &mut all {
             o.spec.map_refs(

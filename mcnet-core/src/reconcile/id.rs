@@ -43,6 +43,89 @@ pub struct ParseIdError {
     pub reason: String,
 }
 
+/// A cloud's own id for a resource (`vpc-0a1b…`, a Megaport product UID,
+/// an Azure resource id, a GCP self link), as its provider reported it.
+///
+/// It is opaque to everything but the provider that made it: the planner
+/// compares and stores it, never parses it. Serialised as its text.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CloudId(String);
+
+impl CloudId {
+    /// The id as its provider wrote it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CloudId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for CloudId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for CloudId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for CloudId {
+    fn from(s: String) -> CloudId {
+        CloudId(s)
+    }
+}
+
+impl From<&str> for CloudId {
+    fn from(s: &str) -> CloudId {
+        CloudId(s.to_string())
+    }
+}
+
+impl From<CloudId> for String {
+    fn from(id: CloudId) -> String {
+        id.0
+    }
+}
+
+impl From<&CloudId> for String {
+    fn from(id: &CloudId) -> String {
+        id.0.clone()
+    }
+}
+
+impl PartialEq<CloudId> for String {
+    fn eq(&self, other: &CloudId) -> bool {
+        *self == other.0
+    }
+}
+
+impl PartialEq<str> for CloudId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for CloudId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for CloudId {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
 /// How many segments a kind's id has, and whether the last is a prefix.
 fn shape(kind: ResourceKind) -> (std::ops::RangeInclusive<usize>, bool) {
     use ResourceKind as K;

@@ -46,7 +46,7 @@ mod resource;
 pub use apply::{apply, ApplyEvent, ApplyOptions, ApplyReport, Failure, Providers, Retry};
 pub use dag::Phase;
 pub use desired::desired;
-pub use id::{ParseIdError, ResourceId};
+pub use id::{CloudId, ParseIdError, ResourceId};
 #[cfg(feature = "metrics")]
 pub use metered::{CloudMetrics, Metered};
 pub use plan::{plan, Action, Cause, Op, Plan};
@@ -73,7 +73,7 @@ pub struct DriftItem {
     pub provider: Scope,
     /// The cloud id, when the resource exists.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cloud_id: Option<String>,
+    pub cloud_id: Option<CloudId>,
     /// What is wrong.
     pub status: DriftStatus,
     /// Changed fields: `from` is what exists, `to` what the topology says.

@@ -71,10 +71,10 @@ pub fn plan(
     let dup_members: BTreeSet<String> = by_id
         .values()
         .filter(|v| v.len() > 1)
-        .flat_map(|v| v.iter().map(|o| o.cloud_id.clone()))
+        .flat_map(|v| v.iter().map(|o| o.cloud_id.to_string()))
         .collect();
     for _ in 0..8 {
-        let kept: BTreeSet<String> = by_id.values().map(|v| v[0].cloud_id.clone()).collect();
+        let kept: BTreeSet<String> = by_id.values().map(|v| v[0].cloud_id.to_string()).collect();
         let bad = |o: &Observed| {
             o.links
                 .iter()
@@ -93,7 +93,7 @@ pub fn plan(
             break;
         }
     }
-    let kept: BTreeSet<String> = by_id.values().map(|v| v[0].cloud_id.clone()).collect();
+    let kept: BTreeSet<String> = by_id.values().map(|v| v[0].cloud_id.to_string()).collect();
     let wanted: BTreeMap<&ResourceId, &Desired> = desired.iter().map(|d| (&d.id, d)).collect();
 
     let mut actions: Vec<Action> = Vec::new();

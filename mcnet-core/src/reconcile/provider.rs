@@ -147,7 +147,7 @@ impl<'a> Refs<'a> {
         let mut missing = None;
         let mut out = spec.clone();
         out.map_refs(|r| match self.known.get(r) {
-            Some(o) => o.cloud_id.clone(),
+            Some(o) => o.cloud_id.to_string(),
             None => {
                 missing.get_or_insert_with(|| r.to_string());
                 r.to_string()

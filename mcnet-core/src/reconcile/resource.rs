@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::id::{self, ResourceId};
+use super::id::{self, CloudId, ResourceId};
 use crate::topology::ProviderKind;
 
 /// Tag (label) naming the topology that owns a resource.
@@ -592,7 +592,7 @@ pub struct Observed {
     /// Logical id, from the ownership tag.
     pub id: ResourceId,
     /// The cloud's own id (`vpc-0a1b...`, a Megaport product UID).
-    pub cloud_id: String,
+    pub cloud_id: CloudId,
     /// Where it lives.
     pub scope: Scope,
     /// Its shape; references to other mcnet resources as logical ids, and

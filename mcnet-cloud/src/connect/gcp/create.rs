@@ -64,7 +64,7 @@ impl GcpProvider {
                 self.peer(id, a, b).await?;
                 let cur = Observed {
                     id: rid.clone(),
-                    cloud_id: format!("{a}#{name}"),
+                    cloud_id: format!("{a}#{name}").into(),
                     scope: Scope::Gcp,
                     spec: r.spec.clone(),
                     state: ResourceState::Pending("INACTIVE".into()),

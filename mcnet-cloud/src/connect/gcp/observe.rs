@@ -40,7 +40,7 @@ impl GcpProvider {
             let (a_region, b_region) = (regions.get(here), regions.get(remote));
             out.push(Observed {
                 id: ResourceId::peering(logical),
-                cloud_id: format!("{here}#{name}"),
+                cloud_id: format!("{here}#{name}").into(),
                 scope: Scope::Gcp,
                 spec: Spec::Peering {
                     requester: id.to_string(),
