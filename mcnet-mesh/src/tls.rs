@@ -20,6 +20,7 @@ use crate::{Error, Result};
 
 /// Why a handshake failed, as the gateway counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum HandshakeFailure {
     /// The peer spoke something other than TLS.
     Plaintext,

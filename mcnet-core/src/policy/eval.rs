@@ -51,6 +51,7 @@ impl fmt::Display for Decision {
 /// Why one side decided as it did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Reason {
     /// This side is not a local pod, so no policy applies here.
     NotAPod,

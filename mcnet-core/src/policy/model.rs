@@ -250,6 +250,7 @@ pub enum Subject {
 /// Cilium entities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Entity {
     /// Outside the cluster.
     World,
@@ -483,6 +484,7 @@ impl fmt::Display for L7Parser {
 
 /// The L7 rules of a port: any of them may match a request.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum L7Rules {
     /// HTTP rules.
     Http(Vec<HttpMatch>),

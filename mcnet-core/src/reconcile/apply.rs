@@ -73,6 +73,7 @@ impl Default for ApplyOptions {
 /// Progress of an apply, for a progress bar or a log.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ApplyEvent {
     /// A step began.
     Started {

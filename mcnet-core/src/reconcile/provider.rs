@@ -13,6 +13,7 @@ use super::resource::{Desired, Observed, Owner, ResourceKind, Scope, Spec};
 /// How a provider call failed, which decides whether the planner retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// Rate limited: retry with backoff.
     Throttled,

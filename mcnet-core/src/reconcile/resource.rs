@@ -65,6 +65,7 @@ impl fmt::Display for Scope {
 /// The kinds of resource mcnet manages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ResourceKind {
     /// A VPC or VNet.
     Network,
@@ -152,6 +153,7 @@ impl fmt::Display for ResourceKind {
     rename_all = "kebab-case",
     rename_all_fields = "camelCase"
 )]
+#[non_exhaustive]
 pub enum Spec {
     /// A VPC, VNet or GCP network.
     Network {
@@ -575,6 +577,7 @@ impl Desired {
 /// The lifecycle state of an observed resource.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", content = "status", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ResourceState {
     /// Usable.
     Ready,

@@ -102,6 +102,7 @@ pub struct Provider {
 /// The kind of a provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ProviderKind {
     /// Amazon Web Services.
     Aws,

@@ -21,6 +21,7 @@ use super::model::Topology;
 /// A component that can fail.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "name", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Component {
     /// A Megaport Cloud Router.
     Router(String),

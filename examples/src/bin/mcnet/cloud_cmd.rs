@@ -378,6 +378,8 @@ impl Progress {
             } => Some(format!("retry {attempt} of {resource}: {error}")),
             ApplyEvent::Failed { resource, error } => Some(format!("FAILED {resource}: {error}")),
             ApplyEvent::Skipped { resource } => Some(format!("skipped {resource}")),
+            // Events added after this binary was written: not shown.
+            _ => None,
         };
         let mut err = std::io::stderr().lock();
         if self.tty {

@@ -206,6 +206,7 @@ impl<'de> Deserialize<'de> for Query {
 
 /// The L7 part of a query.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub enum L7Request<'a> {
     /// An HTTP request.
     Http(&'a HttpRequest),
