@@ -304,8 +304,9 @@ pub fn udp_ok(ns: &str, dst: Ipv4Addr, port: u16) -> bool {
 }
 
 /// A small HTTP/1.1 server in a pod namespace that answers every request
-/// `200 OK` with `METHOD PATH` and logs what it served: the pod's own
-/// record of what reached it. Stops when dropped.
+/// `200 OK` with `METHOD PATH` (and ` BODY` when the request had one) and
+/// logs `METHOD PATH` of what it served: the pod's own record of what
+/// reached it. Stops when dropped.
 pub struct HttpServer {
     log: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -364,10 +365,20 @@ impl HttpServer {
                                         l.push(line.clone());
                                     }
                                     async move {
+                                        use http_body_util::BodyExt;
+                                        let body = req
+                                            .into_body()
+                                            .collect()
+                                            .await
+                                            .map(|b| b.to_bytes())
+                                            .unwrap_or_default();
+                                        let text = if body.is_empty() {
+                                            line + "\n"
+                                        } else {
+                                            format!("{line} {}\n", String::from_utf8_lossy(&body))
+                                        };
                                         Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                                            http_body_util::Full::new(bytes::Bytes::from(
-                                                line + "\n",
-                                            )),
+                                            http_body_util::Full::new(bytes::Bytes::from(text)),
                                         ))
                                     }
                                 });

@@ -205,6 +205,150 @@ fn the_adr_http_rules_are_enforced_by_the_proxy() {
     drop(lab);
 }
 
+/// Sends `bytes` from pod namespace `ns` on one connection (then, if
+/// given, waits for `then.0` in the answer and sends `then.1`), and reads
+/// until the proxy closes or is quiet for a second: everything answered.
+fn raw_exchange(ns: &str, dst: Ipv4Addr, bytes: &str, then: Option<(&str, &str)>) -> String {
+    use std::io::{Read, Write};
+    netns::run_in(&netns::named(ns), || {
+        let mut s = std::net::TcpStream::connect((dst, 8080)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        s.write_all(bytes.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut sent_rest = then.is_none();
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            if let Some((wait_for, rest)) = then.filter(|_| !sent_rest) {
+                if String::from_utf8_lossy(&got).contains(wait_for) {
+                    s.write_all(rest.as_bytes()).unwrap();
+                    sent_rest = true;
+                }
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    })
+    .unwrap()
+}
+
+/// The status codes in an answer, in order.
+fn statuses(answer: &str) -> Vec<u16> {
+    answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("HTTP/1.1 "))
+        .filter_map(|l| l.get(..3)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn framing_is_exact_for_pipelined_chunked_and_continued_requests_and_smuggling_is_refused() {
+    if !ready() {
+        return;
+    }
+    let m = Manifests::load([("adr", ADR)]).unwrap();
+    let c = Arc::new(Compiled::new(&m));
+    let lab = Lab::for_inventory(&format!("lf{}", std::process::id() % 10000), &m.inventory)
+        .expect("lab");
+    let fe = lab.pod("production/frontend").unwrap().netns.clone();
+    let api = lab.pod("production/api-server").unwrap().netns.clone();
+    let api_ip = v4(&m, "production/api-server");
+    let server = HttpServer::start(&api, 8080).expect("api-server's HTTP server");
+    let node = netns::named(&lab.node);
+    netns::run_in(&node, || {
+        let e = Enforcer::start(c.clone(), &binds(&lab), &EnforcerOptions::default())
+            .expect("enforcer");
+
+        // Pipelined in one write: each request judged on its own, answers
+        // in order, a body forwarded whole.
+        let got = raw_exchange(
+            &fe,
+            api_ip,
+            "GET /api/v1/orders HTTP/1.1\r\nHost: a\r\n\r\n\
+             DELETE /api/v1/users HTTP/1.1\r\nHost: a\r\n\r\n\
+             POST /api/v1/users HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello\
+             GET /api/v1/orders?p=2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            None,
+        );
+        assert_eq!(statuses(&got), [200, 403, 200, 200], "{got}");
+        assert!(got.contains("POST /api/v1/users hello\n"), "{got}");
+        assert!(got.contains("GET /api/v1/orders?p=2\n"), "{got}");
+
+        // A chunked body, chunk extensions and all, reaches the server whole.
+        let got = raw_exchange(
+            &fe,
+            api_ip,
+            "POST /api/v1/users HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n5;x=1\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            None,
+        );
+        assert_eq!(statuses(&got), [200], "{got}");
+        assert!(got.contains("POST /api/v1/users hello world\n"), "{got}");
+
+        // Expect: 100-continue: the client hears one 100 Continue (the
+        // proxy's; the server's own is not passed on), then the answer.
+        let got = raw_exchange(
+            &fe,
+            api_ip,
+            "POST /api/v1/users HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\
+             Expect: 100-continue\r\nConnection: close\r\n\r\n",
+            Some(("100 Continue", "hi")),
+        );
+        assert_eq!(statuses(&got), [100, 200], "{got}");
+        assert!(got.contains("POST /api/v1/users hi\n"), "{got}");
+
+        // A denied request's small body is skipped and the connection
+        // carries on; a HEAD's 403 has no body to desynchronise the next.
+        let got = raw_exchange(
+            &fe,
+            api_ip,
+            "DELETE /api/v1/users HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\
+             HEAD /admin HTTP/1.1\r\nHost: a\r\n\r\n\
+             GET /api/v1/orders HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            None,
+        );
+        assert_eq!(statuses(&got), [403, 403, 200], "{got}");
+        assert!(got.ends_with("GET /api/v1/orders\n"), "{got}");
+
+        // Smuggling: Content-Length beside chunked, a DELETE hidden in
+        // what one parser reads as the body. Refused, the connection closed.
+        let got = raw_exchange(
+            &fe,
+            api_ip,
+            "POST /api/v1/users HTTP/1.1\r\nHost: a\r\nContent-Length: 44\r\n\
+             Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
+             DELETE /api/v1/users HTTP/1.1\r\nHost: a\r\n\r\n",
+            None,
+        );
+        assert_eq!(statuses(&got), [400], "{got}");
+        // Upgrades would leave L7 behind: refused.
+        let got = raw_exchange(
+            &fe,
+            api_ip,
+            "GET /api/v1/orders HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\n\r\n",
+            None,
+        );
+        assert_eq!(statuses(&got), [403], "{got}");
+        e.stop().unwrap();
+    })
+    .unwrap();
+    let log = server.log();
+    assert!(
+        !log.iter()
+            .any(|l| l.starts_with("DELETE") || l.starts_with("HEAD")),
+        "{log:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("POST")).count(),
+        3,
+        "pipelined, chunked and continued POSTs, and not the smuggling one: {log:?}"
+    );
+    drop(lab);
+}
+
 /// DELETE on a keep-alive connection, then (after the policy update) DELETE
 /// again on the same connection: the two statuses.
 fn keep_alive_across_update(

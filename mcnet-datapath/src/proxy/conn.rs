@@ -1,22 +1,27 @@
-//! One redirected client connection: hyper serves it, every request is
-//! judged by the policy engine, allowed ones go to the original
-//! destination on an upstream connection, and each is a flow event.
+//! One redirected client connection. Request heads are parsed with
+//! httparse (see [`super::http1`]) and judged by the policy engine; an
+//! allowed request's bytes go to the original destination unchanged on
+//! this connection's upstream connection, and the response's bytes come
+//! back unchanged; a denied one is answered `403 Forbidden` here. Each
+//! request is a flow event. One task serves both sides, so a request costs
+//! a read and a write on each.
 
-use std::convert::Infallible;
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use bytes::{Buf, BytesMut};
+use http::Uri;
 use mcnet_core::policy::{Decision, HttpRequest, L7Request, Outcome, Proto, Resolved, RuleName};
 use mcnet_ebpf_common::{ProxyKey4, ProxyOrigin, MARK_FROM_PROXY};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
+use super::http1::{self, Body, CopyError, Framer, Parsed, Refusal, RequestHead};
 use super::{setsockopt_u32, Shared};
 use crate::flows::{monotonic_ns, FlowRecord, HttpFlow};
 
@@ -26,10 +31,15 @@ struct Conn {
     client: SocketAddrV4,
     dst: SocketAddrV4,
     origin: ProxyOrigin,
-    upstream: tokio::sync::Mutex<Option<hyper::client::conn::http1::SendRequest<Incoming>>>,
 }
 
-type ProxyBody = Either<Incoming, Full<Bytes>>;
+/// How one exchange ended.
+enum Exchange {
+    /// The connection may carry another request.
+    KeepAlive,
+    /// The connection ends here.
+    Close,
+}
 
 pub(super) async fn serve_connection(
     stream: tokio::net::TcpStream,
@@ -65,49 +75,44 @@ pub(super) async fn serve_connection(
         return;
     }
     drop(policy);
-    let conn = Arc::new(Conn {
-        shared: shared.clone(),
+    let conn = Conn {
+        shared,
         client,
         dst,
         origin,
-        upstream: tokio::sync::Mutex::new(None),
-    });
-    let service = hyper::service::service_fn(move |req| {
-        let conn = conn.clone();
-        async move { Ok::<_, Infallible>(conn.handle(req).await) }
-    });
-    let served = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.config.header_timeout)
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
-    if let Err(e) = served {
-        tracing::debug!(%client, %dst, error = %e, "L7 proxy connection ended");
-    }
+    };
+    conn.serve(stream).await;
 }
 
-/// The request as the policy engine sees it.
-fn http_request(req: &Request<Incoming>) -> HttpRequest {
-    let mut headers = std::collections::BTreeMap::<String, String>::new();
-    for (name, value) in req.headers() {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+/// The request as the policy engine sees it: method, path with query and
+/// host from the request target, header fields by lower-case name (repeated
+/// fields joined with commas).
+fn http_request(head: &RequestHead) -> HttpRequest {
+    let mut headers = BTreeMap::<String, String>::new();
+    for (name, value) in &head.headers {
         headers
-            .entry(name.as_str().to_string())
+            .entry(name.clone())
             .and_modify(|v| {
                 v.push(',');
-                v.push_str(&value);
+                v.push_str(value);
             })
-            .or_insert(value);
+            .or_insert_with(|| value.clone());
     }
+    let (path, host) = if head.target.starts_with('/') {
+        (head.target.clone(), None)
+    } else {
+        match head.target.parse::<Uri>() {
+            Ok(uri) => (
+                uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+                uri.authority().map(|a| a.as_str().to_string()),
+            ),
+            Err(_) => (head.target.clone(), None),
+        }
+    };
     HttpRequest {
-        method: req.method().as_str().to_string(),
-        path: req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string(),
-        host: req.uri().authority().map(|a| a.as_str().to_string()),
+        method: head.method.clone(),
+        path,
+        host,
         headers,
     }
 }
@@ -135,111 +140,277 @@ fn deciding_policy(o: &Outcome) -> Option<String> {
 }
 
 impl Conn {
-    async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// Serves requests until either side closes, a timeout, or an error.
+    async fn serve(&self, mut client: TcpStream) {
+        let mut cbuf = BytesMut::with_capacity(16 * 1024);
+        let mut ubuf = BytesMut::with_capacity(16 * 1024);
+        let mut upstream: Option<TcpStream> = None;
+        loop {
+            let head = match self.read_head(&mut client, &mut cbuf).await {
+                Ok(Some(h)) => h,
+                Ok(None) => return,
+                Err(refusal) => {
+                    let body = format!("mcnet L7 proxy: {}\n", refusal.why);
+                    let _ = answer(&mut client, refusal.status, &body, true, false).await;
+                    return;
+                }
+            };
+            match self
+                .exchange(head, &mut client, &mut cbuf, &mut upstream, &mut ubuf)
+                .await
+            {
+                Exchange::KeepAlive => {}
+                Exchange::Close => return,
+            }
+        }
+    }
+
+    /// The next request head, waiting at most the header timeout; `None`
+    /// when the client closes or goes quiet between requests.
+    async fn read_head(
+        &self,
+        client: &mut TcpStream,
+        cbuf: &mut BytesMut,
+    ) -> Result<Option<RequestHead>, Refusal> {
+        let deadline = Instant::now() + self.shared.config.header_timeout;
+        loop {
+            match http1::parse_request(cbuf) {
+                Parsed::Complete(h) => return Ok(Some(h)),
+                Parsed::Invalid(r) => return Err(r),
+                Parsed::Partial => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match http1::fill(client, cbuf, left).await {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// One request and its answer.
+    async fn exchange(
+        &self,
+        head: RequestHead,
+        client: &mut TcpStream,
+        cbuf: &mut BytesMut,
+        upstream: &mut Option<TcpStream>,
+        ubuf: &mut BytesMut,
+    ) -> Exchange {
         let started = Instant::now();
-        let http = http_request(&req);
+        let head_request = head.method.eq_ignore_ascii_case("HEAD");
+        let http = http_request(&head);
+        let outcome = self.judge(&http);
+        let stats = &self.shared.stats;
+        if !outcome.verdict.is_allow() {
+            stats.denied.fetch_add(1, Ordering::Relaxed);
+            self.event(&outcome, &http, "l7-denied", 403, started.elapsed());
+            let body = format!("Access denied: {}\n", outcome.explanation);
+            // The body, if any, is skipped only when it is small and here
+            // already; otherwise the connection ends with the answer.
+            let skip = match head.body {
+                Body::Empty => Some(0),
+                Body::Length(n) if !head.expect_continue => usize::try_from(n)
+                    .ok()
+                    .filter(|n| head.len + n <= cbuf.len()),
+                _ => None,
+            };
+            let close = head.close || skip.is_none();
+            if answer(client, 403, &body, close, head_request)
+                .await
+                .is_err()
+                || close
+            {
+                return Exchange::Close;
+            }
+            cbuf.advance(head.len + skip.unwrap_or(0));
+            return Exchange::KeepAlive;
+        }
+        let config = &self.shared.config;
+        let fresh = match upstream.take() {
+            Some(u) if alive(&u).await => u,
+            _ => {
+                ubuf.clear();
+                match self.connect().await {
+                    Ok(u) => u,
+                    Err(status) => {
+                        stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                        self.event(
+                            &outcome,
+                            &http,
+                            "l7-upstream-error",
+                            status,
+                            started.elapsed(),
+                        );
+                        let _ = answer(client, status, &upstream_error(status), true, head_request)
+                            .await;
+                        return Exchange::Close;
+                    }
+                }
+            }
+        };
+        let up = upstream.insert(fresh);
+        if head.expect_continue && head.body != Body::Empty {
+            // Allowed: the client may send its body now. The destination's
+            // own 100 Continue is then skipped below.
+            if client
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return Exchange::Close;
+            }
+        }
+        let sent = http1::relay(
+            client,
+            cbuf,
+            head.len,
+            Framer::new(head.body),
+            up,
+            config.header_timeout,
+        )
+        .await;
+        if let Err(e) = sent {
+            *upstream = None;
+            if let CopyError::Framing(why) = e {
+                let _ = answer(
+                    client,
+                    400,
+                    &format!("mcnet L7 proxy: {why}\n"),
+                    true,
+                    head_request,
+                )
+                .await;
+            }
+            return Exchange::Close;
+        }
+        // The response head (interim 1xx answers are passed on, or skipped
+        // when they answer the proxy's own 100 Continue).
+        let response = loop {
+            match http1::parse_response(ubuf, head_request) {
+                Parsed::Complete(r) if (100..200).contains(&r.code) => {
+                    if r.code == 101 {
+                        *upstream = None;
+                        return Exchange::Close;
+                    }
+                    if !(r.code == 100 && head.expect_continue)
+                        && client.write_all(&ubuf[..r.len]).await.is_err()
+                    {
+                        return Exchange::Close;
+                    }
+                    ubuf.advance(r.len);
+                }
+                Parsed::Complete(r) => break r,
+                Parsed::Invalid(refusal) => {
+                    *upstream = None;
+                    stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                    self.event(&outcome, &http, "l7-upstream-error", 502, started.elapsed());
+                    let _ = answer(
+                        client,
+                        502,
+                        &format!("mcnet L7 proxy: {}\n", refusal.why),
+                        true,
+                        head_request,
+                    )
+                    .await;
+                    return Exchange::Close;
+                }
+                Parsed::Partial => {
+                    let Some(up) = upstream.as_mut() else {
+                        return Exchange::Close;
+                    };
+                    let got = http1::fill(up, ubuf, config.response_timeout).await;
+                    if !matches!(got, Ok(n) if n > 0) {
+                        *upstream = None;
+                        stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                        let status = match got {
+                            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => 504,
+                            _ => 502,
+                        };
+                        self.event(
+                            &outcome,
+                            &http,
+                            "l7-upstream-error",
+                            status,
+                            started.elapsed(),
+                        );
+                        let _ = answer(client, status, &upstream_error(status), true, head_request)
+                            .await;
+                        return Exchange::Close;
+                    }
+                }
+            }
+        };
+        stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.event(
+            &outcome,
+            &http,
+            "l7-allowed",
+            response.code,
+            started.elapsed(),
+        );
+        let Some(up) = upstream.as_mut() else {
+            return Exchange::Close;
+        };
+        let copied = http1::relay(
+            up,
+            ubuf,
+            response.len,
+            Framer::new(response.body),
+            client,
+            config.response_timeout,
+        )
+        .await;
+        if copied.is_err() || response.close || !ubuf.is_empty() {
+            // A destination that sent more than its answer, or whose
+            // answer ends the connection, is not used again.
+            *upstream = None;
+        }
+        if copied.is_err() || response.close || head.close {
+            return Exchange::Close;
+        }
+        Exchange::KeepAlive
+    }
+
+    /// The engine's verdict on a request, explained only when refused (the
+    /// 403 body); allowed requests skip building the explanation.
+    fn judge(&self, http: &HttpRequest) -> Outcome {
         let policy = self.shared.policy.current();
         let resolve = |a: &Ipv4Addr| Resolved {
             pod: policy.pod_by_ip(&(*a).into()),
             identity: policy.identity_of_ip((*a).into()),
         };
         let (src, dst) = (resolve(self.client.ip()), resolve(self.dst.ip()));
-        let l7 = Some(L7Request::Http(&http));
-        let mut outcome =
-            policy.eval_resolved_unexplained(src, dst, self.dst.port(), Proto::Tcp, l7);
-        if !outcome.verdict.is_allow() {
-            // Refusals are explained (the 403 body); allowed requests skip it.
-            outcome = policy.eval_resolved(src, dst, self.dst.port(), Proto::Tcp, l7);
+        let l7 = Some(L7Request::Http(http));
+        let outcome = policy.eval_resolved_unexplained(src, dst, self.dst.port(), Proto::Tcp, l7);
+        if outcome.verdict.is_allow() {
+            return outcome;
         }
-        drop(policy);
-        let stats = &self.shared.stats;
-        let (response, reason, code) = if outcome.verdict.is_allow() {
-            match self.forward(req).await {
-                Ok(resp) => {
-                    stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                    let code = resp.status().as_u16();
-                    (resp.map(Either::Left), "l7-allowed", code)
-                }
-                Err(status) => {
-                    stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
-                    let body = format!(
-                        "mcnet L7 proxy: {}\n",
-                        status.canonical_reason().unwrap_or("")
-                    );
-                    (plain(status, body), "l7-upstream-error", status.as_u16())
-                }
-            }
-        } else {
-            stats.denied.fetch_add(1, Ordering::Relaxed);
-            let body = format!("Access denied: {}\n", outcome.explanation);
-            (plain(StatusCode::FORBIDDEN, body), "l7-denied", 403)
-        };
-        self.event(&outcome, &http, reason, code, started.elapsed());
-        response
-    }
-
-    /// Sends the request on this connection's upstream connection (opened
-    /// on first use); an error status when the destination fails.
-    async fn forward(&self, req: Request<Incoming>) -> Result<Response<Incoming>, StatusCode> {
-        let config = &self.shared.config;
-        let mut upstream = self.upstream.lock().await;
-        let reusable = upstream.as_ref().is_some_and(|s| !s.is_closed());
-        if !reusable {
-            *upstream = Some(self.connect().await?);
-        }
-        let Some(sender) = upstream.as_mut() else {
-            return Err(StatusCode::BAD_GATEWAY);
-        };
-        if sender.ready().await.is_err() {
-            *upstream = None;
-            return Err(StatusCode::BAD_GATEWAY);
-        }
-        match tokio::time::timeout(config.response_timeout, sender.send_request(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => {
-                tracing::debug!(dst = %self.dst, error = %e, "L7 proxy: upstream request failed");
-                *upstream = None;
-                Err(StatusCode::BAD_GATEWAY)
-            }
-            Err(_) => {
-                *upstream = None;
-                Err(StatusCode::GATEWAY_TIMEOUT)
-            }
-        }
+        policy.eval_resolved(src, dst, self.dst.port(), Proto::Tcp, l7)
     }
 
     /// Opens the upstream connection from the node, marked with the
-    /// client's identity for the destination's TC program.
-    async fn connect(
-        &self,
-    ) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, StatusCode> {
+    /// client's identity for the destination's TC program; the status to
+    /// answer when that fails.
+    async fn connect(&self) -> Result<TcpStream, u16> {
         let config = &self.shared.config;
-        let socket = tokio::net::TcpSocket::new_v4().map_err(|_| StatusCode::BAD_GATEWAY)?;
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|_| 502u16)?;
         let mark = MARK_FROM_PROXY | (self.origin.src_identity << 8);
         setsockopt_u32(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_MARK, mark)
-            .map_err(|_| StatusCode::BAD_GATEWAY)?;
+            .map_err(|_| 502u16)?;
         let _ = socket.set_nodelay(true);
-        let stream = match tokio::time::timeout(
+        match tokio::time::timeout(
             config.connect_timeout,
             socket.connect(SocketAddr::V4(self.dst)),
         )
         .await
         {
-            Ok(Ok(s)) => s,
+            Ok(Ok(s)) => Ok(s),
             Ok(Err(e)) => {
                 tracing::debug!(dst = %self.dst, error = %e, "L7 proxy: connect failed");
-                return Err(StatusCode::BAD_GATEWAY);
+                Err(502)
             }
-            Err(_) => return Err(StatusCode::GATEWAY_TIMEOUT),
-        };
-        let (sender, connection) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| StatusCode::BAD_GATEWAY)?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
+            Err(_) => Err(504),
+        }
     }
 
     fn event(
@@ -307,12 +478,54 @@ impl Conn {
     }
 }
 
-fn plain(status: StatusCode, body: String) -> Response<ProxyBody> {
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+/// Whether a kept upstream connection can carry another request: one the
+/// destination closed (or wrote to unasked) cannot. Costs a system call
+/// only when the socket has shown readiness since the last read.
+async fn alive(up: &TcpStream) -> bool {
+    let ready = std::future::poll_fn(|cx| Poll::Ready(up.poll_read_ready(cx).is_ready())).await;
+    if !ready {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    matches!(up.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+fn upstream_error(status: u16) -> String {
+    let what = if status == 504 {
+        "Gateway Timeout"
+    } else {
+        "Bad Gateway"
+    };
+    format!("mcnet L7 proxy: {what}\n")
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+/// Answers the client from the proxy itself (the head alone when the
+/// request was HEAD).
+async fn answer(
+    client: &mut TcpStream,
+    status: u16,
+    body: &str,
+    close: bool,
+    head_request: bool,
+) -> std::io::Result<()> {
+    let connection = if close { "close" } else { "keep-alive" };
+    let text = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: {connection}\r\n\r\n{}",
+        reason_phrase(status),
+        body.len(),
+        if head_request { "" } else { body },
     );
-    resp
+    client.write_all(text.as_bytes()).await
 }

@@ -34,10 +34,12 @@
 //! When the proxy is not running its listener is not in the sockmap, and
 //! the kernel drops the connection with `drop-proxy-unavailable`.
 //!
-//! HTTP/1.1 only (keep-alive and pipelining, parsed by hyper). Kafka and
-//! DNS rules are not proxied: a Kafka port's connections get HTTP errors
-//! from here (and so fail), and UDP (DNS) ports with L7 rules are dropped in
-//! the kernel.
+//! HTTP/1.1 only, with keep-alive and pipelining: heads are parsed by
+//! httparse, bodies are framed as RFC 9112 says and forwarded unchanged,
+//! and what two parsers could read differently is refused (see `http1`).
+//! Kafka and DNS rules are not proxied: a Kafka port's connections get
+//! HTTP errors from here (and so fail), and UDP (DNS) ports with L7 rules
+//! are dropped in the kernel.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -54,6 +56,7 @@ use crate::flows::FlowRecord;
 use crate::{Error, Result};
 
 mod conn;
+mod http1;
 mod routing;
 
 use conn::serve_connection;
