@@ -86,17 +86,20 @@ pub(super) async fn serve_connection(
 
 /// The request as the policy engine sees it: method, path with query and
 /// host from the request target, header fields by lower-case name (repeated
-/// fields joined with commas).
-fn http_request(head: &RequestHead) -> HttpRequest {
+/// fields joined with commas). The head's fields move into it.
+fn http_request(head: &mut RequestHead) -> HttpRequest {
     let mut headers = BTreeMap::<String, String>::new();
-    for (name, value) in &head.headers {
-        headers
-            .entry(name.clone())
-            .and_modify(|v| {
+    for (name, value) in std::mem::take(&mut head.headers) {
+        match headers.entry(name) {
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let v = o.get_mut();
                 v.push(',');
-                v.push_str(value);
-            })
-            .or_insert_with(|| value.clone());
+                v.push_str(&value);
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(value);
+            }
+        }
     }
     let (path, host) = if head.target.starts_with('/') {
         (head.target.clone(), None)
@@ -190,7 +193,7 @@ impl Conn {
     /// One request and its answer.
     async fn exchange(
         &self,
-        head: RequestHead,
+        mut head: RequestHead,
         client: &mut TcpStream,
         cbuf: &mut BytesMut,
         upstream: &mut Option<TcpStream>,
@@ -198,7 +201,7 @@ impl Conn {
     ) -> Exchange {
         let started = Instant::now();
         let head_request = head.method.eq_ignore_ascii_case("HEAD");
-        let http = http_request(&head);
+        let http = http_request(&mut head);
         let outcome = self.judge(&http);
         let stats = &self.shared.stats;
         if !outcome.verdict.is_allow() {
