@@ -17,7 +17,9 @@
 //! and p99 latency, what each proxy adds to the direct p50 and p99, and
 //! mcnet's requests per second as a ratio to nginx's. Both proxies get the same
 //! number of workers (`MCNET_L7BENCH_WORKERS`, default 2). Without `--bench` (as `cargo
-//! test` runs it) it does a short smoke run. Needs root.
+//! test` runs it) it does a short smoke run. `MCNET_L7BENCH_ROUNDS` sets the
+//! number of rounds (default 5); the spread of the per-round ratios is
+//! printed too. Needs root.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -205,7 +207,12 @@ fn main() {
     // machine's drift falls on all of them alike; each figure is the
     // median over the rounds.
     let (run, conns, rounds) = if full {
-        (Duration::from_millis(1500), 8, 5)
+        let rounds = std::env::var("MCNET_L7BENCH_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5usize)
+            .max(1);
+        (Duration::from_millis(1500), 8, rounds)
     } else {
         (Duration::from_millis(200), 2, 1)
     };
@@ -267,6 +274,14 @@ fn main() {
         }
     }
     drop(nginx_running);
+    // Each round's own ratio (the paths of a round ran back to back), for
+    // the spread behind the median.
+    let mut round_ratios: Vec<f64> = mcnet
+        .iter()
+        .zip(&via_nginx)
+        .map(|(m, n)| m.load.rps / n.load.rps)
+        .collect();
+    round_ratios.sort_by(f64::total_cmp);
     let direct = Case::median(direct);
     let mcnet = Case::median(mcnet);
     let nginx_figures = (!via_nginx.is_empty()).then(|| Case::median(via_nginx));
@@ -315,6 +330,13 @@ fn main() {
                 mcnet.single.p99_us - direct.single.p99_us,
                 n.single.p99_us - direct.single.p99_us,
             );
+            if let (Some(lo), Some(hi)) = (round_ratios.first(), round_ratios.last()) {
+                let above = round_ratios.iter().filter(|r| **r >= 1.0).count();
+                println!(
+                    "  mcnet/nginx per round: {lo:.2}-{hi:.2}× ({above} of {} rounds at or above 1.00×)",
+                    round_ratios.len()
+                );
+            }
         }
         None => mcnet_core::testing::skip("nginx is not installed or did not start"),
     }
