@@ -68,6 +68,16 @@ pub struct GatewayLimits {
     /// closed at once and counted in [`GatewayMetrics::refused`]; each
     /// slot is freed when its handshake ends or times out.
     pub max_handshakes: usize,
+    /// Longest wait for the local target to accept a connection (default
+    /// 3 s); then the peer's connection is closed and counted in
+    /// [`GatewayMetrics::target_errors`].
+    pub connect_timeout: Duration,
+    /// A forwarding connection on which neither side has sent a byte for
+    /// this long is closed (default 10 minutes) and counted in
+    /// [`GatewayMetrics::idle_closed`]. It is checked every `idle_timeout`,
+    /// so a connection goes between one and two timeouts after its last
+    /// byte.
+    pub idle_timeout: Duration,
     /// The probe listener's limits.
     pub probe: ProbeOptions,
 }
@@ -77,6 +87,8 @@ impl Default for GatewayLimits {
         GatewayLimits {
             max_connections: 4096,
             max_handshakes: 256,
+            connect_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(600),
             probe: ProbeOptions::default(),
         }
     }
@@ -129,6 +141,8 @@ fn check_limits(cfg: &GatewayConfig, limits: &GatewayLimits) -> Result<()> {
     positive("handshake_timeout", cfg.handshake_timeout.is_zero());
     positive("max_connections", limits.max_connections == 0);
     positive("max_handshakes", limits.max_handshakes == 0);
+    positive("connect_timeout", limits.connect_timeout.is_zero());
+    positive("idle_timeout", limits.idle_timeout.is_zero());
     positive("probe.max_connections", limits.probe.max_connections == 0);
     positive("probe.read_timeout", limits.probe.read_timeout.is_zero());
     positive("probe.write_timeout", limits.probe.write_timeout.is_zero());
@@ -166,6 +180,9 @@ pub struct GatewayMetrics {
     pub authz_audited: AtomicU64,
     /// Target connection failures.
     pub target_errors: AtomicU64,
+    /// Forwarding connections closed after [`GatewayLimits::idle_timeout`]
+    /// without a byte either way.
+    pub idle_closed: AtomicU64,
     /// Connections closed at once, unread, because the gateway was at
     /// [`GatewayLimits::max_connections`] or
     /// [`GatewayLimits::max_handshakes`].
@@ -311,8 +328,13 @@ pub async fn start_with(
             };
             at_cap = false;
             let (id, cfg, m) = (identity.clone(), cfg.clone(), m.clone());
+            let (connect_timeout, idle_timeout) = (limits.connect_timeout, limits.idle_timeout);
             tokio::spawn(async move {
-                serve(tcp, id, cfg, m, handshaking).await;
+                let timeouts = Timeouts {
+                    connect: connect_timeout,
+                    idle: idle_timeout,
+                };
+                serve(tcp, id, cfg, m, handshaking, timeouts).await;
                 drop(open);
             });
         }
@@ -326,12 +348,20 @@ pub async fn start_with(
     })
 }
 
+/// The timeouts of a forwarding connection (from [`GatewayLimits`]).
+#[derive(Clone, Copy)]
+struct Timeouts {
+    connect: Duration,
+    idle: Duration,
+}
+
 async fn serve(
     tcp: TcpStream,
     id: TlsIdentity,
     cfg: Arc<GatewayConfig>,
     m: Arc<GatewayMetrics>,
     handshaking: OwnedSemaphorePermit,
+    timeouts: Timeouts,
 ) {
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().ok();
@@ -366,28 +396,54 @@ async fn serve(
             return;
         }
     }
-    let target = match TcpStream::connect(cfg.target).await {
-        Ok(t) => t,
-        Err(e) => {
+    let target = match tokio::time::timeout(timeouts.connect, TcpStream::connect(cfg.target)).await
+    {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
             m.target_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("gateway target {}: {e}", cfg.target);
+            return;
+        }
+        Err(_) => {
+            m.target_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(timeout = ?timeouts.connect, "gateway target {}: connect timed out", cfg.target);
             return;
         }
     };
     let _ = target.set_nodelay(true);
     m.active.fetch_add(1, Ordering::Relaxed);
     // One task copies both ways (no lock between the halves of the TLS
-    // stream), counting bytes as they are read.
+    // stream), counting bytes as they are read; a watchdog closes the
+    // connection when a whole idle period passes with no byte either way.
+    let seen = AtomicU64::new(0);
     let mut client = Counted {
         inner: tls,
         read: &m.bytes_in,
+        seen: &seen,
     };
     let mut target = Counted {
         inner: target,
         read: &m.bytes_out,
+        seen: &seen,
     };
-    let _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut target, COPY_BUF, COPY_BUF)
-        .await;
+    let copy =
+        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut target, COPY_BUF, COPY_BUF);
+    tokio::pin!(copy);
+    let mut last = 0;
+    loop {
+        tokio::select! {
+            _ = &mut copy => break,
+            _ = tokio::time::sleep(timeouts.idle) => {
+                let now = seen.load(Ordering::Relaxed);
+                if now == last {
+                    m.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(?peer, idle = ?timeouts.idle, "gateway connection idle; closed");
+                    break;
+                }
+                last = now;
+            }
+        }
+    }
     m.active.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -397,7 +453,10 @@ const COPY_BUF: usize = 256 * 1024;
 /// A stream that counts the bytes read from it into a metric.
 struct Counted<'a, S> {
     inner: S,
+    /// The gateway's byte counter for this direction.
     read: &'a AtomicU64,
+    /// This connection's bytes, both directions (for the idle watchdog).
+    seen: &'a AtomicU64,
 }
 
 impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<'_, S> {
@@ -410,6 +469,7 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<'_, S> {
         let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
         self.read.fetch_add(n as u64, Ordering::Relaxed);
+        self.seen.fetch_add(n as u64, Ordering::Relaxed);
         r
     }
 }
@@ -473,6 +533,11 @@ impl prometheus_client::collector::Collector for GatewayCollector {
                 "mcnet_gateway_target_errors",
                 "Failed connections to the local target",
                 load(&m.target_errors),
+            ),
+            (
+                "mcnet_gateway_idle_closed",
+                "Forwarding connections closed after the idle timeout",
+                load(&m.idle_closed),
             ),
             (
                 "mcnet_gateway_refused_connections",

@@ -556,6 +556,8 @@ async fn zero_limits_are_refused_naming_the_field() {
         GatewayLimits {
             max_connections: 0,
             max_handshakes: 0,
+            connect_timeout: Duration::ZERO,
+            idle_timeout: Duration::ZERO,
             probe: gateway::ProbeOptions {
                 max_request_bytes: usize::MAX,
                 ..Default::default()
@@ -568,7 +570,60 @@ async fn zero_limits_are_refused_naming_the_field() {
     assert!(
         msg.contains("max_connections must be positive")
             && msg.contains("max_handshakes must be positive")
+            && msg.contains("connect_timeout must be positive")
+            && msg.contains("idle_timeout must be positive")
             && msg.contains("probe.max_request_bytes must be from 64 to 1048576"),
         "{msg}"
     );
+}
+
+/// A forwarding connection that goes quiet is closed after the idle
+/// timeout and counted; one that keeps talking is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_forwarding_connections_are_closed_and_busy_ones_kept() {
+    let idle = Duration::from_millis(400);
+    let s = setup(
+        Duration::from_secs(30),
+        GatewayLimits {
+            idle_timeout: idle,
+            ..GatewayLimits::default()
+        },
+    )
+    .await;
+    let m = s.gw.metrics.clone();
+    let open = |client: TlsIdentity, gw: SocketAddr| async move {
+        let tcp = TcpStream::connect(gw).await.unwrap();
+        client.connect(tcp, GATEWAY_ID).await.unwrap()
+    };
+    let mut quiet = open(s.client.clone(), s.gw.addr).await;
+    let mut busy = open(s.client.clone(), s.gw.addr).await;
+    let mut buf = [0u8; 2];
+    for tls in [&mut quiet, &mut busy] {
+        tls.write_all(b"hi").await.unwrap();
+        tls.flush().await.unwrap();
+        tls.read_exact(&mut buf).await.unwrap();
+    }
+    // The busy one talks every 50 ms for five idle periods.
+    let t0 = Instant::now();
+    while t0.elapsed() < idle * 5 {
+        busy.write_all(b"hi").await.unwrap();
+        busy.flush().await.unwrap();
+        busy.read_exact(&mut buf).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The quiet one has been closed by then: its read ends.
+    let ended = tokio::time::timeout(Duration::from_secs(5), quiet.read(&mut buf)).await;
+    assert!(
+        matches!(ended, Ok(Ok(0)) | Ok(Err(_))),
+        "the quiet connection is closed: {ended:?}"
+    );
+    assert_eq!(
+        m.idle_closed.load(Ordering::Relaxed),
+        1,
+        "only the quiet one"
+    );
+    busy.write_all(b"ok").await.unwrap();
+    busy.flush().await.unwrap();
+    busy.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ok", "the busy one still forwards");
 }

@@ -173,12 +173,22 @@ mod vpn;
 /// region the resource lives in.
 #[derive(Clone, Copy)]
 struct Op<'a> {
+    c: &'a Client,
     owner: &'a Owner,
     r: &'a Desired,
     refs: Refs<'a>,
     rid: &'a ResourceId,
     id: &'a str,
     region: &'a str,
+}
+
+/// What a list call works from: the region's client, the owner and the
+/// filter on its topology tag.
+struct Listing<'a> {
+    c: &'a Client,
+    f: Filter,
+    region: &'a str,
+    owner: &'a Owner,
 }
 
 /// A resource just created: pending until the next observe describes it.
@@ -431,22 +441,21 @@ impl AwsProvider {
         if matches!(kind, K::InterconnectGateway | K::InterconnectAttachment) {
             return self.dx_list(kind, region, owner).await;
         }
-        let c = &self.client(region);
-        let f = owner_filter(owner);
+        let l = &Listing {
+            c: &self.client(region),
+            f: owner_filter(owner),
+            region,
+            owner,
+        };
         match kind {
-            K::Network => self.list_networks(c, f, region, owner).await,
-            K::Subnet => self.list_subnets(c, f, region, owner).await,
-            K::RouteTable | K::Route => self.list_route_tables(c, f, region, owner, kind).await,
-            K::Peering => self.list_peerings(c, f, region, owner).await,
-            K::VpnGateway => self.list_vpn_gateways(c, f, region, owner).await,
-            K::TransitGateway | K::TransitGatewayRoute => {
-                self.list_transit_gateways(c, f, region, owner, kind).await
-            }
-            K::TransitGatewayAttachment => {
-                self.list_transit_gateway_attachments(c, f, region, owner)
-                    .await
-            }
-            K::PrivateEndpoint => self.list_endpoints(c, f, region, owner).await,
+            K::Network => self.list_networks(l).await,
+            K::Subnet => self.list_subnets(l).await,
+            K::RouteTable | K::Route => self.list_route_tables(l, kind).await,
+            K::Peering => self.list_peerings(l).await,
+            K::VpnGateway => self.list_vpn_gateways(l).await,
+            K::TransitGateway | K::TransitGatewayRoute => self.list_transit_gateways(l, kind).await,
+            K::TransitGatewayAttachment => self.list_transit_gateway_attachments(l).await,
+            K::PrivateEndpoint => self.list_endpoints(l).await,
             _ => Ok(Vec::new()),
         }
     }
@@ -506,8 +515,8 @@ impl AwsProvider {
             Spec::Peering { requester, .. } => Self::region_of(&refs, requester)?,
             other => return Err(self.unsupported(id, other.kind())),
         };
-        let c = &self.client(&region);
         let op = &Op {
+            c: &self.client(&region),
             owner,
             r,
             refs,
@@ -517,18 +526,18 @@ impl AwsProvider {
         };
         let s = &spec;
         match s {
-            Spec::Network { .. } => self.create_network(c, op, s).await,
-            Spec::Subnet { .. } => self.create_subnet(c, op, s).await,
-            Spec::RouteTable { .. } => self.create_route_table(c, op, s).await,
-            Spec::Route { .. } => self.create_route(c, op, s).await,
-            Spec::Peering { .. } => self.create_peering(c, op, s).await,
-            Spec::VpnGateway { .. } => self.create_vpn_gateway(c, op, s).await,
-            Spec::TransitGateway { .. } => self.create_transit_gateway(c, op, s).await,
+            Spec::Network { .. } => self.create_network(op, s).await,
+            Spec::Subnet { .. } => self.create_subnet(op, s).await,
+            Spec::RouteTable { .. } => self.create_route_table(op, s).await,
+            Spec::Route { .. } => self.create_route(op, s).await,
+            Spec::Peering { .. } => self.create_peering(op, s).await,
+            Spec::VpnGateway { .. } => self.create_vpn_gateway(op, s).await,
+            Spec::TransitGateway { .. } => self.create_transit_gateway(op, s).await,
             Spec::TransitGatewayAttachment { .. } => {
-                self.create_transit_gateway_attachment(c, op, s).await
+                self.create_transit_gateway_attachment(op, s).await
             }
-            Spec::TransitGatewayRoute { .. } => self.create_transit_gateway_route(c, op, s).await,
-            Spec::PrivateEndpoint { .. } => self.create_endpoint(c, op, s).await,
+            Spec::TransitGatewayRoute { .. } => self.create_transit_gateway_route(op, s).await,
+            Spec::PrivateEndpoint { .. } => self.create_endpoint(op, s).await,
             other => Err(self.unsupported(id, other.kind())),
         }
     }
@@ -559,8 +568,8 @@ impl AwsProvider {
             .get("region")
             .cloned()
             .ok_or_else(|| self.unsupported(id, r.kind()))?;
-        let c = &self.client(&region);
         let op = &Op {
+            c: &self.client(&region),
             owner,
             r,
             refs,
@@ -570,20 +579,20 @@ impl AwsProvider {
         };
         let w = &want;
         match w {
-            Spec::Network { .. } => self.update_network(c, op, current, w).await?,
-            Spec::RouteTable { .. } => self.update_route_table(c, op, current, w).await?,
-            Spec::Route { .. } => self.update_route(c, op, w).await?,
+            Spec::Network { .. } => self.update_network(op, current, w).await?,
+            Spec::RouteTable { .. } => self.update_route_table(op, current, w).await?,
+            Spec::Route { .. } => self.update_route(op, w).await?,
             Spec::Peering { .. } if current.state != ResourceState::Ready => {
                 self.update_peering(op, current, w).await?
             }
             Spec::TransitGatewayAttachment { .. } => {
-                self.update_transit_gateway_attachment(c, op, current, w)
+                self.update_transit_gateway_attachment(op, current, w)
                     .await?
             }
             Spec::TransitGatewayRoute { .. } => {
-                self.update_transit_gateway_route(c, op, current, w).await?
+                self.update_transit_gateway_route(op, current, w).await?
             }
-            Spec::PrivateEndpoint { .. } => self.update_endpoint(c, op, current, w).await?,
+            Spec::PrivateEndpoint { .. } => self.update_endpoint(op, current, w).await?,
             _ => {}
         }
         Ok(Observed {

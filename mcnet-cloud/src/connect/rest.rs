@@ -94,10 +94,7 @@ impl Rest {
         }
         self.count();
         let (tok, ttl) = fetch().await?;
-        *t = Some((
-            tok.clone(),
-            Instant::now() + Duration::from_secs(ttl.saturating_sub(60)),
-        ));
+        *t = Some((tok.clone(), token_expiry(Instant::now(), ttl)));
         Ok(tok)
     }
 
@@ -193,5 +190,30 @@ impl Rest {
         let mut e = ProviderError::new(self.scope, kind, op, format!("{what}: {msg} ({status})"));
         e.code = Some(code.unwrap_or_else(|| status.to_string()));
         Err(e)
+    }
+}
+
+/// When a token of `ttl` seconds, received at `now`, stops being reused:
+/// a minute before it expires, and never more than a day ahead (a token
+/// endpoint's lifetime is data: a huge one must not overflow `Instant`).
+fn token_expiry(now: Instant, ttl: u64) -> Instant {
+    const MAX_REUSE: Duration = Duration::from_secs(24 * 3600);
+    let reuse = Duration::from_secs(ttl.saturating_sub(60)).min(MAX_REUSE);
+    now.checked_add(reuse).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn token_lifetimes_are_capped_and_never_overflow() {
+        let now = Instant::now();
+        assert_eq!(token_expiry(now, 3600), now + Duration::from_secs(3540));
+        assert_eq!(token_expiry(now, 30), now, "a short token is not reused");
+        assert_eq!(
+            token_expiry(now, u64::MAX),
+            now + Duration::from_secs(86400)
+        );
     }
 }

@@ -137,6 +137,7 @@ impl GatewayArgs {
                 read_timeout: self.probe_read_timeout,
                 ..ProbeOptions::default()
             },
+            ..GatewayLimits::default()
         }
     }
 }

@@ -4,18 +4,12 @@ use super::*;
 
 impl AwsProvider {
     /// Lists the owner's VPC endpoints in `region`.
-    pub(super) async fn list_endpoints(
-        &self,
-        c: &Client,
-        f: Filter,
-        region: &str,
-        owner: &Owner,
-    ) -> Result<Vec<Raw>, ProviderError> {
-        let raw = raw_in(region);
-        let mut out = Vec::new();
+    pub(super) async fn list_endpoints(&self, l: &Listing<'_>) -> Result<Vec<Raw>, ProviderError> {
+        let (c, f, region, owner) = (l.c, &l.f, l.region, l.owner);
+        let (raw, mut out) = (raw_in(region), Vec::new());
         let r = c
             .describe_vpc_endpoints()
-            .filters(f)
+            .filters(f.clone())
             .send()
             .named("DescribeVpcEndpoints", region)
             .await?;
@@ -46,7 +40,6 @@ impl AwsProvider {
     /// Creates a VPC endpoint (Interface with subnets, else Gateway).
     pub(super) async fn create_endpoint(
         &self,
-        c: &Client,
         op: &Op<'_>,
         spec: &Spec,
     ) -> Result<Observed, ProviderError> {
@@ -59,7 +52,9 @@ impl AwsProvider {
         else {
             return Err(self.unsupported(op.id, spec.kind()));
         };
-        let Op { owner, rid, id, .. } = *op;
+        let Op {
+            c, owner, rid, id, ..
+        } = *op;
         let cloud_id = {
             let kind = if subnets.is_empty() {
                 VpcEndpointType::Gateway
@@ -87,7 +82,6 @@ impl AwsProvider {
     /// Updates an endpoint's subnets.
     pub(super) async fn update_endpoint(
         &self,
-        c: &Client,
         op: &Op<'_>,
         current: &Observed,
         want: &Spec,
@@ -95,7 +89,7 @@ impl AwsProvider {
         let Spec::PrivateEndpoint { subnets, .. } = want else {
             return Ok(());
         };
-        let Op { id, .. } = *op;
+        let Op { c, id, .. } = *op;
         let have: Vec<String> = current.links.iter().skip(1).cloned().collect();
         let add: Vec<String> = subnets
             .iter()

@@ -4,18 +4,12 @@ use super::*;
 
 impl AwsProvider {
     /// Lists the owner's VPC peerings (the requester's view) in `region`.
-    pub(super) async fn list_peerings(
-        &self,
-        c: &Client,
-        f: Filter,
-        region: &str,
-        owner: &Owner,
-    ) -> Result<Vec<Raw>, ProviderError> {
-        let raw = raw_in(region);
-        let mut out = Vec::new();
+    pub(super) async fn list_peerings(&self, l: &Listing<'_>) -> Result<Vec<Raw>, ProviderError> {
+        let (c, f, region, owner) = (l.c, &l.f, l.region, l.owner);
+        let (raw, mut out) = (raw_in(region), Vec::new());
         let r = c
             .describe_vpc_peering_connections()
-            .filters(f)
+            .filters(f.clone())
             .send()
             .named("DescribeVpcPeeringConnections", region)
             .await?;
@@ -52,7 +46,6 @@ impl AwsProvider {
     /// Creates a VPC peering and accepts it.
     pub(super) async fn create_peering(
         &self,
-        c: &Client,
         op: &Op<'_>,
         spec: &Spec,
     ) -> Result<Observed, ProviderError> {
@@ -64,6 +57,7 @@ impl AwsProvider {
         else {
             return Err(self.unsupported(op.id, spec.kind()));
         };
+        let Op { c, .. } = *op;
         let Op {
             owner,
             rid,

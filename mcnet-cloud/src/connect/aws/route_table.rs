@@ -8,17 +8,14 @@ impl AwsProvider {
     /// Lists the owner's route tables, or with `kind` Route their routes in `region`.
     pub(super) async fn list_route_tables(
         &self,
-        c: &Client,
-        f: Filter,
-        region: &str,
-        owner: &Owner,
+        l: &Listing<'_>,
         kind: ResourceKind,
     ) -> Result<Vec<Raw>, ProviderError> {
-        let raw = raw_in(region);
-        let mut out = Vec::new();
+        let (c, f, region, owner) = (l.c, &l.f, l.region, l.owner);
+        let (raw, mut out) = (raw_in(region), Vec::new());
         let r = c
             .describe_route_tables()
-            .filters(f)
+            .filters(f.clone())
             .send()
             .named("DescribeRouteTables", region)
             .await?;
@@ -82,7 +79,6 @@ impl AwsProvider {
     /// Creates a route table; its associations and propagation are the update's job.
     pub(super) async fn create_route_table(
         &self,
-        c: &Client,
         op: &Op<'_>,
         spec: &Spec,
     ) -> Result<Observed, ProviderError> {
@@ -90,6 +86,7 @@ impl AwsProvider {
             return Err(self.unsupported(op.id, spec.kind()));
         };
         let Op {
+            c,
             owner,
             r,
             refs,
@@ -122,7 +119,6 @@ impl AwsProvider {
     /// Creates a route (adopting one that is already there).
     pub(super) async fn create_route(
         &self,
-        c: &Client,
         op: &Op<'_>,
         spec: &Spec,
     ) -> Result<Observed, ProviderError> {
@@ -135,6 +131,7 @@ impl AwsProvider {
             return Err(self.unsupported(op.id, spec.kind()));
         };
         let Op {
+            c,
             owner,
             r,
             refs,
@@ -182,7 +179,6 @@ impl AwsProvider {
     /// Updates a route table: subnet associations and VGW propagation, read from the table itself.
     pub(super) async fn update_route_table(
         &self,
-        c: &Client,
         op: &Op<'_>,
         current: &Observed,
         want: &Spec,
@@ -195,7 +191,7 @@ impl AwsProvider {
         else {
             return Ok(());
         };
-        let Op { id, region, .. } = *op;
+        let Op { c, id, region, .. } = *op;
         // Read the table's real associations: ids, not logical names.
         let t = c
             .describe_route_tables()
@@ -258,12 +254,7 @@ impl AwsProvider {
     }
 
     /// Updates a route's next hop.
-    pub(super) async fn update_route(
-        &self,
-        c: &Client,
-        op: &Op<'_>,
-        want: &Spec,
-    ) -> Result<(), ProviderError> {
+    pub(super) async fn update_route(&self, op: &Op<'_>, want: &Spec) -> Result<(), ProviderError> {
         let Spec::Route {
             route_table,
             destination,
@@ -272,7 +263,7 @@ impl AwsProvider {
         else {
             return Ok(());
         };
-        let Op { id, .. } = *op;
+        let Op { c, id, .. } = *op;
         let b = next_hop!(
             c.replace_route()
                 .route_table_id(route_table)

@@ -7,17 +7,14 @@ impl AwsProvider {
     /// Lists the owner's transit gateways, or with `kind` TransitGatewayRoute the static routes of their default route tables in `region`.
     pub(super) async fn list_transit_gateways(
         &self,
-        c: &Client,
-        f: Filter,
-        region: &str,
-        owner: &Owner,
+        l: &Listing<'_>,
         kind: ResourceKind,
     ) -> Result<Vec<Raw>, ProviderError> {
-        let raw = raw_in(region);
-        let mut out = Vec::new();
+        let (c, f, region, owner) = (l.c, &l.f, l.region, l.owner);
+        let (raw, mut out) = (raw_in(region), Vec::new());
         let r = c
             .describe_transit_gateways()
-            .filters(f)
+            .filters(f.clone())
             .send()
             .named("DescribeTransitGateways", region)
             .await?;
@@ -89,16 +86,13 @@ impl AwsProvider {
     /// Lists the owner's transit gateways' VPC attachments in `region`.
     pub(super) async fn list_transit_gateway_attachments(
         &self,
-        c: &Client,
-        f: Filter,
-        region: &str,
-        owner: &Owner,
+        l: &Listing<'_>,
     ) -> Result<Vec<Raw>, ProviderError> {
-        let raw = raw_in(region);
-        let mut out = Vec::new();
+        let (c, f, region, owner) = (l.c, &l.f, l.region, l.owner);
+        let (raw, mut out) = (raw_in(region), Vec::new());
         let r = c
             .describe_transit_gateway_vpc_attachments()
-            .filters(f)
+            .filters(f.clone())
             .send()
             .named("DescribeTransitGatewayVpcAttachments", region)
             .await?;
@@ -125,14 +119,15 @@ impl AwsProvider {
     /// Creates a transit gateway.
     pub(super) async fn create_transit_gateway(
         &self,
-        c: &Client,
         op: &Op<'_>,
         spec: &Spec,
     ) -> Result<Observed, ProviderError> {
         let Spec::TransitGateway { asn, .. } = spec else {
             return Err(self.unsupported(op.id, spec.kind()));
         };
-        let Op { owner, rid, id, .. } = *op;
+        let Op {
+            c, owner, rid, id, ..
+        } = *op;
         let cloud_id = {
             let opts = aws_sdk_ec2::types::TransitGatewayRequestOptions::builder()
                 .amazon_side_asn(i64::from(*asn))
@@ -156,7 +151,6 @@ impl AwsProvider {
     /// Creates a transit gateway's VPC attachment.
     pub(super) async fn create_transit_gateway_attachment(
         &self,
-        c: &Client,
         op: &Op<'_>,
         spec: &Spec,
     ) -> Result<Observed, ProviderError> {
@@ -168,6 +162,7 @@ impl AwsProvider {
         else {
             return Err(self.unsupported(op.id, spec.kind()));
         };
+        let Op { c, .. } = *op;
         let Op {
             owner,
             rid,
@@ -205,7 +200,6 @@ impl AwsProvider {
     /// Creates a static route in a transit gateway's default route table.
     pub(super) async fn create_transit_gateway_route(
         &self,
-        c: &Client,
         op: &Op<'_>,
         spec: &Spec,
     ) -> Result<Observed, ProviderError> {
@@ -217,7 +211,7 @@ impl AwsProvider {
         else {
             return Err(self.unsupported(op.id, spec.kind()));
         };
-        let Op { id, region, .. } = *op;
+        let Op { c, id, region, .. } = *op;
         let cloud_id = {
             let rtb = self.tgw_route_table(region, transit_gateway, id).await?;
             c.create_transit_gateway_route()
@@ -235,7 +229,6 @@ impl AwsProvider {
     /// Updates an attachment's subnets.
     pub(super) async fn update_transit_gateway_attachment(
         &self,
-        c: &Client,
         op: &Op<'_>,
         current: &Observed,
         want: &Spec,
@@ -243,7 +236,7 @@ impl AwsProvider {
         let Spec::TransitGatewayAttachment { subnets, .. } = want else {
             return Ok(());
         };
-        let Op { id, .. } = *op;
+        let Op { c, id, .. } = *op;
         let have: Vec<String> = current.links.iter().skip(2).cloned().collect();
         let add: Vec<String> = subnets
             .iter()
@@ -268,7 +261,6 @@ impl AwsProvider {
     /// Updates a transit gateway route's attachment.
     pub(super) async fn update_transit_gateway_route(
         &self,
-        c: &Client,
         op: &Op<'_>,
         current: &Observed,
         want: &Spec,
@@ -281,7 +273,7 @@ impl AwsProvider {
         else {
             return Ok(());
         };
-        let Op { id, .. } = *op;
+        let Op { c, id, .. } = *op;
         let (rtb, _) = current.cloud_id.split_once('|').unwrap_or_default();
         c.replace_transit_gateway_route()
             .transit_gateway_route_table_id(rtb)

@@ -4,18 +4,12 @@ use super::*;
 
 impl AwsProvider {
     /// Lists the owner's VPCs in `region`.
-    pub(super) async fn list_networks(
-        &self,
-        c: &Client,
-        f: Filter,
-        region: &str,
-        owner: &Owner,
-    ) -> Result<Vec<Raw>, ProviderError> {
-        let raw = raw_in(region);
-        let mut out = Vec::new();
+    pub(super) async fn list_networks(&self, l: &Listing<'_>) -> Result<Vec<Raw>, ProviderError> {
+        let (c, f, region, owner) = (l.c, &l.f, l.region, l.owner);
+        let (raw, mut out) = (raw_in(region), Vec::new());
         let r = c
             .describe_vpcs()
-            .filters(f)
+            .filters(f.clone())
             .send()
             .named("DescribeVpcs", region)
             .await?;
@@ -46,18 +40,12 @@ impl AwsProvider {
     }
 
     /// Lists the owner's subnets in `region`.
-    pub(super) async fn list_subnets(
-        &self,
-        c: &Client,
-        f: Filter,
-        region: &str,
-        owner: &Owner,
-    ) -> Result<Vec<Raw>, ProviderError> {
-        let raw = raw_in(region);
-        let mut out = Vec::new();
+    pub(super) async fn list_subnets(&self, l: &Listing<'_>) -> Result<Vec<Raw>, ProviderError> {
+        let (c, f, region, owner) = (l.c, &l.f, l.region, l.owner);
+        let (raw, mut out) = (raw_in(region), Vec::new());
         let r = c
             .describe_subnets()
-            .filters(f)
+            .filters(f.clone())
             .send()
             .named("DescribeSubnets", region)
             .await?;
@@ -81,13 +69,13 @@ impl AwsProvider {
     /// Creates a VPC, then associates its secondary CIDRs.
     pub(super) async fn create_network(
         &self,
-        c: &Client,
         op: &Op<'_>,
         spec: &Spec,
     ) -> Result<Observed, ProviderError> {
         let Spec::Network { cidrs, .. } = spec else {
             return Err(self.unsupported(op.id, spec.kind()));
         };
+        let Op { c, .. } = *op;
         let Op {
             owner,
             rid,
@@ -126,7 +114,6 @@ impl AwsProvider {
     /// Creates a subnet.
     pub(super) async fn create_subnet(
         &self,
-        c: &Client,
         op: &Op<'_>,
         spec: &Spec,
     ) -> Result<Observed, ProviderError> {
@@ -138,7 +125,9 @@ impl AwsProvider {
         else {
             return Err(self.unsupported(op.id, spec.kind()));
         };
-        let Op { owner, rid, id, .. } = *op;
+        let Op {
+            c, owner, rid, id, ..
+        } = *op;
         let cloud_id = {
             let out = c
                 .create_subnet()
@@ -160,7 +149,6 @@ impl AwsProvider {
     /// Updates a VPC: associates CIDRs it lacks.
     pub(super) async fn update_network(
         &self,
-        c: &Client,
         op: &Op<'_>,
         current: &Observed,
         want: &Spec,
@@ -168,7 +156,7 @@ impl AwsProvider {
         let Spec::Network { cidrs, .. } = want else {
             return Ok(());
         };
-        let Op { id, .. } = *op;
+        let Op { c, id, .. } = *op;
         let have = match &current.spec {
             Spec::Network { cidrs, .. } => cidrs.clone(),
             _ => vec![],

@@ -6,16 +6,13 @@ impl AwsProvider {
     /// Lists the owner's virtual private gateways in `region`.
     pub(super) async fn list_vpn_gateways(
         &self,
-        c: &Client,
-        f: Filter,
-        region: &str,
-        owner: &Owner,
+        l: &Listing<'_>,
     ) -> Result<Vec<Raw>, ProviderError> {
-        let raw = raw_in(region);
-        let mut out = Vec::new();
+        let (c, f, region, owner) = (l.c, &l.f, l.region, l.owner);
+        let (raw, mut out) = (raw_in(region), Vec::new());
         let r = c
             .describe_vpn_gateways()
-            .filters(f)
+            .filters(f.clone())
             .send()
             .named("DescribeVpnGateways", region)
             .await?;
@@ -49,13 +46,13 @@ impl AwsProvider {
     /// Creates a virtual private gateway and attaches it to its VPC.
     pub(super) async fn create_vpn_gateway(
         &self,
-        c: &Client,
         op: &Op<'_>,
         spec: &Spec,
     ) -> Result<Observed, ProviderError> {
         let Spec::VpnGateway { network, asn } = spec else {
             return Err(self.unsupported(op.id, spec.kind()));
         };
+        let Op { c, .. } = *op;
         let Op {
             owner,
             rid,
