@@ -43,6 +43,7 @@ pub mod input;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod policy;
+pub mod reach;
 pub mod reconcile;
 #[cfg(feature = "render")]
 pub mod render;

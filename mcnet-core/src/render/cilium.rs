@@ -1,7 +1,6 @@
 //! Cilium: Helm values, `cilium-config`, `hubble-config`, ClusterMesh and the
 //! network components' disruption budget.
 
-use ipnet::{IpNet, Ipv4Net};
 use serde_json::{json, Value};
 
 use super::{builtin, ClusterRender, Context, DocKind};
@@ -14,31 +13,7 @@ pub(super) const HUBBLE_METRICS: [&str; 6] = ["dns", "drop", "tcp", "flow", "icm
 /// Port of the ClusterMesh API server.
 const CLUSTERMESH_PORT: u16 = 2379;
 
-/// The smallest IPv4 prefix covering every given IPv4 prefix (None when there are none).
-pub fn common_supernet(nets: &[IpNet]) -> Option<IpNet> {
-    let v4: Vec<Ipv4Net> = nets
-        .iter()
-        .filter_map(|n| match n {
-            IpNet::V4(v) => Some(*v),
-            IpNet::V6(_) => None,
-        })
-        .collect();
-    let first = v4.first()?;
-    let mut len = v4.iter().map(|n| n.prefix_len()).min()?;
-    let base = u32::from(first.network());
-    while len > 0 {
-        let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-        if v4
-            .iter()
-            .all(|n| u32::from(n.network()) & mask == base & mask)
-        {
-            break;
-        }
-        len -= 1;
-    }
-    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-    Ipv4Net::new((base & mask).into(), len).ok().map(IpNet::V4)
-}
+pub use crate::topology::cidr::common_supernet;
 
 struct Settings {
     routing_mode: &'static str,
@@ -260,6 +235,7 @@ pub(super) fn render(ctx: &Context<'_>, c: &Cluster, out: &mut ClusterRender) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipnet::IpNet;
 
     #[test]
     fn supernet_covers_every_prefix() {

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A CIDR field of the topology.
@@ -135,6 +135,32 @@ pub(crate) fn span(net: &IpNet) -> (u8, u128, u128) {
         ),
         IpNet::V6(n) => (6, u128::from(n.network()), u128::from(n.broadcast())),
     }
+}
+
+/// The smallest IPv4 prefix covering every given IPv4 prefix (None when there are none).
+pub fn common_supernet(nets: &[IpNet]) -> Option<IpNet> {
+    let v4: Vec<Ipv4Net> = nets
+        .iter()
+        .filter_map(|n| match n {
+            IpNet::V4(v) => Some(*v),
+            IpNet::V6(_) => None,
+        })
+        .collect();
+    let first = v4.first()?;
+    let mut len = v4.iter().map(|n| n.prefix_len()).min()?;
+    let base = u32::from(first.network());
+    while len > 0 {
+        let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+        if v4
+            .iter()
+            .all(|n| u32::from(n.network()) & mask == base & mask)
+        {
+            break;
+        }
+        len -= 1;
+    }
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    Ipv4Net::new((base & mask).into(), len).ok().map(IpNet::V4)
 }
 
 #[cfg(test)]

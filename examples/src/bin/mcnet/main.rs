@@ -13,6 +13,7 @@ mod metrics_http;
 mod output;
 mod policy_cmd;
 mod probe_cmd;
+mod reach_cmd;
 mod render_cmd;
 mod topology_cmd;
 
@@ -62,6 +63,11 @@ enum Command {
         #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
         output: Format,
     },
+    /// Can one workload reach another? Walks every layer (egress policy,
+    /// cluster CIDRs, cloud routes and the MCR's BGP, ClusterMesh, the
+    /// mesh, ingress policy with L7) and names the first that refuses.
+    /// Exit 0 when allowed, 1 when denied.
+    Reach(reach_cmd::ReachArgs),
     /// Draw the topology as an SVG picture.
     Diagram {
         /// Topology file.
@@ -131,6 +137,7 @@ fn main() -> ExitCode {
         Command::Validate { file, output } => topology_cmd::validate(&file, output),
         Command::Paths { file, fail, output } => topology_cmd::paths(&file, &fail, output),
         Command::Ipam { file, output } => topology_cmd::ipam(&file, output),
+        Command::Reach(a) => reach_cmd::run(&a),
         Command::Diagram { file, out } => topology_cmd::diagram(&file, &out),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Datapath(cmd) => datapath_cmd::run(cmd),
