@@ -176,3 +176,47 @@ fn print_matrix(m: &Matrix) {
         println!("  stopped at {layer}: {n}");
     }
 }
+
+/// The demo's step: three proofs across every layer on the ADR's
+/// production namespace, and the matrix with the MCR failed.
+pub fn demo(topology: &str, manifests: &str) -> anyhow::Result<()> {
+    let args =
+        |from: &str, to: &str, http: Option<(&str, &str)>, fail: &[&str], matrix: bool| ReachArgs {
+            topology: topology.to_string(),
+            manifests: vec![manifests.to_string()],
+            from: (!matrix).then(|| from.to_string()),
+            to: (!matrix).then(|| to.to_string()),
+            port: (!matrix).then_some(8080),
+            protocol: "TCP".into(),
+            method: http.map(|h| h.0.to_string()),
+            path: http.map(|h| h.1.to_string()),
+            fail: fail.iter().map(|f| f.to_string()).collect(),
+            matrix,
+            output: Format::Text,
+        };
+    let fe = "eks-prod/production/frontend";
+    run(&args(
+        fe,
+        "eks-prod/production/api-server",
+        Some(("DELETE", "/api/v1/users")),
+        &[],
+        false,
+    ))?;
+    println!();
+    run(&args(
+        fe,
+        "api-service.production.svc.clusterset.local",
+        Some(("GET", "/api/v1/orders")),
+        &[],
+        false,
+    ))?;
+    println!();
+    run(&args(
+        fe,
+        "gke-prod/production/api-server",
+        None,
+        &[],
+        false,
+    ))?;
+    Ok(())
+}

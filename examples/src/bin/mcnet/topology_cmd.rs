@@ -210,7 +210,7 @@ pub fn diagram(file: &str, out: &str) -> anyhow::Result<ExitCode> {
 
 pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let step = |n: u32, what: &str| eprintln!("\n[{n}/8] {what}");
+    let step = |n: u32, what: &str| eprintln!("\n[{n}/9] {what}");
     step(1, &format!("validate {topology_file}"));
     let code = validate(topology_file, Format::Text)?;
     if code != ExitCode::SUCCESS {
@@ -269,7 +269,14 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
             "examples/policies/adr-003-queries.json",
         )?;
     }
-    step(8, "the same policy enforced in the kernel (eBPF) and the L7 proxy, with real traffic in a network-namespace lab");
+    step(
+        8,
+        "reachability across every layer: policy, CIDRs, cloud routes and BGP, ClusterMesh, mesh, L7",
+    );
+    if std::path::Path::new(manifests).exists() {
+        crate::reach_cmd::demo(topology_file, manifests)?;
+    }
+    step(9, "the same policy enforced in the kernel (eBPF) and the L7 proxy, with real traffic in a network-namespace lab");
     if mcnet_datapath::is_root() && !mcnet_datapath::EBPF_OBJECT.is_empty() {
         crate::datapath_cmd::demo(manifests)?;
     } else {
