@@ -16,10 +16,11 @@ as_root() {
 # proxy the gateway benchmark compares against; dig, dnsperf and NSD for the
 # GSLB tests and benchmark; promtool (prometheus) and VictoriaMetrics for the
 # metrics tests; curl as a real HTTP client in the L7 proxy tests (nginx also
-# serves as the L7 reverse proxy the proxy benchmark compares against).
+# serves as the L7 reverse proxy the proxy benchmark compares against); BIRD 2
+# as the BGP speakers (MCR, cloud edges, network routers) of `mcnet lab`.
 missing=()
 for pkg in iproute2 curl pkg-config iptables ipset nftables openssl nginx-light libnginx-mod-stream \
-    bind9-dnsutils dnsperf nsd prometheus victoria-metrics; do
+    bind9-dnsutils dnsperf nsd prometheus victoria-metrics bird2; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

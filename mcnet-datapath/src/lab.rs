@@ -41,7 +41,7 @@ pub struct Lab {
 }
 
 /// Runs a command, failing with what it printed.
-fn run(program: &str, args: &[&str]) -> Result<std::process::Output> {
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<std::process::Output> {
     let command = || format!("{program} {}", args.join(" "));
     let out = Command::new(program)
         .args(args)

@@ -42,6 +42,8 @@ pub mod state;
 mod sync;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testrun;
+#[cfg(any(test, feature = "lab"))]
+pub mod toplab;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

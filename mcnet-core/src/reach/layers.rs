@@ -70,7 +70,7 @@ pub(super) fn linked(t: &Topology, a: &str, b: &str) -> bool {
 
 /// The address a network's hosts (nodes, load balancers) are modelled at:
 /// the tenth host of its first CIDR.
-fn node_address(n: &Network) -> Option<IpAddr> {
+pub fn node_address(n: &Network) -> Option<IpAddr> {
     let net = n.cidrs.first()?.net()?;
     net.hosts().nth(9)
 }
@@ -331,7 +331,7 @@ struct Leave {
 /// The range a cluster routes pod addresses to unmasqueraded, as `mcnet
 /// render` configures Cilium (`ipv4NativeRoutingCIDR`): its own pod CIDR,
 /// or in a ClusterMesh the supernet of every member's; none in overlay.
-fn native_cidr(t: &Topology, c: &Cluster) -> Option<IpNet> {
+pub fn native_cidr(t: &Topology, c: &Cluster) -> Option<IpNet> {
     match c.cni.mode {
         CniMode::Overlay => None,
         CniMode::Native if c.cluster_mesh.is_some() => {

@@ -35,6 +35,9 @@
 //! ```
 
 mod layers;
+pub use layers::{
+    native_cidr, node_address, AZURE_ER_PRIVATE_PREFIXES, GCP_CLOUD_ROUTER_LEARNED_PREFIXES,
+};
 #[cfg(test)]
 mod tests;
 
@@ -671,6 +674,53 @@ pub struct Matrix {
     pub denied_by_layer: BTreeMap<Layer, usize>,
     /// Every pair.
     pub cells: Vec<Cell>,
+}
+
+/// One pod per workload of the topology's namespaces in each cluster the
+/// namespace spans, with the workload's labels and ports and no policy: the
+/// manifests `mcnet lab` uses when given none. `(scope, name, YAML)`.
+pub fn topology_pods(t: &Topology) -> Vec<(Scope, String, String)> {
+    let mut out = Vec::new();
+    for c in &t.spec.clusters {
+        let mut docs = Vec::new();
+        for ns in t
+            .spec
+            .namespaces
+            .iter()
+            .filter(|n| n.clusters.contains(&c.name))
+        {
+            for w in &ns.workloads {
+                let ports: Vec<serde_json::Value> = w
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "name": p.name,
+                            "containerPort": p.port,
+                            "protocol": match p.protocol {
+                                crate::topology::Protocol::Tcp => "TCP",
+                                crate::topology::Protocol::Udp => "UDP",
+                                crate::topology::Protocol::Sctp => "SCTP",
+                            }
+                        })
+                    })
+                    .collect();
+                let pod = serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": w.name, "namespace": ns.name, "labels": workload_labels(w)},
+                    "spec": {"containers": [{"name": w.name, "ports": ports}]}
+                });
+                docs.push(pod.to_string());
+            }
+        }
+        out.push((
+            Scope::Cluster(c.name.clone()),
+            format!("<workloads of {}>", c.name),
+            docs.join("\n---\n"),
+        ));
+    }
+    out
 }
 
 /// A workload's pod labels: its own, or `app: <name>` (as `mcnet render` writes them).

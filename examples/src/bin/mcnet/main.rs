@@ -8,6 +8,7 @@ mod cloud_providers;
 mod cost_cmd;
 mod datapath_cmd;
 mod gslb_cmd;
+mod lab_cmd;
 mod mesh_cmd;
 mod metrics_http;
 mod output;
@@ -68,6 +69,10 @@ enum Command {
     /// mesh, ingress policy with L7) and names the first that refuses.
     /// Exit 0 when allowed, 1 when denied.
     Reach(reach_cmd::ReachArgs),
+    /// The whole topology in network namespaces with real BGP, checked
+    /// against `mcnet reach` (root): up, verify [--fail X], down.
+    #[command(subcommand)]
+    Lab(lab_cmd::LabCommand),
     /// Draw the topology as an SVG picture.
     Diagram {
         /// Topology file.
@@ -138,6 +143,7 @@ fn main() -> ExitCode {
         Command::Paths { file, fail, output } => topology_cmd::paths(&file, &fail, output),
         Command::Ipam { file, output } => topology_cmd::ipam(&file, output),
         Command::Reach(a) => reach_cmd::run(&a),
+        Command::Lab(cmd) => lab_cmd::run(cmd),
         Command::Diagram { file, out } => topology_cmd::diagram(&file, &out),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Datapath(cmd) => datapath_cmd::run(cmd),

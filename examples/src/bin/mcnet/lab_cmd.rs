@@ -1,0 +1,281 @@
+//! `mcnet lab up|verify|down`: the topology in network namespaces with
+//! real BGP, checked against `mcnet reach`'s predictions.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use mcnet_core::policy::manifest_files;
+use mcnet_core::reach::Verdict;
+use mcnet_core::topology::paths::Component;
+use mcnet_datapath::toplab::{self, ManifestSource, TopologyLab, Verification};
+use serde_json::json;
+
+use crate::output::{print_json, read, Format};
+use crate::topology_cmd::load_valid;
+
+#[derive(Subcommand)]
+pub enum LabCommand {
+    /// Build the topology in network namespaces: a router per network,
+    /// nodes and pods per cluster, peerings and transit gateways, the MCR
+    /// and each VXC's cloud edge speaking BGP (BIRD 2), addresses mapped
+    /// into 198.18.0.0/15 (root).
+    Up {
+        /// Topology file.
+        topology: String,
+        /// Pods to build (`[CLUSTER=]FILE`); by default one per workload
+        /// of the topology's namespaces, in each cluster they span.
+        #[arg(long, value_name = "[CLUSTER=]FILE")]
+        manifests: Vec<String>,
+        /// Namespace prefix (1–6 lower-case letters or digits).
+        #[arg(long, default_value = "mcl")]
+        prefix: String,
+        /// Output format (the address map and what was built).
+        #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
+    /// Send real TCP for every pair `mcnet reach --matrix` predicts and
+    /// compare; with `--fail`, take the components down, wait for BGP to
+    /// withdraw, check again, and bring them back. Exit 1 on a mismatch.
+    Verify {
+        /// Topology file (the one the lab was built from).
+        topology: String,
+        /// Fail a component (`mcnet paths --fail` names). Repeatable.
+        #[arg(long = "fail", value_name = "COMPONENT")]
+        fail: Vec<String>,
+        /// Namespace prefix.
+        #[arg(long, default_value = "mcl")]
+        prefix: String,
+        /// Output format.
+        #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
+    /// Remove the lab: its BGP speakers and servers, namespaces, links and
+    /// state, even after an interrupted `up`.
+    Down {
+        /// Namespace prefix.
+        #[arg(long, default_value = "mcl")]
+        prefix: String,
+    },
+}
+
+pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
+    if !mcnet_datapath::is_root() {
+        eprintln!("error: the lab needs root (network namespaces)");
+        return Ok(ExitCode::from(2));
+    }
+    match cmd {
+        LabCommand::Up {
+            topology,
+            manifests,
+            prefix,
+            output,
+        } => up(&topology, &manifests, &prefix, output),
+        LabCommand::Verify {
+            topology,
+            fail,
+            prefix,
+            output,
+        } => verify(&topology, &fail, &prefix, output),
+        LabCommand::Down { prefix } => {
+            let gone = TopologyLab::down(&prefix)?;
+            eprintln!("removed {} namespaces of lab `{prefix}`", gone.len());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn up(file: &str, manifests: &[String], prefix: &str, output: Format) -> anyhow::Result<ExitCode> {
+    let Some(t) = load_valid(file)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let sources = if manifests.is_empty() {
+        ManifestSource::from_topology(&t)
+    } else {
+        let mut v = Vec::new();
+        for m in manifests {
+            let (cluster, path) = match m.split_once('=') {
+                Some((c, p)) => (Some(c.to_string()), p),
+                None => (None, m.as_str()),
+            };
+            for f in manifest_files(&[Path::new(path)])? {
+                let name = f.display().to_string();
+                v.push(ManifestSource {
+                    cluster: cluster.clone(),
+                    text: read(&name)?,
+                    name,
+                });
+            }
+        }
+        v
+    };
+    let started = Instant::now();
+    eprintln!("building lab `{prefix}` for {}…", t.metadata.name);
+    let lab = TopologyLab::up(&t, sources, prefix)?;
+    eprintln!(
+        "{} namespaces, {} pods, {} BGP speakers; waiting for BGP…",
+        lab.namespaces.len(),
+        lab.pods.len(),
+        lab.speakers.len()
+    );
+    lab.wait_for_bgp(Duration::from_secs(60))?;
+    eprintln!("BGP established in {:.1?} after start", started.elapsed());
+    match output {
+        Format::Json => print_json(&json!({
+            "prefix": lab.prefix,
+            "topology": lab.topology,
+            "map": lab.map,
+            "namespaces": lab.namespaces,
+            "pods": lab.pods,
+            "speakers": lab.speakers,
+            "notes": lab.notes,
+        }))?,
+        Format::Text => {
+            println!("Address map (topology → lab):");
+            for b in &lab.map.blocks {
+                println!("  {:<18} → {:<16} {}", b.topology, b.lab, b.what);
+            }
+            println!("Pods:");
+            for p in &lab.pods {
+                println!(
+                    "  {:<40} {:<15} → {:<15} {}",
+                    p.key, p.topology, p.lab, p.netns
+                );
+            }
+            println!("BGP speakers:");
+            for s in &lab.speakers {
+                println!("  {:<28} in {}", s.what, s.netns);
+            }
+            for n in &lab.notes {
+                println!("note: {n}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::Result<ExitCode> {
+    let Some(t) = load_valid(file)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let lab = TopologyLab::load(prefix)?;
+    anyhow::ensure!(
+        lab.topology == t.metadata.name,
+        "lab `{prefix}` was built from topology `{}`, not `{}`",
+        lab.topology,
+        t.metadata.name
+    );
+    let mut failed = Vec::new();
+    for f in fail {
+        failed.push(Component::resolve(&t, f).map_err(|e| anyhow::anyhow!("--fail {f}: {e}"))?);
+    }
+    let model = toplab::model(&t, &lab.manifests)?;
+    lab.wait_for_bgp(Duration::from_secs(30))?;
+    let before = lab.verify(&model, &[]);
+    let after = if failed.is_empty() {
+        None
+    } else {
+        for c in &failed {
+            lab.fail(c)?;
+        }
+        // BGP's hold time is 3 s: a cut link is noticed within it.
+        std::thread::sleep(Duration::from_secs(4));
+        let v = lab.verify(&model, &failed);
+        for c in &failed {
+            lab.restore(c)?;
+        }
+        lab.wait_for_bgp(Duration::from_secs(30))?;
+        Some(v)
+    };
+    let ok = before.mismatches.is_empty() && after.as_ref().is_none_or(|a| a.mismatches.is_empty());
+    match output {
+        Format::Json => {
+            let mut v = json!({
+                "pairs": before.pairs,
+                "agree": before.agree,
+                "mismatches": before.mismatches,
+                "unchecked": before.unchecked,
+            });
+            if let Some(a) = &after {
+                v["failed"] = json!(failed);
+                v["after_failure"] = json!({
+                    "pairs": a.pairs,
+                    "agree": a.agree,
+                    "mismatches": a.mismatches,
+                    "unchecked": a.unchecked,
+                    "lost": lost(&before, a),
+                });
+            }
+            print_json(&v)?;
+        }
+        Format::Text => {
+            print_verification("predicted vs observed", &before);
+            if let Some(a) = &after {
+                let names: Vec<String> = failed.iter().map(|c| c.to_string()).collect();
+                println!();
+                print_verification(&format!("with {} failed", names.join(", ")), a);
+                let l = lost(&before, a);
+                println!("  pairs lost by the failure: {}", l.len());
+                for (from, to, port) in l {
+                    println!("    {from} → {to}:{port}");
+                }
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Pairs that worked before the failure and not after it.
+fn lost(before: &Verification, after: &Verification) -> Vec<(String, String, u16)> {
+    after
+        .rows
+        .iter()
+        .filter(|r| r.observed == Verdict::Deny)
+        .filter(|r| {
+            before.rows.iter().any(|b| {
+                b.from == r.from && b.to == r.to && b.port == r.port && b.observed == Verdict::Allow
+            })
+        })
+        .map(|r| (r.from.clone(), r.to.clone(), r.port))
+        .collect()
+}
+
+fn print_verification(title: &str, v: &Verification) {
+    println!("{title}:");
+    let w = v.rows.iter().map(|r| r.from.len()).max().unwrap_or(4);
+    let x = v.rows.iter().map(|r| r.to.len() + 6).max().unwrap_or(2);
+    println!(
+        "  {:<w$}  {:<x$}  {:<9} {:<9}",
+        "from", "to:port", "predicted", "observed"
+    );
+    let word = |v: Verdict| match v {
+        Verdict::Allow => "allow",
+        Verdict::Deny => "deny",
+    };
+    for r in &v.rows {
+        let to = format!("{}:{}", r.to, r.port);
+        let mark = if r.predicted == r.observed {
+            ""
+        } else {
+            "  ← MISMATCH"
+        };
+        println!(
+            "  {:<w$}  {to:<x$}  {:<9} {:<9}{mark}",
+            r.from,
+            word(r.predicted),
+            word(r.observed)
+        );
+    }
+    println!(
+        "  {} pairs: {} agree, {} mismatches, {} unchecked (stopped by policy or the mesh, which the lab does not run yet)",
+        v.pairs,
+        v.agree,
+        v.mismatches.len(),
+        v.unchecked
+    );
+}

@@ -1,0 +1,1000 @@
+//! A whole topology on one machine: network namespaces for the networks,
+//! the clusters' nodes and pods, the transit gateways, the Megaport Cloud
+//! Routers and each VXC's cloud edge, with real BGP (BIRD 2) between the
+//! MCR and the edges and between the edges and the networks, so that the
+//! routes a packet follows are the ones BGP chose.
+//!
+//! Every address is the topology's own mapped into 198.18.0.0/15
+//! ([`AddressMap`]); no namespace has a route out. The lab outlives the
+//! process that built it (`mcnet lab up`); its state (the map, the
+//! namespaces, the BGP speakers) is kept in `/run/mcnet-lab/PREFIX/`, and
+//! [`TopologyLab::down`] removes everything with the prefix even when `up`
+//! was killed half-way: it kills every process in the lab's namespaces
+//! before deleting them.
+//!
+//! What the lab checks is the network part of [`mcnet_core::reach`]:
+//! cluster CIDRs and masquerading, cloud routes, peering, transit and the
+//! MCR's BGP with its prefix filters and limits, and failures. Policy, the
+//! mesh gateway and GSLB do not run in it yet; [`TopologyLab::verify`]
+//! reports pairs whose prediction depends on them as unchecked.
+
+mod bird;
+mod map;
+
+pub use map::{AddressMap, Block};
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::{Deserialize, Serialize};
+
+use mcnet_core::reach::{self, Layer, Model, Verdict};
+use mcnet_core::topology::paths::Component;
+use mcnet_core::topology::{CniChaining, Topology, VxcTargetKind};
+
+use crate::lab::{run, serve, tcp_ok};
+use crate::{Error, Result};
+
+/// Where labs keep their state.
+pub const STATE_ROOT: &str = "/run/mcnet-lab";
+/// The layers the lab reproduces with real packets.
+pub const CHECKED_LAYERS: [Layer; 3] = [Layer::ClusterCidr, Layer::CloudRoute, Layer::Clustermesh];
+
+/// A BGP speaker of the lab.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Speaker {
+    /// What it stands for (`mcr multicloud-mcr`, `edge vxc-aws-dx`, `router aws-vpc`).
+    pub what: String,
+    /// Its namespace.
+    pub netns: String,
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// Its control socket.
+    pub socket: PathBuf,
+}
+
+/// A pod of the lab.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pod {
+    /// `cluster/namespace/pod`.
+    pub key: String,
+    /// Its namespace.
+    pub netns: String,
+    /// Its lab address.
+    pub lab: Ipv4Addr,
+    /// Its topology address.
+    pub topology: Ipv4Addr,
+    /// Ports it serves.
+    pub ports: Vec<u16>,
+}
+
+/// A lab, as built and as recorded in its state file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TopologyLab {
+    /// Namespace prefix.
+    pub prefix: String,
+    /// The topology's name.
+    pub topology: String,
+    /// The address map.
+    pub map: AddressMap,
+    /// Every namespace, in creation order.
+    pub namespaces: Vec<String>,
+    /// The pods.
+    pub pods: Vec<Pod>,
+    /// The BGP speakers.
+    pub speakers: Vec<Speaker>,
+    /// Links that a `--fail` takes down: component → (namespace, interface).
+    pub links: BTreeMap<String, Vec<(String, String)>>,
+    /// What the lab could not reproduce on this machine.
+    pub notes: Vec<String>,
+    /// The manifests the lab's pods come from, kept so that `verify`
+    /// predicts with the same ones.
+    pub manifests: Vec<ManifestSource>,
+}
+
+/// A manifest text and the cluster it describes (`None`: every cluster).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ManifestSource {
+    /// The cluster, or every cluster.
+    pub cluster: Option<String>,
+    /// Where it came from.
+    pub name: String,
+    /// The YAML.
+    pub text: String,
+}
+
+impl ManifestSource {
+    /// The topology's workloads as pods, one per cluster their namespace
+    /// spans, with no policy (see [`reach::topology_pods`]).
+    pub fn from_topology(t: &Topology) -> Vec<ManifestSource> {
+        reach::topology_pods(t)
+            .into_iter()
+            .map(|(scope, name, text)| ManifestSource {
+                cluster: match scope {
+                    reach::Scope::Cluster(c) => Some(c),
+                    _ => None,
+                },
+                name,
+                text,
+            })
+            .collect()
+    }
+}
+
+/// The reachability model of a topology with these manifests.
+pub fn model(t: &Topology, manifests: &[ManifestSource]) -> Result<Model> {
+    Model::new(
+        t,
+        manifests.iter().map(|m| {
+            let scope = match &m.cluster {
+                Some(c) => reach::Scope::Cluster(c.clone()),
+                None => reach::Scope::All,
+            };
+            (scope, m.name.as_str(), m.text.as_str())
+        }),
+    )
+    .map_err(|e| Error::Command {
+        command: "reach model".into(),
+        stderr: e.to_string(),
+    })
+}
+
+fn invalid(field: &str, value: &str, reason: &'static str) -> Error {
+    Error::InvalidLab {
+        field: field.to_string(),
+        value: value.to_string(),
+        reason,
+    }
+}
+
+/// Checks a lab prefix: 1–6 lower-case letters or digits (it names
+/// namespaces and a state directory).
+pub fn check_prefix(prefix: &str) -> Result<()> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 6
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "prefix",
+            prefix,
+            "must be 1–6 lower-case letters or digits",
+        ))
+    }
+}
+
+fn state_dir(prefix: &str) -> PathBuf {
+    Path::new(STATE_ROOT).join(prefix)
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run("ip", args).map(|_| ())
+}
+
+fn in_ns(ns: &str, program: &str, args: &[&str]) -> Result<std::process::Output> {
+    let mut all = vec!["netns", "exec", ns, program];
+    all.extend_from_slice(args);
+    run("ip", &all)
+}
+
+fn v4(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// Writes a file through a temporary one and a rename, so that a reader
+/// never sees half of it.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|source| Error::Spawn {
+        command: format!("write {}", path.display()),
+        source,
+    })
+}
+
+/// Hands out /30s for the lab's own links.
+struct Infra(u32);
+
+impl Infra {
+    fn pair(&mut self) -> (Ipv4Addr, Ipv4Addr) {
+        let base = map::INFRA + 4 * self.0;
+        self.0 += 1;
+        (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
+    }
+}
+
+/// Builds labs; its namespaces are recorded as they are made, so that a
+/// failure half-way tears down what exists.
+struct Builder<'t> {
+    lab: TopologyLab,
+    t: &'t Topology,
+    infra: Infra,
+    dir: PathBuf,
+}
+
+impl Builder<'_> {
+    fn ns(&mut self, suffix: &str) -> Result<String> {
+        let name = format!("{}-{suffix}", self.lab.prefix);
+        ip(&["netns", "add", &name])?;
+        self.lab.namespaces.push(name.clone());
+        ip(&["-n", &name, "link", "set", "lo", "up"])?;
+        in_ns(&name, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+        in_ns(&name, "sysctl", &["-qw", "net.ipv4.conf.all.rp_filter=0"])?;
+        in_ns(
+            &name,
+            "sysctl",
+            &["-qw", "net.ipv4.conf.default.rp_filter=0"],
+        )?;
+        Ok(name)
+    }
+
+    /// A veth between two namespaces with point-to-point addresses.
+    fn link(&mut self, a: (&str, &str, Ipv4Addr), b: (&str, &str, Ipv4Addr)) -> Result<()> {
+        ip(&[
+            "-n", a.0, "link", "add", a.1, "type", "veth", "peer", "name", b.1, "netns", b.0,
+        ])?;
+        for ((ns, dev, local), remote) in [(a, b.2), (b, a.2)] {
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &local.to_string(),
+                "peer",
+                &format!("{remote}/32"),
+                "dev",
+                dev,
+            ])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        Ok(())
+    }
+
+    fn route(&self, ns: &str, to: &str, via: Ipv4Addr) -> Result<()> {
+        ip(&["-n", ns, "route", "replace", to, "via", &via.to_string()])
+    }
+
+    fn speaker(&mut self, what: String, ns: &str, conf: String) -> Result<()> {
+        let i = self.lab.speakers.len();
+        let config = self.dir.join(format!("bird{i}.conf"));
+        let socket = self.dir.join(format!("bird{i}.ctl"));
+        write_atomic(&config, conf.as_bytes())?;
+        let s = Speaker {
+            what,
+            netns: ns.to_string(),
+            config,
+            socket,
+        };
+        start(&s)?;
+        self.lab.speakers.push(s);
+        Ok(())
+    }
+}
+
+/// Starts a BGP speaker (BIRD daemonises).
+fn start(s: &Speaker) -> Result<()> {
+    let (c, k) = (
+        s.config.display().to_string(),
+        s.socket.display().to_string(),
+    );
+    in_ns(&s.netns, "bird", &["-c", &c, "-s", &k]).map(|_| ())
+}
+
+/// The private ASN of network router `i`.
+fn router_asn(i: usize) -> u32 {
+    4_200_000_000 + i as u32
+}
+
+/// The edge's ASN: the VXC's declared peer ASN, else the cloud's usual one.
+fn edge_asn(v: &mcnet_core::topology::Vxc) -> u32 {
+    v.bgp.peers.first().map_or(
+        match v.target.kind {
+            VxcTargetKind::AwsDirectConnect => 64512,
+            VxcTargetKind::AzureExpressroute => 12076,
+            VxcTargetKind::GcpPartnerInterconnect => 16550,
+        },
+        |p| p.peer_asn,
+    )
+}
+
+impl TopologyLab {
+    /// Builds the lab for a topology (with `auto` CIDRs allocated) and the
+    /// pods of `model`. Needs root, iproute2, iptables and BIRD 2. On
+    /// failure, what was built is torn down.
+    pub fn up(t: &Topology, manifests: Vec<ManifestSource>, prefix: &str) -> Result<TopologyLab> {
+        check_prefix(prefix)?;
+        let model = model(t, &manifests)?;
+        let dir = state_dir(prefix);
+        let listed = run("ip", &["netns", "list"])?;
+        let taken = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .any(|l| l.starts_with(&format!("{prefix}-")));
+        if taken || dir.join("lab.json").exists() {
+            return Err(invalid(
+                "prefix",
+                prefix,
+                "a lab with this prefix exists (perhaps half-built); run `mcnet lab down --prefix` with it first",
+            ));
+        }
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Spawn {
+            command: format!("mkdir {}", dir.display()),
+            source,
+        })?;
+        let mut b = Builder {
+            lab: TopologyLab {
+                prefix: prefix.to_string(),
+                topology: t.metadata.name.clone(),
+                map: AddressMap::new(t)?,
+                namespaces: Vec::new(),
+                pods: Vec::new(),
+                speakers: Vec::new(),
+                links: BTreeMap::new(),
+                notes: Vec::new(),
+                manifests,
+            },
+            t,
+            infra: Infra(0),
+            dir: dir.clone(),
+        };
+        let built = build(&mut b, &model);
+        // The state is written even when building failed, so `down` finds it.
+        let saved = b.lab.save();
+        match built.and(saved) {
+            Ok(()) => Ok(b.lab),
+            Err(e) => {
+                let _ = TopologyLab::down(prefix);
+                Err(e)
+            }
+        }
+    }
+
+    fn save(&self) -> Result<()> {
+        let path = state_dir(&self.prefix).join("lab.json");
+        let text = serde_json::to_vec_pretty(self).map_err(|e| Error::Spawn {
+            command: "serialise lab state".into(),
+            source: std::io::Error::other(e),
+        })?;
+        write_atomic(&path, &text)
+    }
+
+    /// The lab that is up under `prefix`.
+    pub fn load(prefix: &str) -> Result<TopologyLab> {
+        check_prefix(prefix)?;
+        let path = state_dir(prefix).join("lab.json");
+        let text = std::fs::read(&path).map_err(|source| Error::Spawn {
+            command: format!("read {} (is the lab up?)", path.display()),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|e| Error::Spawn {
+            command: format!("parse {}", path.display()),
+            source: std::io::Error::other(e),
+        })
+    }
+
+    /// Removes every trace of the lab `prefix`: kills the processes in its
+    /// namespaces (the BGP speakers, servers), deletes the namespaces (and
+    /// with them every link), and the state directory. Returns the
+    /// namespaces deleted. Safe to run twice, and after a killed `up`.
+    pub fn down(prefix: &str) -> Result<Vec<String>> {
+        check_prefix(prefix)?;
+        let out = run("ip", &["netns", "list"])?;
+        let mut gone = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if !name.starts_with(&format!("{prefix}-")) {
+                continue;
+            }
+            if let Ok(pids) = run("ip", &["netns", "pids", name]) {
+                for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        // SAFETY: kill(2) with a pid read from the kernel; no memory is touched.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+            ip(&["netns", "del", name])?;
+            gone.push(name.to_string());
+        }
+        let dir = state_dir(prefix);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|source| Error::Spawn {
+                command: format!("rm -r {}", dir.display()),
+                source,
+            })?;
+        }
+        Ok(gone)
+    }
+
+    /// Waits until every BGP session of every speaker is established.
+    pub fn wait_for_bgp(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut down = Vec::new();
+            for s in &self.speakers {
+                match self.sessions(s) {
+                    Ok(list) => down.extend(
+                        list.into_iter()
+                            .filter(|(_, up)| !up)
+                            .map(|(n, _)| format!("{} {n}", s.what)),
+                    ),
+                    Err(_) => down.push(format!("{} (not answering)", s.what)),
+                }
+            }
+            if down.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Command {
+                    command: "wait for BGP".into(),
+                    stderr: format!("sessions not established: {}", down.join(", ")),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A speaker's BGP sessions and whether each is established.
+    fn sessions(&self, s: &Speaker) -> Result<Vec<(String, bool)>> {
+        let out = run(
+            "birdc",
+            &["-s", &s.socket.display().to_string(), "show", "protocols"],
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("BGP"))
+            .map(|l| {
+                let name = l.split_whitespace().next().unwrap_or("").to_string();
+                (name, l.contains("Established"))
+            })
+            .collect())
+    }
+
+    /// Takes a component down: an MCR's BGP speaker is killed; a VXC,
+    /// peering or transit gateway has its links set down.
+    pub fn fail(&self, c: &Component) -> Result<()> {
+        match c {
+            Component::Router(name) => {
+                let what = format!("mcr {name}");
+                for s in self.speakers.iter().filter(|s| s.what == what) {
+                    let pids = run("ip", &["netns", "pids", &s.netns])?;
+                    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                        if let Ok(pid) = pid.parse::<i32>() {
+                            // SAFETY: kill(2) on a pid of the MCR's namespace; no memory is touched.
+                            unsafe { libc::kill(pid, libc::SIGKILL) };
+                        }
+                    }
+                }
+                Ok(())
+            }
+            other => self.set_links(&other.to_string(), "down"),
+        }
+    }
+
+    /// Brings a failed component back.
+    pub fn restore(&self, c: &Component) -> Result<()> {
+        match c {
+            Component::Router(name) => {
+                let what = format!("mcr {name}");
+                for s in self.speakers.iter().filter(|s| s.what == what) {
+                    let _ = std::fs::remove_file(&s.socket);
+                    start(s)?;
+                }
+                Ok(())
+            }
+            other => self.set_links(&other.to_string(), "up"),
+        }
+    }
+
+    fn set_links(&self, key: &str, state: &str) -> Result<()> {
+        let links = self
+            .links
+            .get(key)
+            .ok_or_else(|| invalid("component", key, "not in this lab"))?;
+        for (ns, dev) in links {
+            ip(&["-n", ns, "link", "set", dev, state])?;
+        }
+        Ok(())
+    }
+
+    /// Sends a TCP echo for every pair of `model`'s matrix and compares
+    /// what happens with the prediction. Pairs the prediction stops at a
+    /// layer the lab does not run (policy, the mesh) are not checked.
+    pub fn verify(&self, model: &Model, failed: &[Component]) -> Verification {
+        let matrix = model.matrix(failed);
+        let stop = Arc::new(AtomicBool::new(false));
+        for p in &self.pods {
+            for &port in &p.ports {
+                serve(&p.netns, port, stop.clone());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let by_key: BTreeMap<&str, &Pod> = self.pods.iter().map(|p| (p.key.as_str(), p)).collect();
+        let mut v = Verification::default();
+        for cell in &matrix.cells {
+            let predicted = cell.verdict;
+            let checked = match cell.stopped_at {
+                None => true,
+                Some(l) => CHECKED_LAYERS.contains(&l),
+            };
+            let (Some(from), Some(to)) =
+                (by_key.get(cell.from.as_str()), by_key.get(cell.to.as_str()))
+            else {
+                continue;
+            };
+            v.pairs += 1;
+            if !checked {
+                v.unchecked += 1;
+                continue;
+            }
+            let ok = tcp_ok(&from.netns, to.lab, cell.port);
+            let observed = if ok { Verdict::Allow } else { Verdict::Deny };
+            v.rows.push(Row {
+                from: cell.from.clone(),
+                to: cell.to.clone(),
+                port: cell.port,
+                predicted,
+                observed,
+                stopped_at: cell.stopped_at,
+            });
+            if observed == predicted {
+                v.agree += 1;
+            } else {
+                v.mismatches.push(v.rows.last().cloned().expect("pushed"));
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // The servers notice within 50 ms and close their sockets.
+        std::thread::sleep(Duration::from_millis(150));
+        v
+    }
+}
+
+/// One checked pair.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    /// Source pod.
+    pub from: String,
+    /// Target pod.
+    pub to: String,
+    /// Port.
+    pub port: u16,
+    /// What `reach` predicted.
+    pub predicted: Verdict,
+    /// What the packets did.
+    pub observed: Verdict,
+    /// The layer `reach` stopped at.
+    pub stopped_at: Option<Layer>,
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Pairs in the matrix.
+    pub pairs: usize,
+    /// Pairs where prediction and packets agree.
+    pub agree: usize,
+    /// Pairs where they do not.
+    pub mismatches: Vec<Row>,
+    /// Pairs stopped by a layer the lab does not run (policy, mesh).
+    pub unchecked: usize,
+    /// Every checked pair.
+    pub rows: Vec<Row>,
+}
+
+fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
+    let t = b.t;
+    let map = b.lab.map.clone();
+    let lab_of = |a: IpAddr| -> Result<Ipv4Addr> {
+        v4(a).and_then(|a| map.to_lab(a)).ok_or_else(|| {
+            invalid(
+                "address",
+                &a.to_string(),
+                "outside the mapped prefixes (the first 256 of each)",
+            )
+        })
+    };
+    let block_of = |n: &IpNet| map.block(n);
+
+    // Networks: one router namespace each; networks without clusters get a
+    // host on their node address.
+    let mut routers = Vec::new();
+    for (i, n) in t.spec.networks.iter().enumerate() {
+        let r = b.ns(&format!("r{i}"))?;
+        if !t.spec.clusters.iter().any(|c| c.network == n.name) {
+            if let Some(host) = reach::node_address(n) {
+                let h = lab_of(host)?;
+                ip(&["-n", &r, "addr", "add", &format!("{h}/32"), "dev", "lo"])?;
+            }
+        }
+        routers.push(r);
+    }
+    let net_index = |name: &str| t.spec.networks.iter().position(|n| n.name == name);
+
+    // Clusters: a node namespace behind its network's router, pods behind the node.
+    for (ci, c) in t.spec.clusters.iter().enumerate() {
+        let Some(ni) = net_index(&c.network) else {
+            continue;
+        };
+        let network = &t.spec.networks[ni];
+        let node_addr = reach::node_address(network)
+            .map(lab_of)
+            .transpose()?
+            .ok_or_else(|| {
+                invalid(
+                    &format!("network {}", network.name),
+                    "",
+                    "has no CIDR for its nodes",
+                )
+            })?;
+        let node = b.ns(&format!("n{ci}"))?;
+        let (r_side, _) = b.infra.pair();
+        let router = routers[ni].clone();
+        b.link(
+            (&node, "uplink", node_addr),
+            (&router, &format!("n{ci}"), r_side),
+        )?;
+        b.route(&node, "default", r_side)?;
+        let pod_block = c.pod_cidr.net().and_then(|p| block_of(&p));
+        if let Some(pb) = pod_block {
+            b.route(&router, &pb.to_string(), node_addr)?;
+        }
+        // Pods.
+        let mut k = 0;
+        for pref in model.pods().filter(|p| p.cluster == c.name) {
+            let Some((addr, _)) = model.address(pref) else {
+                continue;
+            };
+            let lab_addr = lab_of(addr)?;
+            let pod_ns = b.ns(&format!("c{ci}p{k}"))?;
+            b.link(
+                (&pod_ns, "eth0", lab_addr),
+                (&node, &format!("p{k}"), node_addr),
+            )?;
+            b.route(&pod_ns, "default", node_addr)?;
+            let ports = model.ports_of(pref).into_iter().map(|(p, _)| p).collect();
+            b.lab.pods.push(Pod {
+                key: pref.to_string(),
+                netns: pod_ns,
+                lab: lab_addr,
+                topology: v4(addr).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                ports,
+            });
+            k += 1;
+        }
+        // Masquerade what leaves for outside the native-routing CIDR.
+        if c.cni.chaining == CniChaining::None {
+            if let Some(pb) = pod_block {
+                let src = pb.to_string();
+                if let Some(native) = reach::native_cidr(t, c) {
+                    for nb in map.blocks_within(&native) {
+                        in_ns(
+                            &node,
+                            "iptables",
+                            &[
+                                "-t",
+                                "nat",
+                                "-A",
+                                "POSTROUTING",
+                                "-s",
+                                &src,
+                                "-d",
+                                &nb.to_string(),
+                                "-j",
+                                "RETURN",
+                            ],
+                        )?;
+                    }
+                }
+                in_ns(
+                    &node,
+                    "iptables",
+                    &[
+                        "-t",
+                        "nat",
+                        "-A",
+                        "POSTROUTING",
+                        "-s",
+                        &src,
+                        "-o",
+                        "uplink",
+                        "-j",
+                        "MASQUERADE",
+                    ],
+                )?;
+            }
+        }
+    }
+
+    // What each network announces: its CIDRs and its native clusters' pods.
+    let own_blocks =
+        |ni: usize| -> Vec<Ipv4Net> {
+            let n = &t.spec.networks[ni];
+            let mut v: Vec<Ipv4Net> = n
+                .cidrs
+                .iter()
+                .filter_map(|c| c.net())
+                .filter_map(|c| block_of(&c))
+                .collect();
+            for c in t.spec.clusters.iter().filter(|c| {
+                c.network == n.name && c.cni.mode == mcnet_core::topology::CniMode::Native
+            }) {
+                if let Some(p) = c.pod_cidr.net().and_then(|p| block_of(&p)) {
+                    v.push(p);
+                }
+            }
+            v
+        };
+    let net_blocks = |ni: usize| -> Vec<Ipv4Net> {
+        t.spec.networks[ni]
+            .cidrs
+            .iter()
+            .filter_map(|c| c.net())
+            .filter_map(|c| block_of(&c))
+            .collect()
+    };
+
+    // Peerings: a link between the two routers, routes for the networks' own CIDRs.
+    for (pi, p) in t.spec.peerings.iter().enumerate() {
+        let (Some(a), Some(c)) = (
+            p.networks.first().and_then(|n| net_index(n)),
+            p.networks.get(1).and_then(|n| net_index(n)),
+        ) else {
+            continue;
+        };
+        let (x, y) = b.infra.pair();
+        let (ra, rc) = (routers[a].clone(), routers[c].clone());
+        let dev = format!("p{pi}");
+        b.link((&ra, &dev, x), (&rc, &dev, y))?;
+        for nb in net_blocks(c) {
+            b.route(&ra, &nb.to_string(), y)?;
+        }
+        for nb in net_blocks(a) {
+            b.route(&rc, &nb.to_string(), x)?;
+        }
+        b.lab.links.insert(
+            Component::Peering(p.name.clone()).to_string(),
+            vec![(ra, dev.clone()), (rc, dev)],
+        );
+    }
+
+    // Transit gateways: a hub namespace routing between its networks.
+    for (gi, g) in t.spec.transit_gateways.iter().enumerate() {
+        let hub = b.ns(&format!("t{gi}"))?;
+        let attached: Vec<usize> = g.networks.iter().filter_map(|n| net_index(n)).collect();
+        let mut sides = Vec::new();
+        for &ni in &attached {
+            let (h, r) = b.infra.pair();
+            let dev = format!("t{gi}");
+            let router = routers[ni].clone();
+            b.link((&hub, &format!("r{ni}"), h), (&router, &dev, r))?;
+            for nb in net_blocks(ni) {
+                b.route(&hub, &nb.to_string(), r)?;
+            }
+            sides.push((ni, h));
+            b.lab
+                .links
+                .entry(Component::TransitGateway(g.name.clone()).to_string())
+                .or_default()
+                .push((router, dev));
+        }
+        for &(ni, _) in &sides {
+            for &(other, h) in &sides {
+                if other != ni {
+                    for nb in net_blocks(other) {
+                        b.route(&routers[ni], &nb.to_string(), h)?;
+                    }
+                }
+            }
+        }
+    }
+
+    // The interconnect: MCRs, each VXC's edge, and BGP between them.
+    let mut mcr_ns = BTreeMap::new();
+    for (ri, r) in t.spec.interconnect.routers.iter().enumerate() {
+        mcr_ns.insert(r.name.clone(), (b.ns(&format!("m{ri}"))?, r.asn));
+    }
+    let mut mcr_sessions: BTreeMap<String, Vec<bird::Session>> = BTreeMap::new();
+    let mut router_sessions: BTreeMap<usize, Vec<bird::Session>> = BTreeMap::new();
+    for (vi, v) in t.spec.interconnect.vxcs.iter().enumerate() {
+        let Some((mcr, mcr_asn)) = mcr_ns.get(&v.router).cloned() else {
+            continue;
+        };
+        let edge = b.ns(&format!("e{vi}"))?;
+        let e_asn = edge_asn(v);
+        // The VXC: a veth, a VLAN on it, the BGP addresses on the VLAN.
+        let (m_addr, e_addr) = match v.bgp.peers.first() {
+            Some(p) => {
+                let local = map::interface_address(&p.local_address)
+                    .map(|n| n.addr())
+                    .and_then(v4)
+                    .and_then(|a| map.to_lab(a));
+                let peer = p
+                    .peer_address
+                    .parse::<Ipv4Addr>()
+                    .ok()
+                    .and_then(|a| map.to_lab(a));
+                match (local, peer) {
+                    (Some(l), Some(r)) => (l, r),
+                    _ => b.infra.pair(),
+                }
+            }
+            None => b.infra.pair(),
+        };
+        let dev = format!("v{vi}");
+        ip(&[
+            "-n", &mcr, "link", "add", &dev, "type", "veth", "peer", "name", &dev, "netns", &edge,
+        ])?;
+        let mut vxc_links = Vec::new();
+        for (ns, local, remote) in [(&mcr, m_addr, e_addr), (&edge, e_addr, m_addr)] {
+            ip(&["-n", ns, "link", "set", &dev, "up"])?;
+            let l3 = match v.vlan {
+                Some(vlan) => {
+                    let sub = format!("{dev}.{vlan}");
+                    let tagged = ip(&[
+                        "-n",
+                        ns,
+                        "link",
+                        "add",
+                        "link",
+                        &dev,
+                        "name",
+                        &sub,
+                        "type",
+                        "vlan",
+                        "id",
+                        &vlan.to_string(),
+                    ]);
+                    match tagged {
+                        Ok(()) => {
+                            ip(&["-n", ns, "link", "set", &sub, "up"])?;
+                            sub
+                        }
+                        // A kernel without 802.1Q: the VXC runs untagged.
+                        Err(Error::Command { stderr, .. })
+                            if stderr.contains("Unknown device type") =>
+                        {
+                            let note = format!("VXC {} runs untagged: this kernel has no 802.1Q VLAN devices (VLAN {vlan} is recorded, not applied)", v.name);
+                            if !b.lab.notes.contains(&note) {
+                                b.lab.notes.push(note);
+                            }
+                            dev.clone()
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                None => dev.clone(),
+            };
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &local.to_string(),
+                "peer",
+                &format!("{remote}/32"),
+                "dev",
+                &l3,
+            ])?;
+            vxc_links.push((ns.to_string(), dev.clone()));
+        }
+        // The VXC's rate limit, scaled down 10× (at least 1 Mbit/s).
+        let rate = format!("{}mbit", (v.rate_limit_mbps / 10).max(1));
+        run(
+            "tc",
+            &[
+                "-n", &mcr, "qdisc", "add", "dev", &dev, "root", "tbf", "rate", &rate, "burst",
+                "64kb", "latency", "50ms",
+            ],
+        )?;
+        b.lab
+            .links
+            .insert(Component::Vxc(v.name.clone()).to_string(), vxc_links);
+
+        // The cloud accepts at most this many prefixes from the MCR.
+        let limit = match v.target.kind {
+            VxcTargetKind::AwsDirectConnect => t.spec.limits.aws_dx_private_vif_prefixes as usize,
+            VxcTargetKind::AzureExpressroute => reach::AZURE_ER_PRIVATE_PREFIXES,
+            VxcTargetKind::GcpPartnerInterconnect => reach::GCP_CLOUD_ROUTER_LEARNED_PREFIXES,
+        };
+        let filter = |list: &[mcnet_core::topology::Cidr]| -> String {
+            if list.is_empty() {
+                return "all".into();
+            }
+            let blocks: Vec<Ipv4Net> = list
+                .iter()
+                .filter_map(|c| c.net())
+                .flat_map(|f| map.blocks_within(&f))
+                .collect();
+            bird::only(&blocks)
+        };
+        mcr_sessions
+            .entry(v.router.clone())
+            .or_default()
+            .push(bird::Session {
+                name: format!("vxc{vi}"),
+                local: m_addr,
+                local_as: mcr_asn,
+                neighbor: e_addr,
+                neighbor_as: e_asn,
+                import: filter(&v.bgp.prefix_filters.import),
+                export: filter(&v.bgp.prefix_filters.export),
+                channel_extra: String::new(),
+            });
+        let mut edge_sessions = vec![bird::Session {
+            name: "mcr".into(),
+            local: e_addr,
+            local_as: e_asn,
+            neighbor: m_addr,
+            neighbor_as: mcr_asn,
+            import: "all".into(),
+            export: "where proto != \"mcr\"".into(),
+            channel_extra: format!("receive limit {limit} action disable;"),
+        }];
+        // The edge's networks.
+        for name in &v.target.networks {
+            let Some(ni) = net_index(name) else { continue };
+            let (e_side, r_side) = b.infra.pair();
+            let router = routers[ni].clone();
+            b.link(
+                (&edge, &format!("r{ni}"), e_side),
+                (&router, &format!("e{vi}"), r_side),
+            )?;
+            edge_sessions.push(bird::Session {
+                name: format!("net{ni}"),
+                local: e_side,
+                local_as: e_asn,
+                neighbor: r_side,
+                neighbor_as: router_asn(ni),
+                import: "all".into(),
+                export: "where proto = \"mcr\"".into(),
+                channel_extra: String::new(),
+            });
+            router_sessions.entry(ni).or_default().push(bird::Session {
+                name: format!("edge{vi}"),
+                local: r_side,
+                local_as: router_asn(ni),
+                neighbor: e_side,
+                neighbor_as: e_asn,
+                import: "all".into(),
+                export: "where proto = \"own\"".into(),
+                channel_extra: String::new(),
+            });
+        }
+        let conf = bird::config(e_addr, &[], &edge_sessions);
+        b.speaker(format!("edge {}", v.name), &edge, conf)?;
+    }
+    for (name, sessions) in mcr_sessions {
+        let (ns, _) = mcr_ns[&name].clone();
+        let id = sessions
+            .first()
+            .map_or(Ipv4Addr::new(198, 19, 255, 254), |s| s.local);
+        b.speaker(format!("mcr {name}"), &ns, bird::config(id, &[], &sessions))?;
+    }
+    for (ni, sessions) in router_sessions {
+        let id = sessions
+            .first()
+            .map_or(Ipv4Addr::new(198, 19, 255, 253), |s| s.local);
+        let conf = bird::config(id, &own_blocks(ni), &sessions);
+        let router = routers[ni].clone();
+        b.speaker(
+            format!("router {}", t.spec.networks[ni].name),
+            &router,
+            conf,
+        )?;
+    }
+    Ok(())
+}
