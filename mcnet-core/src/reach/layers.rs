@@ -1,13 +1,11 @@
 //! The layers of a reachability proof, one function each.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::{
-    holds, workload_labels, Hop, Layer, Model, PodRef, Proof, Query, Verdict, GATEWAY, GATEWAY_PORT,
-};
+use super::{holds, Hop, Layer, Model, PodRef, Proof, Query, Verdict, GATEWAY, GATEWAY_PORT};
 use crate::policy::eval::{L7Request, Reason, Resolved, Side};
 use crate::policy::Compiled;
 use crate::topology::cidr::common_supernet;
@@ -19,9 +17,9 @@ use crate::topology::{Cluster, CniChaining, CniMode, Network, Topology, VxcTarge
 /// customer side (standard SKU; Premium raises it to 10,000). More, and
 /// Azure drops the BGP session.
 pub const AZURE_ER_PRIVATE_PREFIXES: usize = 4000;
-/// Custom routes a GCP Cloud Router learns per BGP session by default;
-/// beyond it, learned routes are dropped.
-pub const GCP_CLOUD_ROUTER_LEARNED_PREFIXES: usize = 250;
+/// Prefixes a GCP Cloud Router accepts from one BGP peer; more, and it
+/// resets the session.
+pub const GCP_CLOUD_ROUTER_PEER_PREFIXES: usize = 5000;
 
 /// Where a query goes.
 pub(super) enum Dest {
@@ -600,7 +598,7 @@ fn carries(
                 "an Azure ExpressRoute private peering",
             ),
             VxcTargetKind::GcpPartnerInterconnect => (
-                GCP_CLOUD_ROUTER_LEARNED_PREFIXES,
+                GCP_CLOUD_ROUTER_PEER_PREFIXES,
                 "a GCP Cloud Router BGP session",
             ),
         };
@@ -768,61 +766,36 @@ fn mesh(w: &mut Walk<'_>, far: &Far<'_>) -> bool {
         );
     };
     let server = format!("{}-{}", target.name, port.name);
-    // The source's workload: the one whose labels its pod carries.
-    let src_pod = w.m.pod(&q.from);
-    let client = t
-        .spec
-        .namespaces
-        .iter()
-        .filter(|n| n.name == q.from.namespace)
-        .flat_map(|n| n.workloads.iter())
-        .find(|wl| {
-            src_pod.is_some_and(|p| {
-                workload_labels(wl)
-                    .iter()
-                    .all(|(k, v)| p.labels.get(k) == Some(v))
-            })
-        });
-    let admitted: BTreeSet<String> = t
-        .spec
-        .namespaces
-        .iter()
-        .flat_map(|n| n.workloads.iter().map(move |wl| (n, wl)))
-        .filter(|(n, wl)| {
-            wl.depends_on.iter().any(|d| {
-                let (dns, dname) = d
-                    .workload
-                    .split_once('/')
-                    .unwrap_or((n.name.as_str(), d.workload.as_str()));
-                dns == ns.name && dname == target.name && d.port == port.port
-            })
-        })
-        .map(|(n, wl)| format!("{}/{}", n.name, wl.name))
-        .collect();
     let mirrored = format!("{service}-{} in {}", backend.cluster, q.from.cluster);
-    match client {
-        Some(cl) if admitted.contains(&format!("{}/{}", q.from.namespace, cl.name)) => w.hop(
-            Layer::Mesh,
-            true,
-            format!(
-                "{}/{service} is exported and mirrored as {mirrored}; AuthorizationPolicy {}/{server}-authz admits {}/{} (it declares dependsOn {}:{})",
-                ns.name, ns.name, q.from.namespace, cl.name, target.name, port.port
-            ),
-        ),
-        _ => w.hop(
+    // Linkerd's gateway admits any meshed (mTLS) identity; a pod is meshed
+    // when its namespace is injected, as `mcnet render` injects every
+    // namespace that spans clusters.
+    let src_meshed = t.spec.namespaces.iter().any(|n| {
+        n.name == q.from.namespace && n.clusters.len() > 1 && n.clusters.contains(&q.from.cluster)
+    });
+    if !src_meshed {
+        return w.hop(
             Layer::Mesh,
             false,
             format!(
-                "{}/{service} is mirrored as {mirrored}, but AuthorizationPolicy {}/{server}-authz admits only [{}] (and the gateway), not {}: no workload it runs declares dependsOn {}:{}",
-                ns.name,
-                ns.name,
-                admitted.into_iter().collect::<Vec<_>>().join(", "),
-                q.from,
-                target.name,
-                port.port
+                "{}/{service} is mirrored as {mirrored}, but {} is not meshed (namespace {} is not injected with Linkerd's proxy), \
+                 and the gateway's AuthorizationPolicy admits only meshed (mTLS) identities",
+                ns.name, q.from, q.from.namespace
             ),
-        ),
+        );
     }
+    // Behind the gateway, the target's proxy sees the gateway's identity,
+    // which the port's authorization admits; the declared clients are
+    // listed there for calls that do not cross the gateway.
+    w.hop(
+        Layer::Mesh,
+        true,
+        format!(
+            "{}/{service} is exported and mirrored as {mirrored}; the gateway admits the meshed source {}, and \
+             AuthorizationPolicy {}/{server}-authz admits the gateway's identity",
+            ns.name, q.from, ns.name
+        ),
+    )
 }
 
 fn target_ingress(w: &mut Walk<'_>, seen_src: IpAddr, far: &Far<'_>, knows_src: bool) -> bool {

@@ -36,7 +36,7 @@
 
 mod layers;
 pub use layers::{
-    native_cidr, node_address, AZURE_ER_PRIVATE_PREFIXES, GCP_CLOUD_ROUTER_LEARNED_PREFIXES,
+    native_cidr, node_address, AZURE_ER_PRIVATE_PREFIXES, GCP_CLOUD_ROUTER_PEER_PREFIXES,
 };
 #[cfg(test)]
 mod tests;
@@ -431,10 +431,6 @@ impl Model {
         let v = self.views.get(&pod.cluster)?;
         let i = *v.local.get(&(pod.namespace.clone(), pod.name.clone()))?;
         Some((v, i))
-    }
-
-    fn pod(&self, pod: &PodRef) -> Option<&Pod> {
-        self.local(pod).map(|(v, i)| &v.compiled.inventory.pods[i])
     }
 
     /// Parses `CLUSTER/NS/POD` naming a pod of the model.

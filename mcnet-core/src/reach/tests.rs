@@ -220,8 +220,9 @@ fn clustermesh_denies_clusters_sharing_an_id() {
 }
 
 #[test]
-fn mesh_denies_a_source_the_gateway_authorization_does_not_admit() {
-    // eks-prod runs the clients only; the API runs in gke-prod.
+fn mesh_denies_unmeshed_sources_and_ports_the_service_lacks() {
+    // eks-prod runs the clients only; the API runs in gke-prod. `ops` is
+    // not a namespace of the topology, so Linkerd does not inject it.
     let t = topology(|_| {});
     let clients = "
 apiVersion: v1
@@ -230,7 +231,7 @@ metadata: {name: frontend, namespace: production, labels: {app: frontend}}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: batch, namespace: production, labels: {app: batch}}
+metadata: {name: toolbox, namespace: ops, labels: {app: toolbox}}
 ";
     let server = "
 apiVersion: v1
@@ -247,11 +248,11 @@ spec: {containers: [{name: api, ports: [{name: http, containerPort: 8080}]}]}
     )
     .unwrap();
     let svc = "api-service.production.svc.clusterset.local";
-    let p = prove(&m, "eks-prod/production/batch", svc, 8080);
-    assert_stops(&p, Layer::Mesh, "admits only [production/frontend]");
+    let p = prove(&m, "eks-prod/ops/toolbox", svc, 8080);
+    assert_stops(&p, Layer::Mesh, "not meshed");
     assert!(p.to.contains("via the gke-prod gateway"));
-    // The declared client is admitted, and with no policy in gke-prod the
-    // gateway's connection is allowed in.
+    // A meshed source gets through the gateway, and with no policy in
+    // gke-prod the gateway's connection is allowed in.
     let p = prove(&m, "eks-prod/production/frontend", svc, 8080);
     assert_allows(&p);
     assert!(p.hops[4].explanation.contains("api-server-http-authz"));
@@ -259,9 +260,44 @@ spec: {containers: [{name: api, ports: [{name: http, containerPort: 8080}]}]}
         p.hops[0].explanation.contains(":4143"),
         "egress goes to the gateway"
     );
+    assert!(p.hops[5].explanation.contains("linkerd-gateway"));
     // A port the service does not expose.
     let p = prove(&m, "eks-prod/production/frontend", svc, 9090);
     assert_stops(&p, Layer::Mesh, "exposes no port 9090");
+}
+
+#[test]
+fn target_ingress_refuses_the_gateway_when_policy_admits_only_the_clients() {
+    // The ADR's policy admits frontend pods only: behind the gateway the
+    // api-server sees the gateway pod, so the call is refused there.
+    let t = topology(|_| {});
+    let clients = "
+apiVersion: v1
+kind: Pod
+metadata: {name: frontend, namespace: production, labels: {app: frontend}}
+";
+    let m = Model::new(
+        &t,
+        [
+            (Scope::Cluster("eks-prod".into()), "fe.yaml", clients),
+            (Scope::Cluster("gke-prod".into()), "prod.yaml", PRODUCTION),
+        ],
+    )
+    .unwrap();
+    let p = prove(
+        &m,
+        "eks-prod/production/frontend",
+        "api-service.production.svc.clusterset.local",
+        8080,
+    );
+    assert_stops(&p, Layer::TargetIngress, "default-deny-all");
+    assert!(
+        p.hops[5]
+            .explanation
+            .contains("linkerd-multicluster/linkerd-gateway"),
+        "{:?}",
+        p.hops[5]
+    );
 }
 
 #[test]

@@ -279,3 +279,33 @@ fn print_verification(title: &str, v: &Verification) {
         v.unchecked
     );
 }
+
+/// Whether BIRD 2 is installed.
+pub fn have_bird() -> bool {
+    ["/usr/sbin/bird", "/usr/bin/bird"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+}
+
+/// The demo's step: up, verify, fail the first MCR and verify, down.
+pub fn demo(topology: &str) -> anyhow::Result<()> {
+    let prefix = "mcdemo";
+    let _ = TopologyLab::down(prefix);
+    let result = (|| -> anyhow::Result<()> {
+        up(topology, &[], prefix, Format::Text)?;
+        let t = load_valid(topology)?.ok_or_else(|| anyhow::anyhow!("{topology} is invalid"))?;
+        let fail: Vec<String> = t
+            .spec
+            .interconnect
+            .routers
+            .first()
+            .map(|r| vec![format!("mcr/{}", r.name)])
+            .unwrap_or_default();
+        println!();
+        verify(topology, &fail, prefix, Format::Text)?;
+        Ok(())
+    })();
+    let gone = TopologyLab::down(prefix)?;
+    eprintln!("lab down: {} namespaces removed", gone.len());
+    result
+}

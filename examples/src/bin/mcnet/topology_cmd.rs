@@ -210,7 +210,7 @@ pub fn diagram(file: &str, out: &str) -> anyhow::Result<ExitCode> {
 
 pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let step = |n: u32, what: &str| eprintln!("\n[{n}/9] {what}");
+    let step = |n: u32, what: &str| eprintln!("\n[{n}/10] {what}");
     step(1, &format!("validate {topology_file}"));
     let code = validate(topology_file, Format::Text)?;
     if code != ExitCode::SUCCESS {
@@ -281,6 +281,15 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
         crate::datapath_cmd::demo(manifests)?;
     } else {
         eprintln!("skipped: the eBPF datapath needs root");
+    }
+    step(
+        10,
+        "the whole topology in network namespaces with real BGP (BIRD): verify reach's predictions, fail the MCR, verify again",
+    );
+    if mcnet_datapath::is_root() && crate::lab_cmd::have_bird() {
+        crate::lab_cmd::demo(topology_file)?;
+    } else {
+        eprintln!("skipped: the topology lab needs root and BIRD 2");
     }
     eprintln!(
         "\ndemo finished in {:.1?}; picture: {svg}; manifests: {rendered}/",

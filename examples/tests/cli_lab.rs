@@ -1,0 +1,241 @@
+//! `mcnet lab up|verify|down` as root: the ADR's topologies built in
+//! network namespaces with real BGP (BIRD 2), every pair `mcnet reach`
+//! predicts checked with real TCP, the MCR failed, and nothing left behind.
+//! Each test uses its own prefix, so they run side by side.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+mod common;
+use common::{have, mcnet};
+
+const ADR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/topologies/adr-003.yaml");
+const REDUNDANT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/topologies/adr-003-redundant.yaml"
+);
+
+fn can_run() -> bool {
+    if !mcnet_datapath::is_root() || !have("bird") || !have("birdc") {
+        mcnet_core::testing::skip("the topology lab needs root and BIRD 2 (bird, birdc)");
+        return false;
+    }
+    true
+}
+
+/// Tears the lab down when the test ends, also on failure.
+struct Down(&'static str);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = mcnet(&["lab", "down", "--prefix", self.0]);
+    }
+}
+
+/// Namespaces of a prefix, and processes still running in them.
+fn leftovers(prefix: &str) -> (Vec<String>, bool) {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .map(str::to_string)
+        .collect();
+    let state = std::path::Path::new("/run/mcnet-lab").join(prefix).exists();
+    (names, state)
+}
+
+/// Live (not zombie) BIRD processes whose command line names the prefix's state.
+fn live_speakers(prefix: &str) -> usize {
+    let needle = format!("/run/mcnet-lab/{prefix}/");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('Z'));
+            !zombie && String::from_utf8_lossy(&cmd).contains(&needle)
+        })
+        .count()
+}
+
+fn verify(topology: &str, prefix: &str, fail: &[&str]) -> Value {
+    let mut args = vec![
+        "lab", "verify", topology, "--prefix", prefix, "--output", "json",
+    ];
+    for f in fail {
+        args.extend_from_slice(&["--fail", f]);
+    }
+    let (code, stdout, stderr) = mcnet(&args);
+    let v: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+    assert_eq!(code, 0, "mismatches: {v}");
+    v
+}
+
+/// The pairs `mcnet reach --matrix` says a failure loses.
+fn predicted_lost(topology: &str, prefix: &str, fail: &str) -> BTreeSet<(String, String, u64)> {
+    // The same pods as the lab: one per workload (the lab's default).
+    let _ = prefix;
+    let pods = |failed: Option<&str>| {
+        let state = std::fs::read_to_string(format!("/run/mcnet-lab/{prefix}/lab.json")).unwrap();
+        let lab: Value = serde_json::from_str(&state).unwrap();
+        let dir = tempdir(prefix);
+        let mut args = vec!["reach".to_string(), topology.to_string()];
+        for (i, m) in lab["manifests"].as_array().unwrap().iter().enumerate() {
+            let path = format!("{dir}/m{i}.yaml");
+            std::fs::write(&path, m["text"].as_str().unwrap()).unwrap();
+            args.push("--manifests".into());
+            args.push(match m["cluster"].as_str() {
+                Some(c) => format!("{c}={path}"),
+                None => path,
+            });
+        }
+        args.extend(["--matrix", "--output", "json"].map(String::from));
+        if let Some(f) = failed {
+            args.extend(["--fail".to_string(), f.to_string()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, stdout, stderr) = mcnet(&refs);
+        assert_eq!(code, 0, "{stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        v["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["verdict"] == "allow")
+            .map(|c| {
+                (
+                    c["from"].as_str().unwrap().to_string(),
+                    c["to"].as_str().unwrap().to_string(),
+                    c["port"].as_u64().unwrap(),
+                )
+            })
+            .collect::<BTreeSet<_>>()
+    };
+    let before = pods(None);
+    let after = pods(Some(fail));
+    before.difference(&after).cloned().collect()
+}
+
+fn tempdir(tag: &str) -> String {
+    let d = std::env::temp_dir().join(format!("mcnet-lab-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.display().to_string()
+}
+
+fn observed_lost(v: &Value) -> BTreeSet<(String, String, u64)> {
+    v["after_failure"]["lost"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l[0].as_str().unwrap().to_string(),
+                l[1].as_str().unwrap().to_string(),
+                l[2].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn adr_003_agrees_with_reach_and_the_mcr_failure_loses_exactly_the_predicted_pairs() {
+    if !can_run() {
+        return;
+    }
+    let prefix = "tla";
+    let _down = Down(prefix);
+    let (code, _, stderr) = mcnet(&["lab", "up", ADR, "--prefix", prefix]);
+    assert_eq!(code, 0, "{stderr}");
+    let v = verify(ADR, prefix, &["multicloud-mcr"]);
+    // 3 clusters × 2 pods serving 8080, every ordered pair.
+    assert_eq!(v["pairs"], 30);
+    assert_eq!(v["agree"], 30, "{v}");
+    assert_eq!(v["mismatches"].as_array().unwrap().len(), 0);
+    let after = &v["after_failure"];
+    assert_eq!(after["agree"], 30, "{after}");
+    let lost = observed_lost(&v);
+    assert_eq!(lost.len(), 24, "every cross-cloud pair is lost: {lost:?}");
+    assert_eq!(lost, predicted_lost(ADR, prefix, "multicloud-mcr"));
+    // After the MCR comes back, every pair works again.
+    let again = verify(ADR, prefix, &[]);
+    assert_eq!(again["agree"], 30);
+
+    let (code, _, _) = mcnet(&["lab", "down", "--prefix", prefix]);
+    assert_eq!(code, 0);
+    assert_eq!(leftovers(prefix), (vec![], false));
+    assert_eq!(live_speakers(prefix), 0);
+}
+
+#[test]
+fn the_redundant_design_loses_nothing_when_one_mcr_fails() {
+    if !can_run() {
+        return;
+    }
+    let prefix = "tlb";
+    let _down = Down(prefix);
+    let (code, _, stderr) = mcnet(&["lab", "up", REDUNDANT, "--prefix", prefix]);
+    assert_eq!(code, 0, "{stderr}");
+    let v = verify(REDUNDANT, prefix, &["mcr/mcr-red"]);
+    assert_eq!(v["agree"], v["pairs"], "{v}");
+    assert!(v["pairs"].as_u64().unwrap() > 100);
+    assert_eq!(v["after_failure"]["agree"], v["pairs"]);
+    assert!(observed_lost(&v).is_empty());
+    assert!(predicted_lost(REDUNDANT, prefix, "mcr/mcr-red").is_empty());
+}
+
+#[test]
+fn down_after_a_killed_up_leaves_nothing_behind() {
+    if !can_run() {
+        return;
+    }
+    let prefix = "tlc";
+    let _down = Down(prefix);
+    let bin = env!("CARGO_BIN_EXE_mcnet");
+    // Kill `up` at several points of the build.
+    for wait_ms in [150u64, 600, 1500] {
+        let mut child = Command::new(bin)
+            .args(["lab", "up", REDUNDANT, "--prefix", prefix])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // A second `up` is refused while the half-built lab exists.
+        if !leftovers(prefix).0.is_empty() {
+            let (code, _, stderr) = mcnet(&["lab", "up", REDUNDANT, "--prefix", prefix]);
+            assert_ne!(code, 0);
+            assert!(stderr.contains("lab down"), "{stderr}");
+        }
+        let (code, _, stderr) = mcnet(&["lab", "down", "--prefix", prefix]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(
+            leftovers(prefix),
+            (vec![], false),
+            "after a kill at {wait_ms} ms"
+        );
+        assert_eq!(live_speakers(prefix), 0, "after a kill at {wait_ms} ms");
+    }
+}
+
+#[test]
+fn lab_input_errors_are_named() {
+    let (code, _, stderr) = mcnet(&["lab", "down", "--prefix", "Bad/../x"]);
+    if mcnet_datapath::is_root() {
+        assert_eq!(code, 2);
+        assert!(stderr.contains("prefix"), "{stderr}");
+    } else {
+        assert_eq!(code, 2);
+    }
+}
