@@ -722,42 +722,17 @@ fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
         if c.cni.chaining == CniChaining::None {
             if let Some(pb) = pod_block {
                 let src = pb.to_string();
+                let nat = |tail: &[&str]| -> Result<()> {
+                    let mut rule = vec!["-t", "nat", "-A", "POSTROUTING", "-s", &src];
+                    rule.extend_from_slice(tail);
+                    in_ns(&node, "iptables", &rule).map(|_| ())
+                };
                 if let Some(native) = reach::native_cidr(t, c) {
                     for nb in map.blocks_within(&native) {
-                        in_ns(
-                            &node,
-                            "iptables",
-                            &[
-                                "-t",
-                                "nat",
-                                "-A",
-                                "POSTROUTING",
-                                "-s",
-                                &src,
-                                "-d",
-                                &nb.to_string(),
-                                "-j",
-                                "RETURN",
-                            ],
-                        )?;
+                        nat(&["-d", &nb.to_string(), "-j", "RETURN"])?;
                     }
                 }
-                in_ns(
-                    &node,
-                    "iptables",
-                    &[
-                        "-t",
-                        "nat",
-                        "-A",
-                        "POSTROUTING",
-                        "-s",
-                        &src,
-                        "-o",
-                        "uplink",
-                        "-j",
-                        "MASQUERADE",
-                    ],
-                )?;
+                nat(&["-o", "uplink", "-j", "MASQUERADE"])?;
             }
         }
     }

@@ -195,28 +195,22 @@ pub fn demo(topology: &str, manifests: &str) -> anyhow::Result<()> {
             output: Format::Text,
         };
     let fe = "eks-prod/production/frontend";
-    run(&args(
-        fe,
-        "eks-prod/production/api-server",
-        Some(("DELETE", "/api/v1/users")),
-        &[],
-        false,
-    ))?;
-    println!();
-    run(&args(
-        fe,
-        "api-service.production.svc.clusterset.local",
-        Some(("GET", "/api/v1/orders")),
-        &[],
-        false,
-    ))?;
-    println!();
-    run(&args(
-        fe,
-        "gke-prod/production/api-server",
-        None,
-        &[],
-        false,
-    ))?;
+    let proofs = [
+        (
+            "eks-prod/production/api-server",
+            Some(("DELETE", "/api/v1/users")),
+        ),
+        (
+            "api-service.production.svc.clusterset.local",
+            Some(("GET", "/api/v1/orders")),
+        ),
+        ("gke-prod/production/api-server", None),
+    ];
+    for (i, (to, http)) in proofs.into_iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        run(&args(fe, to, http, &[], false))?;
+    }
     Ok(())
 }
