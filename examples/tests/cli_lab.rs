@@ -229,6 +229,78 @@ fn down_after_a_killed_up_leaves_nothing_behind() {
     }
 }
 
+/// The ADR's policy with frontend admitted to the API from every cluster
+/// by an explicit cluster selector (ClusterMesh identities in the kernel).
+const ANY_CLUSTER: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: frontend, namespace: production, labels: {app: frontend}}
+spec: {containers: [{name: web, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api-server, namespace: production, labels: {app: api-server}}
+spec: {containers: [{name: api, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: batch, namespace: production, labels: {app: batch}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api-from-any-cluster-frontend, namespace: production}
+spec:
+  endpointSelector: {matchLabels: {app: api-server}}
+  ingress:
+    - fromEndpoints:
+        - matchLabels: {app: frontend}
+          matchExpressions: [{key: io.cilium.k8s.policy.cluster, operator: Exists}]
+      toPorts: [{ports: [{port: \"8080\", protocol: TCP}]}]
+";
+
+#[test]
+fn the_datapath_in_each_node_enforces_policy_as_reach_predicts() {
+    if !can_run() {
+        return;
+    }
+    let production = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/adr-003-production.yaml"
+    );
+    let any = common::temp("lab-any-cluster.yaml", ANY_CLUSTER);
+    for (prefix, manifests, allowed) in [("tld", production.to_string(), 3), ("tle", any, 9)] {
+        let _down = Down(prefix);
+        let (code, _, stderr) = mcnet(&[
+            "lab",
+            "up",
+            ADR,
+            "--prefix",
+            prefix,
+            "--manifests",
+            &manifests,
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains("3 node datapaths"), "{stderr}");
+        let v = verify(ADR, prefix, &[]);
+        // 9 pods, 6 of them serving 8080: every ordered pair is checked,
+        // policy included.
+        assert_eq!(v["pairs"], 48, "{v}");
+        assert_eq!(v["agree"], 48, "{v}");
+        assert_eq!(v["unchecked"], 0, "{v}");
+        // What the kernel let through is what reach allows: frontend to
+        // the API in its own cluster (production), or in every cluster
+        // (the cluster selector).
+        let (_, text, _) = mcnet(&["lab", "verify", ADR, "--prefix", prefix]);
+        let through = text
+            .lines()
+            .filter(|l| l.contains("api-server:8080") && l.contains("allow     allow"))
+            .count();
+        assert_eq!(through, allowed, "{text}");
+        drop(_down);
+        assert_eq!(leftovers(prefix), (vec![], false));
+    }
+}
+
 #[test]
 fn lab_input_errors_are_named() {
     let (code, _, stderr) = mcnet(&["lab", "down", "--prefix", "Bad/../x"]);

@@ -412,6 +412,26 @@ impl Model {
         self.addresses.keys()
     }
 
+    /// The pods a cluster's policy sees, with their addresses: its own
+    /// (`true`), then those of its ClusterMesh peers, each with its cluster.
+    pub fn cluster_pods(&self, cluster: &str) -> Vec<(Pod, bool)> {
+        let Some(v) = self.views.get(cluster) else {
+            return Vec::new();
+        };
+        let local: HashSet<usize> = v.local.values().copied().collect();
+        let pods = &v.compiled.inventory.pods;
+        let mut out: Vec<(Pod, bool)> = (0..pods.len())
+            .filter(|i| local.contains(i))
+            .map(|i| (pods[i].clone(), true))
+            .collect();
+        out.extend(
+            (0..pods.len())
+                .filter(|i| !local.contains(i))
+                .map(|i| (pods[i].clone(), false)),
+        );
+        out
+    }
+
     /// A pod's named container ports.
     pub fn ports_of(&self, pod: &PodRef) -> Vec<(u16, Proto)> {
         let Some((v, i)) = self.local(pod) else {

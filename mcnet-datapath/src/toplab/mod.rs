@@ -94,6 +94,8 @@ pub struct TopologyLab {
     pub links: BTreeMap<String, Vec<(String, String)>>,
     /// What the lab could not reproduce on this machine.
     pub notes: Vec<String>,
+    /// The datapaths running in the nodes: (namespace, log file).
+    pub datapaths: Vec<(String, PathBuf)>,
     /// The manifests the lab's pods come from, kept so that `verify`
     /// predicts with the same ones.
     pub manifests: Vec<ManifestSource>,
@@ -224,6 +226,8 @@ impl Infra {
 struct Builder<'t> {
     lab: TopologyLab,
     t: &'t Topology,
+    /// The `mcnet` binary that runs each node's datapath, if any.
+    datapath: Option<PathBuf>,
     infra: Infra,
     dir: PathBuf,
 }
@@ -287,6 +291,37 @@ impl Builder<'_> {
     }
 }
 
+/// Kills every process in a namespace and waits (at most 5 s) until each
+/// has exited: a datapath detaching its programs takes a moment.
+fn kill_all_in(ns: &str) {
+    let Ok(out) = run("ip", &["netns", "pids", ns]) else {
+        return;
+    };
+    let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    for &pid in &pids {
+        // SAFETY: kill(2) with a pid the kernel listed for this namespace; no memory is touched.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let running = |pid: &i32| {
+        // Gone, or a zombie (exited, waiting for a parent that may never reap it).
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()
+                    .map(|rest| !rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false)
+    };
+    while pids.iter().any(running) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Starts a BGP speaker (BIRD daemonises).
 fn start(s: &Speaker) -> Result<()> {
     let (c, k) = (
@@ -317,7 +352,18 @@ impl TopologyLab {
     /// Builds the lab for a topology (with `auto` CIDRs allocated) and the
     /// pods of `model`. Needs root, iproute2, iptables and BIRD 2. On
     /// failure, what was built is torn down.
-    pub fn up(t: &Topology, manifests: Vec<ManifestSource>, prefix: &str) -> Result<TopologyLab> {
+    ///
+    /// With `datapath` (a binary with mcnet's `datapath enforce` command,
+    /// such as `mcnet` itself), each cluster's node runs the eBPF datapath
+    /// on its pods' interfaces, enforcing that cluster's policies with its
+    /// ClusterMesh peers' pods known by identity; L7 rules are audited
+    /// (passed at L4), since `verify` probes with TCP.
+    pub fn up(
+        t: &Topology,
+        manifests: Vec<ManifestSource>,
+        prefix: &str,
+        datapath: Option<&Path>,
+    ) -> Result<TopologyLab> {
         check_prefix(prefix)?;
         let model = model(t, &manifests)?;
         let dir = state_dir(prefix);
@@ -346,9 +392,11 @@ impl TopologyLab {
                 speakers: Vec::new(),
                 links: BTreeMap::new(),
                 notes: Vec::new(),
+                datapaths: Vec::new(),
                 manifests,
             },
             t,
+            datapath: datapath.map(Path::to_path_buf),
             infra: Infra(0),
             dir: dir.clone(),
         };
@@ -400,14 +448,7 @@ impl TopologyLab {
             if !name.starts_with(&format!("{prefix}-")) {
                 continue;
             }
-            if let Ok(pids) = run("ip", &["netns", "pids", name]) {
-                for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
-                    if let Ok(pid) = pid.parse::<i32>() {
-                        // SAFETY: kill(2) with a pid read from the kernel; no memory is touched.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
-                }
-            }
+            kill_all_in(name);
             ip(&["netns", "del", name])?;
             gone.push(name.to_string());
         }
@@ -517,6 +558,8 @@ impl TopologyLab {
     /// layer the lab does not run (policy, the mesh) are not checked.
     pub fn verify(&self, model: &Model, failed: &[Component]) -> Verification {
         let matrix = model.matrix(failed);
+        // With the datapath running, policy is checked too.
+        let enforced = !self.datapaths.is_empty();
         let stop = Arc::new(AtomicBool::new(false));
         for p in &self.pods {
             for &port in &p.ports {
@@ -530,6 +573,7 @@ impl TopologyLab {
         for cell in &matrix.cells {
             let checked = match cell.stopped_at {
                 None => true,
+                Some(Layer::SourceEgress | Layer::TargetIngress) => enforced,
                 Some(l) => CHECKED_LAYERS.contains(&l),
             };
             let (Some(from), Some(to)) =
@@ -589,6 +633,124 @@ impl TopologyLab {
         // The servers notice within 50 ms and close their sockets.
         std::thread::sleep(Duration::from_millis(150));
         v
+    }
+}
+
+/// Runs cluster `ci`'s datapath in its node namespace: the cluster's
+/// manifests with every pod at its lab address (its ClusterMesh peers'
+/// pods renamed `NAME.CLUSTER` and labelled with their cluster), and
+/// `datapath enforce` bound to the pods' interfaces. Returns once it
+/// enforces.
+fn enforce(
+    b: &mut Builder<'_>,
+    model: &Model,
+    ci: usize,
+    node: &str,
+    binds: &[String],
+    bin: &Path,
+) -> Result<()> {
+    let t = b.t;
+    let c = &t.spec.clusters[ci];
+    let mut docs: Vec<String> = b
+        .lab
+        .manifests
+        .iter()
+        .filter(|m| m.cluster.as_deref().is_none_or(|x| x == c.name))
+        .map(|m| m.text.clone())
+        .collect();
+    for (pod, local) in model.cluster_pods(&c.name) {
+        let Some(lab) = pod
+            .ips
+            .first()
+            .copied()
+            .and_then(v4)
+            .and_then(|a| b.lab.map.to_lab(a))
+        else {
+            continue;
+        };
+        let mut labels = pod.labels.clone();
+        let name = if local {
+            pod.name.clone()
+        } else {
+            labels.insert(
+                mcnet_core::policy::model::CLUSTER_LABEL.into(),
+                pod.cluster.clone(),
+            );
+            format!("{}.{}", pod.name, pod.cluster)
+        };
+        let ports: Vec<serde_json::Value> = pod
+            .named_ports
+            .iter()
+            .map(|p| serde_json::json!({"name": p.name, "containerPort": p.port, "protocol": format!("{:?}", p.proto).to_uppercase()}))
+            .collect();
+        docs.push(
+            serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "namespace": pod.namespace, "labels": labels},
+                "spec": {"serviceAccountName": pod.service_account, "containers": [{"name": "c", "ports": ports}]},
+                "status": {"podIP": lab.to_string()}
+            })
+            .to_string(),
+        );
+    }
+    let file = b.dir.join(format!("cluster{ci}.yaml"));
+    write_atomic(&file, docs.join("\n---\n").as_bytes())?;
+    let log = b.dir.join(format!("datapath{ci}.log"));
+    let flows = b.dir.join(format!("flows{ci}.jsonl"));
+    let out = std::fs::File::create(&log).map_err(|source| Error::Spawn {
+        command: format!("create {}", log.display()),
+        source,
+    })?;
+    let err = out.try_clone().map_err(|source| Error::Spawn {
+        command: format!("open {}", log.display()),
+        source,
+    })?;
+    let mut args: Vec<String> = vec![
+        format!("--net=/run/netns/{node}"),
+        "--".into(),
+        bin.display().to_string(),
+        "datapath".into(),
+        "enforce".into(),
+        "--cluster".into(),
+        c.name.clone(),
+        "--l7".into(),
+        "audit".into(),
+        "--flows".into(),
+        flows.display().to_string(),
+        "--manifests".into(),
+        file.display().to_string(),
+    ];
+    for bind in binds {
+        args.push("--bind".into());
+        args.push(bind.clone());
+    }
+    let mut child = std::process::Command::new("nsenter")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|source| Error::Spawn {
+            command: "nsenter … mcnet datapath enforce".into(),
+            source,
+        })?;
+    b.lab.datapaths.push((node.to_string(), log.clone()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("mcnet: enforcing on") {
+            return Ok(());
+        }
+        let exited = matches!(child.try_wait(), Ok(Some(_)));
+        if exited || Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(Error::Command {
+                command: format!("datapath enforce in {node}"),
+                stderr: text.lines().rev().take(5).collect::<Vec<_>>().join(" | "),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -697,6 +859,7 @@ fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
         }
         // Pods.
         let mut k = 0;
+        let mut binds = Vec::new();
         for pref in model.pods().filter(|p| p.cluster == c.name) {
             let Some((addr, _)) = model.address(pref) else {
                 continue;
@@ -709,6 +872,7 @@ fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
             )?;
             b.route(&pod_ns, "default", node_addr)?;
             let ports = model.ports_of(pref).into_iter().map(|(p, _)| p).collect();
+            binds.push(format!("p{k}={}/{}", pref.namespace, pref.name));
             b.lab.pods.push(Pod {
                 key: pref.to_string(),
                 netns: pod_ns,
@@ -717,6 +881,11 @@ fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
                 ports,
             });
             k += 1;
+        }
+        if let Some(bin) = b.datapath.clone() {
+            if !binds.is_empty() {
+                enforce(b, model, ci, &node, &binds, &bin)?;
+            }
         }
         // Masquerade what leaves for outside the native-routing CIDR.
         if c.cni.chaining == CniChaining::None {

@@ -42,6 +42,10 @@ pub enum DatapathCommand {
         /// Serve Prometheus metrics (packets and bytes by verdict and reason, flow events) on http://ADDR/metrics.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// This node's ClusterMesh cluster: pods without an
+        /// `io.cilium.k8s.policy.cluster` label belong to it.
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
     },
     /// Build or remove the ADR production namespace as a netns lab.
     Lab {
@@ -93,15 +97,11 @@ pub fn run(cmd: DatapathCommand) -> anyhow::Result<ExitCode> {
             l7,
             output,
             metrics,
-        } => enforce(
-            &manifests,
-            &binds,
-            flows.as_deref(),
-            pin_dir,
-            l7,
-            output,
-            metrics,
-        ),
+            cluster,
+        } => match load_manifests_in(&manifests, cluster.as_deref())? {
+            Some(m) => enforce(m, &binds, flows.as_deref(), pin_dir, l7, output, metrics),
+            None => Ok(ExitCode::from(1)),
+        },
         DatapathCommand::Lab {
             action,
             prefix,
@@ -112,11 +112,19 @@ pub fn run(cmd: DatapathCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn load_manifests(files: &[String]) -> anyhow::Result<Option<Manifests>> {
+    load_manifests_in(files, None)
+}
+
+fn load_manifests_in(files: &[String], cluster: Option<&str>) -> anyhow::Result<Option<Manifests>> {
     let texts: Vec<(String, String)> = files
         .iter()
         .map(|f| Ok((f.clone(), read(f)?)))
         .collect::<anyhow::Result<_>>()?;
-    match Manifests::load(texts.iter().map(|(n, t)| (n.as_str(), t.as_str()))) {
+    let mut options = mcnet_core::policy::LoadOptions::default();
+    if let Some(c) = cluster {
+        options.local_cluster = c.to_string();
+    }
+    match Manifests::load_with(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())), options) {
         Ok(m) => Ok(Some(m)),
         Err(mcnet_core::Error::Invalid { problems, .. }) => {
             eprintln!("the manifests are invalid:");
@@ -130,7 +138,7 @@ fn load_manifests(files: &[String]) -> anyhow::Result<Option<Manifests>> {
 }
 
 fn enforce(
-    files: &[String],
+    m: Manifests,
     binds: &[String],
     flows: Option<&str>,
     pin_dir: Option<PathBuf>,
@@ -138,9 +146,6 @@ fn enforce(
     output: Format,
     metrics_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
-    let Some(m) = load_manifests(files)? else {
-        return Ok(ExitCode::from(1));
-    };
     let c = std::sync::Arc::new(Compiled::new(&m));
     let mut bindings = Vec::new();
     let mut ifaces = Vec::new();

@@ -31,6 +31,10 @@ pub enum LabCommand {
         /// Namespace prefix (1–6 lower-case letters or digits).
         #[arg(long, default_value = "mcl")]
         prefix: String,
+        /// Do not run the eBPF datapath in the nodes (policy is then not
+        /// enforced, and `verify` leaves policy-stopped pairs unchecked).
+        #[arg(long)]
+        no_datapath: bool,
         /// Output format (the address map and what was built).
         #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
         output: Format,
@@ -70,8 +74,9 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
             topology,
             manifests,
             prefix,
+            no_datapath,
             output,
-        } => up(&topology, &manifests, &prefix, output),
+        } => up(&topology, &manifests, &prefix, !no_datapath, output),
         LabCommand::Verify {
             topology,
             fail,
@@ -86,7 +91,13 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn up(file: &str, manifests: &[String], prefix: &str, output: Format) -> anyhow::Result<ExitCode> {
+fn up(
+    file: &str,
+    manifests: &[String],
+    prefix: &str,
+    datapath: bool,
+    output: Format,
+) -> anyhow::Result<ExitCode> {
     let Some(t) = load_valid(file)? else {
         return Ok(ExitCode::from(1));
     };
@@ -112,12 +123,16 @@ fn up(file: &str, manifests: &[String], prefix: &str, output: Format) -> anyhow:
     };
     let started = Instant::now();
     eprintln!("building lab `{prefix}` for {}…", t.metadata.name);
-    let lab = TopologyLab::up(&t, sources, prefix)?;
+    // Each node's datapath is this binary's `datapath enforce`.
+    let exe = std::env::current_exe()?;
+    let datapath = (datapath && !mcnet_datapath::EBPF_OBJECT.is_empty()).then_some(exe.as_path());
+    let lab = TopologyLab::up(&t, sources, prefix, datapath)?;
     eprintln!(
-        "{} namespaces, {} pods, {} BGP speakers; waiting for BGP…",
+        "{} namespaces, {} pods, {} BGP speakers, {} node datapaths; waiting for BGP…",
         lab.namespaces.len(),
         lab.pods.len(),
-        lab.speakers.len()
+        lab.speakers.len(),
+        lab.datapaths.len()
     );
     lab.wait_for_bgp(Duration::from_secs(60))?;
     eprintln!("BGP established in {:.1?} after start", started.elapsed());
@@ -272,7 +287,7 @@ fn print_verification(title: &str, v: &Verification) {
         );
     }
     println!(
-        "  {} pairs: {} agree, {} mismatches, {} unchecked (stopped by policy or the mesh, which the lab does not run yet)",
+        "  {} pairs: {} agree, {} mismatches, {} unchecked (stopped by the mesh, or by policy when the lab runs without its datapath)",
         v.pairs,
         v.agree,
         v.mismatches.len(),
@@ -292,7 +307,7 @@ pub fn demo(topology: &str) -> anyhow::Result<()> {
     let prefix = "mcdemo";
     let _ = TopologyLab::down(prefix);
     let result = (|| -> anyhow::Result<()> {
-        up(topology, &[], prefix, Format::Text)?;
+        up(topology, &[], prefix, true, Format::Text)?;
         let t = load_valid(topology)?.ok_or_else(|| anyhow::anyhow!("{topology} is invalid"))?;
         let fail: Vec<String> = t
             .spec
