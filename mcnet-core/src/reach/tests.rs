@@ -460,3 +460,47 @@ fn json_has_the_documented_shape() {
         serde_json::Value::Null
     );
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any text as a source or target is parsed or refused with an
+        /// error; a parsed query always gives a proof whose hops are in
+        /// layer order and stop at the first denial.
+        #[test]
+        fn any_endpoint_text_is_parsed_or_refused(
+            from in prop_oneof![
+                Just("eks-prod/production/frontend".to_string()),
+                "[a-z/.0-9-]{0,40}",
+            ],
+            to in prop_oneof![
+                Just("gke-prod/production/api-server".to_string()),
+                Just("api-service.production.svc.clusterset.local".to_string()),
+                "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+                "[a-z/.0-9-]{0,60}",
+            ],
+            port in any::<u16>(),
+        ) {
+            let m = model(&topology(|_| {}), OPEN);
+            if let Ok(q) = Query::parse(&m, &from, &to, port) {
+                let p = m.prove(&q);
+                let layers: Vec<Layer> = p.hops.iter().map(|h| h.layer).collect();
+                let mut sorted = layers.clone();
+                sorted.sort();
+                prop_assert_eq!(&layers, &sorted);
+                let first_deny = p.hops.iter().position(|h| h.verdict == Verdict::Deny);
+                match first_deny {
+                    Some(i) => {
+                        prop_assert_eq!(i, p.hops.len() - 1);
+                        prop_assert_eq!(p.stopped_at, Some(p.hops[i].layer));
+                    }
+                    None => prop_assert_eq!(p.hops.len(), Layer::ALL.len()),
+                }
+            }
+        }
+    }
+}

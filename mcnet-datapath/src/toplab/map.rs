@@ -179,3 +179,38 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use mcnet_core::topology::{ipam, parse};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every lab address maps back to the topology address it came
+        /// from, and never leaves 198.18.0.0/15.
+        #[test]
+        fn mapping_round_trips(block in any::<usize>(), offset in 0u32..300, other in any::<u32>()) {
+            let text = include_str!("../../../examples/topologies/adr-003-redundant.yaml");
+            let t = ipam::allocate(&parse(text).topology.unwrap()).unwrap();
+            let m = AddressMap::new(&t).unwrap();
+            let range: Ipv4Net = "198.18.0.0/15".parse().unwrap();
+            // An address in a mapped prefix: mapped when among its first 256.
+            let b = &m.blocks[block % m.blocks.len()];
+            let a = Ipv4Addr::from(u32::from(b.topology.network()) + offset);
+            match m.to_lab(a) {
+                Some(l) => {
+                    prop_assert!(offset < 256);
+                    prop_assert!(range.contains(&l));
+                    prop_assert_eq!(m.to_topology(l), Some(a));
+                }
+                None => prop_assert!(offset >= 256 || !b.topology.contains(&a)),
+            }
+            // Any address at all: a mapping, when there is one, goes back.
+            let x = Ipv4Addr::from(other);
+            if let Some(l) = m.to_lab(x) {
+                prop_assert_eq!(m.to_topology(l), Some(x));
+            }
+        }
+    }
+}
