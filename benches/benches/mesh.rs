@@ -269,6 +269,7 @@ fn main() {
             GatewayConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 target,
+                routes: Default::default(),
                 probe: None,
                 authz: Authorization::allow_only(vec![frontend]),
                 handshake_timeout: Duration::from_secs(10),

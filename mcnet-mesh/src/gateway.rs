@@ -24,8 +24,10 @@ use tokio::task::JoinHandle;
 use crate::tls::{Authorization, HandshakeFailure, TlsIdentity};
 
 mod probe;
+pub mod transport;
 use crate::{Error, Result};
 use probe::probe;
+pub use transport::TransportHeader;
 
 /// Linkerd's gateway port.
 pub const GATEWAY_PORT: u16 = 4143;
@@ -41,8 +43,16 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct GatewayConfig {
     /// Where remote clusters connect (mTLS).
     pub listen: SocketAddr,
-    /// The local target bytes are forwarded to.
+    /// The local target bytes are forwarded to, when `routes` is empty.
     pub target: SocketAddr,
+    /// Destination routing, as Linkerd's gateway does for opaque traffic:
+    /// when not empty, each client must send a [`TransportHeader`] first,
+    /// and its `NAME:PORT` ([`TransportHeader::route_key`]) picks the
+    /// target here. A connection without a header, or naming a destination
+    /// that is not here, is closed and counted in
+    /// [`GatewayMetrics::unroutable`]: the gateway forwards only to what it
+    /// exports.
+    pub routes: BTreeMap<String, SocketAddr>,
     /// Probe and metrics (`/ready`, `/metrics`); `None` for none.
     pub probe: Option<SocketAddr>,
     /// Who may come in.
@@ -187,6 +197,9 @@ pub struct GatewayMetrics {
     /// [`GatewayLimits::max_connections`] or
     /// [`GatewayLimits::max_handshakes`].
     pub refused: AtomicU64,
+    /// Connections closed because their transport header was missing,
+    /// malformed, or named a destination not in [`GatewayConfig::routes`].
+    pub unroutable: AtomicU64,
     handshake_failures: Mutex<BTreeMap<HandshakeFailure, u64>>,
 }
 
@@ -348,6 +361,42 @@ pub async fn start_with(
     })
 }
 
+/// Connects to a gateway as a meshed client's proxy does: TCP to
+/// `gateway`, mTLS proving `identity` and requiring the gateway to prove
+/// `gateway_identity`, then the [`TransportHeader`] naming where the
+/// connection goes. All of it within `timeout`.
+pub async fn dial(
+    identity: &TlsIdentity,
+    gateway: SocketAddr,
+    gateway_identity: &str,
+    destination: &TransportHeader,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let work = async {
+        let tcp = TcpStream::connect(gateway)
+            .await
+            .map_err(|e| Error::io_at(format!("connect to gateway {gateway}"), e))?;
+        let _ = tcp.set_nodelay(true);
+        let mut tls = identity
+            .connect(tcp, gateway_identity)
+            .await
+            .map_err(|why| {
+                Error::Invalid(format!(
+                    "mTLS to gateway {gateway} ({gateway_identity}): {why}"
+                ))
+            })?;
+        tls.write_all(&destination.encode())
+            .await
+            .map_err(|e| Error::io_at(format!("transport header to gateway {gateway}"), e))?;
+        Ok(tls)
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| {
+        Error::Invalid(format!(
+            "gateway {gateway}: no connection within {timeout:?}"
+        ))
+    })?
+}
+
 /// The timeouts of a forwarding connection (from [`GatewayLimits`]).
 #[derive(Clone, Copy)]
 struct Timeouts {
@@ -396,17 +445,44 @@ async fn serve(
             return;
         }
     }
-    let target = match tokio::time::timeout(timeouts.connect, TcpStream::connect(cfg.target)).await
+    let target_addr = if cfg.routes.is_empty() {
+        cfg.target
+    } else {
+        // The header must arrive as promptly as the handshake did.
+        let header =
+            tokio::time::timeout(cfg.handshake_timeout, TransportHeader::read(&mut tls)).await;
+        let routed = match header {
+            Ok(Ok(h)) => cfg.routes.get(&h.route_key()).copied().ok_or_else(|| {
+                format!(
+                    "no route for {} (the gateway exports {})",
+                    h.route_key(),
+                    cfg.routes.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            }),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no transport header within the handshake timeout".to_string()),
+        };
+        match routed {
+            Ok(a) => a,
+            Err(why) => {
+                m.unroutable.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(?peer, identities = ?ids, "gateway: {why}");
+                let _ = tls.shutdown().await;
+                return;
+            }
+        }
+    };
+    let target = match tokio::time::timeout(timeouts.connect, TcpStream::connect(target_addr)).await
     {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             m.target_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("gateway target {}: {e}", cfg.target);
+            tracing::warn!("gateway target {target_addr}: {e}");
             return;
         }
         Err(_) => {
             m.target_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(timeout = ?timeouts.connect, "gateway target {}: connect timed out", cfg.target);
+            tracing::warn!(timeout = ?timeouts.connect, "gateway target {target_addr}: connect timed out");
             return;
         }
     };
@@ -538,6 +614,11 @@ impl prometheus_client::collector::Collector for GatewayCollector {
                 "mcnet_gateway_idle_closed",
                 "Forwarding connections closed after the idle timeout",
                 load(&m.idle_closed),
+            ),
+            (
+                "mcnet_gateway_unroutable",
+                "Connections closed for a missing, malformed or unknown transport header destination",
+                load(&m.unroutable),
             ),
             (
                 "mcnet_gateway_refused_connections",

@@ -101,6 +101,7 @@ async fn setup(handshake_timeout: Duration, limits: GatewayLimits) -> Setup {
         GatewayConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             target,
+            routes: Default::default(),
             probe: None,
             authz: Authorization::allow_only(vec![FRONTEND_ID.into()]),
             handshake_timeout,
@@ -538,6 +539,7 @@ async fn zero_limits_are_refused_naming_the_field() {
     let cfg = |handshake_timeout| GatewayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         target: "127.0.0.1:9".parse().unwrap(),
+        routes: Default::default(),
         probe: None,
         authz: Authorization::default(),
         handshake_timeout,

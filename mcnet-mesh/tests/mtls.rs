@@ -71,6 +71,7 @@ async fn start_gateway(identity: TlsIdentity, allow: &[&str], audit: bool) -> Ga
         GatewayConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             target,
+            routes: Default::default(),
             probe: Some("127.0.0.1:0".parse().unwrap()),
             authz: Authorization {
                 audit,
@@ -333,5 +334,100 @@ async fn traffic_survives_renewals_and_an_anchor_rollover() {
     );
     let old = pki.identity(&id("production", "frontend"), WORKLOAD_LIFETIME);
     assert!(request(&old, gw.addr, b"x").await.is_err());
+    gw.shutdown().await;
+}
+
+/// A server that answers every connection with its own tag, then echoes.
+async fn tagged(tag: &'static [u8]) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = s.write_all(tag).await;
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transport_header_picks_the_target_and_unknown_destinations_are_closed() {
+    let pki = Pki::new();
+    let gw_id = pki.identity(
+        &id("linkerd-multicluster", "linkerd-gateway"),
+        WORKLOAD_LIFETIME,
+    );
+    let client = pki.identity(&id("shop", "checkout"), WORKLOAD_LIFETIME);
+    let (orders, users) = (tagged(b"orders").await, tagged(b"users!").await);
+    let routes = [
+        ("orders.shop.svc.cluster.local:8080".to_string(), orders),
+        ("users.shop.svc.cluster.local:9000".to_string(), users),
+    ];
+    let gw = gateway::start(
+        gw_id,
+        GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            target: "127.0.0.1:9".parse().unwrap(),
+            routes: routes.into_iter().collect(),
+            probe: None,
+            authz: Authorization {
+                default: mcnet_mesh::tls::DefaultPolicy::AllAuthenticated,
+                ..Authorization::default()
+            },
+            handshake_timeout: Duration::from_secs(2),
+        },
+    )
+    .await
+    .unwrap();
+    let to = |name: &str, port| gateway::TransportHeader {
+        port,
+        name: Some(name.to_string()),
+    };
+    let t = Duration::from_secs(5);
+    for (dst, tag) in [
+        (to("orders.shop.svc.cluster.local", 8080), b"orders"),
+        (to("users.shop.svc.cluster.local", 9000), b"users!"),
+    ] {
+        let mut s = gateway::dial(&client, gw.addr, GATEWAY_ID, &dst, t)
+            .await
+            .unwrap();
+        s.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 10];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..6], tag, "{dst:?}");
+        assert_eq!(&got[6..], b"ping");
+    }
+    // A name it does not export, and a right name on the wrong port.
+    for dst in [
+        to("payments.shop.svc.cluster.local", 8080),
+        to("orders.shop.svc.cluster.local", 9000),
+    ] {
+        let mut s = gateway::dial(&client, gw.addr, GATEWAY_ID, &dst, t)
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(t, s.read(&mut buf)).await.unwrap();
+        assert!(matches!(n, Ok(0) | Err(_)), "{dst:?} got an answer");
+    }
+    // No header at all: plain bytes after the handshake.
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let mut s = client.connect(tcp, GATEWAY_ID).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: orders\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(t, s.read(&mut buf)).await.unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)));
+    assert_eq!(gw.metrics.unroutable.load(Ordering::Relaxed), 3);
+    assert!(gw
+        .metrics
+        .render()
+        .contains("mcnet_gateway_unroutable_total 3"));
     gw.shutdown().await;
 }

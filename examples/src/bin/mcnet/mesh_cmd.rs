@@ -94,9 +94,15 @@ pub struct GatewayArgs {
     /// Where remote clusters connect (mTLS), e.g. 127.0.0.1:4143.
     #[arg(long)]
     listen: SocketAddr,
-    /// The local target, e.g. 127.0.0.1:8080.
-    #[arg(long)]
-    target: SocketAddr,
+    /// The local target, e.g. 127.0.0.1:8080, for every connection (or,
+    /// with `--route`, for none: give one or the other).
+    #[arg(long, required_unless_present = "routes", conflicts_with = "routes")]
+    target: Option<SocketAddr>,
+    /// Route by Linkerd's transport header instead: `NAME:PORT=ADDRESS:PORT`
+    /// (e.g. `orders.shop.svc.cluster.local:8080=10.0.1.5:8080`), repeatable.
+    /// A client must name one of these destinations or is closed.
+    #[arg(long = "route", value_name = "NAME:PORT=ADDR", value_parser = parse_route)]
+    routes: Vec<(String, SocketAddr)>,
     /// The gateway's identity: a directory with tls.crt, tls.key and ca.crt
     /// (re-read when they change, for rotation without a restart).
     #[arg(long)]
@@ -307,6 +313,33 @@ pub fn run(cmd: MeshCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `NAME:PORT=ADDR:PORT`, the name checked as the gateway checks headers.
+fn parse_route(s: &str) -> Result<(String, SocketAddr), String> {
+    let (key, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("route `{s}`: expected NAME:PORT=ADDRESS:PORT"))?;
+    let (name, port) = key
+        .rsplit_once(':')
+        .ok_or_else(|| format!("route `{s}`: expected NAME:PORT before `=`"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("route `{s}`: port `{port}` is not 1..=65535"))?;
+    let h = mcnet_mesh::gateway::TransportHeader {
+        port,
+        name: Some(name.to_string()),
+    };
+    let check = mcnet_mesh::gateway::TransportHeader::decode(
+        &h.encode()[mcnet_mesh::gateway::transport::PREFACE.len() + 4..],
+    );
+    check.map_err(|e| format!("route `{s}`: {e}"))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("route `{s}`: target `{addr}`: {e}"))?;
+    Ok((h.route_key(), addr))
+}
+
 fn gateway_cmd(a: GatewayArgs) -> anyhow::Result<ExitCode> {
     let dir = IdentityDir::new(&a.identity);
     let (cert, bundle) = dir.load()?;
@@ -331,7 +364,9 @@ fn gateway_cmd(a: GatewayArgs) -> anyhow::Result<ExitCode> {
             identity.clone(),
             GatewayConfig {
                 listen: a.listen,
-                target: a.target,
+                // Unused when routing by header.
+                target: a.target.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9))),
+                routes: a.routes.iter().cloned().collect(),
                 probe: a.probe,
                 authz,
                 handshake_timeout: a.handshake_timeout,
@@ -343,7 +378,10 @@ fn gateway_cmd(a: GatewayArgs) -> anyhow::Result<ExitCode> {
             "gateway {} listening on {} (mTLS) → {}{}; allowing {}",
             cert.id.linkerd_name(),
             gw.addr,
-            a.target,
+            match a.target {
+                Some(t) => t.to_string(),
+                None => format!("{} routes", a.routes.len()),
+            },
             gw.probe_addr
                 .map(|p| format!("; probe http://{p}/ready"))
                 .unwrap_or_default(),
