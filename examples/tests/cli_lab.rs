@@ -157,18 +157,24 @@ fn adr_003_agrees_with_reach_and_the_mcr_failure_loses_exactly_the_predicted_pai
     let (code, _, stderr) = mcnet(&["lab", "up", ADR, "--prefix", prefix]);
     assert_eq!(code, 0, "{stderr}");
     let v = verify(ADR, prefix, &["multicloud-mcr"]);
-    // 3 clusters × 2 pods serving 8080, every ordered pair.
-    assert_eq!(v["pairs"], 30);
-    assert_eq!(v["agree"], 30, "{v}");
+    // 3 clusters × 2 pods serving 8080, every ordered pair (30), and each
+    // of the 6 pods to both clusterset services (12).
+    assert_eq!(v["pairs"], 42);
+    assert_eq!(v["agree"], 42, "{v}");
+    assert_eq!(v["unchecked"], 0, "{v}");
     assert_eq!(v["mismatches"].as_array().unwrap().len(), 0);
     let after = &v["after_failure"];
-    assert_eq!(after["agree"], 30, "{after}");
-    let lost = observed_lost(&v);
+    assert_eq!(after["agree"], 42, "{after}");
+    let (lost, services): (BTreeSet<_>, BTreeSet<_>) = observed_lost(&v)
+        .into_iter()
+        .partition(|(_, to, _)| !to.ends_with(".svc.clusterset.local"));
     assert_eq!(lost.len(), 24, "every cross-cloud pair is lost: {lost:?}");
     assert_eq!(lost, predicted_lost(ADR, prefix, "multicloud-mcr"));
+    // Every service has a backend in every cluster: none is lost.
+    assert!(services.is_empty(), "{services:?}");
     // After the MCR comes back, every pair works again.
     let again = verify(ADR, prefix, &[]);
-    assert_eq!(again["agree"], 30);
+    assert_eq!(again["agree"], 42);
 
     let (code, _, _) = mcnet(&["lab", "down", "--prefix", prefix]);
     assert_eq!(code, 0);
@@ -283,9 +289,9 @@ fn the_datapath_in_each_node_enforces_policy_as_reach_predicts() {
         assert!(stderr.contains("3 node datapaths"), "{stderr}");
         let v = verify(ADR, prefix, &[]);
         // 9 pods, 6 of them serving 8080: every ordered pair is checked,
-        // policy included.
-        assert_eq!(v["pairs"], 48, "{v}");
-        assert_eq!(v["agree"], 48, "{v}");
+        // policy included (48), and each pod to both clusterset services (18).
+        assert_eq!(v["pairs"], 66, "{v}");
+        assert_eq!(v["agree"], 66, "{v}");
         assert_eq!(v["unchecked"], 0, "{v}");
         // What the kernel let through is what reach allows: frontend to
         // the API in its own cluster (production), or in every cluster
@@ -299,6 +305,138 @@ fn the_datapath_in_each_node_enforces_policy_as_reach_predicts() {
         drop(_down);
         assert_eq!(leftovers(prefix), (vec![], false));
     }
+}
+
+const EKS_ONLY: &str = "\
+apiVersion: v1
+kind: Pod
+metadata: {name: frontend, namespace: production, labels: {app: frontend}}
+spec:
+  serviceAccountName: frontend
+  containers: [{name: web, ports: [{name: http, containerPort: 8080, protocol: TCP}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: batch, namespace: jobs, labels: {app: batch}}
+spec:
+  containers: [{name: job}]
+";
+
+const GKE_ONLY: &str = "\
+apiVersion: v1
+kind: Pod
+metadata: {name: api-server, namespace: production, labels: {app: api-server}}
+spec:
+  serviceAccountName: api-server
+  containers: [{name: api, ports: [{name: http, containerPort: 8080, protocol: TCP}]}]
+";
+
+/// The gateway pod's `/metrics`, fetched inside its namespace.
+fn gateway_metric(prefix: &str, cluster: &str, metric: &str) -> u64 {
+    let state = std::fs::read_to_string(format!("/run/mcnet-lab/{prefix}/lab.json")).unwrap();
+    let lab: Value = serde_json::from_str(&state).unwrap();
+    let gw = lab["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["cluster"] == cluster)
+        .unwrap_or_else(|| panic!("no gateway in {cluster}: {lab}"));
+    let out = std::process::Command::new("nsenter")
+        .arg(format!(
+            "--net=/run/netns/{}",
+            gw["netns"].as_str().unwrap()
+        ))
+        .args(["--", "curl", "-s", "--max-time", "5"])
+        .arg(format!(
+            "http://{}:4191/metrics",
+            gw["lab"].as_str().unwrap()
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The sum over every series that starts so (all of a family's labels).
+    let values: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with(metric))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(!values.is_empty(), "no {metric} in {text}");
+    values.iter().sum()
+}
+
+#[test]
+fn clusterset_calls_cross_the_gateway_with_mtls_and_are_lost_with_the_mcr() {
+    if !can_run() {
+        return;
+    }
+    let prefix = "tlm";
+    let _down = Down(prefix);
+    let eks = common::temp("lab-eks-only.yaml", EKS_ONLY);
+    let gke = common::temp("lab-gke-only.yaml", GKE_ONLY);
+    let (code, _, stderr) = mcnet(&[
+        "lab",
+        "up",
+        ADR,
+        "--prefix",
+        prefix,
+        "--manifests",
+        &format!("eks-prod={eks}"),
+        "--manifests",
+        &format!("gke-prod={gke}"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // gke-prod exports api-service, eks-prod frontend; aks-prod nothing.
+    assert!(stderr.contains("2 mesh gateways"), "{stderr}");
+    let v = verify(ADR, prefix, &["multicloud-mcr"]);
+    let row = |v: &Value, from: &str, to: &str| -> (String, String) {
+        let r = v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["from"] == from && r["to"] == to)
+            .unwrap_or_else(|| panic!("no row {from} → {to}: {v}"))
+            .clone();
+        (
+            r["observed"].as_str().unwrap().to_string(),
+            r["stopped_at"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let api = "api-service.production.svc.clusterset.local";
+    assert_eq!(v["unchecked"], 0, "{v}");
+    assert_eq!(v["agree"], v["pairs"], "{v}");
+    // The meshed frontend reaches the API only in gke-prod: through its gateway.
+    assert_eq!(
+        row(&v, "eks-prod/production/frontend", api),
+        ("allow".into(), "".into())
+    );
+    // The batch job has no proxy: the gateway admits only mTLS identities.
+    assert_eq!(
+        row(&v, "eks-prod/jobs/batch", api),
+        ("deny".into(), "mesh".into())
+    );
+    // With the MCR down the gateway is out of reach, as predicted.
+    let after = &v["after_failure"];
+    assert_eq!(after["agree"], v["pairs"], "{after}");
+    assert_eq!(
+        row(after, "eks-prod/production/frontend", api),
+        ("deny".into(), "cloud-route".into())
+    );
+    // The gateway really carried the call (the 4-byte echo, at least once
+    // per verify), and turned the clear-text one away in its handshake.
+    assert!(
+        gateway_metric(
+            prefix,
+            "gke-prod",
+            "mcnet_gateway_bytes_total{direction=\"out\"}"
+        ) >= 4
+    );
+    assert!(
+        gateway_metric(
+            prefix,
+            "gke-prod",
+            "mcnet_gateway_handshake_failures_total{"
+        ) >= 1
+    );
 }
 
 #[test]

@@ -141,6 +141,21 @@ pub(super) fn walk(m: &Model, q: &Query, dest: Dest, shown: String) -> Proof {
             protocol: q.protocol,
         }
     };
+    // A pod cannot block access to itself (Kubernetes NetworkPolicy), and
+    // Cilium skips policy for a pod reaching itself through a service: the
+    // connection never leaves the pod.
+    if let Dest::Pod(p) | Dest::LocalBackend(p) = &dest {
+        if *p == q.from && m.address(p).is_some() {
+            for layer in Layer::ALL {
+                w.hop(
+                    layer,
+                    true,
+                    format!("{p} is the source itself: a pod cannot block access to itself, and the connection never leaves it"),
+                );
+            }
+            return done(w);
+        }
+    }
     let t = &m.topology;
     let (Some(src_cluster), Some((src_addr, _))) = (t.cluster(&q.from.cluster), m.address(&q.from))
     else {

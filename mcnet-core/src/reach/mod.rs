@@ -407,7 +407,13 @@ impl Model {
         self.addresses.get(pod).copied()
     }
 
-    /// Every pod of every cluster.
+    /// The address of `cluster`'s Linkerd multicluster gateway pod, when
+    /// the cluster is linked to another (see [`GATEWAY`]).
+    pub fn gateway(&self, cluster: &str) -> Option<IpAddr> {
+        self.gateways.get(cluster).copied()
+    }
+
+    /// Every pod of every cluster (the gateway pods are apart: [`Model::gateway`]).
     pub fn pods(&self) -> impl Iterator<Item = &PodRef> {
         self.addresses.keys()
     }
@@ -515,7 +521,7 @@ impl Model {
 
     /// The pods behind a service, by cluster order: the topology's
     /// workload whose service it is, in each cluster its namespace spans.
-    fn backends(&self, namespace: &str, service: &str) -> Vec<PodRef> {
+    pub fn backends(&self, namespace: &str, service: &str) -> Vec<PodRef> {
         let t = &self.topology;
         let Some(ns) = t.spec.namespaces.iter().find(|n| n.name == namespace) else {
             return Vec::new();

@@ -504,3 +504,29 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_pod_reaching_itself_through_its_service_is_allowed_whatever_the_policy() {
+    // default-deny-all isolates the frontend both ways, yet the call to its
+    // own service lands on itself: Kubernetes never lets a pod block itself.
+    let m = model(&topology(|_| {}), PRODUCTION);
+    let p = prove(
+        &m,
+        "eks-prod/production/frontend",
+        "frontend.production.svc.clusterset.local",
+        8080,
+    );
+    assert_allows(&p);
+    assert!(p.hops[0]
+        .explanation
+        .contains("cannot block access to itself"));
+    // Another pod of the same namespace calling it is still stopped.
+    let other = prove(
+        &m,
+        "eks-prod/production/batch",
+        "frontend.production.svc.clusterset.local",
+        8080,
+    );
+    assert_eq!(other.verdict, Verdict::Deny, "{other:#?}");
+    assert_eq!(other.stopped_at, Some(Layer::SourceEgress));
+}

@@ -12,16 +12,20 @@
 //! was killed half-way: it kills every process in the lab's namespaces
 //! before deleting them.
 //!
-//! What the lab checks is the network part of [`mcnet_core::reach`]:
-//! cluster CIDRs and masquerading, cloud routes, peering, transit and the
-//! MCR's BGP with its prefix filters and limits, and failures. Policy, the
-//! mesh gateway and GSLB do not run in it yet; [`TopologyLab::verify`]
-//! reports pairs whose prediction depends on them as unchecked.
+//! What the lab checks is every layer of [`mcnet_core::reach`]: cluster
+//! CIDRs and masquerading, cloud routes, peering, transit and the MCR's BGP
+//! with its prefix filters and limits, and failures; with the datapath
+//! binary, policy (each node runs the eBPF datapath) and the mesh (each
+//! linked cluster runs mcnet's gateway, and `verify` calls every
+//! `SERVICE.NS.svc.clusterset.local` as a meshed pod's proxy would). L7
+//! rules are audited, not enforced: `verify` probes them at L4.
 
 mod bird;
 mod map;
+mod mesh;
 
 pub use map::{AddressMap, Block};
+pub use mesh::LabGateway;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -35,9 +39,9 @@ use serde::{Deserialize, Serialize};
 
 use mcnet_core::reach::{self, Layer, Model, Verdict};
 use mcnet_core::topology::paths::Component;
-use mcnet_core::topology::{CniChaining, Topology, VxcTargetKind};
+use mcnet_core::topology::{CniChaining, Protocol, Topology, VxcTargetKind};
 
-use crate::lab::{run, serve, tcp_ok};
+use crate::lab::{run, serve, tcp_ok, udp_ok};
 use crate::{Error, Result};
 
 /// Where labs keep their state.
@@ -99,6 +103,9 @@ pub struct TopologyLab {
     /// The manifests the lab's pods come from, kept so that `verify`
     /// predicts with the same ones.
     pub manifests: Vec<ManifestSource>,
+    /// The Linkerd multicluster gateways (mcnet's), one per linked cluster.
+    #[serde(default)]
+    pub gateways: Vec<LabGateway>,
 }
 
 /// A manifest text and the cluster it describes (`None`: every cluster).
@@ -394,6 +401,7 @@ impl TopologyLab {
                 notes: Vec::new(),
                 datapaths: Vec::new(),
                 manifests,
+                gateways: Vec::new(),
             },
             t,
             datapath: datapath.map(Path::to_path_buf),
@@ -542,6 +550,86 @@ impl TopologyLab {
         }
     }
 
+    /// The `SERVICE.NS.svc.clusterset.local` rows: every pod to every
+    /// service port of the topology, probed as the pod's proxy would call
+    /// it: a backend in its own cluster directly, else through each linked
+    /// cluster's gateway (mTLS when the pod is meshed, in the clear when
+    /// not). Unchecked when the lab runs no gateway.
+    fn service_jobs<'a>(
+        &'a self,
+        model: &Model,
+        failed: &[Component],
+        by_key: &BTreeMap<&str, &'a Pod>,
+        v: &mut Verification,
+        jobs: &mut Vec<(Row, Probe<'a>)>,
+    ) {
+        let t = model.topology();
+        let dir = state_dir(&self.prefix);
+        for from in &self.pods {
+            let Ok(src) = model.pod_ref(&from.key, "source") else {
+                continue;
+            };
+            let client = if mesh::meshed(t, &src.cluster, &src.namespace) {
+                let sa = model
+                    .cluster_pods(&src.cluster)
+                    .into_iter()
+                    .find(|(p, local)| *local && p.namespace == src.namespace && p.name == src.name)
+                    .map(|(p, _)| p.service_account);
+                sa.and_then(|sa| mesh::identity(&dir, &src.namespace, &sa).ok())
+            } else {
+                None
+            };
+            for ns in &t.spec.namespaces {
+                for w in &ns.workloads {
+                    let svc = w.service_name();
+                    let asked = format!("{svc}.{}.svc.clusterset.local", ns.name);
+                    let backends = model.backends(&ns.name, svc);
+                    for port in w.ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
+                        let Ok(q) = reach::Query::parse(model, &from.key, &asked, port.port) else {
+                            continue;
+                        };
+                        let proof = model.prove(&q.failing(failed.to_vec()));
+                        v.pairs += 1;
+                        if self.gateways.is_empty() {
+                            v.unchecked += 1;
+                            continue;
+                        }
+                        let local: Vec<Ipv4Addr> = backends
+                            .iter()
+                            .filter(|b| b.cluster == src.cluster)
+                            .filter_map(|b| by_key.get(b.to_string().as_str()).map(|p| p.lab))
+                            .collect();
+                        let gateways: Vec<&LabGateway> = self
+                            .gateways
+                            .iter()
+                            .filter(|g| {
+                                mesh::linked(t, &src.cluster, &g.cluster)
+                                    && backends.iter().any(|b| b.cluster == g.cluster)
+                            })
+                            .collect();
+                        let row = Row {
+                            from: from.key.clone(),
+                            to: asked.clone(),
+                            port: port.port,
+                            predicted: proof.verdict,
+                            observed: Verdict::Deny,
+                            stopped_at: proof.stopped_at,
+                        };
+                        let probe = Probe::Service {
+                            ns: from.netns.as_str(),
+                            client: client.clone(),
+                            local,
+                            gateways,
+                            name: format!("{svc}.{}.svc.cluster.local", ns.name),
+                            port: port.port,
+                        };
+                        jobs.push((row, probe));
+                    }
+                }
+            }
+        }
+    }
+
     fn set_links(&self, key: &str, state: &str) -> Result<()> {
         let links = self
             .links
@@ -553,9 +641,11 @@ impl TopologyLab {
         Ok(())
     }
 
-    /// Sends a TCP echo for every pair of `model`'s matrix and compares
-    /// what happens with the prediction. Pairs the prediction stops at a
-    /// layer the lab does not run (policy, the mesh) are not checked.
+    /// Sends an echo (TCP, or UDP for UDP ports) for every pair of
+    /// `model`'s matrix, and calls every pod's every
+    /// `SERVICE.NS.svc.clusterset.local` port as its proxy would, and
+    /// compares what happens with the predictions. Pairs decided by a layer
+    /// the lab does not run are counted as unchecked.
     pub fn verify(&self, model: &Model, failed: &[Component]) -> Verification {
         let matrix = model.matrix(failed);
         // With the datapath running, policy is checked too.
@@ -569,7 +659,7 @@ impl TopologyLab {
         std::thread::sleep(Duration::from_millis(100));
         let by_key: BTreeMap<&str, &Pod> = self.pods.iter().map(|p| (p.key.as_str(), p)).collect();
         let mut v = Verification::default();
-        let mut jobs = Vec::new();
+        let mut jobs: Vec<(Row, Probe<'_>)> = Vec::new();
         for cell in &matrix.cells {
             let checked = match cell.stopped_at {
                 None => true,
@@ -582,12 +672,27 @@ impl TopologyLab {
                 continue;
             };
             v.pairs += 1;
-            if checked {
-                jobs.push((cell, from.netns.as_str(), to.lab));
-            } else {
+            if !checked {
                 v.unchecked += 1;
+                continue;
             }
+            let row = Row {
+                from: cell.from.clone(),
+                to: cell.to.clone(),
+                port: cell.port,
+                predicted: cell.verdict,
+                observed: Verdict::Deny,
+                stopped_at: cell.stopped_at,
+            };
+            let probe = Probe::Pod {
+                ns: from.netns.as_str(),
+                dst: to.lab,
+                port: cell.port,
+                udp: cell.protocol == mcnet_core::policy::model::Proto::Udp,
+            };
+            jobs.push((row, probe));
         }
+        self.service_jobs(model, failed, &by_key, &mut v, &mut jobs);
         // Probes run side by side: a dropped SYN costs its whole timeout
         // (Linux keeps retrying a SYN through ICMP unreachables).
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -597,32 +702,20 @@ impl TopologyLab {
             for _ in 0..PROBES.min(jobs.len()) {
                 scope.spawn(|| loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((cell, ns, dst)) = jobs.get(i) else {
+                    let Some((_, probe)) = jobs.get(i) else {
                         break;
                     };
-                    // A refusal is checked twice, the second time with a
-                    // longer timeout, so that a busy machine does not pass
-                    // for a drop.
-                    let ok = tcp_ok(ns, *dst, cell.port)
-                        || tcp_echo(ns, *dst, cell.port, Duration::from_millis(1500));
+                    let ok = probe.run();
                     if let Ok(mut slot) = observed[i].lock() {
                         *slot = Some(ok);
                     }
                 });
             }
         });
-        for ((cell, _, _), seen) in jobs.iter().zip(observed) {
+        for ((mut row, _), seen) in jobs.into_iter().zip(observed) {
             let ok = seen.into_inner().ok().flatten().unwrap_or(false);
-            let observed = if ok { Verdict::Allow } else { Verdict::Deny };
-            let row = Row {
-                from: cell.from.clone(),
-                to: cell.to.clone(),
-                port: cell.port,
-                predicted: cell.verdict,
-                observed,
-                stopped_at: cell.stopped_at,
-            };
-            if observed == cell.verdict {
+            row.observed = if ok { Verdict::Allow } else { Verdict::Deny };
+            if row.observed == row.predicted {
                 v.agree += 1;
             } else {
                 v.mismatches.push(row.clone());
@@ -754,6 +847,62 @@ fn enforce(
     }
 }
 
+/// One probe of `verify`.
+enum Probe<'a> {
+    /// A pod's address, directly.
+    Pod {
+        ns: &'a str,
+        dst: Ipv4Addr,
+        port: u16,
+        udp: bool,
+    },
+    /// A clusterset service: local backends, then remote gateways.
+    Service {
+        ns: &'a str,
+        client: Option<mcnet_mesh::tls::TlsIdentity>,
+        local: Vec<Ipv4Addr>,
+        gateways: Vec<&'a LabGateway>,
+        name: String,
+        port: u16,
+    },
+}
+
+impl Probe<'_> {
+    /// Whether an echo comes back. A refusal is checked twice, the second
+    /// time with a longer timeout, so that a busy machine does not pass for
+    /// a drop.
+    fn run(&self) -> bool {
+        match self {
+            Probe::Pod {
+                ns,
+                dst,
+                port,
+                udp: true,
+            } => udp_ok(ns, *dst, *port) || udp_ok(ns, *dst, *port),
+            Probe::Pod { ns, dst, port, .. } => {
+                tcp_ok(ns, *dst, *port) || tcp_echo(ns, *dst, *port, Duration::from_millis(1500))
+            }
+            Probe::Service {
+                ns,
+                client,
+                local,
+                gateways,
+                name,
+                port,
+            } => {
+                local.iter().any(|dst| {
+                    tcp_ok(ns, *dst, *port)
+                        || tcp_echo(ns, *dst, *port, Duration::from_millis(1500))
+                }) || gateways.iter().any(|g| {
+                    [Duration::from_millis(500), Duration::from_millis(1500)]
+                        .into_iter()
+                        .any(|t| mesh::via_gateway(ns, client.as_ref(), g, name, *port, t))
+                })
+            }
+        }
+    }
+}
+
 /// A TCP echo round trip from a namespace, within `timeout`.
 fn tcp_echo(ns: &str, dst: Ipv4Addr, port: u16, timeout: Duration) -> bool {
     use std::io::{Read, Write};
@@ -794,10 +943,46 @@ pub struct Verification {
     pub agree: usize,
     /// Pairs where they do not.
     pub mismatches: Vec<Row>,
-    /// Pairs stopped by a layer the lab does not run (policy, mesh).
+    /// Pairs whose deciding layer the lab does not run: policy without the
+    /// datapath, clusterset services without mesh gateways.
     pub unchecked: usize,
     /// Every checked pair.
     pub rows: Vec<Row>,
+}
+
+/// What `cluster`'s gateway forwards: for each service it exports (its
+/// namespace is meshed there), `SERVICE.NS.svc.cluster.local:PORT` to a
+/// backend pod of the cluster.
+fn exported_routes(
+    t: &Topology,
+    model: &Model,
+    cluster: &str,
+    pods: &[Pod],
+) -> Vec<(String, std::net::SocketAddrV4)> {
+    let mut out = Vec::new();
+    for ns in t
+        .spec
+        .namespaces
+        .iter()
+        .filter(|n| mesh::meshed(t, cluster, &n.name))
+    {
+        for w in &ns.workloads {
+            let svc = w.service_name();
+            let backend = model
+                .backends(&ns.name, svc)
+                .into_iter()
+                .filter(|p| p.cluster == cluster)
+                .find_map(|p| pods.iter().find(|x| x.key == p.to_string()));
+            let Some(backend) = backend else { continue };
+            for port in w.ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
+                out.push((
+                    format!("{svc}.{}.svc.cluster.local:{}", ns.name, port.port),
+                    std::net::SocketAddrV4::new(backend.lab, port.port),
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
@@ -828,6 +1013,17 @@ fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
         routers.push(r);
     }
     let net_index = |name: &str| t.spec.networks.iter().position(|n| n.name == name);
+
+    // The mesh runs where the gateway can: with the datapath's binary.
+    let mesh_bin = b.datapath.clone().filter(|_| {
+        t.spec
+            .clusters
+            .iter()
+            .any(|c| model.gateway(&c.name).is_some())
+    });
+    if mesh_bin.is_some() {
+        mesh::pki(&b.dir)?;
+    }
 
     // Clusters: a node namespace behind its network's router, pods behind the node.
     for (ci, c) in t.spec.clusters.iter().enumerate() {
@@ -882,10 +1078,56 @@ fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
             });
             k += 1;
         }
+        // The Linkerd gateway pod, behind the node's gateway port.
+        let gateway = match (model.gateway(&c.name), &mesh_bin) {
+            (Some(addr), Some(_)) => {
+                let lab = lab_of(addr)?;
+                let gw_ns = b.ns(&format!("c{ci}gw"))?;
+                b.link((&gw_ns, "eth0", lab), (&node, "gw", node_addr))?;
+                b.route(&gw_ns, "default", node_addr)?;
+                binds.push(format!("gw={}/{}", reach::GATEWAY.0, reach::GATEWAY.2));
+                in_ns(
+                    &node,
+                    "iptables",
+                    &[
+                        "-t",
+                        "nat",
+                        "-A",
+                        "PREROUTING",
+                        "-d",
+                        &node_addr.to_string(),
+                        "-p",
+                        "tcp",
+                        "--dport",
+                        &reach::GATEWAY_PORT.to_string(),
+                        "-j",
+                        "DNAT",
+                        "--to-destination",
+                        &format!("{lab}:{}", reach::GATEWAY_PORT),
+                    ],
+                )?;
+                let gw = LabGateway {
+                    cluster: c.name.clone(),
+                    log: b.dir.join(format!("gateway{ci}.log")),
+                    routes: exported_routes(t, model, &c.name, &b.lab.pods),
+                    netns: gw_ns,
+                    lab,
+                    node: node_addr,
+                };
+                Some(gw)
+            }
+            _ => None,
+        };
         if let Some(bin) = b.datapath.clone() {
             if !binds.is_empty() {
                 enforce(b, model, ci, &node, &binds, &bin)?;
             }
+        }
+        // A cluster that exports nothing has the gateway pod but no
+        // gateway process: its port refuses every connection.
+        if let (Some(gw), Some(bin)) = (gateway.filter(|g| !g.routes.is_empty()), &mesh_bin) {
+            b.lab.gateways.push(gw.clone());
+            mesh::start(&b.dir, &gw, bin)?;
         }
         // Masquerade what leaves for outside the native-routing CIDR.
         if c.cni.chaining == CniChaining::None {

@@ -128,11 +128,12 @@ fn up(
     let datapath = (datapath && !mcnet_datapath::EBPF_OBJECT.is_empty()).then_some(exe.as_path());
     let lab = TopologyLab::up(&t, sources, prefix, datapath)?;
     eprintln!(
-        "{} namespaces, {} pods, {} BGP speakers, {} node datapaths; waiting for BGP…",
+        "{} namespaces, {} pods, {} BGP speakers, {} node datapaths, {} mesh gateways; waiting for BGP…",
         lab.namespaces.len(),
         lab.pods.len(),
         lab.speakers.len(),
-        lab.datapaths.len()
+        lab.datapaths.len(),
+        lab.gateways.len()
     );
     lab.wait_for_bgp(Duration::from_secs(60))?;
     eprintln!("BGP established in {:.1?} after start", started.elapsed());
@@ -144,6 +145,7 @@ fn up(
             "namespaces": lab.namespaces,
             "pods": lab.pods,
             "speakers": lab.speakers,
+            "gateways": lab.gateways,
             "notes": lab.notes,
         }))?,
         Format::Text => {
@@ -161,6 +163,17 @@ fn up(
             println!("BGP speakers:");
             for s in &lab.speakers {
                 println!("  {:<28} in {}", s.what, s.netns);
+            }
+            if !lab.gateways.is_empty() {
+                println!(
+                    "Mesh gateways (mTLS on the node address :4143, forwarded to the gateway pod):"
+                );
+                for g in &lab.gateways {
+                    println!("  {:<12} {} → {} in {}", g.cluster, g.node, g.lab, g.netns);
+                    for (name, to) in &g.routes {
+                        println!("    {name:<50} → {to}");
+                    }
+                }
             }
             for n in &lab.notes {
                 println!("note: {n}");
@@ -211,6 +224,7 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
                 "agree": before.agree,
                 "mismatches": before.mismatches,
                 "unchecked": before.unchecked,
+                "rows": before.rows,
             });
             if let Some(a) = &after {
                 v["failed"] = json!(failed);
@@ -219,6 +233,7 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
                     "agree": a.agree,
                     "mismatches": a.mismatches,
                     "unchecked": a.unchecked,
+                    "rows": a.rows,
                     "lost": lost(&before, a),
                 });
             }
@@ -287,7 +302,7 @@ fn print_verification(title: &str, v: &Verification) {
         );
     }
     println!(
-        "  {} pairs: {} agree, {} mismatches, {} unchecked (stopped by the mesh, or by policy when the lab runs without its datapath)",
+        "  {} pairs: {} agree, {} mismatches, {} unchecked (policy when the lab runs without its datapath; clusterset services when it runs no mesh gateway)",
         v.pairs,
         v.agree,
         v.mismatches.len(),
