@@ -712,3 +712,68 @@ fn the_metrics_listener_refuses_what_is_not_a_request_for_metrics() {
     }
     assert!(http_get(metrics, "/metrics").contains("mcnet_gslb_endpoint_healthy"));
 }
+
+#[test]
+fn the_config_generated_from_a_topology_serves_its_hostnames_and_fails_over() {
+    need_dig();
+    let adr = concat!(env!("CARGO_MANIFEST_DIR"), "/topologies/adr-003.yaml");
+    // Each cluster's ingress on its own loopback address, one health port.
+    let gke = TcpListener::bind(("127.0.0.4", 0)).unwrap();
+    let port = gke.local_addr().unwrap().port();
+    let _eks = TcpListener::bind(("127.0.0.2", port)).unwrap();
+    let _aks = TcpListener::bind(("127.0.0.3", port)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mcnet"))
+        .args(["gslb", "config", adr])
+        .args([
+            "--ingress",
+            "eks-prod=127.0.0.2",
+            "--ingress",
+            "aks-prod=127.0.0.3",
+        ])
+        .args(["--ingress", "gke-prod=127.0.0.4", "--health-tcp"])
+        .args([
+            "--health-port",
+            &port.to_string(),
+            "--health-interval",
+            "200ms",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(yaml.contains("tcp: 127.0.0.4:"), "{yaml}");
+    let (_p, dns, _) = serve(&yaml);
+    let answer = |want: &str| {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if dig(&dns, &["api.multicloud-k8s.com", "A"]) == [want] {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    // Failover by the topology's priorities: gke-prod (0), then eks-prod (1).
+    assert!(answer("127.0.0.4"));
+    drop(gke);
+    assert!(answer("127.0.0.2"), "the answer did not move to eks-prod");
+    // The weighted name answers one of its three targets.
+    let one = dig(&dns, &["app.multicloud-k8s.com", "A"]);
+    assert!(
+        one.len() == 1 && ["127.0.0.2", "127.0.0.3"].contains(&one[0].as_str()),
+        "{one:?}"
+    );
+
+    // A cluster that is not in the topology is named.
+    let out = Command::new(env!("CARGO_BIN_EXE_mcnet"))
+        .args(["gslb", "config", adr, "--ingress", "nope=127.0.0.9"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no cluster named `nope`"), "{err}");
+}

@@ -19,8 +19,10 @@ const REDUNDANT: &str = concat!(
 );
 
 fn can_run() -> bool {
-    if !mcnet_datapath::is_root() || !have("bird") || !have("birdc") {
-        mcnet_core::testing::skip("the topology lab needs root and BIRD 2 (bird, birdc)");
+    if !mcnet_datapath::is_root() || !have("bird") || !have("birdc") || !have("dig") {
+        mcnet_core::testing::skip(
+            "the topology lab needs root, BIRD 2 (bird, birdc) and dig (the GSLB's DNS client)",
+        );
         return false;
     }
     true
@@ -156,7 +158,8 @@ fn adr_003_agrees_with_reach_and_the_mcr_failure_loses_exactly_the_predicted_pai
     let _down = Down(prefix);
     let (code, _, stderr) = mcnet(&["lab", "up", ADR, "--prefix", prefix]);
     assert_eq!(code, 0, "{stderr}");
-    let v = verify(ADR, prefix, &["multicloud-mcr"]);
+    // The MCR, and gke-prod's public ingress, which the GSLB checks.
+    let v = verify(ADR, prefix, &["multicloud-mcr", "ingress/gke-prod"]);
     // 3 clusters × 2 pods serving 8080, every ordered pair (30), and each
     // of the 6 pods to both clusterset services (12).
     assert_eq!(v["pairs"], 42);
@@ -172,9 +175,41 @@ fn adr_003_agrees_with_reach_and_the_mcr_failure_loses_exactly_the_predicted_pai
     assert_eq!(lost, predicted_lost(ADR, prefix, "multicloud-mcr"));
     // Every service has a backend in every cluster: none is lost.
     assert!(services.is_empty(), "{services:?}");
-    // After the MCR comes back, every pair works again.
+    // GSLB, asked with dig: the failover name moves off gke-prod to the
+    // next priority, the weighted one drops it; every answer as predicted.
+    let answered = |rows: &Value, name: &str| -> Vec<String> {
+        let r = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {rows}"));
+        assert_eq!(r["agree"], true, "{r}");
+        serde_json::from_value(r["observed"].clone()).unwrap()
+    };
+    assert_eq!(answered(&v["gslb"], "api.multicloud-k8s.com"), ["gke-prod"]);
+    assert_eq!(
+        answered(&after["gslb"], "api.multicloud-k8s.com"),
+        ["eks-prod"]
+    );
+    let app = answered(&after["gslb"], "app.multicloud-k8s.com");
+    assert!(
+        !app.is_empty() && !app.contains(&"gke-prod".to_string()),
+        "{app:?}"
+    );
+    // After the MCR comes back, every pair works again, and GSLB returns.
     let again = verify(ADR, prefix, &[]);
     assert_eq!(again["agree"], 42);
+    assert_eq!(
+        answered(&again["gslb"], "api.multicloud-k8s.com"),
+        ["gke-prod"]
+    );
+    // Failing the MCR alone moves no GSLB answer: no ingress path crosses it.
+    let mcr = verify(ADR, prefix, &["multicloud-mcr"]);
+    assert_eq!(
+        answered(&mcr["after_failure"]["gslb"], "api.multicloud-k8s.com"),
+        ["gke-prod"]
+    );
 
     let (code, _, _) = mcnet(&["lab", "down", "--prefix", prefix]);
     assert_eq!(code, 0);

@@ -4,7 +4,7 @@
 use super::*;
 
 /// The configuration (YAML).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// TTL of every answer, seconds (default 5).
@@ -19,7 +19,7 @@ pub(super) fn default_ttl() -> u32 {
 }
 
 /// One name and its endpoints.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordConfig {
     /// Fully qualified name (a trailing dot is optional).
@@ -32,7 +32,7 @@ pub struct RecordConfig {
 }
 
 /// Routing policies.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// The healthy endpoints of the lowest priority.
@@ -48,7 +48,7 @@ pub enum Policy {
 }
 
 /// An endpoint.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     /// Name (for metrics and logs).
@@ -62,10 +62,10 @@ pub struct EndpointConfig {
     #[serde(default = "default_weight")]
     pub weight: u32,
     /// Client subnets this endpoint serves (geo).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub geo: Vec<IpNet>,
     /// Active health check; without one the endpoint is always healthy.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthConfig>,
 }
 
@@ -74,20 +74,20 @@ pub(super) fn default_weight() -> u32 {
 }
 
 /// An active health check: `http` (a GET that must answer 2xx or 3xx) or `tcp` (a connect).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
     /// `http://HOST:PORT/PATH`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
     /// `HOST:PORT`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<String>,
     /// Interval between checks, ms (default 1000).
     #[serde(default = "default_interval")]
     pub interval_ms: u64,
     /// Time a check may take, ms (default: the interval, at most 2000).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Consecutive good checks to turn healthy (default 2).
     #[serde(default = "default_threshold")]

@@ -22,16 +22,18 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
 mod config;
+mod from_topology;
 mod http;
 mod server;
 mod wire;
 
 use config::{normalize, Probe};
 pub use config::{Config, EndpointConfig, HealthConfig, Policy, RecordConfig};
+pub use from_topology::{from_topology, HealthTemplate};
 pub use http::{serve_metrics, MetricsOptions};
 pub use server::{serve, serve_with, ServeOptions};
 pub use wire::{PLAIN_UDP_MAX, TCP_MESSAGE_MAX, UDP_PAYLOAD_MAX};

@@ -21,9 +21,11 @@
 //! rules are audited, not enforced: `verify` probes them at L4.
 
 mod bird;
+mod gslb;
 mod map;
 mod mesh;
 
+pub use gslb::{predict as predict_gslb, GslbRow, LabGslb, AGENT_METRICS_PORT};
 pub use map::{AddressMap, Block};
 pub use mesh::LabGateway;
 
@@ -106,6 +108,9 @@ pub struct TopologyLab {
     /// The Linkerd multicluster gateways (mcnet's), one per linked cluster.
     #[serde(default)]
     pub gateways: Vec<LabGateway>,
+    /// The GSLB, when the topology has global hostnames.
+    #[serde(default)]
+    pub gslb: Option<LabGslb>,
 }
 
 /// A manifest text and the cluster it describes (`None`: every cluster).
@@ -402,6 +407,7 @@ impl TopologyLab {
                 datapaths: Vec::new(),
                 manifests,
                 gateways: Vec::new(),
+                gslb: None,
             },
             t,
             datapath: datapath.map(Path::to_path_buf),
@@ -630,6 +636,17 @@ impl TopologyLab {
         }
     }
 
+    /// Takes `cluster`'s ingress down (its link to the internet namespace):
+    /// the GSLB's health checks fail and its answers move.
+    pub fn fail_ingress(&self, cluster: &str) -> Result<()> {
+        self.set_links(&format!("ingress/{cluster}"), "down")
+    }
+
+    /// Brings `cluster`'s ingress back.
+    pub fn restore_ingress(&self, cluster: &str) -> Result<()> {
+        self.set_links(&format!("ingress/{cluster}"), "up")
+    }
+
     fn set_links(&self, key: &str, state: &str) -> Result<()> {
         let links = self
             .links
@@ -738,7 +755,7 @@ fn enforce(
     b: &mut Builder<'_>,
     model: &Model,
     ci: usize,
-    node: &str,
+    (node, node_addr): (&str, Ipv4Addr),
     binds: &[String],
     bin: &Path,
 ) -> Result<()> {
@@ -813,6 +830,9 @@ fn enforce(
         flows.display().to_string(),
         "--manifests".into(),
         file.display().to_string(),
+        // The node agent's metrics, which the GSLB health-checks.
+        "--metrics".into(),
+        std::net::SocketAddrV4::new(node_addr, AGENT_METRICS_PORT).to_string(),
     ];
     for bind in binds {
         args.push("--bind".into());
@@ -985,6 +1005,67 @@ fn exported_routes(
     out
 }
 
+/// The internet namespace, a link from it to each node (the cluster's
+/// ingress), and the GSLB serving the topology's hostnames there.
+fn global(b: &mut Builder<'_>, nodes: &[(usize, String, Ipv4Addr)], bin: &Path) -> Result<()> {
+    let t = b.t;
+    let inet = b.ns("i")?;
+    let (dns, _) = b.infra.pair();
+    ip(&[
+        "-n",
+        &inet,
+        "addr",
+        "add",
+        &format!("{dns}/32"),
+        "dev",
+        "lo",
+    ])?;
+    let mut ingress = Vec::new();
+    for (ci, node, node_addr) in nodes {
+        let cluster = &t.spec.clusters[*ci].name;
+        if ingress.iter().any(|(_, a)| a == node_addr) {
+            b.lab.notes.push(format!(
+                "cluster {cluster} shares its ingress address {node_addr} with another cluster of its network: the GSLB checks the first"
+            ));
+            continue;
+        }
+        let (i_side, _) = b.infra.pair();
+        let dev = format!("n{ci}");
+        b.link((&inet, &dev, i_side), (node, "inet", *node_addr))?;
+        b.lab.links.insert(
+            format!("ingress/{cluster}"),
+            vec![(node.clone(), "inet".into())],
+        );
+        ingress.push((cluster.clone(), *node_addr));
+    }
+    let at = |c: &mcnet_core::topology::Cluster| {
+        ingress
+            .iter()
+            .find(|(n, _)| *n == c.name)
+            .map(|(_, a)| IpAddr::V4(*a))
+    };
+    let config =
+        mcnet_cloud::gslb::from_topology(t, at, &gslb::health()).map_err(|e| Error::Command {
+            command: format!("the GSLB configuration of topology {}", t.metadata.name),
+            stderr: e.to_string(),
+        })?;
+    let yaml = serde_json::to_vec_pretty(&config).map_err(|e| Error::Spawn {
+        command: "serialise the GSLB configuration".into(),
+        source: std::io::Error::other(e),
+    })?;
+    let path = b.dir.join("gslb.yaml");
+    write_atomic(&path, &yaml)?;
+    let g = LabGslb {
+        netns: inet,
+        dns: std::net::SocketAddrV4::new(dns, 53),
+        ingress,
+        config: path,
+        log: b.dir.join("gslb.log"),
+    };
+    b.lab.gslb = Some(g.clone());
+    gslb::start(&g, bin)
+}
+
 fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
     let t = b.t;
     let map = b.lab.map.clone();
@@ -1026,6 +1107,7 @@ fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
     }
 
     // Clusters: a node namespace behind its network's router, pods behind the node.
+    let mut nodes: Vec<(usize, String, Ipv4Addr)> = Vec::new();
     for (ci, c) in t.spec.clusters.iter().enumerate() {
         let Some(ni) = net_index(&c.network) else {
             continue;
@@ -1042,6 +1124,7 @@ fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
                 )
             })?;
         let node = b.ns(&format!("n{ci}"))?;
+        nodes.push((ci, node.clone(), node_addr));
         let (r_side, _) = b.infra.pair();
         let router = routers[ni].clone();
         b.link(
@@ -1120,7 +1203,7 @@ fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
         };
         if let Some(bin) = b.datapath.clone() {
             if !binds.is_empty() {
-                enforce(b, model, ci, &node, &binds, &bin)?;
+                enforce(b, model, ci, (&node, node_addr), &binds, &bin)?;
             }
         }
         // A cluster that exports nothing has the gateway pod but no
@@ -1145,6 +1228,13 @@ fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
                 }
                 nat(&["-o", "uplink", "-j", "MASQUERADE"])?;
             }
+        }
+    }
+
+    // Global load balancing, health-checking each node's agent.
+    if let Some(bin) = b.datapath.clone() {
+        if !t.spec.load_balancing.hostnames.is_empty() {
+            global(b, &nodes, &bin)?;
         }
     }
 

@@ -27,6 +27,31 @@ pub enum GslbCommand {
         #[command(flatten)]
         limits: TcpLimits,
     },
+    /// The configuration for a topology's `loadBalancing` hostnames: one
+    /// endpoint per target cluster at its ingress address, each with the
+    /// same health check. Prints YAML for `gslb serve --config`.
+    Config {
+        /// Topology file.
+        topology: String,
+        /// A cluster's ingress (load balancer) address, `CLUSTER=IP`;
+        /// repeatable. Clusters not given are at the address the topology
+        /// models for their network's hosts (the tenth of its first CIDR),
+        /// which the real load balancer will not have: give them.
+        #[arg(long = "ingress", value_name = "CLUSTER=IP")]
+        ingress: Vec<String>,
+        /// The health check's port on each ingress.
+        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u16).range(1..))]
+        health_port: u16,
+        /// The health check's HTTP path (2xx or 3xx is healthy).
+        #[arg(long, default_value = "/healthz", conflicts_with = "health_tcp")]
+        health_path: String,
+        /// Check with a TCP connect instead of HTTP.
+        #[arg(long)]
+        health_tcp: bool,
+        /// Interval between checks.
+        #[arg(long, default_value = "1s", value_parser = parse_timeout, value_name = "DURATION")]
+        health_interval: Duration,
+    },
     /// Check a configuration; exit 1 when it is invalid.
     Check {
         /// Configuration (YAML).
@@ -95,6 +120,53 @@ const FD_RESERVE: u64 = 96;
 
 pub fn run(cmd: GslbCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        GslbCommand::Config {
+            topology,
+            ingress,
+            health_port,
+            health_path,
+            health_tcp,
+            health_interval,
+        } => {
+            let t = mcnet_core::topology::Topology::from_str_strict(&read(&topology)?)?;
+            let mut given = std::collections::BTreeMap::new();
+            for i in &ingress {
+                let (c, ip) = i
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--ingress `{i}`: expected CLUSTER=IP"))?;
+                if t.cluster(c).is_none() {
+                    anyhow::bail!("--ingress `{i}`: no cluster named `{c}` in {topology}");
+                }
+                let ip: std::net::IpAddr = ip
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--ingress `{i}`: `{ip}`: {e}"))?;
+                given.insert(c.to_string(), ip);
+            }
+            let interval = health_interval.as_millis().clamp(100, 3_600_000) as u64;
+            let health = gslb::HealthTemplate {
+                path: (!health_tcp).then_some(health_path),
+                port: health_port,
+                interval_ms: interval,
+                timeout_ms: interval.min(2000),
+                ..gslb::HealthTemplate::default()
+            };
+            let at = |c: &mcnet_core::topology::Cluster| {
+                given.get(&c.name).copied().or_else(|| {
+                    t.network(&c.network)
+                        .and_then(mcnet_core::reach::node_address)
+                })
+            };
+            match gslb::from_topology(&t, at, &health) {
+                Ok(c) => {
+                    print!("{}", serde_yaml::to_string(&c)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{topology}: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         GslbCommand::Check { config } => match Config::from_yaml(&read(&config)?) {
             Ok(c) => {
                 println!("{config}: {} name(s), valid", c.records.len());

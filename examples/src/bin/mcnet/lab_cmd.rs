@@ -45,7 +45,9 @@ pub enum LabCommand {
     Verify {
         /// Topology file (the one the lab was built from).
         topology: String,
-        /// Fail a component (`mcnet paths --fail` names). Repeatable.
+        /// Fail a component (`mcnet paths --fail` names), or a cluster's
+        /// public ingress (`ingress/CLUSTER`, which the GSLB checks).
+        /// Repeatable.
         #[arg(long = "fail", value_name = "COMPONENT")]
         fail: Vec<String>,
         /// Namespace prefix.
@@ -195,28 +197,60 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
         t.metadata.name
     );
     let mut failed = Vec::new();
+    let mut ingress_down = Vec::new();
     for f in fail {
+        if let Some(c) = f.strip_prefix("ingress/") {
+            anyhow::ensure!(
+                lab.gslb.as_ref().is_some_and(|g| g.ingress.iter().any(|(n, _)| n == c)),
+                "--fail {f}: lab `{prefix}` has no ingress for cluster `{c}` (it has one per cluster when the topology has global hostnames and the lab runs its datapath)"
+            );
+            ingress_down.push(c.to_string());
+            continue;
+        }
         failed.push(Component::resolve(&t, f).map_err(|e| anyhow::anyhow!("--fail {f}: {e}"))?);
     }
     let model = toplab::model(&t, &lab.manifests)?;
     lab.wait_for_bgp(Duration::from_secs(30))?;
+    let settle = Duration::from_secs(6);
+    let gslb_check = |down: &[String]| -> anyhow::Result<Vec<toplab::GslbRow>> {
+        Ok(match &lab.gslb {
+            Some(g) => g.check(&t, down, settle)?,
+            None => Vec::new(),
+        })
+    };
     let before = lab.verify(&model, &[]);
-    let after = if failed.is_empty() {
+    let gslb_before = gslb_check(&[])?;
+    let after = if failed.is_empty() && ingress_down.is_empty() {
         None
     } else {
         for c in &failed {
             lab.fail(c)?;
         }
+        for c in &ingress_down {
+            lab.fail_ingress(c)?;
+        }
+        // The GSLB's answers, polled from the cut until they agree: how
+        // long they took to move.
+        let cut = Instant::now();
+        let g = gslb_check(&ingress_down)?;
         // BGP's hold time is 3 s: a cut link is noticed within it.
-        std::thread::sleep(Duration::from_secs(4));
+        std::thread::sleep(Duration::from_secs(4).saturating_sub(cut.elapsed()));
         let v = lab.verify(&model, &failed);
         for c in &failed {
             lab.restore(c)?;
         }
+        for c in &ingress_down {
+            lab.restore_ingress(c)?;
+        }
         lab.wait_for_bgp(Duration::from_secs(30))?;
-        Some(v)
+        Some((v, g))
     };
-    let ok = before.mismatches.is_empty() && after.as_ref().is_none_or(|a| a.mismatches.is_empty());
+    let gslb_ok = |rows: &[toplab::GslbRow]| rows.iter().all(|r| r.agree);
+    let ok = before.mismatches.is_empty()
+        && gslb_ok(&gslb_before)
+        && after
+            .as_ref()
+            .is_none_or(|(a, g)| a.mismatches.is_empty() && gslb_ok(g));
     match output {
         Format::Json => {
             let mut v = json!({
@@ -225,9 +259,12 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
                 "mismatches": before.mismatches,
                 "unchecked": before.unchecked,
                 "rows": before.rows,
+                "gslb": gslb_before,
             });
-            if let Some(a) = &after {
-                v["failed"] = json!(failed);
+            if let Some((a, g)) = &after {
+                let mut names: Vec<String> = failed.iter().map(|c| c.to_string()).collect();
+                names.extend(ingress_down.iter().map(|c| format!("ingress/{c}")));
+                v["failed"] = json!(names);
                 v["after_failure"] = json!({
                     "pairs": a.pairs,
                     "agree": a.agree,
@@ -235,14 +272,17 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
                     "unchecked": a.unchecked,
                     "rows": a.rows,
                     "lost": lost(&before, a),
+                    "gslb": g,
                 });
             }
             print_json(&v)?;
         }
         Format::Text => {
             print_verification("predicted vs observed", &before);
-            if let Some(a) = &after {
-                let names: Vec<String> = failed.iter().map(|c| c.to_string()).collect();
+            print_gslb(&gslb_before);
+            if let Some((a, g)) = &after {
+                let mut names: Vec<String> = failed.iter().map(|c| c.to_string()).collect();
+                names.extend(ingress_down.iter().map(|c| format!("ingress/{c}")));
                 println!();
                 print_verification(&format!("with {} failed", names.join(", ")), a);
                 let l = lost(&before, a);
@@ -250,6 +290,7 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
                 for (from, to, port) in l {
                     println!("    {from} → {to}:{port}");
                 }
+                print_gslb(g);
             }
         }
     }
@@ -310,6 +351,24 @@ fn print_verification(title: &str, v: &Verification) {
     );
 }
 
+fn print_gslb(rows: &[toplab::GslbRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!("  GSLB (dig in the internet namespace):");
+    for r in rows {
+        let mark = if r.agree { "" } else { "  ← MISMATCH" };
+        println!(
+            "    {:<28} {:<9} predicted {:<28} answered {:<28} settled in {} ms{mark}",
+            r.name,
+            format!("{:?}", r.policy).to_lowercase(),
+            r.predicted.join(","),
+            r.observed.join(","),
+            r.settled_ms
+        );
+    }
+}
+
 /// Whether BIRD 2 is installed.
 pub fn have_bird() -> bool {
     ["/usr/sbin/bird", "/usr/bin/bird"]
@@ -324,13 +383,20 @@ pub fn demo(topology: &str) -> anyhow::Result<()> {
     let result = (|| -> anyhow::Result<()> {
         up(topology, &[], prefix, true, Format::Text)?;
         let t = load_valid(topology)?.ok_or_else(|| anyhow::anyhow!("{topology} is invalid"))?;
-        let fail: Vec<String> = t
+        let mut fail: Vec<String> = t
             .spec
             .interconnect
             .routers
             .first()
             .map(|r| vec![format!("mcr/{}", r.name)])
             .unwrap_or_default();
+        // And the ingress the first global name prefers, so GSLB moves.
+        let first = t.spec.load_balancing.hostnames.first();
+        if let Some(target) = first.and_then(|h| h.targets.iter().min_by_key(|x| x.priority)) {
+            if mcnet_datapath::is_root() && !mcnet_datapath::EBPF_OBJECT.is_empty() {
+                fail.push(format!("ingress/{}", target.cluster));
+            }
+        }
         println!();
         verify(topology, &fail, prefix, Format::Text)?;
         Ok(())
