@@ -46,8 +46,15 @@ fn leftovers(prefix: &str) -> (Vec<String>, bool) {
         .filter(|n| n.starts_with(&format!("{prefix}-")))
         .map(str::to_string)
         .collect();
-    let state = std::path::Path::new("/run/mcnet-lab").join(prefix).exists();
+    // The lab's state, and the maps and links its node agents pinned.
+    let state =
+        std::path::Path::new("/run/mcnet-lab").join(prefix).exists() || pins(prefix).exists();
     (names, state)
+}
+
+/// Where the lab's node agents pin their maps.
+fn pins(prefix: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/sys/fs/bpf/mcnet-lab-{prefix}"))
 }
 
 /// Live (not zombie) BIRD processes whose command line names the prefix's state.
@@ -242,15 +249,27 @@ fn down_after_a_killed_up_leaves_nothing_behind() {
     let prefix = "tlc";
     let _down = Down(prefix);
     let bin = env!("CARGO_BIN_EXE_mcnet");
-    // Kill `up` at several points of the build.
-    for wait_ms in [150u64, 600, 1500] {
+    // Kill `up` at several points of the build; the last (0) as soon as
+    // a node agent has pinned its maps.
+    for wait_ms in [150u64, 600, 1500, 0] {
         let mut child = Command::new(bin)
             .args(["lab", "up", REDUNDANT, "--prefix", prefix])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(wait_ms));
+        if wait_ms == 0 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !pins(prefix).join("c0").exists() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no node agent pinned its maps"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(wait_ms));
+        }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         // A second `up` is refused while the half-built lab exists.

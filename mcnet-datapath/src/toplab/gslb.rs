@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use mcnet_core::topology::{RoutingPolicy, Topology};
 
 use crate::lab::run;
-use crate::{Error, Result};
+use crate::Result;
 
 /// The port the node agent serves its metrics on (Cilium's agent's).
 pub const AGENT_METRICS_PORT: u16 = 9962;
@@ -176,44 +176,20 @@ pub(super) fn health() -> mcnet_cloud::gslb::HealthTemplate {
 
 /// Starts `mcnet gslb serve` in `g.netns` with `g.config`; returns once it serves.
 pub(super) fn start(g: &LabGslb, bin: &std::path::Path) -> Result<()> {
-    let out = std::fs::File::create(&g.log).map_err(|source| Error::Spawn {
-        command: format!("create {}", g.log.display()),
-        source,
-    })?;
-    let err = out.try_clone().map_err(|source| Error::Spawn {
-        command: format!("open {}", g.log.display()),
-        source,
-    })?;
-    let mut child = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", g.netns))
-        .arg("--")
-        .arg(bin)
-        .args(["gslb", "serve", "--config"])
-        .arg(&g.config)
-        .arg("--listen")
-        .arg(g.dns.to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            command: "nsenter … mcnet gslb serve".into(),
-            source,
-        })?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(&g.log).unwrap_or_default();
-        if text.contains("gslb serving") {
-            return Ok(());
-        }
-        let exited = matches!(child.try_wait(), Ok(Some(_)));
-        if exited || Instant::now() > deadline {
-            let _ = child.kill();
-            return Err(Error::Command {
-                command: format!("gslb serve in {}", g.netns),
-                stderr: text.lines().rev().take(5).collect::<Vec<_>>().join(" | "),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let args = [
+        "gslb".to_string(),
+        "serve".into(),
+        "--config".into(),
+        g.config.display().to_string(),
+        "--listen".into(),
+        g.dns.to_string(),
+    ];
+    super::spawn_in(
+        &g.netns,
+        bin,
+        &args,
+        &g.log,
+        "gslb serving",
+        Duration::from_secs(20),
+    )
 }

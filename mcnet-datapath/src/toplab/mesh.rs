@@ -16,7 +16,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -151,9 +151,6 @@ pub(super) fn start(dir: &Path, gw: &LabGateway, bin: &Path) -> Result<()> {
     })
     .map_err(|e| mesh_err("write the gateway identity", e))?;
     let mut args = vec![
-        format!("--net=/run/netns/{}", gw.netns),
-        "--".into(),
-        bin.display().to_string(),
         "mesh".into(),
         "gateway".into(),
         "--listen".into(),
@@ -167,40 +164,14 @@ pub(super) fn start(dir: &Path, gw: &LabGateway, bin: &Path) -> Result<()> {
         args.push("--route".into());
         args.push(format!("{key}={to}"));
     }
-    let out = std::fs::File::create(&gw.log).map_err(|source| Error::Spawn {
-        command: format!("create {}", gw.log.display()),
-        source,
-    })?;
-    let err = out.try_clone().map_err(|source| Error::Spawn {
-        command: format!("open {}", gw.log.display()),
-        source,
-    })?;
-    let mut child = std::process::Command::new("nsenter")
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            command: "nsenter … mcnet mesh gateway".into(),
-            source,
-        })?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(&gw.log).unwrap_or_default();
-        if text.contains("listening on") {
-            return Ok(());
-        }
-        let exited = matches!(child.try_wait(), Ok(Some(_)));
-        if exited || Instant::now() > deadline {
-            let _ = child.kill();
-            return Err(Error::Command {
-                command: format!("mesh gateway in {}", gw.netns),
-                stderr: text.lines().rev().take(5).collect::<Vec<_>>().join(" | "),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    super::spawn_in(
+        &gw.netns,
+        bin,
+        &args,
+        &gw.log,
+        "listening on",
+        Duration::from_secs(20),
+    )
 }
 
 /// From pod namespace `ns`, a call through `gw` to `name:port`, as the

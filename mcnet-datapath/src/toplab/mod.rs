@@ -191,6 +191,12 @@ fn state_dir(prefix: &str) -> PathBuf {
     Path::new(STATE_ROOT).join(prefix)
 }
 
+/// Where the lab's node agents pin their maps and links: one directory per
+/// lab, so `down` removes them even when the agents were killed.
+fn pin_root(prefix: &str) -> PathBuf {
+    PathBuf::from(format!("/sys/fs/bpf/mcnet-lab-{prefix}"))
+}
+
 fn ip(args: &[&str]) -> Result<()> {
     run("ip", args).map(|_| ())
 }
@@ -303,21 +309,25 @@ impl Builder<'_> {
     }
 }
 
-/// Kills every process in a namespace and waits (at most 5 s) until each
-/// has exited: a datapath detaching its programs takes a moment.
+/// Stops every process in a namespace: SIGTERM, so a datapath detaches its
+/// programs and a gateway closes its listener, then SIGKILL for what is
+/// still running after 2 s, waiting (at most 5 s more) until each is gone.
 fn kill_all_in(ns: &str) {
-    let Ok(out) = run("ip", &["netns", "pids", ns]) else {
-        return;
-    };
-    let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    for &pid in &pids {
-        // SAFETY: kill(2) with a pid the kernel listed for this namespace; no memory is touched.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+    // Listed again before SIGKILL: only what is still in the namespace.
+    for (signal, wait) in [(libc::SIGTERM, 2), (libc::SIGKILL, 5)] {
+        let Ok(out) = run("ip", &["netns", "pids", ns]) else {
+            return;
+        };
+        let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        signal_and_wait(&pids, signal, Duration::from_secs(wait));
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
+}
+
+/// Sends `signal` to each of `pids` still running and waits until none is.
+fn signal_and_wait(pids: &[i32], signal: libc::c_int, wait: Duration) {
     let running = |pid: &i32| {
         // Gone, or a zombie (exited, waiting for a parent that may never reap it).
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -329,6 +339,11 @@ fn kill_all_in(ns: &str) {
             })
             .unwrap_or(false)
     };
+    for pid in pids.iter().filter(|p| running(p)) {
+        // SAFETY: kill(2) with a pid the kernel listed for the namespace; no memory is touched.
+        unsafe { libc::kill(*pid, signal) };
+    }
+    let deadline = Instant::now() + wait;
     while pids.iter().any(running) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -466,12 +481,13 @@ impl TopologyLab {
             ip(&["netns", "del", name])?;
             gone.push(name.to_string());
         }
-        let dir = state_dir(prefix);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|source| Error::Spawn {
-                command: format!("rm -r {}", dir.display()),
-                source,
-            })?;
+        for dir in [state_dir(prefix), pin_root(prefix)] {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|source| Error::Spawn {
+                    command: format!("rm -r {}", dir.display()),
+                    source,
+                })?;
+            }
         }
         Ok(gone)
     }
@@ -808,18 +824,7 @@ fn enforce(
     write_atomic(&file, docs.join("\n---\n").as_bytes())?;
     let log = b.dir.join(format!("datapath{ci}.log"));
     let flows = b.dir.join(format!("flows{ci}.jsonl"));
-    let out = std::fs::File::create(&log).map_err(|source| Error::Spawn {
-        command: format!("create {}", log.display()),
-        source,
-    })?;
-    let err = out.try_clone().map_err(|source| Error::Spawn {
-        command: format!("open {}", log.display()),
-        source,
-    })?;
     let mut args: Vec<String> = vec![
-        format!("--net=/run/netns/{node}"),
-        "--".into(),
-        bin.display().to_string(),
         "datapath".into(),
         "enforce".into(),
         "--cluster".into(),
@@ -833,33 +838,77 @@ fn enforce(
         // The node agent's metrics, which the GSLB health-checks.
         "--metrics".into(),
         std::net::SocketAddrV4::new(node_addr, AGENT_METRICS_PORT).to_string(),
+        // Pinned under the lab's own directory, which `down` removes.
+        "--pin-dir".into(),
+        pin_root(&b.lab.prefix)
+            .join(format!("c{ci}"))
+            .display()
+            .to_string(),
     ];
     for bind in binds {
         args.push("--bind".into());
         args.push(bind.clone());
     }
+    b.lab.datapaths.push((node.to_string(), log.clone()));
+    spawn_in(
+        node,
+        bin,
+        &args,
+        &log,
+        "mcnet: enforcing on",
+        Duration::from_secs(30),
+    )
+}
+
+/// Runs `bin args` in namespace `ns` (entered with setns through
+/// `nsenter --net`, which keeps /sys/fs/bpf visible), its output in `log`,
+/// and returns once the log shows `ready`. A process that exits first, or
+/// is not ready within `wait`, is killed and reported with its last lines.
+fn spawn_in(
+    ns: &str,
+    bin: &Path,
+    args: &[String],
+    log: &Path,
+    ready: &str,
+    wait: Duration,
+) -> Result<()> {
+    let what = format!(
+        "{} in {ns}",
+        args.iter().take(2).cloned().collect::<Vec<_>>().join(" ")
+    );
+    let out = std::fs::File::create(log).map_err(|source| Error::Spawn {
+        command: format!("create {}", log.display()),
+        source,
+    })?;
+    let err = out.try_clone().map_err(|source| Error::Spawn {
+        command: format!("open {}", log.display()),
+        source,
+    })?;
     let mut child = std::process::Command::new("nsenter")
-        .args(&args)
+        .arg(format!("--net=/run/netns/{ns}"))
+        .arg("--")
+        .arg(bin)
+        .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(out)
         .stderr(err)
         .spawn()
         .map_err(|source| Error::Spawn {
-            command: "nsenter … mcnet datapath enforce".into(),
+            command: format!("nsenter … {what}"),
             source,
         })?;
-    b.lab.datapaths.push((node.to_string(), log.clone()));
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + wait;
     loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("mcnet: enforcing on") {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(ready) {
             return Ok(());
         }
         let exited = matches!(child.try_wait(), Ok(Some(_)));
         if exited || Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             return Err(Error::Command {
-                command: format!("datapath enforce in {node}"),
+                command: what,
                 stderr: text.lines().rev().take(5).collect::<Vec<_>>().join(" | "),
             });
         }
