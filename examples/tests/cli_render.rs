@@ -22,9 +22,9 @@ const EXAMPLES: [&str; 2] = [
 ];
 
 /// Ports the matrix is computed on: every port the policies name, and some they do not.
-const PORTS: [&str; 11] = [
+const PORTS: [&str; 13] = [
     "53/UDP", "53/TCP", "8080/TCP", "8086/TCP", "8090/TCP", "4143/TCP", "5432/TCP", "80/TCP",
-    "443/TCP", "8080/UDP", "9090/TCP",
+    "443/TCP", "8080/UDP", "9090/TCP", "4191/TCP", "8429/TCP",
 ];
 
 /// What the topology declares, as this test reads it (independently of the renderer).
@@ -110,6 +110,22 @@ impl Declared {
     /// Whether `src → dst` on `port/proto` should be allowed in `cluster`.
     fn expected(&self, cluster: &str, src: &str, dst: &str, port: u16, proto: &str) -> bool {
         let (s, d) = (self.app(src), self.app(dst));
+        // The monitoring agents' namespace is rendered default deny: nothing
+        // calls them; vmagent calls DNS and every pod's Linkerd admin port
+        // (which the meshed namespaces admit), the Vector agent only DNS
+        // (and, outside the pods, the monitoring network).
+        const VMAGENT: &str = "mcnet-monitoring/vmagent-0";
+        const VECTOR: &str = "mcnet-monitoring/vector-agent-0";
+        let dns = dst == "kube-system/kube-dns-0" && port == 53;
+        if dst == VMAGENT || dst == VECTOR {
+            return false;
+        }
+        if src == VECTOR {
+            return dns;
+        }
+        if src == VMAGENT && !(dns || (port == 4191 && proto == "TCP")) {
+            return false;
+        }
         // The ingress controller's namespace is rendered default deny: it
         // takes HTTP and HTTPS from anywhere, and calls DNS and the
         // backends of the hostnames it serves, on their ports.
@@ -149,6 +165,7 @@ impl Declared {
                     || (src == "linkerd-multicluster/linkerd-gateway-0"
                         && self.spans(&dw.0) > 1
                         && self.serves(dw, port, proto))
+                    || (src == VMAGENT && self.spans(&dw.0) > 1 && port == 4191 && proto == "TCP")
             }
         };
         egress && ingress

@@ -205,6 +205,39 @@ pub struct Estimate {
     pub what_if: BTreeMap<String, f64>,
 }
 
+impl Estimate {
+    /// The estimate as a Prometheus text exposition, for the node
+    /// exporter's textfile collector or a push gateway: the gauge
+    /// `mcnet_cost_monthly_usd{topology, item}`, one series for the
+    /// transfer total and one per fixed charge (their sum is the total,
+    /// which the rendered `CostOverBudget` alert compares with the
+    /// budget). `None` when the price table is not in US dollars.
+    pub fn to_prometheus(&self, topology: &str) -> Option<String> {
+        if self.currency != "USD" {
+            return None;
+        }
+        let escape = |v: &str| {
+            v.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
+        let mut out = String::from(
+            "# HELP mcnet_cost_monthly_usd Estimated monthly network cost in US dollars, by item (mcnet cost).\n\
+             # TYPE mcnet_cost_monthly_usd gauge\n",
+        );
+        let items = std::iter::once(("transfer", self.transfer_monthly))
+            .chain(self.fixed.iter().map(|f| (f.item.as_str(), f.monthly)));
+        for (item, monthly) in items {
+            out.push_str(&format!(
+                "mcnet_cost_monthly_usd{{topology=\"{}\",item=\"{}\"}} {monthly}\n",
+                escape(topology),
+                escape(item)
+            ));
+        }
+        Some(out)
+    }
+}
+
 fn cloud(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::Aws => "aws",

@@ -128,6 +128,8 @@ codes! {
     MegaportVlanRange = "megaport.vlan-range",
     /// `monitoring.unreachable`: a workload network the monitoring network cannot reach.
     MonitoringUnreachable = "monitoring.unreachable",
+    /// `monitoring.threshold`: an alert threshold out of range (a ratio outside 0–1, a non-positive latency or budget).
+    MonitoringThreshold = "monitoring.threshold",
     /// `name.duplicate`: names: present, following [their rule](#names), unique among their kind.
     NameDuplicate = "name.duplicate",
     /// `name.empty`: names: present, following [their rule](#names), unique among their kind.
@@ -218,6 +220,8 @@ codes! {
     RenderOutputNotOurs = "render.output-not-ours",
     /// `render.path`: a name that cannot become a path in the output.
     RenderPath = "render.path",
+    /// `render.monitoring-dir`: the monitoring network's directory would be a cluster's.
+    RenderMonitoringDir = "render.monitoring-dir",
     /// `render.remote-dependency`: a dependency that does not run in the cluster it serves.
     RenderRemoteDependency = "render.remote-dependency",
     /// `spof.mcr`: an MCR that is the only path between some networks.

@@ -374,7 +374,11 @@ fn writing_replaces_only_our_own_tree() {
     let out = tmp.0.join("out");
     let (_, r) = rendered("adr-003-redundant.yaml");
     let s = render::write_dir(&r, &out).unwrap();
-    assert_eq!(s.clusters.len(), r.clusters.len());
+    // Every cluster, and the monitoring network's stack.
+    assert_eq!(
+        s.clusters.len(),
+        r.clusters.len() + usize::from(r.monitoring.is_some())
+    );
     assert!(out.join("eks-east/cilium/values.yaml").exists());
     // Re-rendering a smaller topology replaces the tree: nothing stale stays.
     let (_, small) = rendered("adr-003.yaml");

@@ -16,6 +16,9 @@
 //! - `resilience/`: the ADR's PodDisruptionBudget for the network components;
 //! - `ingress/`: Nginx Ingress objects for the hostnames the cluster serves,
 //!   and on GKE the ADR's global Ingress with its managed certificate;
+//! - `monitoring/`: the cluster's side of the monitoring stack (see
+//!   [`monitoring`]), whose central side is rendered once, for the
+//!   monitoring network, into [`Rendering::monitoring`];
 //! - `preview/`: one sample pod per workload (and the system pods the
 //!   policies name), so that `mcnet policy matrix` can show what the
 //!   policies allow. Not for applying.
@@ -27,6 +30,7 @@
 mod cilium;
 mod ingress;
 mod linkerd;
+pub mod monitoring;
 pub mod schema;
 mod zero_trust;
 
@@ -55,6 +59,16 @@ pub struct Options {
     /// Base domain for the Hubble UI host (`hubble.<domain>`); default: the
     /// domain of the first load-balanced hostname.
     pub domain: Option<String>,
+    /// Base URL of the monitoring network's metrics store as the clusters
+    /// reach it; default `http://NAME.NETWORK.DOMAIN:PORT` from the
+    /// topology's monitoring component.
+    pub monitoring_url: Option<String>,
+    /// Alertmanager for vmalert; without one, alerts are only recorded (as
+    /// `ALERTS` series in the store).
+    pub alertmanager_url: Option<String>,
+    /// Elasticsearch-compatible bulk endpoint for flow logs; default a
+    /// VictoriaLogs rendered beside the Vector aggregator.
+    pub log_store_url: Option<String>,
 }
 
 impl Default for Options {
@@ -63,6 +77,9 @@ impl Default for Options {
             trust_domain: "cluster.local".into(),
             max_connected_clusters: 255,
             domain: None,
+            monitoring_url: None,
+            alertmanager_url: None,
+            log_store_url: None,
         }
     }
 }
@@ -79,6 +96,9 @@ pub enum DocKind {
     HelmValues,
     /// A preview for the policy engine, not for applying.
     Preview,
+    /// A configuration file written as is (one string document): alert
+    /// rules, a dashboard, a scrape or Vector configuration.
+    Raw,
 }
 
 /// One rendered file: a list of YAML documents.
@@ -136,6 +156,9 @@ pub struct Rendering {
     pub topology: String,
     /// One entry per cluster, in topology order.
     pub clusters: Vec<ClusterRender>,
+    /// The monitoring network's stack (its `cluster` is the network's
+    /// name, and its directory beside the clusters').
+    pub monitoring: Option<ClusterRender>,
     /// Things rendered with a caveat (e.g. a dependency on a workload that
     /// does not run in the same cluster).
     pub warnings: Vec<Diagnostic>,
@@ -182,11 +205,29 @@ pub fn render(t: &Topology, opts: &Options) -> Result<Rendering> {
         zero_trust::render(&ctx, c, &mut out, &mut warnings)?;
         linkerd::render(&ctx, c, &mut out)?;
         ingress::render(&ctx, c, &mut out)?;
+        monitoring::render_cluster(&ctx, c, &mut out)?;
         clusters.push(out);
+    }
+    let monitoring = monitoring::render_network(&ctx)?;
+    if let Some(m) = &monitoring {
+        if t.spec.clusters.iter().any(|c| c.name == m.cluster) {
+            return Err(Error::Invalid {
+                what: format!("topology `{}`", t.metadata.name),
+                problems: vec![Diagnostic::new(
+                    Code::RenderMonitoringDir,
+                    "spec.monitoring.network",
+                    format!(
+                        "the monitoring network `{}` is rendered into a directory of that name, which cluster `{}` already has; rename one",
+                        m.cluster, m.cluster
+                    ),
+                )],
+            });
+        }
     }
     Ok(Rendering {
         topology: t.metadata.name.clone(),
         clusters,
+        monitoring,
         warnings,
     })
 }
@@ -280,6 +321,15 @@ pub fn builtin(v: Value) -> Result<Value> {
         ("v1", "Namespace") => through::<api::core::v1::Namespace>(&v),
         ("v1", "Service") => through::<api::core::v1::Service>(&v),
         ("v1", "Pod") => through::<api::core::v1::Pod>(&v),
+        ("v1", "ServiceAccount") => through::<api::core::v1::ServiceAccount>(&v),
+        ("apps/v1", "Deployment") => through::<api::apps::v1::Deployment>(&v),
+        ("apps/v1", "DaemonSet") => through::<api::apps::v1::DaemonSet>(&v),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
+            through::<api::rbac::v1::ClusterRole>(&v)
+        }
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            through::<api::rbac::v1::ClusterRoleBinding>(&v)
+        }
         ("networking.k8s.io/v1", "NetworkPolicy") => {
             through::<api::networking::v1::NetworkPolicy>(&v)
         }
@@ -416,7 +466,7 @@ fn fresh_dir(parent: &Path, base: &str, tag: &str) -> Result<PathBuf> {
 /// rendering with a cluster or file name that is not a plain name writes
 /// nothing at all.
 pub fn write_dir(r: &Rendering, dir: &Path) -> Result<WriteSummary> {
-    for (i, c) in r.clusters.iter().enumerate() {
+    for (i, c) in r.clusters.iter().chain(&r.monitoring).enumerate() {
         for f in &c.files {
             safe_join(dir, i, &c.cluster, &f.path)?;
         }
@@ -493,7 +543,7 @@ fn write_tree(r: &Rendering, root: &Path, final_dir: &Path) -> Result<WriteSumma
         format!("rendered by mcnet from topology `{}`\n", r.topology),
     )
     .map_err(|e| io_err(root, e))?;
-    for (i, c) in r.clusters.iter().enumerate() {
+    for (i, c) in r.clusters.iter().chain(&r.monitoring).enumerate() {
         for f in &c.files {
             let path = safe_join(root, i, &c.cluster, &f.path)?;
             if let Some(p) = path.parent() {
@@ -506,6 +556,10 @@ fn write_tree(r: &Rendering, root: &Path, final_dir: &Path) -> Result<WriteSumma
                 );
             }
             for (i, d) in f.documents.iter().enumerate() {
+                if let (DocKind::Raw, Value::String(raw)) = (f.kind, d) {
+                    text.push_str(raw);
+                    continue;
+                }
                 if i > 0 {
                     text.push_str("---\n");
                 }
@@ -591,6 +645,7 @@ mod tests {
                     }],
                 })
                 .collect(),
+            monitoring: None,
             warnings: vec![],
         }
     }

@@ -164,6 +164,22 @@ pub(super) fn render(
                 }),
             ));
         }
+        // The monitoring stack's scraper reads the proxies' metrics.
+        if exported(ns) && super::monitoring::agents(ctx).0 {
+            let (mns, key, value) = super::monitoring::VMAGENT;
+            docs.push(network_policy(
+                &ns.name,
+                "allow-metrics-scrape",
+                json!({
+                    "podSelector": {},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [{
+                        "from": [ns_peer(mns, key, value)],
+                        "ports": [{"protocol": "TCP", "port": super::monitoring::LINKERD_ADMIN_PORT}]
+                    }]
+                }),
+            ));
+        }
         let mut l7 = Vec::new();
         // Declared dependencies.
         for w in &ns.workloads {
@@ -301,7 +317,7 @@ pub(super) fn render(
     out.add(
         "preview/inventory.yaml",
         DocKind::Preview,
-        preview(c, &local)?,
+        preview(c, &local, super::monitoring::agents(ctx))?,
     );
     Ok(())
 }
@@ -410,7 +426,7 @@ fn ingress_controller(
 
 /// Sample pods: one per workload, plus the system pods the policies name,
 /// with addresses from the cluster's pod CIDR.
-fn preview(c: &Cluster, local: &[&Namespace]) -> Result<Vec<Value>> {
+fn preview(c: &Cluster, local: &[&Namespace], agents: (bool, bool)) -> Result<Vec<Value>> {
     let mut hosts = c.pod_cidr.net().into_iter().flat_map(|n| n.hosts()).skip(9);
     let mut docs = Vec::new();
     let mut pod = |ns: &str, name: &str, labels: Value, ports: Vec<Value>| -> Result<()> {
@@ -445,6 +461,17 @@ fn preview(c: &Cluster, local: &[&Namespace]) -> Result<Vec<Value>> {
         ),
     ];
     let mut namespaces = Vec::new();
+    let (vmagent, vector) = (super::monitoring::VMAGENT, super::monitoring::VECTOR_AGENT);
+    let monitoring = [(vmagent, 8429, agents.0), (vector, 8686, agents.1)];
+    for ((ns, key, value), port, runs) in monitoring {
+        if runs {
+            if !namespaces.iter().any(|n| n == ns) {
+                namespaces.push(ns.to_string());
+            }
+            let ports = vec![json!({"containerPort": port, "protocol": "TCP"})];
+            pod(ns, &format!("{value}-0"), json!({key: value}), ports)?;
+        }
+    }
     for (ns, key, value, ports) in system {
         namespaces.push(ns.to_string());
         let ports = ports

@@ -547,6 +547,40 @@ pub struct Monitoring {
     /// What runs there.
     #[serde(default)]
     pub components: Vec<MonitoringComponent>,
+    /// Thresholds of the alerts on the ADR's success metrics; the ADR's
+    /// values when absent.
+    #[serde(default)]
+    pub alerts: AlertThresholds,
+}
+
+/// The thresholds the rendered alert rules fire on (ADR-003, "Success
+/// Metrics").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AlertThresholds {
+    /// Cross-cluster request latency, p95, in milliseconds (ADR: < 50 ms).
+    pub latency_p95_ms: f64,
+    /// Packets lost, as a ratio of packets forwarded (ADR: < 0.01%).
+    pub packet_loss_ratio: f64,
+    /// Service-to-service requests that succeed, as a ratio (ADR: > 99.9%).
+    pub success_ratio: f64,
+    /// Warn when a workload certificate expires within this many days.
+    pub certificate_expiry_days: u32,
+    /// Monthly budget in US dollars; no cost alert without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monthly_budget_usd: Option<f64>,
+}
+
+impl Default for AlertThresholds {
+    fn default() -> Self {
+        AlertThresholds {
+            latency_p95_ms: 50.0,
+            packet_loss_ratio: 0.0001,
+            success_ratio: 0.999,
+            certificate_expiry_days: 7,
+            monthly_budget_usd: None,
+        }
+    }
 }
 
 /// A monitoring component.

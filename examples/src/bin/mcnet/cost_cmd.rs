@@ -23,6 +23,12 @@ pub struct CostArgs {
     /// What-if: share of cross-cloud traffic a cache answers.
     #[arg(long, default_value_t = 0.3)]
     pub cache_hit: f64,
+    /// Also write the estimate as Prometheus metrics
+    /// (`mcnet_cost_monthly_usd{topology, item}`) to this file, atomically:
+    /// for the node exporter's textfile collector, which the rendered
+    /// `CostOverBudget` alert reads through.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<String>,
     /// Output format.
     #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -60,6 +66,15 @@ pub fn run(a: &CostArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(path) = &a.metrics_file {
+        let Some(text) = e.to_prometheus(&t.metadata.name) else {
+            anyhow::bail!(
+                "--metrics-file: the price table is in {}, and the metric is in US dollars",
+                e.currency
+            );
+        };
+        crate::output::write_atomic(path, text.as_bytes())?;
+    }
     match a.output {
         Format::Json => print_json(&e)?,
         Format::Text => print_table(&e),

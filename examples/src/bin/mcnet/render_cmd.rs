@@ -25,6 +25,19 @@ pub struct RenderArgs {
     /// Trust domain of the clusters and of Linkerd identities.
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
+    /// Base URL of the monitoring network's metrics store as the clusters'
+    /// vmagents reach it (default: http://NAME.NETWORK.DOMAIN:PORT of the
+    /// topology's victoria-metrics component).
+    #[arg(long, value_name = "URL")]
+    pub monitoring_url: Option<String>,
+    /// Alertmanager for vmalert (default: none; alerts are recorded as
+    /// ALERTS series).
+    #[arg(long, value_name = "URL")]
+    pub alertmanager_url: Option<String>,
+    /// Elasticsearch-compatible bulk endpoint for the flow logs Vector
+    /// ships (default: a VictoriaLogs rendered in the monitoring network).
+    #[arg(long, value_name = "URL")]
+    pub log_store_url: Option<String>,
     /// Output format of the summary.
     #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -40,6 +53,9 @@ pub fn render(a: &RenderArgs) -> anyhow::Result<ExitCode> {
         trust_domain: a.trust_domain.clone(),
         max_connected_clusters: a.max_connected_clusters,
         domain: None,
+        monitoring_url: a.monitoring_url.clone(),
+        alertmanager_url: a.alertmanager_url.clone(),
+        log_store_url: a.log_store_url.clone(),
     };
     let r = match render::render(&t, &opts) {
         Ok(r) => r,
@@ -114,7 +130,7 @@ fn print_summary(r: &Rendering, s: &render::WriteSummary, custom: usize) {
         print!(" {f:>11}");
     }
     println!();
-    for c in &r.clusters {
+    for c in r.clusters.iter().chain(&r.monitoring) {
         let mesh = c
             .cluster_mesh
             .as_ref()
@@ -131,6 +147,12 @@ fn print_summary(r: &Rendering, s: &render::WriteSummary, custom: usize) {
         println!();
     }
     println!("  (objects per folder; preview/ holds sample pods for `mcnet policy matrix`, not for applying)");
+    if let Some(m) = &r.monitoring {
+        println!(
+            "  {}/ is the monitoring network's stack; monitoring/ holds plain copies of its rules, dashboards and scrape and Vector configurations",
+            m.cluster
+        );
+    }
     for w in &r.warnings {
         eprintln!("warning: {w}");
     }

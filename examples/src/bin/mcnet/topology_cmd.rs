@@ -228,7 +228,7 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
     diagram(topology_file, &svg)?;
     step(
         4,
-        "render every cluster's manifests (Cilium, ClusterMesh, zero trust, Linkerd, resilience, ingress)",
+        "render every cluster's manifests (Cilium, ClusterMesh, zero trust, Linkerd, resilience, ingress, monitoring) and the monitoring network's stack",
     );
     let rendered = format!("{out_dir}/{}-clusters", t.metadata.name);
     crate::render_cmd::render(&crate::render_cmd::RenderArgs {
@@ -236,6 +236,9 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
         out: rendered.clone(),
         max_connected_clusters: 255,
         trust_domain: "cluster.local".into(),
+        monitoring_url: None,
+        alertmanager_url: None,
+        log_store_url: None,
         output: Format::Text,
     })?;
     step(
@@ -255,6 +258,7 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
             prices: None,
             compression: 0.6,
             cache_hit: 0.3,
+            metrics_file: None,
             output: Format::Text,
         })?;
     }

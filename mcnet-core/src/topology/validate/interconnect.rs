@@ -289,6 +289,49 @@ impl Validator {
 
     pub(super) fn monitoring(&mut self, t: &Topology, conn: &Connectivity<'_>) {
         let Some(m) = &t.spec.monitoring else { return };
+        let a = &m.alerts;
+        let ratio = |v: f64| v.is_finite() && v > 0.0 && v < 1.0;
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        for (field, ok, value, want) in [
+            (
+                "latencyP95Ms",
+                positive(a.latency_p95_ms),
+                a.latency_p95_ms,
+                "a positive number of milliseconds",
+            ),
+            (
+                "packetLossRatio",
+                ratio(a.packet_loss_ratio),
+                a.packet_loss_ratio,
+                "a ratio between 0 and 1 (0.0001 is 0.01%)",
+            ),
+            (
+                "successRatio",
+                ratio(a.success_ratio),
+                a.success_ratio,
+                "a ratio between 0 and 1 (0.999 is 99.9%)",
+            ),
+            (
+                "certificateExpiryDays",
+                a.certificate_expiry_days > 0,
+                f64::from(a.certificate_expiry_days),
+                "at least 1 day",
+            ),
+            (
+                "monthlyBudgetUsd",
+                a.monthly_budget_usd.is_none_or(positive),
+                a.monthly_budget_usd.unwrap_or(0.0),
+                "a positive amount",
+            ),
+        ] {
+            if !ok {
+                self.err(
+                    Code::MonitoringThreshold,
+                    format!("spec.monitoring.alerts.{field}"),
+                    format!("alert threshold {field} is {value}; it must be {want}"),
+                );
+            }
+        }
         let Some(mi) = conn.network_index(&m.network) else {
             return;
         };
