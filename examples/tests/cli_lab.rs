@@ -19,9 +19,10 @@ const REDUNDANT: &str = concat!(
 );
 
 fn can_run() -> bool {
-    if !mcnet_datapath::is_root() || !have("bird") || !have("birdc") || !have("dig") {
+    let tools = ["bird", "birdc", "dig", "victoria-metrics", "vmalert"];
+    if !mcnet_datapath::is_root() || !tools.iter().all(|t| have(t)) {
         mcnet_core::testing::skip(
-            "the topology lab needs root, BIRD 2 (bird, birdc) and dig (the GSLB's DNS client)",
+            "the topology lab needs root, BIRD 2 (bird, birdc), dig (the GSLB's DNS client) and VictoriaMetrics (victoria-metrics, vmalert)",
         );
         return false;
     }
@@ -204,9 +205,37 @@ fn adr_003_agrees_with_reach_and_the_mcr_failure_loses_exactly_the_predicted_pai
         !app.is_empty() && !app.contains(&"gke-prod".to_string()),
         "{app:?}"
     );
-    // After the MCR comes back, every pair works again, and GSLB returns.
+    // The lab's vmalert, scraping the interconnect exporter, fires the
+    // ADR's VXC alert for each of the failed MCR's VXCs, and none before.
+    let firing = |a: &Value| -> BTreeSet<String> {
+        assert_eq!(a["agree"], true, "{a}");
+        a["observed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                format!(
+                    "{} {}",
+                    k["alert"].as_str().unwrap(),
+                    k["vxc"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert!(firing(&v["alerts"]).is_empty(), "{}", v["alerts"]);
+    assert_eq!(
+        firing(&after["alerts"]),
+        BTreeSet::from([
+            "VxcBgpSessionDown vxc-aws-dx".to_string(),
+            "VxcBgpSessionDown vxc-azure-er".into(),
+            "VxcBgpSessionDown vxc-gcp-pi".into(),
+        ])
+    );
+    // After the MCR comes back, every pair works again, GSLB returns, and
+    // the alerts clear.
     let again = verify(ADR, prefix, &[]);
     assert_eq!(again["agree"], 42);
+    assert!(firing(&again["alerts"]).is_empty(), "{}", again["alerts"]);
     assert_eq!(
         answered(&again["gslb"], "api.multicloud-k8s.com"),
         ["gke-prod"]
@@ -239,6 +268,15 @@ fn the_redundant_design_loses_nothing_when_one_mcr_fails() {
     assert_eq!(v["after_failure"]["agree"], v["pairs"]);
     assert!(observed_lost(&v).is_empty());
     assert!(predicted_lost(REDUNDANT, prefix, "mcr/mcr-red").is_empty());
+    // Nothing is lost, and still the failed MCR's VXCs alert (and only its).
+    let alerts = &v["after_failure"]["alerts"];
+    assert_eq!(alerts["agree"], true, "{alerts}");
+    let vxcs = alerts["observed"].as_array().unwrap();
+    assert!(!vxcs.is_empty(), "{alerts}");
+    assert!(
+        vxcs.iter().all(|k| k["alert"] == "VxcBgpSessionDown"),
+        "{alerts}"
+    );
 }
 
 #[test]

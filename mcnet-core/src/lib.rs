@@ -42,6 +42,7 @@ pub mod error;
 pub mod input;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+pub mod monitoring;
 pub mod policy;
 pub mod reach;
 pub mod reconcile;

@@ -24,10 +24,15 @@ mod bird;
 mod gslb;
 mod map;
 mod mesh;
+mod monitor;
 
 pub use gslb::{predict as predict_gslb, GslbRow, LabGslb, AGENT_METRICS_PORT};
 pub use map::{AddressMap, Block};
 pub use mesh::LabGateway;
+pub use monitor::{
+    predict as predict_alerts, AlertKey, InterconnectCollector, LabMonitor, LabVxc, VxcSample,
+    EXPORTER_PORT, VMALERT_PORT, VM_PORT,
+};
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -111,6 +116,9 @@ pub struct TopologyLab {
     /// The GSLB, when the topology has global hostnames.
     #[serde(default)]
     pub gslb: Option<LabGslb>,
+    /// The monitoring stack, beside the GSLB.
+    #[serde(default)]
+    pub monitor: Option<LabMonitor>,
 }
 
 /// A manifest text and the cluster it describes (`None`: every cluster).
@@ -423,6 +431,7 @@ impl TopologyLab {
                 manifests,
                 gateways: Vec::new(),
                 gslb: None,
+                monitor: None,
             },
             t,
             datapath: datapath.map(Path::to_path_buf),
@@ -1562,6 +1571,19 @@ fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
             format!("router {}", t.spec.networks[ni].name),
             &router,
             conf,
+        )?;
+    }
+
+    // The monitoring stack, beside the GSLB in the internet namespace,
+    // which reaches every node's agent.
+    if let (Some(bin), Some(g)) = (b.datapath.clone(), b.lab.gslb.clone()) {
+        monitor::start(
+            t,
+            &mut b.lab,
+            &b.dir,
+            (&g.netns, *g.dns.ip()),
+            &g.ingress,
+            &bin,
         )?;
     }
     Ok(())

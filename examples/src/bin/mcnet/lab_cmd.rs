@@ -64,6 +64,17 @@ pub enum LabCommand {
         #[arg(long, default_value = "mcl")]
         prefix: String,
     },
+    /// Serve the lab's interconnect metrics at /metrics (each VXC's BGP
+    /// session as its cloud edge sees it, and its bytes); `up` runs it in
+    /// the internet namespace for the lab's VictoriaMetrics.
+    Exporter {
+        /// Namespace prefix.
+        #[arg(long, default_value = "mcl")]
+        prefix: String,
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
@@ -90,7 +101,45 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
             eprintln!("removed {} namespaces of lab `{prefix}`", gone.len());
             Ok(ExitCode::SUCCESS)
         }
+        LabCommand::Exporter { prefix, listen } => exporter(&prefix, listen),
     }
+}
+
+/// Refreshes the VXC samples every 500 ms and serves them until SIGTERM.
+fn exporter(prefix: &str, listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    use std::sync::{Arc, Mutex};
+    let lab = TopologyLab::load(prefix)?;
+    anyhow::ensure!(
+        lab.monitor.is_some(),
+        "lab `{prefix}` runs no monitoring stack"
+    );
+    let samples = Arc::new(Mutex::new(lab.interconnect()));
+    let mut registry = mcnet_core::metrics::Registry::default();
+    registry.register_collector(Box::new(toplab::InterconnectCollector(samples.clone())));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let l = tokio::net::TcpListener::bind(listen).await?;
+        eprintln!("mcnet lab exporter: serving /metrics on {listen}");
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let lab = lab.clone();
+                if let Ok(now) = tokio::task::spawn_blocking(move || lab.interconnect()).await {
+                    *samples.lock().unwrap_or_else(|p| p.into_inner()) = now;
+                }
+            }
+        });
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            () = crate::metrics_http::serve(l, Arc::new(registry)) => {}
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
 }
 
 fn up(
@@ -148,6 +197,7 @@ fn up(
             "pods": lab.pods,
             "speakers": lab.speakers,
             "gateways": lab.gateways,
+            "monitor": lab.monitor,
             "notes": lab.notes,
         }))?,
         Format::Text => {
@@ -176,6 +226,19 @@ fn up(
                         println!("    {name:<50} → {to}");
                     }
                 }
+            }
+            if let Some(m) = &lab.monitor {
+                println!(
+                    "Monitoring (in {}): VictoriaMetrics http://{}:{}, vmalert http://{}:{} with the ADR's rules ({}), interconnect exporter http://{}:{}/metrics",
+                    m.netns,
+                    m.addr,
+                    toplab::VM_PORT,
+                    m.addr,
+                    toplab::VMALERT_PORT,
+                    m.rules.display(),
+                    m.addr,
+                    toplab::EXPORTER_PORT
+                );
             }
             for n in &lab.notes {
                 println!("note: {n}");
@@ -218,8 +281,24 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
             None => Vec::new(),
         })
     };
+    // The alerts vmalert fires, against the ones the failure predicts.
+    let alert_check = |failed: &[Component]| -> anyhow::Result<Option<AlertCheck>> {
+        if lab.monitor.is_none() {
+            return Ok(None);
+        }
+        let predicted = toplab::predict_alerts(&t, failed);
+        let t0 = Instant::now();
+        let observed = lab.wait_for_alerts(&predicted, Duration::from_secs(20))?;
+        Ok(Some(AlertCheck {
+            agree: predicted == observed,
+            settled_ms: t0.elapsed().as_millis() as u64,
+            predicted,
+            observed,
+        }))
+    };
     let before = lab.verify(&model, &[]);
     let gslb_before = gslb_check(&[])?;
+    let alerts_before = alert_check(&[])?;
     let after = if failed.is_empty() && ingress_down.is_empty() {
         None
     } else {
@@ -236,6 +315,7 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
         // BGP's hold time is 3 s: a cut link is noticed within it.
         std::thread::sleep(Duration::from_secs(4).saturating_sub(cut.elapsed()));
         let v = lab.verify(&model, &failed);
+        let a = alert_check(&failed)?;
         for c in &failed {
             lab.restore(c)?;
         }
@@ -243,14 +323,16 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
             lab.restore_ingress(c)?;
         }
         lab.wait_for_bgp(Duration::from_secs(30))?;
-        Some((v, g))
+        Some((v, g, a))
     };
     let gslb_ok = |rows: &[toplab::GslbRow]| rows.iter().all(|r| r.agree);
+    let alerts_ok = |a: &Option<AlertCheck>| a.as_ref().is_none_or(|a| a.agree);
     let ok = before.mismatches.is_empty()
         && gslb_ok(&gslb_before)
+        && alerts_ok(&alerts_before)
         && after
             .as_ref()
-            .is_none_or(|(a, g)| a.mismatches.is_empty() && gslb_ok(g));
+            .is_none_or(|(a, g, al)| a.mismatches.is_empty() && gslb_ok(g) && alerts_ok(al));
     match output {
         Format::Json => {
             let mut v = json!({
@@ -260,8 +342,9 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
                 "unchecked": before.unchecked,
                 "rows": before.rows,
                 "gslb": gslb_before,
+                "alerts": alerts_before,
             });
-            if let Some((a, g)) = &after {
+            if let Some((a, g, al)) = &after {
                 let mut names: Vec<String> = failed.iter().map(|c| c.to_string()).collect();
                 names.extend(ingress_down.iter().map(|c| format!("ingress/{c}")));
                 v["failed"] = json!(names);
@@ -273,6 +356,7 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
                     "rows": a.rows,
                     "lost": lost(&before, a),
                     "gslb": g,
+                    "alerts": al,
                 });
             }
             print_json(&v)?;
@@ -280,7 +364,8 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
         Format::Text => {
             print_verification("predicted vs observed", &before);
             print_gslb(&gslb_before);
-            if let Some((a, g)) = &after {
+            print_alerts(&alerts_before);
+            if let Some((a, g, al)) = &after {
                 let mut names: Vec<String> = failed.iter().map(|c| c.to_string()).collect();
                 names.extend(ingress_down.iter().map(|c| format!("ingress/{c}")));
                 println!();
@@ -291,6 +376,7 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
                     println!("    {from} → {to}:{port}");
                 }
                 print_gslb(g);
+                print_alerts(al);
             }
         }
     }
@@ -299,6 +385,37 @@ fn verify(file: &str, fail: &[String], prefix: &str, output: Format) -> anyhow::
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The alerts the lab's vmalert fires, against the predicted ones.
+#[derive(serde::Serialize)]
+struct AlertCheck {
+    predicted: std::collections::BTreeSet<toplab::AlertKey>,
+    observed: std::collections::BTreeSet<toplab::AlertKey>,
+    agree: bool,
+    /// How long until they agreed (or the 20 s limit).
+    settled_ms: u64,
+}
+
+fn print_alerts(a: &Option<AlertCheck>) {
+    let Some(a) = a else { return };
+    let show = |set: &std::collections::BTreeSet<toplab::AlertKey>| {
+        if set.is_empty() {
+            "none".to_string()
+        } else {
+            set.iter()
+                .map(|k| format!("{} {}", k.alert, k.vxc).trim_end().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    println!(
+        "  alerts firing (vmalert, the ADR's rules): predicted {}; observed {}{} after {} ms",
+        show(&a.predicted),
+        show(&a.observed),
+        if a.agree { "" } else { "  MISMATCH" },
+        a.settled_ms
+    );
 }
 
 /// Pairs that worked before the failure and not after it.

@@ -26,7 +26,7 @@ pub struct RenderArgs {
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
     /// Base URL of the monitoring network's metrics store as the clusters'
-    /// vmagents reach it (default: http://NAME.NETWORK.DOMAIN:PORT of the
+    /// vmagents reach it (default: `http://NAME.NETWORK.DOMAIN:PORT` of the
     /// topology's victoria-metrics component).
     #[arg(long, value_name = "URL")]
     pub monitoring_url: Option<String>,
