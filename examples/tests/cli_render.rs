@@ -446,3 +446,138 @@ fn node_tune_checks_and_applies_inside_a_namespace_only() {
     let (code, _, stderr) = mcnet(&["node", "tune", "--check", "--netns", "mcnet-no-such-ns"]);
     assert_eq!(code, 2, "{stderr}");
 }
+
+/// The YAML documents of a rendered file.
+fn documents(path: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(&std::fs::read_to_string(path).unwrap())
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .collect()
+}
+
+#[test]
+fn cloud_load_balancers_check_health_as_the_gslb_does() {
+    let adr = std::fs::read_to_string(EXAMPLES[0]).unwrap();
+    let with = |check: &str| {
+        adr.replacen(
+            "  loadBalancing:\n",
+            &format!("  loadBalancing:\n    healthCheck: {check}\n"),
+            1,
+        )
+    };
+    let out = TempDir::new("lb");
+    let topology = out.0.join("t.yaml");
+    std::fs::write(
+        &topology,
+        with("{path: /ready, port: 8081, intervalSeconds: 10, timeoutSeconds: 3, healthyThreshold: 3, unhealthyThreshold: 4}"),
+    )
+    .unwrap();
+    let t = topology.to_str().unwrap();
+    let dir = out.0.join("r");
+    let (code, _, stderr) = mcnet(&["render", t, "-o", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let file = |c: &str, f: &str| dir.join(c).join(f).to_str().unwrap().to_string();
+
+    // The GSLB's check, from the same topology.
+    let (code, yaml, stderr) = mcnet(&["gslb", "config", t]);
+    assert_eq!(code, 0, "{stderr}");
+    let gslb: Value = serde_yaml::from_str(&yaml).unwrap();
+    let health = &gslb["records"][0]["endpoints"][0]["health"];
+    assert!(
+        health["http"].as_str().unwrap().ends_with(":8081/ready"),
+        "{health}"
+    );
+    assert_eq!(
+        (
+            &health["interval_ms"],
+            &health["timeout_ms"],
+            &health["healthy"],
+            &health["unhealthy"]
+        ),
+        (
+            &Value::from(10_000),
+            &Value::from(3000),
+            &Value::from(3),
+            &Value::from(4)
+        )
+    );
+
+    // EKS: an NLB to the controller pods, checking the same way.
+    let svc = &documents(&file("eks-prod", "ingress/load-balancer.yaml"))[0];
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    let a = &svc["metadata"]["annotations"];
+    let aws = |k: &str| a[format!("service.beta.kubernetes.io/aws-load-balancer-{k}")].clone();
+    assert_eq!(aws("type"), "external");
+    assert_eq!(aws("healthcheck-path"), "/ready");
+    assert_eq!(aws("healthcheck-port"), "8081");
+    assert_eq!(aws("healthcheck-interval"), "10");
+    assert_eq!(aws("healthcheck-timeout"), "3");
+    assert_eq!(aws("healthcheck-healthy-threshold"), "3");
+    assert_eq!(aws("healthcheck-unhealthy-threshold"), "4");
+    // AKS: the Azure load balancer's probe.
+    let a = documents(&file("aks-prod", "ingress/load-balancer.yaml"))[0]["metadata"]
+        ["annotations"]
+        .clone();
+    let az = |k: &str| {
+        a[format!("service.beta.kubernetes.io/azure-load-balancer-health-probe-{k}")].clone()
+    };
+    assert_eq!(az("request-path"), "/ready");
+    assert_eq!(az("interval"), "10");
+    assert_eq!(az("num-of-probe"), "4");
+    // GKE: the global Ingress's backends through NEGs, with a BackendConfig.
+    let bc = &documents(&file("gke-prod", "ingress/gke-backend-config.yaml"))[0];
+    assert_eq!(bc["kind"], "BackendConfig");
+    let h = &bc["spec"]["healthCheck"];
+    assert_eq!(h["requestPath"], "/ready");
+    assert_eq!(
+        (&h["checkIntervalSec"], &h["timeoutSec"]),
+        (&Value::from(10), &Value::from(3))
+    );
+    assert_eq!(
+        (&h["healthyThreshold"], &h["unhealthyThreshold"]),
+        (&Value::from(3), &Value::from(4))
+    );
+    let backends = documents(&file("gke-prod", "services/production.yaml"));
+    for s in backends
+        .iter()
+        .filter(|s| ["frontend", "api-service"].contains(&s["metadata"]["name"].as_str().unwrap()))
+    {
+        let a = &s["metadata"]["annotations"];
+        assert_eq!(
+            a["cloud.google.com/backend-config"],
+            "{\"default\": \"mcnet-ingress-health\"}"
+        );
+        assert_eq!(a["cloud.google.com/neg"], "{\"ingress\": true}");
+    }
+
+    // Below a cloud's minimum, the cloud gets its minimum; the GSLB the value.
+    std::fs::write(&topology, with("{intervalSeconds: 1, timeoutSeconds: 1}")).unwrap();
+    let dir2 = out.0.join("r2");
+    let (code, _, stderr) = mcnet(&["render", t, "-o", dir2.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let a = documents(
+        dir2.join("eks-prod/ingress/load-balancer.yaml")
+            .to_str()
+            .unwrap(),
+    )[0]["metadata"]["annotations"]
+        .clone();
+    assert_eq!(
+        a["service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval"],
+        "5"
+    );
+    assert_eq!(
+        a["service.beta.kubernetes.io/aws-load-balancer-healthcheck-timeout"],
+        "2"
+    );
+    let (_, yaml, _) = mcnet(&["gslb", "config", t]);
+    assert!(yaml.contains("interval_ms: 1000"), "{yaml}");
+
+    // Out of range: named by field.
+    std::fs::write(&topology, with("{intervalSeconds: 5, timeoutSeconds: 9}")).unwrap();
+    let (code, _, stderr) = mcnet(&["render", t, "-o", out.0.join("r3").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("lb.health-check")
+            && stderr.contains("spec.loadBalancing.healthCheck.timeoutSeconds"),
+        "{stderr}"
+    );
+}

@@ -88,6 +88,8 @@ codes! {
     IpamExhausted = "ipam.exhausted",
     /// `ipam.no-pool`: `auto` cannot be filled.
     IpamNoPool = "ipam.no-pool",
+    /// `lb.health-check`: a health check out of range (a path without `/`, port 0, interval outside 1–300 s, timeout above the interval, thresholds outside 1–10).
+    LbHealthCheck = "lb.health-check",
     /// `lint.allow-all`: a rule that allows every peer on every port.
     LintAllowAll = "lint.allow-all",
     /// `lint.no-default-deny`: a namespace with pods and no default-deny policy.
@@ -126,10 +128,10 @@ codes! {
     MegaportVlanDuplicate = "megaport.vlan-duplicate",
     /// `megaport.vlan-range`: VLAN 2–4093, unique per MCR.
     MegaportVlanRange = "megaport.vlan-range",
-    /// `monitoring.unreachable`: a workload network the monitoring network cannot reach.
-    MonitoringUnreachable = "monitoring.unreachable",
     /// `monitoring.threshold`: an alert threshold out of range (a ratio outside 0–1, a non-positive latency or budget).
     MonitoringThreshold = "monitoring.threshold",
+    /// `monitoring.unreachable`: a workload network the monitoring network cannot reach.
+    MonitoringUnreachable = "monitoring.unreachable",
     /// `name.duplicate`: names: present, following [their rule](#names), unique among their kind.
     NameDuplicate = "name.duplicate",
     /// `name.empty`: names: present, following [their rule](#names), unique among their kind.
@@ -216,12 +218,12 @@ codes! {
     RenderIo = "render.io",
     /// `render.max-connected-clusters`: more ClusterMesh clusters than Cilium's maxConnectedClusters.
     RenderMaxConnectedClusters = "render.max-connected-clusters",
+    /// `render.monitoring-dir`: the monitoring network's directory would be a cluster's.
+    RenderMonitoringDir = "render.monitoring-dir",
     /// `render.output-not-ours`: an output directory holding files mcnet did not write.
     RenderOutputNotOurs = "render.output-not-ours",
     /// `render.path`: a name that cannot become a path in the output.
     RenderPath = "render.path",
-    /// `render.monitoring-dir`: the monitoring network's directory would be a cluster's.
-    RenderMonitoringDir = "render.monitoring-dir",
     /// `render.remote-dependency`: a dependency that does not run in the cluster it serves.
     RenderRemoteDependency = "render.remote-dependency",
     /// `spof.mcr`: an MCR that is the only path between some networks.

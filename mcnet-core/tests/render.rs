@@ -85,7 +85,26 @@ fn custom_resources_match_the_upstream_schemas() {
                         );
                         *kinds.entry(kind).or_default() += 1;
                     }
-                    // GKE's ManagedCertificate has no upstream schema here.
+                    // GKE's ManagedCertificate and BackendConfig have no
+                    // upstream schema here; the BackendConfig's health
+                    // check is held to GKE's documented fields.
+                    None if kind == "BackendConfig" => {
+                        let h = d["spec"]["healthCheck"].as_object().unwrap();
+                        let known = [
+                            "checkIntervalSec",
+                            "timeoutSec",
+                            "healthyThreshold",
+                            "unhealthyThreshold",
+                            "type",
+                            "requestPath",
+                            "port",
+                        ];
+                        assert!(h.keys().all(|k| known.contains(&k.as_str())), "{d}");
+                        assert!(["HTTP", "HTTPS", "HTTP2"].contains(&h["type"].as_str().unwrap()));
+                        let n = |k: &str| h[k].as_u64().unwrap();
+                        assert!(n("timeoutSec") <= n("checkIntervalSec"), "{d}");
+                        assert!(n("healthyThreshold") >= 1 && n("unhealthyThreshold") >= 1);
+                    }
                     None => assert_eq!(kind, "ManagedCertificate", "{ex}: no schema for {kind}"),
                 }
             }

@@ -25,16 +25,25 @@ pub struct HealthTemplate {
 }
 
 impl Default for HealthTemplate {
-    /// `GET /healthz` on port 80 every second, within 1 s, two checks
-    /// either way.
+    /// The topology's default ingress health check
+    /// ([`mcnet_core::topology::HealthCheck`]): `GET /healthz` on port 80
+    /// every 5 s, within 2 s, two checks either way.
     fn default() -> HealthTemplate {
+        HealthTemplate::from(&mcnet_core::topology::HealthCheck::default())
+    }
+}
+
+impl From<&mcnet_core::topology::HealthCheck> for HealthTemplate {
+    /// The topology's `loadBalancing.healthCheck`, as the GSLB runs it (the
+    /// cloud load balancers `render` writes run the same one).
+    fn from(h: &mcnet_core::topology::HealthCheck) -> HealthTemplate {
         HealthTemplate {
-            path: Some("/healthz".into()),
-            port: 80,
-            interval_ms: 1000,
-            timeout_ms: 1000,
-            healthy: 2,
-            unhealthy: 2,
+            path: (!h.tcp).then(|| h.path.clone()),
+            port: h.port,
+            interval_ms: u64::from(h.interval_seconds) * 1000,
+            timeout_ms: u64::from(h.timeout_seconds) * 1000,
+            healthy: h.healthy_threshold,
+            unhealthy: h.unhealthy_threshold,
         }
     }
 }

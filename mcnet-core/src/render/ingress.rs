@@ -1,11 +1,106 @@
-//! Ingress: Nginx Ingress objects for the hostnames a cluster serves, and on
-//! GKE the ADR's global Ingress with its managed certificate.
+//! Ingress: Nginx Ingress objects for the hostnames a cluster serves, the
+//! cloud's load balancer in front of the ingress controller (the ADR's
+//! second tier), and on GKE the ADR's global Ingress with its managed
+//! certificate. Every load balancer checks health as the GSLB does
+//! (`loadBalancing.healthCheck`), within what each cloud accepts.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
+use super::zero_trust::INGRESS_NGINX;
 use super::{builtin, ClusterRender, Context, DocKind};
-use crate::topology::{Cluster, ClusterFlavour};
+use crate::topology::{Cluster, ClusterFlavour, HealthCheck};
 use crate::Result;
+
+/// The BackendConfig that gives GKE's load balancer the GSLB's health check.
+pub(super) const GKE_BACKEND_CONFIG: &str = "mcnet-ingress-health";
+
+/// The annotations the cloud's controller reads on a `LoadBalancer`
+/// Service, with the health check in each cloud's terms: AWS's load
+/// balancer controller (an NLB to the controller pods' IPs; interval 5–300
+/// s, timeout 2–120 s, thresholds 2–10), Azure's cloud provider (probe
+/// interval ≥ 5 s), and on GKE a backend-service-based network load
+/// balancer (which checks the Service's `healthCheckNodePort`: GKE takes no
+/// path or interval for it).
+pub fn load_balancer_annotations(flavour: ClusterFlavour, h: &HealthCheck) -> Map<String, Value> {
+    let mut a = Map::new();
+    let mut put = |k: &str, v: String| {
+        a.insert(k.to_string(), Value::String(v));
+    };
+    let interval = h.interval_seconds.max(5);
+    match flavour {
+        ClusterFlavour::Eks => {
+            let aws = "service.beta.kubernetes.io/aws-load-balancer";
+            put(&format!("{aws}-type"), "external".into());
+            put(&format!("{aws}-nlb-target-type"), "ip".into());
+            put(&format!("{aws}-scheme"), "internet-facing".into());
+            put(
+                &format!("{aws}-healthcheck-protocol"),
+                if h.tcp { "TCP" } else { "HTTP" }.into(),
+            );
+            put(&format!("{aws}-healthcheck-port"), h.port.to_string());
+            if !h.tcp {
+                put(&format!("{aws}-healthcheck-path"), h.path.clone());
+            }
+            put(&format!("{aws}-healthcheck-interval"), interval.to_string());
+            put(
+                &format!("{aws}-healthcheck-timeout"),
+                h.timeout_seconds.clamp(2, 120).to_string(),
+            );
+            put(
+                &format!("{aws}-healthcheck-healthy-threshold"),
+                h.healthy_threshold.clamp(2, 10).to_string(),
+            );
+            put(
+                &format!("{aws}-healthcheck-unhealthy-threshold"),
+                h.unhealthy_threshold.clamp(2, 10).to_string(),
+            );
+        }
+        ClusterFlavour::Aks => {
+            let az = "service.beta.kubernetes.io/azure-load-balancer-health-probe";
+            put(
+                &format!("{az}-protocol"),
+                if h.tcp { "tcp" } else { "http" }.into(),
+            );
+            if !h.tcp {
+                put(&format!("{az}-request-path"), h.path.clone());
+            }
+            put(&format!("{az}-interval"), interval.to_string());
+            put(
+                &format!("{az}-num-of-probe"),
+                h.unhealthy_threshold.to_string(),
+            );
+        }
+        ClusterFlavour::Gke => {
+            put("cloud.google.com/l4-rbs", "enabled".into());
+        }
+        ClusterFlavour::SelfManaged => {}
+    }
+    a
+}
+
+/// The ingress controller's `LoadBalancer` Service, with the cloud's
+/// annotations; `externalTrafficPolicy: Local` keeps the client's address
+/// and sends nothing to a node without a controller.
+fn controller_service(c: &Cluster, h: &HealthCheck) -> Result<Value> {
+    let (ns, key, value) = INGRESS_NGINX;
+    builtin(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": "ingress-nginx-controller", "namespace": ns,
+            "labels": {key: value},
+            "annotations": load_balancer_annotations(c.flavour, h)
+        },
+        "spec": {
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": "Local",
+            "selector": {key: value},
+            "ports": [
+                {"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"},
+                {"name": "https", "port": 443, "targetPort": 443, "protocol": "TCP"}
+            ]
+        }
+    }))
+}
 
 pub(super) fn render(ctx: &Context<'_>, c: &Cluster, out: &mut ClusterRender) -> Result<()> {
     let mut nginx = Vec::new();
@@ -54,6 +149,16 @@ pub(super) fn render(ctx: &Context<'_>, c: &Cluster, out: &mut ClusterRender) ->
             }
         }))?);
     }
+    if !nginx.is_empty() {
+        out.add(
+            "ingress/load-balancer.yaml",
+            DocKind::BuiltIn,
+            vec![controller_service(
+                c,
+                &ctx.t.spec.load_balancing.health_check,
+            )?],
+        );
+    }
     out.add("ingress/nginx.yaml", DocKind::BuiltIn, nginx);
 
     if c.flavour == ClusterFlavour::Gke && !served.is_empty() {
@@ -64,7 +169,29 @@ pub(super) fn render(ctx: &Context<'_>, c: &Cluster, out: &mut ClusterRender) ->
         let mut namespaces: Vec<&str> = served.iter().map(|s| s.1.as_str()).collect();
         namespaces.sort();
         namespaces.dedup();
+        let h = &ctx.t.spec.load_balancing.health_check;
+        // GKE's Ingress checks over HTTP only: with a TCP check it keeps
+        // its default (`GET /` on the serving port).
+        let mut health = json!({
+            "checkIntervalSec": h.interval_seconds,
+            "timeoutSec": h.timeout_seconds,
+            "healthyThreshold": h.healthy_threshold,
+            "unhealthyThreshold": h.unhealthy_threshold
+        });
+        if !h.tcp {
+            health["type"] = json!("HTTP");
+            health["requestPath"] = json!(h.path);
+        }
+        let mut backend_configs = Vec::new();
         for ns in namespaces {
+            // The backends' health check (GKE checks each NEG endpoint on
+            // its serving port); the Services name it (see zero_trust).
+            backend_configs.push(json!({
+                "apiVersion": "cloud.google.com/v1",
+                "kind": "BackendConfig",
+                "metadata": {"name": GKE_BACKEND_CONFIG, "namespace": ns},
+                "spec": {"healthCheck": health}
+            }));
             certs.push(json!({
                 "apiVersion": "networking.gke.io/v1",
                 "kind": "ManagedCertificate",
@@ -103,6 +230,11 @@ pub(super) fn render(ctx: &Context<'_>, c: &Cluster, out: &mut ClusterRender) ->
             certs,
         );
         out.add("ingress/gke-global-ingress.yaml", DocKind::BuiltIn, docs);
+        out.add(
+            "ingress/gke-backend-config.yaml",
+            DocKind::Custom,
+            backend_configs,
+        );
     }
     Ok(())
 }

@@ -125,6 +125,17 @@ pub(super) fn render(
             if exported(ns) {
                 meta["labels"] = json!({"mirror.linkerd.io/exported": "true"});
             }
+            // GKE's global Ingress reaches it through NEGs, checked as the
+            // GSLB checks.
+            let global_backend = entry_points
+                .iter()
+                .any(|(hns, svc)| *hns == ns.name && *svc == w.service_name());
+            if c.flavour == ClusterFlavour::Gke && global_backend {
+                meta["annotations"] = json!({
+                    "cloud.google.com/neg": "{\"ingress\": true}",
+                    "cloud.google.com/backend-config": format!("{{\"default\": \"{}\"}}", super::ingress::GKE_BACKEND_CONFIG)
+                });
+            }
             let ports: Vec<Value> = w
                 .ports
                 .iter()

@@ -716,6 +716,47 @@ pub struct LoadBalancing {
     /// Hostnames served by the global DNS tier.
     #[serde(default)]
     pub hostnames: Vec<GlobalHostname>,
+    /// The health check of every cluster's ingress: the GSLB's, and the
+    /// cloud load balancers' in front of the ingress controllers.
+    #[serde(default)]
+    pub health_check: HealthCheck,
+}
+
+/// How an ingress is checked, by the GSLB and by the cloud's load balancer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HealthCheck {
+    /// HTTP path (2xx or 3xx is healthy): ingress-nginx answers `/healthz`
+    /// on its HTTP port.
+    pub path: String,
+    /// Check with a TCP connect instead of HTTP.
+    pub tcp: bool,
+    /// The port checked.
+    pub port: u16,
+    /// Seconds between checks.
+    pub interval_seconds: u32,
+    /// Seconds a check may take.
+    pub timeout_seconds: u32,
+    /// Consecutive good checks to turn healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failed checks to turn unhealthy.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    /// `GET /healthz` on port 80 every 5 s (the shortest interval AWS's
+    /// and Azure's load balancers take), within 2 s, two checks either way.
+    fn default() -> Self {
+        HealthCheck {
+            path: "/healthz".into(),
+            tcp: false,
+            port: 80,
+            interval_seconds: 5,
+            timeout_seconds: 2,
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+        }
+    }
 }
 
 /// A globally load-balanced hostname.

@@ -39,18 +39,19 @@ pub enum GslbCommand {
         /// which the real load balancer will not have: give them.
         #[arg(long = "ingress", value_name = "CLUSTER=IP")]
         ingress: Vec<String>,
-        /// The health check's port on each ingress.
-        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u16).range(1..))]
-        health_port: u16,
+        /// The health check's port on each ingress (default: the
+        /// topology's `loadBalancing.healthCheck`, as every `--health-*`).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        health_port: Option<u16>,
         /// The health check's HTTP path (2xx or 3xx is healthy).
-        #[arg(long, default_value = "/healthz", conflicts_with = "health_tcp")]
-        health_path: String,
+        #[arg(long, conflicts_with = "health_tcp")]
+        health_path: Option<String>,
         /// Check with a TCP connect instead of HTTP.
         #[arg(long)]
         health_tcp: bool,
         /// Interval between checks.
-        #[arg(long, default_value = "1s", value_parser = parse_timeout, value_name = "DURATION")]
-        health_interval: Duration,
+        #[arg(long, value_parser = parse_timeout, value_name = "DURATION")]
+        health_interval: Option<Duration>,
     },
     /// Check a configuration; exit 1 when it is invalid.
     Check {
@@ -142,14 +143,23 @@ pub fn run(cmd: GslbCommand) -> anyhow::Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!("--ingress `{i}`: `{ip}`: {e}"))?;
                 given.insert(c.to_string(), ip);
             }
-            let interval = health_interval.as_millis().clamp(100, 3_600_000) as u64;
-            let health = gslb::HealthTemplate {
-                path: (!health_tcp).then_some(health_path),
-                port: health_port,
-                interval_ms: interval,
-                timeout_ms: interval.min(2000),
-                ..gslb::HealthTemplate::default()
-            };
+            // The topology's check, as the cloud load balancers run it;
+            // each flag overrides one part.
+            let mut health = gslb::HealthTemplate::from(&t.spec.load_balancing.health_check);
+            if let Some(p) = health_port {
+                health.port = p;
+            }
+            if let Some(p) = health_path {
+                health.path = Some(p);
+            }
+            if health_tcp {
+                health.path = None;
+            }
+            if let Some(i) = health_interval {
+                let interval = i.as_millis().clamp(100, 3_600_000) as u64;
+                health.interval_ms = interval;
+                health.timeout_ms = health.timeout_ms.min(interval);
+            }
             let at = |c: &mcnet_core::topology::Cluster| {
                 given.get(&c.name).copied().or_else(|| {
                     t.network(&c.network)

@@ -80,18 +80,26 @@ pub fn render(a: &RenderArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let summary = render::write_dir(&r, Path::new(&a.out))?;
-    let custom = r
-        .clusters
-        .iter()
-        .flat_map(|c| c.documents())
-        .filter(|(f, _)| f.kind == DocKind::Custom)
-        .count();
+    let schemas = CrdSchemas::embedded()?;
+    let (mut custom, mut unchecked) = (0, std::collections::BTreeSet::new());
+    for (f, d) in r.clusters.iter().flat_map(|c| c.documents()) {
+        if f.kind != DocKind::Custom {
+            continue;
+        }
+        match schemas.check(d) {
+            Some(_) => custom += 1,
+            None => {
+                unchecked.insert(d["kind"].as_str().unwrap_or("?").to_string());
+            }
+        }
+    }
     match a.output {
         Format::Json => print_json(&serde_json::json!({
             "dir": summary.dir,
             "files": summary.files,
             "documents": summary.documents,
             "custom_resources_checked": custom,
+            "custom_kinds_without_schema": unchecked,
             "clusters": summary.clusters.iter().map(|(c, folders)| {
                 let mesh = r.clusters.iter().find(|x| &x.cluster == c).and_then(|x| x.cluster_mesh.clone());
                 (c.clone(), serde_json::json!({
@@ -101,12 +109,17 @@ pub fn render(a: &RenderArgs) -> anyhow::Result<ExitCode> {
             }).collect::<BTreeMap<_, _>>(),
             "warnings": r.warnings,
         }))?,
-        Format::Text => print_summary(&r, &summary, custom),
+        Format::Text => print_summary(&r, &summary, custom, &unchecked),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(r: &Rendering, s: &render::WriteSummary, custom: usize) {
+fn print_summary(
+    r: &Rendering,
+    s: &render::WriteSummary,
+    custom: usize,
+    unchecked: &std::collections::BTreeSet<String>,
+) {
     let folders: Vec<String> = {
         let mut f: Vec<String> = s
             .clusters
@@ -117,15 +130,31 @@ fn print_summary(r: &Rendering, s: &render::WriteSummary, custom: usize) {
         f.dedup();
         f
     };
+    let without = if unchecked.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} have no upstream schema here and are not checked",
+            unchecked.iter().cloned().collect::<Vec<_>>().join(", ")
+        )
+    };
     println!(
-        "rendered `{}` into {}: {} files, {} objects ({} custom resources, each valid against its upstream CRD schema)",
+        "rendered `{}` into {}: {} files, {} objects ({} custom resources, each valid against its upstream CRD schema{without})",
         r.topology,
         s.dir.display(),
         s.files,
         s.documents,
         custom
     );
-    print!("  {:<12} {:<14}", "cluster", "mesh id/name");
+    let w = r
+        .clusters
+        .iter()
+        .chain(&r.monitoring)
+        .map(|c| c.cluster.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    print!("  {:<w$} {:<14}", "cluster", "mesh id/name");
     for f in &folders {
         print!(" {f:>11}");
     }
@@ -135,7 +164,7 @@ fn print_summary(r: &Rendering, s: &render::WriteSummary, custom: usize) {
             .cluster_mesh
             .as_ref()
             .map_or("-".to_string(), |(id, n)| format!("{id}/{n}"));
-        print!("  {:<12} {:<14}", c.cluster, mesh);
+        print!("  {:<w$} {:<14}", c.cluster, mesh);
         for f in &folders {
             let n = s
                 .clusters

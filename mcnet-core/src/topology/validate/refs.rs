@@ -358,6 +358,54 @@ impl Validator {
                     .map(move |w| (ns.name.as_str(), w.service_name()))
             })
             .collect();
+        let hc = &s.load_balancing.health_check;
+        let within = |v: u32, lo: u32, hi: u32| (lo..=hi).contains(&v);
+        for (field, ok, value, want) in [
+            (
+                "path",
+                hc.tcp || hc.path.starts_with('/'),
+                hc.path.clone(),
+                "an HTTP path starting with `/`",
+            ),
+            (
+                "port",
+                hc.port > 0,
+                hc.port.to_string(),
+                "a port from 1 to 65535",
+            ),
+            (
+                "intervalSeconds",
+                within(hc.interval_seconds, 1, 300),
+                hc.interval_seconds.to_string(),
+                "1 to 300 seconds",
+            ),
+            (
+                "timeoutSeconds",
+                within(hc.timeout_seconds, 1, hc.interval_seconds.max(1)),
+                hc.timeout_seconds.to_string(),
+                "at least 1 second and at most the interval",
+            ),
+            (
+                "healthyThreshold",
+                within(hc.healthy_threshold, 1, 10),
+                hc.healthy_threshold.to_string(),
+                "1 to 10 checks",
+            ),
+            (
+                "unhealthyThreshold",
+                within(hc.unhealthy_threshold, 1, 10),
+                hc.unhealthy_threshold.to_string(),
+                "1 to 10 checks",
+            ),
+        ] {
+            if !ok {
+                self.err(
+                    Code::LbHealthCheck,
+                    format!("spec.loadBalancing.healthCheck.{field}"),
+                    format!("the ingress health check's {field} is `{value}`; it must be {want}"),
+                );
+            }
+        }
         for (i, h) in s.load_balancing.hostnames.iter().enumerate() {
             if let Some(svc) = &h.service {
                 let known = svc
