@@ -433,6 +433,30 @@ pub fn estimate(
             });
         }
     }
+    // VPN backups: both ends' connections, every hour, used or not.
+    let cloud_of_network = |name: &str| {
+        t.spec
+            .networks
+            .iter()
+            .find(|n| n.name == name)
+            .and_then(|n| t.spec.providers.iter().find(|p| p.name == n.provider))
+            .map(|p| cloud(p.kind))
+    };
+    for v in &t.spec.vpn_backups {
+        let ends: Vec<&str> = v
+            .networks
+            .iter()
+            .filter_map(|n| cloud_of_network(n))
+            .collect();
+        let hourly: f64 = ends
+            .iter()
+            .map(|c| prices.vpn_per_hour.get(*c).copied().unwrap_or(0.0))
+            .sum();
+        fixed.push(FixedCost {
+            item: format!("VPN backup {} ({})", v.name, ends.join(" ↔ ")),
+            monthly: round2(hourly * HOURS_PER_MONTH),
+        });
+    }
     let transfer: f64 = flows.iter().map(|f| f.monthly).sum();
     let fixed_total: f64 = fixed.iter().map(|f| f.monthly).sum();
     let cross: f64 = flows
@@ -473,6 +497,38 @@ pub fn estimate(
         "internet VPN instead of the interconnect".into(),
         round2(all_internet + vpn_hours),
     );
+    if !t.spec.vpn_backups.is_empty() {
+        // An MCR outage: the interconnect's flows between networks with a
+        // VPN backup go over it at internet egress rates; the rest stop.
+        let network_of = |cluster: &str| {
+            t.spec
+                .clusters
+                .iter()
+                .find(|c| c.name == cluster)
+                .map(|c| c.network.as_str())
+        };
+        let backed = |f: &FlowCost| {
+            let (Some(a), Some(b)) = (network_of(&f.flow.from), network_of(&f.flow.to)) else {
+                return false;
+            };
+            t.spec
+                .vpn_backups
+                .iter()
+                .any(|v| v.networks.iter().any(|n| n == a) && v.networks.iter().any(|n| n == b))
+        };
+        let outage: f64 = flows
+            .iter()
+            .map(|f| match f.path.as_str() {
+                "interconnect" if backed(f) => f.via_internet_vpn,
+                "interconnect" => 0.0,
+                _ => f.monthly,
+            })
+            .sum();
+        what_if.insert(
+            "the MCR down: interconnect flows over the VPN backups".into(),
+            round2(outage + fixed_total),
+        );
+    }
     let kept = opt.compression_ratio * (1.0 - opt.cache_hit_rate);
     what_if.insert(
         format!(

@@ -128,6 +128,8 @@ codes! {
     MegaportVlanDuplicate = "megaport.vlan-duplicate",
     /// `megaport.vlan-range`: VLAN 2–4093, unique per MCR.
     MegaportVlanRange = "megaport.vlan-range",
+    /// `vpn.endpoints`: a VPN backup that does not join two networks of two different clouds, or has no bandwidth.
+    VpnEndpoints = "vpn.endpoints",
     /// `monitoring.threshold`: an alert threshold out of range (a ratio outside 0–1, a non-positive latency or budget).
     MonitoringThreshold = "monitoring.threshold",
     /// `monitoring.unreachable`: a workload network the monitoring network cannot reach.

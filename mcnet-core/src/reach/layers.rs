@@ -573,6 +573,29 @@ fn carries(
             .filter_map(|c| c.net())
             .any(|c| holds(&c, ip))
     };
+    if p.via == "internet-vpn" {
+        // BGP over the tunnels: each side's gateway advertises its network
+        // and its native clusters' pods.
+        let (na, nb) = (&nets[a].name, &nets[b].name);
+        let covers = |net: &str, ip: IpAddr| {
+            crate::topology::validate::vpn_prefixes(t, net)
+                .into_iter()
+                .find(|n| holds(n, ip))
+        };
+        let Some(to_dst) = covers(nb, dst) else {
+            return Err(format!(
+                "{nb}'s VPN gateway advertises no prefix holding {dst}"
+            ));
+        };
+        let Some(to_src) = covers(na, src) else {
+            return Err(format!(
+                "the return route is missing: {na}'s VPN gateway advertises no prefix holding {src}"
+            ));
+        };
+        return Ok(format!(
+            "{nb}'s VPN gateway advertises {to_dst} and {na}'s {to_src} over the tunnels"
+        ));
+    }
     if p.via != "interconnect" {
         // Peering and transit routes cover the networks' own CIDRs only.
         if !in_net(b, dst) {

@@ -66,6 +66,11 @@ pub struct TopologySpec {
     /// attached to them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transit_gateways: Vec<TransitGateway>,
+    /// Internet site-to-site VPNs between networks of different clouds:
+    /// the backup for the interconnect (ADR-003's mitigation for an MCR
+    /// failure), BGP over IPsec at a worse preference than the VXC path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vpn_backups: Vec<VpnBackup>,
     /// Private endpoints (PrivateLink, Private Endpoint, Private Service Connect).
     #[serde(default)]
     pub private_endpoints: Vec<PrivateEndpoint>,
@@ -447,6 +452,29 @@ pub struct Peering {
     pub kind: PeeringKind,
     /// The two networks (by name).
     pub networks: Vec<String>,
+}
+
+/// An internet site-to-site VPN between two networks of different clouds.
+/// Each side gets its cloud's VPN objects: on AWS a virtual private
+/// gateway, a customer gateway for the other side and a VPN connection (two
+/// IPsec tunnels); on Azure a VPN virtual network gateway, a local network
+/// gateway and a connection; on GCP an HA VPN gateway, an external VPN
+/// gateway and tunnels on a Cloud Router. Routes are exchanged with BGP,
+/// and the interconnect stays preferred while it is up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VpnBackup {
+    /// Unique name.
+    pub name: String,
+    /// The two networks (by name), on different clouds.
+    pub networks: Vec<String>,
+    /// Capacity of the tunnels, in Mbps (AWS: 1,250 per tunnel).
+    #[serde(default = "default_vpn_mbps")]
+    pub bandwidth_mbps: u32,
+}
+
+fn default_vpn_mbps() -> u32 {
+    1250
 }
 
 /// An AWS transit gateway. Unlike a peering it is transitive: every VPC

@@ -31,6 +31,8 @@ pub enum Component {
     Peering(String),
     /// An AWS transit gateway.
     TransitGateway(String),
+    /// An internet VPN backup.
+    Vpn(String),
 }
 
 impl Component {
@@ -40,12 +42,13 @@ impl Component {
             Component::Router(n)
             | Component::Vxc(n)
             | Component::Peering(n)
-            | Component::TransitGateway(n) => n,
+            | Component::TransitGateway(n)
+            | Component::Vpn(n) => n,
         }
     }
 
     /// Resolves `name` or `kind/name` (kind: `mcr`, `router`, `vxc`,
-    /// `peering`, `tgw`) against a topology.
+    /// `peering`, `tgw`, `vpn`) against a topology.
     pub fn resolve(t: &Topology, spec: &str) -> Result<Component, ComponentError> {
         let (kind, name) = match spec.split_once('/') {
             Some((k, n)) => (Some(k), n),
@@ -67,8 +70,11 @@ impl Component {
         if want("tgw") && t.spec.transit_gateways.iter().any(|g| g.name == name) {
             found.push(Component::TransitGateway(name.to_string()));
         }
+        if want("vpn") && t.spec.vpn_backups.iter().any(|v| v.name == name) {
+            found.push(Component::Vpn(name.to_string()));
+        }
         if let Some(k) = kind {
-            if !["mcr", "router", "vxc", "peering", "tgw"].contains(&k) {
+            if !["mcr", "router", "vxc", "peering", "tgw", "vpn"].contains(&k) {
                 return Err(ComponentError::UnknownKind {
                     kind: k.to_string(),
                     spec: spec.to_string(),
@@ -103,6 +109,7 @@ impl Component {
                             .iter()
                             .map(|g| format!("tgw/{}", g.name)),
                     )
+                    .chain(t.spec.vpn_backups.iter().map(|v| format!("vpn/{}", v.name)))
                     .collect();
                 known.sort();
                 Err(ComponentError::NotFound {
@@ -126,6 +133,7 @@ impl fmt::Display for Component {
             Component::Vxc(n) => write!(f, "vxc/{n}"),
             Component::Peering(n) => write!(f, "peering/{n}"),
             Component::TransitGateway(n) => write!(f, "tgw/{n}"),
+            Component::Vpn(n) => write!(f, "vpn/{n}"),
         }
     }
 }
@@ -138,6 +146,7 @@ impl FromStr for Component {
             Some(("vxc", n)) => Ok(Component::Vxc(n.into())),
             Some(("peering", n)) => Ok(Component::Peering(n.into())),
             Some(("tgw", n)) => Ok(Component::TransitGateway(n.into())),
+            Some(("vpn", n)) => Ok(Component::Vpn(n.into())),
             _ => Err(ComponentError::Malformed {
                 spec: s.to_string(),
             }),
@@ -150,13 +159,13 @@ impl FromStr for Component {
 #[non_exhaustive]
 pub enum ComponentError {
     /// Not `kind/name` with a known kind.
-    #[error("`{spec}` is not kind/name with kind mcr, vxc, peering or tgw")]
+    #[error("`{spec}` is not kind/name with kind mcr, vxc, peering, tgw or vpn")]
     Malformed {
         /// What was given.
         spec: String,
     },
     /// A kind that is not a component kind.
-    #[error("component kind `{kind}` in `{spec}` is not one of mcr, vxc, peering, tgw")]
+    #[error("component kind `{kind}` in `{spec}` is not one of mcr, vxc, peering, tgw, vpn")]
     UnknownKind {
         /// The kind.
         kind: String,
@@ -186,7 +195,7 @@ pub enum ComponentError {
 /// One way from one network to another.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Path {
-    /// `peering`, `transit-gateway` or `interconnect`.
+    /// `peering`, `transit-gateway`, `interconnect` or `internet-vpn`.
     pub via: String,
     /// The components traversed, in order.
     pub hops: Vec<Component>,
@@ -195,6 +204,34 @@ pub struct Path {
 impl Path {
     fn uses_any(&self, failed: &HashSet<Component>) -> bool {
         self.hops.iter().any(|h| failed.contains(h))
+    }
+
+    /// Route preference, lower first: a peering or transit route is more
+    /// specific than BGP's; the interconnect's BGP routes are preferred to
+    /// the VPN's (its tunnels advertise with a longer AS path), so the VPN
+    /// carries traffic only when the interconnect path is gone.
+    pub fn preference(&self) -> u8 {
+        match self.via.as_str() {
+            "peering" => 0,
+            "transit-gateway" => 1,
+            "interconnect" => 2,
+            _ => 3,
+        }
+    }
+
+    /// A round-trip estimate between networks in one metro (as the ADR's
+    /// us-east-1, eastus and us-east4 are, all in northern Virginia), in
+    /// milliseconds: a peering or transit gateway stays in the cloud's
+    /// backbone (1 ms), the interconnect adds the two cloud-to-MCR legs at
+    /// the Megaport location (2 ms), an internet VPN crosses the public
+    /// internet with IPsec at both ends (8 ms). Measure the real figure with
+    /// `mcnet probe`.
+    pub fn estimated_rtt_ms(&self) -> u32 {
+        match self.via.as_str() {
+            "peering" | "transit-gateway" => 1,
+            "interconnect" => 2,
+            _ => 8,
+        }
     }
 }
 
@@ -216,6 +253,8 @@ pub struct Connectivity<'t> {
     peers: HashMap<(usize, usize), Vec<usize>>,
     /// For each network: the transit gateways it is attached to.
     hubs: Vec<Vec<usize>>,
+    /// VPN backups by unordered network pair.
+    vpns: HashMap<(usize, usize), Vec<usize>>,
 }
 
 impl<'t> Connectivity<'t> {
@@ -269,12 +308,23 @@ impl<'t> Connectivity<'t> {
                 }
             }
         }
+        let mut vpns: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+        for (vi, v) in spec.vpn_backups.iter().enumerate() {
+            if let [a, b] = v.networks.as_slice() {
+                if let (Some(&a), Some(&b)) = (index.get(a.as_str()), index.get(b.as_str())) {
+                    if a != b {
+                        vpns.entry((a.min(b), a.max(b))).or_default().push(vi);
+                    }
+                }
+            }
+        }
         Connectivity {
             topology,
             index,
             attach,
             peers,
             hubs,
+            vpns,
         }
     }
 
@@ -288,7 +338,9 @@ impl<'t> Connectivity<'t> {
         if a == b {
             return true;
         }
-        if self.peers.contains_key(&(a.min(b), a.max(b))) {
+        if self.peers.contains_key(&(a.min(b), a.max(b)))
+            || self.vpns.contains_key(&(a.min(b), a.max(b)))
+        {
             return true;
         }
         if self.hubs[a].iter().any(|g| self.hubs[b].contains(g)) {
@@ -338,9 +390,22 @@ impl<'t> Connectivity<'t> {
                 }
             }
         }
+        if let Some(vs) = self.vpns.get(&(a.min(b), a.max(b))) {
+            for &vi in vs {
+                out.push(Path {
+                    via: "internet-vpn".into(),
+                    hops: vec![Component::Vpn(spec.vpn_backups[vi].name.clone())],
+                });
+            }
+        }
         out.retain(|p| !p.uses_any(failed));
-        out.sort();
+        out.sort_by(|x, y| x.preference().cmp(&y.preference()).then_with(|| x.cmp(y)));
         out
+    }
+
+    /// Whether a VPN backup joins two networks (by index).
+    pub fn vpn_between(&self, a: usize, b: usize) -> bool {
+        self.vpns.contains_key(&(a.min(b), a.max(b)))
     }
 
     /// The number of VXCs a network (by index) is attached through.
@@ -374,6 +439,41 @@ pub struct Reach {
     /// Paths that existed before the failure and are gone now.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub lost: Vec<Path>,
+    /// The path traffic takes now (the most preferred survivor), and its
+    /// estimated round trip ([`Path::estimated_rtt_ms`]).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub active: Option<ActivePath>,
+    /// The path traffic took before the failure, when it has moved.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub moved_from: Option<ActivePath>,
+}
+
+/// The path a pair's traffic takes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivePath {
+    /// The path.
+    pub path: Path,
+    /// Its estimated round trip, ms.
+    pub rtt_ms: u32,
+}
+
+impl ActivePath {
+    fn of(paths: &[Path]) -> Option<ActivePath> {
+        paths.first().map(|p| ActivePath {
+            path: p.clone(),
+            rtt_ms: p.estimated_rtt_ms(),
+        })
+    }
+}
+
+/// The pair's active path now, and the one before if it moved.
+fn active(before: &[Path], after: &[Path]) -> (Option<ActivePath>, Option<ActivePath>) {
+    let (now, was) = (ActivePath::of(after), ActivePath::of(before));
+    let moved = match (&now, &was) {
+        (Some(n), Some(w)) if n.path != w.path => was,
+        _ => None,
+    };
+    (now, moved)
 }
 
 /// The result of a path analysis.
@@ -417,12 +517,15 @@ pub fn analyze(t: &Topology, failed: &[Component]) -> PathReport {
             } else if !lost.is_empty() {
                 degraded.push((nets[a].name.clone(), nets[b].name.clone()));
             }
+            let (active, moved_from) = active(&before, &after);
             networks.push(Reach {
                 from: nets[a].name.clone(),
                 to: nets[b].name.clone(),
                 reachable: !after.is_empty(),
                 paths: after,
                 lost,
+                active,
+                moved_from,
             });
         }
     }
@@ -436,8 +539,8 @@ pub fn analyze(t: &Topology, failed: &[Component]) -> PathReport {
             ) else {
                 continue;
             };
-            let (paths, lost, reachable) = if a == b {
-                (Vec::new(), Vec::new(), true)
+            let (paths, lost, reachable, (active, moved_from)) = if a == b {
+                (Vec::new(), Vec::new(), true, (None, None))
             } else {
                 let before = conn.paths(a, b, &none);
                 let after = conn.paths(a, b, &failed_set);
@@ -447,7 +550,8 @@ pub fn analyze(t: &Topology, failed: &[Component]) -> PathReport {
                     .cloned()
                     .collect();
                 let r = !after.is_empty();
-                (after, lost, r)
+                let act = active(&before, &after);
+                (after, lost, r, act)
             };
             cluster_reach.push(Reach {
                 from: ca.name.clone(),
@@ -455,6 +559,8 @@ pub fn analyze(t: &Topology, failed: &[Component]) -> PathReport {
                 reachable,
                 paths,
                 lost,
+                active,
+                moved_from,
             });
         }
     }
@@ -500,6 +606,12 @@ pub fn single_points_of_failure(
                 .transit_gateways
                 .iter()
                 .map(|g| Component::TransitGateway(g.name.clone())),
+        )
+        .chain(
+            t.spec
+                .vpn_backups
+                .iter()
+                .map(|v| Component::Vpn(v.name.clone())),
         )
         .filter(|c| !already.contains(c));
     let n = t.spec.networks.len();

@@ -35,7 +35,7 @@ mod interconnect;
 mod names;
 mod refs;
 
-pub use interconnect::advertised_prefixes;
+pub use interconnect::{advertised_prefixes, vpn_prefixes};
 
 /// The one subnet name that is not a DNS-1123 label: Azure requires a
 /// virtual network gateway's subnet to be called this.

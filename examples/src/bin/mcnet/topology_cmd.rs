@@ -80,6 +80,35 @@ pub fn paths(file: &str, fail: &[String], format: Format) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a move from one path to another does to the per-GB egress price
+/// of the pair's first network (the embedded price table).
+fn egress_change(t: &Topology, network: &str, was: &paths::Path, now: &paths::Path) -> String {
+    let prices = mcnet_core::cost::Prices::embedded();
+    let Some(cloud) = t
+        .network(network)
+        .and_then(|n| t.spec.providers.iter().find(|p| p.name == n.provider))
+        .map(|p| format!("{:?}", p.kind).to_ascii_lowercase())
+    else {
+        return String::new();
+    };
+    let per_gb = |p: &paths::Path| {
+        let table = match p.via.as_str() {
+            "interconnect" => &prices.interconnect_egress_per_gb,
+            "internet-vpn" => &prices.internet_egress_per_gb,
+            "peering" => &prices.peering_per_gb,
+            _ => return None,
+        };
+        table.get(&cloud).copied()
+    };
+    match (per_gb(was), per_gb(now)) {
+        (Some(a), Some(b)) => format!(
+            "; egress from {network} {b:.3} {}/GB, was {a:.3}",
+            prices.currency
+        ),
+        _ => String::new(),
+    }
+}
+
 fn print_paths(t: &Topology, r: &paths::PathReport) {
     println!("Path analysis of `{}`", t.metadata.name);
     if !r.failed.is_empty() {
@@ -119,6 +148,17 @@ fn print_paths(t: &Topology, r: &paths::PathReport) {
         }
         for path in &p.lost {
             println!("  {:<w$}    lost: {path}", "");
+        }
+        if let (Some(now), Some(was)) = (&p.active, &p.moved_from) {
+            println!(
+                "  {:<w$}    traffic moves to {} (est. RTT {} ms, was {} ms over {}){}",
+                "",
+                now.path.via,
+                now.rtt_ms,
+                was.rtt_ms,
+                was.path.via,
+                egress_change(t, &p.from, &was.path, &now.path)
+            );
         }
     }
     if !r.clusters.is_empty() {

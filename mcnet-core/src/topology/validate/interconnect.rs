@@ -247,7 +247,12 @@ impl Validator {
                 // Find a pair that is connected only through that router.
                 let pair = na.iter().find_map(|&a| {
                     nb.iter()
-                        .find(|&&b| a != b && !conn.peered(a, b) && conn.reachable(a, b))
+                        .find(|&&b| {
+                            a != b
+                                && !conn.peered(a, b)
+                                && !conn.vpn_between(a, b)
+                                && conn.reachable(a, b)
+                        })
                         .map(|&b| (a, b))
                 });
                 if let Some(p) = pair {
@@ -261,8 +266,8 @@ impl Validator {
                 Code::SpofMcr,
                 format!("spec.interconnect.routers[{r}]"),
                 format!(
-                    "MCR `{}` is a single point of failure: networks `{}` and `{}` (and maybe others) connect only through it; the ADR's mitigation is a redundant MCR in another diversity zone",
-                    router.name, s.networks[a].name, s.networks[b].name
+                    "MCR `{}` is a single point of failure: networks `{}` and `{}` (and maybe others) connect only through it; the ADR's mitigations: a redundant MCR in another diversity zone, or an internet VPN backup between them (spec.vpnBackups: [{{name: ..., networks: [{}, {}]}}])",
+                    router.name, s.networks[a].name, s.networks[b].name, s.networks[a].name, s.networks[b].name
                 ),
             );
         }
@@ -408,6 +413,27 @@ pub fn advertised_prefixes(t: &Topology, conn: &Connectivity<'_>, vxc: usize) ->
         }
     }
     learned.into_iter().collect()
+}
+
+/// What a network's VPN gateway advertises over BGP to the other side of
+/// a VPN backup: the network's CIDRs and the pod CIDRs of its natively
+/// routed clusters (as its interconnect routes do).
+pub fn vpn_prefixes(t: &Topology, network: &str) -> Vec<IpNet> {
+    let s = &t.spec;
+    let mut out: BTreeSet<IpNet> = s
+        .networks
+        .iter()
+        .filter(|n| n.name == network)
+        .flat_map(|n| n.cidrs.iter().filter_map(Cidr::net))
+        .collect();
+    for c in s
+        .clusters
+        .iter()
+        .filter(|c| c.network == network && c.cni.mode == CniMode::Native)
+    {
+        out.extend(c.pod_cidr.net());
+    }
+    out.into_iter().collect()
 }
 
 pub(super) fn summarize(list: &[IpNet], max: usize) -> String {

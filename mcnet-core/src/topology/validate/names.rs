@@ -46,6 +46,11 @@ impl Validator {
             s.transit_gateways.iter().map(|p| p.name.as_str()),
         );
         self.unique(
+            "spec.vpnBackups",
+            "VPN backup",
+            s.vpn_backups.iter().map(|p| p.name.as_str()),
+        );
+        self.unique(
             "spec.privateEndpoints",
             "private endpoint",
             s.private_endpoints.iter().map(|p| p.name.as_str()),

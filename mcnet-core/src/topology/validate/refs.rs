@@ -176,6 +176,56 @@ impl Validator {
                 }
             }
         }
+        for (i, v) in s.vpn_backups.iter().enumerate() {
+            let at = format!("spec.vpnBackups[{i}]");
+            let mut clouds = Vec::new();
+            for (j, n) in v.networks.iter().enumerate() {
+                if !networks.contains_key(n.as_str()) {
+                    self.err(
+                        Code::RefDangling,
+                        format!("{at}.networks[{j}]"),
+                        format!(
+                            "VPN backup `{}` refers to network `{n}`, which is not declared",
+                            v.name
+                        ),
+                    );
+                } else if let Some(kind) = provider_of(n) {
+                    clouds.push(kind);
+                }
+            }
+            let cloud = |k: &ProviderKind| {
+                matches!(
+                    k,
+                    ProviderKind::Aws | ProviderKind::Azure | ProviderKind::Gcp
+                )
+            };
+            let why = if v.networks.len() != 2 {
+                Some("must join exactly two networks".to_string())
+            } else if clouds.len() == 2 && !clouds.iter().all(cloud) {
+                Some("joins a network that is not on AWS, Azure or GCP".into())
+            } else if clouds.len() == 2 && clouds[0] == clouds[1] {
+                Some(format!(
+                    "joins two {} networks; within one cloud, peer them",
+                    clouds[0]
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.err(
+                    Code::VpnEndpoints,
+                    format!("{at}.networks"),
+                    format!("VPN backup `{}` {why}", v.name),
+                );
+            }
+            if v.bandwidth_mbps == 0 {
+                self.err(
+                    Code::VpnEndpoints,
+                    format!("{at}.bandwidthMbps"),
+                    format!("VPN backup `{}` has no bandwidth", v.name),
+                );
+            }
+        }
         for (i, g) in s.transit_gateways.iter().enumerate() {
             let at = format!("spec.transitGateways[{i}]");
             match providers.get(g.provider.as_str()) {
