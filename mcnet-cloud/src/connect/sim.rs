@@ -233,6 +233,8 @@ const CLOUD_KINDS: &[ResourceKind] = &[
     ResourceKind::InterconnectGateway,
     ResourceKind::InterconnectAttachment,
     ResourceKind::PrivateEndpoint,
+    ResourceKind::VpnPeer,
+    ResourceKind::VpnConnection,
 ];
 const AZURE_GCP_KINDS: &[ResourceKind] = &[
     ResourceKind::Network,
@@ -242,6 +244,8 @@ const AZURE_GCP_KINDS: &[ResourceKind] = &[
     ResourceKind::InterconnectGateway,
     ResourceKind::InterconnectAttachment,
     ResourceKind::PrivateEndpoint,
+    ResourceKind::VpnPeer,
+    ResourceKind::VpnConnection,
 ];
 const MEGAPORT_KINDS: &[ResourceKind] = &[ResourceKind::Router, ResourceKind::Vxc];
 
@@ -261,6 +265,8 @@ fn id_prefix(scope: Scope, kind: ResourceKind) -> &'static str {
         (Scope::Aws, K::InterconnectGateway) => "dxgw-",
         (Scope::Aws, K::InterconnectAttachment) => "dxvif-",
         (Scope::Aws, K::PrivateEndpoint) => "vpce-",
+        (Scope::Aws, K::VpnPeer) => "cgw-",
+        (Scope::Aws, K::VpnConnection) => "vpn-",
         (Scope::Azure, _) => "/subscriptions/sim/resourceGroups/mcnet/providers/",
         (Scope::Gcp, _) => "projects/sim/",
         _ => "sim-",
@@ -286,6 +292,11 @@ fn new_id(scope: Scope, kind: ResourceKind, st: &mut SimState) -> String {
     }
 }
 
+/// An address in 203.0.113.0/24 (TEST-NET-3) for a resource id.
+fn test_net_address(id: &str) -> String {
+    format!("203.0.113.{}", 1 + fnv(id) % 254)
+}
+
 fn azure_type(kind: ResourceKind) -> &'static str {
     match kind {
         ResourceKind::Network => "Microsoft.Network/virtualNetworks",
@@ -295,6 +306,8 @@ fn azure_type(kind: ResourceKind) -> &'static str {
         ResourceKind::InterconnectGateway => "Microsoft.Network/expressRouteCircuits",
         ResourceKind::InterconnectAttachment => "Microsoft.Network/connections",
         ResourceKind::PrivateEndpoint => "Microsoft.Network/privateEndpoints",
+        ResourceKind::VpnPeer => "Microsoft.Network/localNetworkGateways",
+        ResourceKind::VpnConnection => "Microsoft.Network/connections",
         _ => "Microsoft.Network/other",
     }
 }
@@ -489,6 +502,25 @@ impl ResourceProvider for SimProvider {
                 _,
             ) if target == "aws-hosted-vif" => {
                 outputs.insert("vifId".into(), format!("dxvif-{:08x}", fnv(r.id.as_str())));
+            }
+            // A VPN's public addresses, from the documentation range
+            // (RFC 5737): nothing ever sends to them.
+            (Spec::VpnGateway { ipsec: true, .. }, _) => {
+                outputs.insert("publicIp".into(), test_net_address(r.id.as_str()));
+            }
+            (Spec::VpnConnection { .. }, Scope::Aws) => {
+                outputs.insert("outsideIp".into(), test_net_address(r.id.as_str()));
+            }
+            (
+                Spec::VpnPeer {
+                    address,
+                    address_output,
+                    ..
+                },
+                _,
+            ) => {
+                let ip = refs.output(address, address_output)?;
+                outputs.insert("address".into(), ip.to_string());
             }
             (
                 Spec::Vxc {

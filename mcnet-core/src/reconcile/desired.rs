@@ -31,14 +31,21 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
     };
     let cidrs = |n: &Network| -> Vec<String> { n.cidrs.iter().map(ToString::to_string).collect() };
 
-    // Networks behind an AWS Direct Connect VXC get a virtual private gateway
-    // whose routes propagate into their route table.
+    // Networks behind an AWS Direct Connect VXC or an end of a VPN backup
+    // get a virtual private gateway whose routes propagate into their route
+    // table.
     let mut dx_networks = BTreeSet::new();
     for v in &t.spec.interconnect.vxcs {
         if v.target.kind == VxcTargetKind::AwsDirectConnect {
             dx_networks.extend(v.target.networks.iter().cloned());
         }
     }
+    dx_networks.extend(
+        t.spec
+            .vpn_backups
+            .iter()
+            .flat_map(|v| v.networks.iter().cloned()),
+    );
 
     for n in &t.spec.networks {
         let Some(scope) = scope_of(n) else { continue };
@@ -72,6 +79,7 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
                     Spec::VpnGateway {
                         network: net.clone(),
                         asn: None,
+                        ipsec: false,
                     },
                 );
             }
@@ -275,6 +283,7 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
                         Spec::VpnGateway {
                             network: Id::network(&n.name).to_string(),
                             asn: None,
+                            ipsec: false,
                         },
                     );
                     push(
@@ -365,6 +374,63 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
         );
     }
 
+    // VPN backups: each side's gateway, its record of the other side, and
+    // its connection. The other side's address is an output: an Azure or
+    // GCP gateway's public address; on AWS the VPN connection's tunnel
+    // address, known once the connection exists.
+    let side = |name: &str| t.network(name).and_then(|n| scope_of(n).map(|s| (n, s)));
+    // A network in several backups has one gateway for all of them.
+    let mut ipsec_gateways = BTreeSet::new();
+    for v in &t.spec.vpn_backups {
+        let [a, b] = v.networks.as_slice() else {
+            continue;
+        };
+        let (Some(sa), Some(sb)) = (side(a), side(b)) else {
+            continue;
+        };
+        let gateway = |(n, scope): (&Network, Scope)| match scope {
+            Scope::Aws => Id::vpn_gateway(&n.name),
+            _ => Id::ipsec_gateway(&n.name),
+        };
+        let address = |(n, scope): (&Network, Scope)| match scope {
+            Scope::Aws => (Id::vpn_connection(&v.name, &n.name), "outsideIp"),
+            _ => (Id::ipsec_gateway(&n.name), "publicIp"),
+        };
+        for (here, there) in [(sa, sb), (sb, sa)] {
+            let (n, scope) = here;
+            if scope != Scope::Aws && ipsec_gateways.insert(n.name.clone()) {
+                push(
+                    scope,
+                    Id::ipsec_gateway(&n.name),
+                    Spec::VpnGateway {
+                        network: Id::network(&n.name).to_string(),
+                        asn: Some(vpn_asn(scope)),
+                        ipsec: true,
+                    },
+                );
+            }
+            let (addr, output) = address(there);
+            push(
+                scope,
+                Id::vpn_peer(&v.name, &n.name),
+                Spec::VpnPeer {
+                    network: Id::network(&n.name).to_string(),
+                    asn: vpn_asn(there.1),
+                    address: addr.to_string(),
+                    address_output: output.to_string(),
+                },
+            );
+            push(
+                scope,
+                Id::vpn_connection(&v.name, &n.name),
+                Spec::VpnConnection {
+                    gateway: gateway(here).to_string(),
+                    peer: Id::vpn_peer(&v.name, &n.name).to_string(),
+                },
+            );
+        }
+    }
+
     for e in &t.spec.private_endpoints {
         let Some(n) = t.network(&e.network) else {
             continue;
@@ -386,4 +452,15 @@ pub fn desired(t: &Topology, scopes: &BTreeSet<Scope>) -> Result<Vec<Desired>> {
         );
     }
     Ok(out)
+}
+
+/// The BGP ASN of a cloud's end of a VPN backup: an AWS virtual private
+/// gateway's default (64512), an Azure VPN gateway's (65515), and the
+/// private ASN mcnet gives the Cloud Router of a GCP HA VPN (64514).
+pub fn vpn_asn(scope: Scope) -> u32 {
+    match scope {
+        Scope::Azure => 65515,
+        Scope::Gcp => 64514,
+        _ => 64512,
+    }
 }

@@ -130,7 +130,9 @@ impl PartialEq<String> for CloudId {
 fn shape(kind: ResourceKind) -> (std::ops::RangeInclusive<usize>, bool) {
     use ResourceKind as K;
     match kind {
-        K::Subnet | K::TransitGatewayAttachment => (2..=2, false),
+        K::Subnet | K::TransitGatewayAttachment | K::VpnPeer | K::VpnConnection => (2..=2, false),
+        // A network's gateway, and its separate IPsec gateway (`ipsec`).
+        K::VpnGateway => (1..=2, false),
         K::Route | K::TransitGatewayRoute => (2..=2, true),
         // AWS and GCP: one per VXC; Azure: one per VXC and network.
         K::InterconnectAttachment => (1..=2, false),
@@ -263,6 +265,20 @@ impl ResourceId {
     /// `vpn-gateway/<network>`.
     pub fn vpn_gateway(network: &str) -> ResourceId {
         Self::of(ResourceKind::VpnGateway, &[network])
+    }
+    /// `vpn-gateway/<network>/ipsec`: a network's site-to-site gateway
+    /// where the cloud keeps it apart from the interconnect's (Azure, GCP).
+    pub fn ipsec_gateway(network: &str) -> ResourceId {
+        Self::of(ResourceKind::VpnGateway, &[network, "ipsec"])
+    }
+    /// `vpn-peer/<backup>/<network>`: the other end, as `network`'s cloud
+    /// records it.
+    pub fn vpn_peer(backup: &str, network: &str) -> ResourceId {
+        Self::of(ResourceKind::VpnPeer, &[backup, network])
+    }
+    /// `vpn-connection/<backup>/<network>`: `network`'s side of a VPN backup.
+    pub fn vpn_connection(backup: &str, network: &str) -> ResourceId {
+        Self::of(ResourceKind::VpnConnection, &[backup, network])
     }
     /// `interconnect-gateway/<vxc>`.
     pub fn interconnect_gateway(vxc: &str) -> ResourceId {

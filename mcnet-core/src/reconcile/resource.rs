@@ -98,6 +98,13 @@ pub enum ResourceKind {
     Router,
     /// A Megaport virtual cross connect.
     Vxc,
+    /// The other end of a site-to-site VPN, as this cloud records it: an
+    /// AWS customer gateway, an Azure local network gateway, a GCP external
+    /// VPN gateway.
+    VpnPeer,
+    /// A site-to-site VPN from a network's VPN gateway to a peer: an AWS
+    /// VPN connection, an Azure IPsec connection, GCP HA VPN tunnels.
+    VpnConnection,
 }
 
 impl ResourceKind {
@@ -118,6 +125,8 @@ impl ResourceKind {
             ResourceKind::PrivateEndpoint => "private-endpoint",
             ResourceKind::Router => "router",
             ResourceKind::Vxc => "vxc",
+            ResourceKind::VpnPeer => "vpn-peer",
+            ResourceKind::VpnConnection => "vpn-connection",
         }
     }
 
@@ -234,6 +243,11 @@ pub enum Spec {
         /// The gateway's ASN, where it has one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         asn: Option<u32>,
+        /// A site-to-site (IPsec) gateway where the cloud makes it a
+        /// separate one (an Azure VPN gateway, a GCP HA VPN gateway); an AWS
+        /// virtual private gateway serves both.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ipsec: bool,
     },
     /// The cloud's end of an interconnect.
     InterconnectGateway {
@@ -314,6 +328,26 @@ pub enum Spec {
         /// BGP sessions and prefix filters, as the MCR's A-end config.
         bgp: VxcBgp,
     },
+    /// The other end of a site-to-site VPN, as this cloud records it.
+    VpnPeer {
+        /// The network on this side (its region is the peer's).
+        network: String,
+        /// The other side's BGP ASN.
+        asn: u32,
+        /// The resource whose output is the other side's public address
+        /// (its VPN gateway, or on AWS its VPN connection).
+        address: String,
+        /// That output's key (`publicIp`, `outsideIp`).
+        address_output: String,
+    },
+    /// A site-to-site VPN from this side's gateway to its peer, with BGP
+    /// over the tunnels.
+    VpnConnection {
+        /// This side's VPN gateway.
+        gateway: String,
+        /// The peer.
+        peer: String,
+    },
 }
 
 /// BGP on a VXC, as configured on the MCR.
@@ -348,6 +382,8 @@ impl Spec {
             Spec::PrivateEndpoint { .. } => ResourceKind::PrivateEndpoint,
             Spec::Router { .. } => ResourceKind::Router,
             Spec::Vxc { .. } => ResourceKind::Vxc,
+            Spec::VpnPeer { .. } => ResourceKind::VpnPeer,
+            Spec::VpnConnection { .. } => ResourceKind::VpnConnection,
         }
     }
 
@@ -420,6 +456,10 @@ impl Spec {
                 v.push(router);
                 v.extend(partner);
             }
+            Spec::VpnPeer {
+                network, address, ..
+            } => v.extend([network, address]),
+            Spec::VpnConnection { gateway, peer } => v.extend([gateway, peer]),
         }
         v
     }
@@ -502,6 +542,16 @@ impl Spec {
             } => {
                 fix(router);
                 partner.iter_mut().for_each(&mut fix);
+            }
+            Spec::VpnPeer {
+                network, address, ..
+            } => {
+                fix(network);
+                fix(address);
+            }
+            Spec::VpnConnection { gateway, peer } => {
+                fix(gateway);
+                fix(peer);
             }
         }
     }

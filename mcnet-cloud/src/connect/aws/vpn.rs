@@ -32,6 +32,7 @@ impl AwsProvider {
             let spec = Spec::VpnGateway {
                 network: att.and_then(|a| a.vpc_id()).unwrap_or_default().into(),
                 asn: None,
+                ipsec: false,
             };
             out.extend(raw(
                 logical(owner, g.tags()),
@@ -49,7 +50,7 @@ impl AwsProvider {
         op: &Op<'_>,
         spec: &Spec,
     ) -> Result<Observed, ProviderError> {
-        let Spec::VpnGateway { network, asn } = spec else {
+        let Spec::VpnGateway { network, asn, .. } = spec else {
             return Err(self.unsupported(op.id, spec.kind()));
         };
         let Op { c, .. } = *op;

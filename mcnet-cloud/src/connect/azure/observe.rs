@@ -94,6 +94,7 @@ impl AzureProvider {
                     .cloned()
                     .unwrap_or_else(|| format!("unmanaged:{vnet}")),
                 asn: None,
+                ipsec: false,
             },
             state_of(s(&p["provisioningState"])),
             BTreeMap::new(),
