@@ -53,6 +53,8 @@ const KINDS: &[ResourceKind] = &[
     ResourceKind::TransitGateway,
     ResourceKind::TransitGatewayAttachment,
     ResourceKind::TransitGatewayRoute,
+    ResourceKind::VpnPeer,
+    ResourceKind::VpnConnection,
     // Direct Connect: last, so that `kinds()` can leave them out.
     ResourceKind::InterconnectGateway,
     ResourceKind::InterconnectAttachment,
@@ -207,6 +209,7 @@ fn raw_in(region: &str) -> impl Fn(Option<ResourceId>, &str, Spec, &str) -> Opti
             state: state_of(status),
             region: region.to_string(),
             status: status.to_string(),
+            extra: BTreeMap::new(),
         })
     }
 }
@@ -260,6 +263,17 @@ struct Raw {
     state: ResourceState,
     region: String,
     status: String,
+    /// Outputs beside region and status (a VPN connection's `outsideIp`).
+    extra: BTreeMap<String, String>,
+}
+
+impl Raw {
+    fn outputs(&self) -> BTreeMap<String, String> {
+        let mut o = self.extra.clone();
+        o.insert("region".into(), self.region.clone());
+        o.insert("status".into(), self.status.clone());
+        o
+    }
 }
 
 fn state_of(s: &str) -> ResourceState {
@@ -417,8 +431,8 @@ impl ResourceProvider for AwsProvider {
             .into_iter()
             .find(|r| r.cloud_id == current.cloud_id);
         Ok(found.map(|r| Observed {
+            outputs: r.outputs(),
             state: r.state,
-            outputs: BTreeMap::from([("region".into(), r.region), ("status".into(), r.status)]),
             links: r.spec.refs().into_iter().cloned().collect(),
             ..current.clone()
         }))
@@ -453,6 +467,8 @@ impl AwsProvider {
             K::RouteTable | K::Route => self.list_route_tables(l, kind).await,
             K::Peering => self.list_peerings(l).await,
             K::VpnGateway => self.list_vpn_gateways(l).await,
+            K::VpnPeer => self.list_customer_gateways(l).await,
+            K::VpnConnection => self.list_vpn_connections(l).await,
             K::TransitGateway | K::TransitGatewayRoute => self.list_transit_gateways(l, kind).await,
             K::TransitGatewayAttachment => self.list_transit_gateway_attachments(l).await,
             K::PrivateEndpoint => self.list_endpoints(l).await,
@@ -462,6 +478,7 @@ impl AwsProvider {
 
     fn finish(raw: Raw, idx: &BTreeMap<String, String>) -> Observed {
         let links: Vec<String> = raw.spec.refs().into_iter().cloned().collect();
+        let outputs = raw.outputs();
         let mut spec = raw.spec;
         // AWS ids never contain `/`; a reference that does is a logical id
         // already (a VIF's VXC, kept in a tag).
@@ -479,7 +496,7 @@ impl AwsProvider {
             scope: Scope::Aws,
             spec,
             state: raw.state,
-            outputs: BTreeMap::from([("region".into(), raw.region), ("status".into(), raw.status)]),
+            outputs,
             links,
         }
     }
@@ -513,6 +530,8 @@ impl AwsProvider {
             } => Self::region_of(&refs, transit_gateway)?,
             Spec::Route { route_table, .. } => Self::region_of(&refs, route_table)?,
             Spec::Peering { requester, .. } => Self::region_of(&refs, requester)?,
+            Spec::VpnPeer { network, .. } => Self::region_of(&refs, network)?,
+            Spec::VpnConnection { gateway, .. } => Self::region_of(&refs, gateway)?,
             other => return Err(self.unsupported(id, other.kind())),
         };
         let op = &Op {
@@ -538,6 +557,8 @@ impl AwsProvider {
             }
             Spec::TransitGatewayRoute { .. } => self.create_transit_gateway_route(op, s).await,
             Spec::PrivateEndpoint { .. } => self.create_endpoint(op, s).await,
+            Spec::VpnPeer { .. } => self.create_customer_gateway(op).await,
+            Spec::VpnConnection { .. } => self.create_vpn_connection(op, s).await,
             other => Err(self.unsupported(id, other.kind())),
         }
     }
@@ -622,6 +643,8 @@ impl AwsProvider {
             K::TransitGatewayAttachment => self.delete_transit_gateway_attachment(c, current).await,
             K::TransitGatewayRoute => self.delete_transit_gateway_route(c, current).await,
             K::PrivateEndpoint => self.delete_endpoint(c, current).await,
+            K::VpnPeer => self.delete_customer_gateway(c, current).await,
+            K::VpnConnection => self.delete_vpn_connection(c, current).await,
             other => Err(self.unsupported(current.id.as_str(), other)),
         }
     }

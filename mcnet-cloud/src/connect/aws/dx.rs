@@ -200,6 +200,7 @@ impl AwsProvider {
                         },
                         region: region.to_string(),
                         status,
+                        extra: std::collections::BTreeMap::new(),
                     });
                 }
             }
@@ -231,6 +232,7 @@ impl AwsProvider {
                         state,
                         region: region.to_string(),
                         status: status.to_string(),
+                        extra: std::collections::BTreeMap::new(),
                     });
                 }
             }
