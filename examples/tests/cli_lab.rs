@@ -92,10 +92,10 @@ fn verify(topology: &str, prefix: &str, fail: &[&str]) -> Value {
 }
 
 /// The pairs `mcnet reach --matrix` says a failure loses.
-fn predicted_lost(topology: &str, prefix: &str, fail: &str) -> BTreeSet<(String, String, u64)> {
+fn predicted_lost(topology: &str, prefix: &str, fail: &[&str]) -> BTreeSet<(String, String, u64)> {
     // The same pods as the lab: one per workload (the lab's default).
     let _ = prefix;
-    let pods = |failed: Option<&str>| {
+    let pods = |failed: &[&str]| {
         let state = std::fs::read_to_string(format!("/run/mcnet-lab/{prefix}/lab.json")).unwrap();
         let lab: Value = serde_json::from_str(&state).unwrap();
         let dir = tempdir(prefix);
@@ -110,7 +110,7 @@ fn predicted_lost(topology: &str, prefix: &str, fail: &str) -> BTreeSet<(String,
             });
         }
         args.extend(["--matrix", "--output", "json"].map(String::from));
-        if let Some(f) = failed {
+        for f in failed {
             args.extend(["--fail".to_string(), f.to_string()]);
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -131,8 +131,8 @@ fn predicted_lost(topology: &str, prefix: &str, fail: &str) -> BTreeSet<(String,
             })
             .collect::<BTreeSet<_>>()
     };
-    let before = pods(None);
-    let after = pods(Some(fail));
+    let before = pods(&[]);
+    let after = pods(fail);
     before.difference(&after).cloned().collect()
 }
 
@@ -180,7 +180,7 @@ fn adr_003_agrees_with_reach_and_the_mcr_failure_loses_exactly_the_predicted_pai
         .into_iter()
         .partition(|(_, to, _)| !to.ends_with(".svc.clusterset.local"));
     assert_eq!(lost.len(), 24, "every cross-cloud pair is lost: {lost:?}");
-    assert_eq!(lost, predicted_lost(ADR, prefix, "multicloud-mcr"));
+    assert_eq!(lost, predicted_lost(ADR, prefix, &["multicloud-mcr"]));
     // Every service has a backend in every cluster: none is lost.
     assert!(services.is_empty(), "{services:?}");
     // GSLB, asked with dig: the failover name moves off gke-prod to the
@@ -267,7 +267,7 @@ fn the_redundant_design_loses_nothing_when_one_mcr_fails() {
     assert!(v["pairs"].as_u64().unwrap() > 100);
     assert_eq!(v["after_failure"]["agree"], v["pairs"]);
     assert!(observed_lost(&v).is_empty());
-    assert!(predicted_lost(REDUNDANT, prefix, "mcr/mcr-red").is_empty());
+    assert!(predicted_lost(REDUNDANT, prefix, &["mcr/mcr-red"]).is_empty());
     // Nothing is lost, and still the failed MCR's VXCs alert (and only its).
     let alerts = &v["after_failure"]["alerts"];
     assert_eq!(alerts["agree"], true, "{alerts}");
@@ -325,6 +325,44 @@ fn down_after_a_killed_up_leaves_nothing_behind() {
         );
         assert_eq!(live_speakers(prefix), 0, "after a kill at {wait_ms} ms");
     }
+}
+
+const VPN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/topologies/adr-003-vpn.yaml");
+
+#[test]
+fn vpn_backups_carry_what_the_mcr_failure_would_lose() {
+    if !can_run() {
+        return;
+    }
+    let prefix = "tlv";
+    let _down = Down(prefix);
+    let (code, _, stderr) = mcnet(&["lab", "up", VPN, "--prefix", prefix]);
+    assert_eq!(code, 0, "{stderr}");
+    // The MCR fails: every pair moves to the tunnels, nothing is lost,
+    // and still the VXCs' alert fires.
+    let v = verify(VPN, prefix, &["multicloud-mcr"]);
+    assert_eq!(v["agree"], 42, "{v}");
+    assert_eq!(v["after_failure"]["agree"], 42);
+    assert!(observed_lost(&v).is_empty(), "{v}");
+    assert!(predicted_lost(VPN, prefix, &["multicloud-mcr"]).is_empty());
+    assert_eq!(
+        v["after_failure"]["alerts"]["observed"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // The MCR and the AWS–GCP tunnels fail: exactly the pairs between
+    // eks-prod and gke-prod are lost, as `reach` predicts.
+    let both = ["multicloud-mcr", "vpn/vpn-aws-gcp"];
+    let v = verify(VPN, prefix, &both);
+    let lost = observed_lost(&v);
+    assert_eq!(lost, predicted_lost(VPN, prefix, &both));
+    assert_eq!(lost.len(), 8, "{lost:?}");
+    assert!(lost.iter().all(
+        |(a, b, _)| [a, b].iter().any(|x| x.starts_with("eks-prod/"))
+            && [a, b].iter().any(|x| x.starts_with("gke-prod/"))
+    ));
 }
 
 /// The ADR's policy with frontend admitted to the API from every cluster

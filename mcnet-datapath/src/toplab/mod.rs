@@ -366,6 +366,10 @@ fn start(s: &Speaker) -> Result<()> {
     in_ns(&s.netns, "bird", &["-c", &c, "-s", &k]).map(|_| ())
 }
 
+/// BGP local preference of routes learnt over a VPN backup (BIRD's
+/// default is 100): the interconnect's routes are preferred.
+const VPN_LOCAL_PREF: u32 = 50;
+
 /// The private ASN of network router `i`.
 fn router_asn(i: usize) -> u32 {
     4_200_000_000 + i as u32
@@ -1553,6 +1557,37 @@ fn build(b: &mut Builder<'_>, model: &Model) -> Result<()> {
         }
         let conf = bird::config(e_addr, &[], &edge_sessions);
         b.speaker(format!("edge {}", v.name), &edge, conf)?;
+    }
+    // VPN backups: a link between the two networks' routers (the tunnels)
+    // and eBGP over it; each side imports the other's routes at a lower
+    // local preference, so the interconnect's routes win while they exist.
+    for (k, v) in t.spec.vpn_backups.iter().enumerate() {
+        let (Some(na), Some(nb)) = (
+            v.networks.first().and_then(|n| net_index(n)),
+            v.networks.get(1).and_then(|n| net_index(n)),
+        ) else {
+            continue;
+        };
+        let (a_side, b_side) = b.infra.pair();
+        let dev = format!("t{k}");
+        let (ra, rb) = (routers[na].clone(), routers[nb].clone());
+        b.link((&ra, &dev, a_side), (&rb, &dev, b_side))?;
+        b.lab.links.insert(
+            Component::Vpn(v.name.clone()).to_string(),
+            vec![(ra.clone(), dev.clone()), (rb.clone(), dev.clone())],
+        );
+        for (ni, local, other, remote) in [(na, a_side, nb, b_side), (nb, b_side, na, a_side)] {
+            router_sessions.entry(ni).or_default().push(bird::Session {
+                name: format!("vpn{k}"),
+                local,
+                local_as: router_asn(ni),
+                neighbor: remote,
+                neighbor_as: router_asn(other),
+                import: format!("filter {{ bgp_local_pref = {VPN_LOCAL_PREF}; accept; }}"),
+                export: "where proto = \"own\"".into(),
+                channel_extra: String::new(),
+            });
+        }
     }
     for (name, sessions) in mcr_sessions {
         let (ns, _) = mcr_ns[&name].clone();
