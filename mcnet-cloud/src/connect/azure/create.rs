@@ -62,6 +62,20 @@ impl AzureProvider {
                 );
                 Ok(Self::refreshed(&cur, &v))
             }
+            // A site-to-site gateway, its local network gateway and its
+            // IPsec connection are not implemented here yet: refused before
+            // anything is created, never turned into an ExpressRoute one.
+            Spec::VpnGateway { ipsec: true, .. } | Spec::VpnPeer { .. } | Spec::VpnConnection { .. } => {
+                Err(ProviderError::new(
+                    Scope::Azure,
+                    ErrorKind::Invalid,
+                    "plan",
+                    format!(
+                        "{id}: the Azure provider does not implement VPN backups yet \
+                         (apply them on the embedded sim, or leave spec.vpnBackups out for Azure networks)"
+                    ),
+                ))
+            }
             Spec::VpnGateway { network, .. } => {
                 let vnet = refs.cloud_id(network)?;
                 // `vpn-gateway/<network>`: the gateway is named after its VNet.
