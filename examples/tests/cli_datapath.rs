@@ -362,3 +362,127 @@ fn the_demo_ends_with_the_delete_refused() {
         "{step}"
     );
 }
+
+/// Flows recorded by the agent in the lab, replayed against a changed
+/// policy: exactly the requests the change affects are reported, each with
+/// the rule that decided it before and the one that decides it now.
+#[test]
+fn replay_of_recorded_flows_reports_exactly_what_a_change_affects() {
+    if mcnet_datapath::EBPF_OBJECT.is_empty()
+        || !mcnet_datapath::is_root()
+        || !std::path::Path::new("/usr/bin/nsenter").exists()
+    {
+        mcnet_core::testing::skip("needs root and nsenter");
+        return;
+    }
+    let pods = [
+        ("production/frontend", Ipv4Addr::new(198, 18, 0, 10)),
+        ("production/api-server", Ipv4Addr::new(198, 18, 0, 20)),
+        ("production/batch", Ipv4Addr::new(198, 18, 0, 30)),
+    ];
+    let lab = Lab::new(&format!("mr{}", std::process::id() % 10000), &pods).expect("lab");
+    let binds: Vec<String> = lab
+        .pods
+        .iter()
+        .map(|p| format!("{}={}", p.host_iface, p.key))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("mcnet-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flows = dir.join("flows.jsonl").to_string_lossy().into_owned();
+    let pins = format!("/sys/fs/bpf/mcnet-replay-{}", std::process::id());
+    let _cleanup = (
+        RemoveOnDrop(pins.clone()),
+        RemoveOnDrop(dir.to_string_lossy().into_owned()),
+    );
+    let (fe, api, batch) = (&lab.pods[0].netns, pods[1].1, &lab.pods[2].netns);
+    let _server = HttpServer::start(&lab.pods[1].netns, 8080).expect("a server in api-server");
+    let agent = start(&lab.node, &binds, &flows, &pins, None, None);
+    let got = http_requests(
+        fe,
+        api,
+        8080,
+        &[
+            Call::new("GET", "/api/v1/orders"),
+            Call::new("POST", "/api/v1/users"),
+            Call::new("GET", "/api/v1/orders"),
+            Call::new("POST", "/api/v1/users"),
+            Call::new("DELETE", "/api/v1/users"),
+        ],
+    )
+    .expect("frontend reaches the proxy");
+    let codes: Vec<u16> = got.iter().map(|g| g.0).collect();
+    assert_eq!(codes, [200, 200, 200, 200, 403]);
+    assert!(!tcp_ok(batch, api, 8080));
+    std::thread::sleep(Duration::from_millis(300));
+    drop(agent);
+
+    // The candidate drops the POST rule.
+    let adr = std::fs::read_to_string(ADR).unwrap();
+    let cut = adr.replace(
+        "        - method: \"POST\"\n          path: \"/api/v1/users\"\n",
+        "",
+    );
+    assert_ne!(cut, adr);
+    let candidate = dir.join("candidate.yaml");
+    std::fs::write(&candidate, cut).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mcnet"))
+        .args(["policy", "replay", "--flows", &flows, "--manifests"])
+        .arg(&candidate)
+        .args(["--baseline", ADR, "-O", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let changes = v["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "only the POSTs change: {v}");
+    let ch = &changes[0];
+    assert_eq!(ch["change"], "newly-denied");
+    assert_eq!(ch["http"], serde_json::json!(["POST", "/api/v1/users"]));
+    assert_eq!(ch["count"], 2, "{ch}");
+    assert_eq!(
+        (&ch["from"], &ch["to"]),
+        (
+            &"production/frontend".into(),
+            &"production/api-server".into()
+        )
+    );
+    assert!(
+        ch["rule"].as_str().unwrap().contains("api-access-policy"),
+        "{ch}"
+    );
+    assert!(ch["was"].as_str().unwrap().contains("POST"), "{ch}");
+    assert_eq!(v["counts"]["newly_denied"], 2);
+    assert_eq!(v["counts"]["newly_allowed"], 0);
+    assert!(v["counts"]["unchanged"].as_u64().unwrap() >= 4, "{v}");
+
+    // Replayed against the policy that recorded them: every verdict stays
+    // (the recorded one is the engine's).
+    let out = Command::new(env!("CARGO_BIN_EXE_mcnet"))
+        .args([
+            "policy",
+            "replay",
+            "--flows",
+            &flows,
+            "--manifests",
+            ADR,
+            "-O",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        std::fs::read_to_string(&flows).unwrap()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["changes"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(v["counts"]["unknown_before"], 0);
+}

@@ -349,3 +349,127 @@ fn unenforced_fields_are_lint_errors_and_eval_warnings() {
     let v: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["verdict"], "not-evaluable", "{out}");
 }
+
+const HUBBLE_FLOWS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/flows/hubble-adr-003.jsonl");
+
+/// The ADR's policy without its `POST /api/v1/users` rule.
+fn without_post() -> String {
+    let adr = std::fs::read_to_string(PROD).unwrap();
+    let cut = adr.replace(
+        "        - method: \"POST\"\n          path: \"/api/v1/users\"\n",
+        "",
+    );
+    assert_ne!(cut, adr);
+    cut
+}
+
+#[test]
+fn replay_reports_the_recorded_flows_a_candidate_would_drop() {
+    let candidate = temp("replay-candidate.yaml", &without_post());
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "policy",
+            "replay",
+            "--flows",
+            HUBBLE_FLOWS,
+            "--manifests",
+            &candidate,
+            "-O",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = mcnet(&args);
+        let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+        (code, v)
+    };
+    for baseline in [&[][..], &["--baseline", PROD][..]] {
+        let (code, v) = run(baseline);
+        assert_eq!(code, 1, "a previously allowed flow is dropped: {v}");
+        let c = &v["counts"];
+        assert_eq!(c["lines"], 8, "{v}");
+        assert_eq!(c["replies"], 1);
+        assert_eq!(c["not_flows"], 2, "the node status and the non-IP flow");
+        assert_eq!(c["flows"], 5);
+        assert_eq!(c["newly_denied"], 2);
+        assert_eq!(c["newly_allowed"], 0);
+        assert_eq!(
+            c["unchanged"], 3,
+            "the L4 connection, the GET, batch's drop"
+        );
+        let changes = v["changes"].as_array().unwrap();
+        assert_eq!(changes.len(), 1, "{v}");
+        let ch = &changes[0];
+        assert_eq!(ch["change"], "newly-denied");
+        assert_eq!(ch["from"], "production/frontend");
+        assert_eq!(ch["to"], "production/api-server");
+        assert_eq!(ch["port"], 8080);
+        assert_eq!(ch["http"], serde_json::json!(["POST", "/api/v1/users"]));
+        assert_eq!(ch["count"], 2);
+        assert_eq!(ch["first_seen"], "2026-12-06T09:00:02Z");
+        assert_eq!(ch["last_seen"], "2026-12-06T09:00:06Z");
+        assert!(
+            ch["rule"].as_str().unwrap().contains("api-access-policy"),
+            "{ch}"
+        );
+        assert!(!ch["explanation"].as_str().unwrap().is_empty());
+        if baseline.is_empty() {
+            assert!(ch["was"].is_null());
+        } else {
+            assert!(ch["was"].as_str().unwrap().contains("POST"), "{ch}");
+        }
+    }
+    // The counts as metrics, valid for promtool.
+    let prom = temp("replay.prom", "");
+    let (code, _, _) = mcnet(&[
+        "policy",
+        "replay",
+        "--flows",
+        HUBBLE_FLOWS,
+        "--manifests",
+        &candidate,
+        "--metrics-file",
+        &prom,
+    ]);
+    assert_eq!(code, 1);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        text.contains("mcnet_replay_flows{outcome=\"newly-denied\"} 2"),
+        "{text}"
+    );
+    common::promtool_accepts(&text);
+    // The policy in force as the candidate: nothing changes, exit 0.
+    let (code, stdout, stderr) = mcnet(&[
+        "policy",
+        "replay",
+        "--flows",
+        HUBBLE_FLOWS,
+        "--manifests",
+        PROD,
+        "-O",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(v["changes"].as_array().unwrap().is_empty(), "{v}");
+    // A line that is not a flow is counted and named, never fatal.
+    let mut text = std::fs::read_to_string(HUBBLE_FLOWS).unwrap();
+    text.push_str("this is not JSON\n");
+    let broken = temp("replay-broken.jsonl", &text);
+    let (code, stdout, _) = mcnet(&[
+        "policy",
+        "replay",
+        "--flows",
+        &broken,
+        "--manifests",
+        PROD,
+        "-O",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["counts"]["malformed"], 1);
+    assert!(
+        v["malformed"][0].as_str().unwrap().starts_with("line 9:"),
+        "{v}"
+    );
+}

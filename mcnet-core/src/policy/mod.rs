@@ -36,6 +36,7 @@ pub mod model;
 mod raw;
 #[cfg(any(test, feature = "test-util"))]
 pub mod reference;
+pub mod replay;
 pub mod selector;
 
 pub use compile::{Compiled, NumericIdentity, PolicyKey, Verdict};

@@ -16,6 +16,7 @@ mod policy_cmd;
 mod probe_cmd;
 mod reach_cmd;
 mod render_cmd;
+mod replay_cmd;
 mod topology_cmd;
 
 use std::process::ExitCode;

@@ -47,6 +47,10 @@ pub enum PolicyCommand {
         #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
         output: Format,
     },
+    /// Which recorded flows a candidate policy set would drop (or let
+    /// through): mcnet's flow events or Hubble's `observe -o jsonpb` lines,
+    /// judged again; exit 1 when a previously allowed flow would be dropped.
+    Replay(crate::replay_cmd::ReplayArgs),
     /// Find risky or useless policy; exit 1 when anything is found.
     Lint {
         #[command(flatten)]
@@ -172,6 +176,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Lint { input, output } => lint(&input, output),
         PolicyCommand::Generate { what } => generate(what),
         PolicyCommand::Compile { input, output } => compile(&input, output),
+        PolicyCommand::Replay(a) => crate::replay_cmd::run(&a),
     }
 }
 
@@ -179,7 +184,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 /// The files behind `--manifests` arguments: a file as given, a directory
 /// as every `.yaml`, `.yml` and `.json` file under it, in name order, but
 /// Helm values (`values.yaml`).
-fn load(files: &[String]) -> anyhow::Result<Option<Manifests>> {
+pub fn load(files: &[String]) -> anyhow::Result<Option<Manifests>> {
     let texts: Vec<(String, String)> = mcnet_core::policy::manifest_files(files)?
         .iter()
         .map(|f| {
