@@ -610,4 +610,33 @@ mod tests {
             .replace("is_reply", "isReply");
         assert_eq!(parse_line(&c).unwrap(), parse_line(h).unwrap());
     }
+
+    proptest::proptest! {
+        /// Recorded files are input from elsewhere: any line is a flow, not
+        /// a flow, or an error, and never a panic.
+        #[test]
+        fn any_line_is_read_or_refused(line in ".{0,400}") {
+            let _ = parse_line(&line);
+        }
+
+        /// Flow-shaped JSON with arbitrary values is read or refused too.
+        #[test]
+        fn flow_shaped_json_never_panics(
+            src in proptest::prelude::any::<u32>(),
+            port in proptest::prelude::any::<i64>(),
+            proto in "[A-Za-z]{0,6}",
+            verdict in "[a-z]{0,6}",
+        ) {
+            let m = format!(
+                r#"{{"src":"{}","dst":"1.2.3.4","dport":{port},"protocol":"{proto}","verdict":"{verdict}"}}"#,
+                std::net::Ipv4Addr::from(src)
+            );
+            let _ = parse_line(&m);
+            let h = format!(
+                r#"{{"flow":{{"IP":{{"source":"{}","destination":"x"}},"l4":{{"{proto}":{{"destination_port":{port}}}}},"verdict":"{verdict}"}}}}"#,
+                std::net::Ipv4Addr::from(src)
+            );
+            let _ = parse_line(&h);
+        }
+    }
 }
