@@ -30,6 +30,58 @@ impl Drop for RemoveOnDrop {
 mod common;
 use common::Proc as Agent;
 
+/// The ADR's three production pods in a netns lab, with the agent's
+/// arguments: the lab, `IFACE=NS/POD` binds, a scratch directory, the
+/// flows file and a pin directory (both removed on drop).
+struct AdrLab {
+    lab: Lab,
+    binds: Vec<String>,
+    dir: std::path::PathBuf,
+    flows: String,
+    pins: String,
+    _cleanup: (RemoveOnDrop, RemoveOnDrop),
+}
+
+/// `None` (a skip, which fails under `MCNET_REQUIRE_ALL=1`) without root,
+/// the eBPF object or nsenter.
+fn adr_lab(tag: &str) -> Option<AdrLab> {
+    if mcnet_datapath::EBPF_OBJECT.is_empty()
+        || !mcnet_datapath::is_root()
+        || !std::path::Path::new("/usr/bin/nsenter").exists()
+    {
+        mcnet_core::testing::skip("needs root and nsenter");
+        return None;
+    }
+    let pods = [
+        ("production/frontend", Ipv4Addr::new(198, 18, 0, 10)),
+        ("production/api-server", Ipv4Addr::new(198, 18, 0, 20)),
+        ("production/batch", Ipv4Addr::new(198, 18, 0, 30)),
+    ];
+    let id = std::process::id();
+    let lab = Lab::new(&format!("{tag}{}", id % 10000), &pods).expect("lab");
+    let binds = lab
+        .pods
+        .iter()
+        .map(|p| format!("{}={}", p.host_iface, p.key))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("mcnet-{tag}-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flows = dir.join("flows.jsonl").to_string_lossy().into_owned();
+    let pins = format!("/sys/fs/bpf/mcnet-{tag}-{id}");
+    let _cleanup = (
+        RemoveOnDrop(pins.clone()),
+        RemoveOnDrop(dir.to_string_lossy().into_owned()),
+    );
+    Some(AdrLab {
+        lab,
+        binds,
+        dir,
+        flows,
+        pins,
+        _cleanup,
+    })
+}
+
 /// Starts the agent in the node namespace and waits until it enforces.
 fn start(
     node: &str,
@@ -90,37 +142,22 @@ fn start(
 
 #[test]
 fn enforce_contract_restart_and_clean_stop() {
-    if mcnet_datapath::EBPF_OBJECT.is_empty()
-        || !mcnet_datapath::is_root()
-        || !std::path::Path::new("/usr/bin/nsenter").exists()
-    {
-        mcnet_core::testing::skip("needs root and nsenter");
+    let Some(AdrLab {
+        lab,
+        binds,
+        flows,
+        pins,
+        _cleanup,
+        ..
+    }) = adr_lab("mc")
+    else {
         return;
-    }
-    let pods = [
-        ("production/frontend", Ipv4Addr::new(198, 18, 0, 10)),
-        ("production/api-server", Ipv4Addr::new(198, 18, 0, 20)),
-        ("production/batch", Ipv4Addr::new(198, 18, 0, 30)),
-    ];
-    let lab = Lab::new(&format!("mc{}", std::process::id() % 10000), &pods).expect("lab");
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for p in &lab.pods {
         serve(&p.netns, 8080, stop.clone());
     }
-    let binds: Vec<String> = lab
-        .pods
-        .iter()
-        .map(|p| format!("{}={}", p.host_iface, p.key))
-        .collect();
-    let dir = std::env::temp_dir().join(format!("mcnet-dp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let flows = dir.join("flows.jsonl").to_string_lossy().into_owned();
-    let pins = format!("/sys/fs/bpf/mcnet-test-{}", std::process::id());
-    let _cleanup = (
-        RemoveOnDrop(pins.clone()),
-        RemoveOnDrop(dir.to_string_lossy().into_owned()),
-    );
-    let (fe, api, batch) = (&lab.pods[0].netns, pods[1].1, &lab.pods[2].netns);
+    let (fe, api, batch) = (&lab.pods[0].netns, lab.pods[1].ip, &lab.pods[2].netns);
 
     // The node namespace's loopback carries the agent's /metrics.
     let up = Command::new("ip")
@@ -368,33 +405,18 @@ fn the_demo_ends_with_the_delete_refused() {
 /// the rule that decided it before and the one that decides it now.
 #[test]
 fn replay_of_recorded_flows_reports_exactly_what_a_change_affects() {
-    if mcnet_datapath::EBPF_OBJECT.is_empty()
-        || !mcnet_datapath::is_root()
-        || !std::path::Path::new("/usr/bin/nsenter").exists()
-    {
-        mcnet_core::testing::skip("needs root and nsenter");
+    let Some(AdrLab {
+        lab,
+        binds,
+        dir,
+        flows,
+        pins,
+        _cleanup,
+    }) = adr_lab("mr")
+    else {
         return;
-    }
-    let pods = [
-        ("production/frontend", Ipv4Addr::new(198, 18, 0, 10)),
-        ("production/api-server", Ipv4Addr::new(198, 18, 0, 20)),
-        ("production/batch", Ipv4Addr::new(198, 18, 0, 30)),
-    ];
-    let lab = Lab::new(&format!("mr{}", std::process::id() % 10000), &pods).expect("lab");
-    let binds: Vec<String> = lab
-        .pods
-        .iter()
-        .map(|p| format!("{}={}", p.host_iface, p.key))
-        .collect();
-    let dir = std::env::temp_dir().join(format!("mcnet-replay-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let flows = dir.join("flows.jsonl").to_string_lossy().into_owned();
-    let pins = format!("/sys/fs/bpf/mcnet-replay-{}", std::process::id());
-    let _cleanup = (
-        RemoveOnDrop(pins.clone()),
-        RemoveOnDrop(dir.to_string_lossy().into_owned()),
-    );
-    let (fe, api, batch) = (&lab.pods[0].netns, pods[1].1, &lab.pods[2].netns);
+    };
+    let (fe, api, batch) = (&lab.pods[0].netns, lab.pods[1].ip, &lab.pods[2].netns);
     let _server = HttpServer::start(&lab.pods[1].netns, 8080).expect("a server in api-server");
     let agent = start(&lab.node, &binds, &flows, &pins, None, None);
     let got = http_requests(

@@ -157,14 +157,7 @@ print(json.dumps(out))
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transit_gateway_hub_applies_replans_empty_updates_in_place_and_destroys() {
     let Some((_moto, url)) = moto() else { return };
-    for (k, v) in [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-    ] {
-        // The standard credential chain reads these (the same in each test).
-        std::env::set_var(k, v);
-    }
+    support::moto::test_credentials();
     let aws = Arc::new(AwsProvider::new(vec!["us-east-1".into()], Some(url.clone())).await);
     let providers = Providers::default().with(aws);
     let owner = Owner {

@@ -95,14 +95,7 @@ fn without_moto_gap(mut p: Plan) -> Plan {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vpn_backup_applies_on_moto_and_the_sim_replans_empty_and_destroys() {
     let Some((_moto, url)) = moto() else { return };
-    for (k, v) in [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-    ] {
-        // The standard credential chain reads these (the same in each test).
-        std::env::set_var(k, v);
-    }
+    support::moto::test_credentials();
     let dir = std::env::temp_dir().join(format!("mcnet-vpn-moto-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let sim = SimCloud::open(&dir).unwrap();

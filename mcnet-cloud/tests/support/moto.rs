@@ -48,3 +48,15 @@ pub fn moto() -> Option<(Moto, String)> {
     }
     Some((Moto(child), format!("http://127.0.0.1:{port}")))
 }
+
+/// Sets the credentials and region the standard chain reads, moto's test
+/// values (the same in every test, so setting them twice is harmless).
+pub fn test_credentials() {
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ] {
+        std::env::set_var(k, v);
+    }
+}
