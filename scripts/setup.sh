@@ -17,10 +17,12 @@ as_root() {
 # GSLB tests and benchmark; promtool (prometheus) and VictoriaMetrics for the
 # metrics tests; curl as a real HTTP client in the L7 proxy tests (nginx also
 # serves as the L7 reverse proxy the proxy benchmark compares against); BIRD 2
-# as the BGP speakers (MCR, cloud edges, network routers) of `mcnet lab`.
+# as the BGP speakers (MCR, cloud edges, network routers) of `mcnet lab`;
+# Chromium (headless, driven over the DevTools protocol) for the `mcnet ui`
+# browser test.
 missing=()
 for pkg in iproute2 curl pkg-config iptables ipset nftables openssl nginx-light libnginx-mod-stream \
-    bind9-dnsutils dnsperf nsd prometheus victoria-metrics bird2; do
+    bind9-dnsutils dnsperf nsd prometheus victoria-metrics bird2 chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

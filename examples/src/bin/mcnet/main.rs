@@ -18,6 +18,7 @@ mod reach_cmd;
 mod render_cmd;
 mod replay_cmd;
 mod topology_cmd;
+mod ui_cmd;
 
 use std::process::ExitCode;
 
@@ -89,9 +90,14 @@ enum Command {
     #[command(subcommand)]
     Datapath(datapath_cmd::DatapathCommand),
     /// Render every cluster's manifests (Cilium, ClusterMesh, zero trust,
-    /// Linkerd, resilience, ingress) into a directory, each custom resource
-    /// checked against its upstream CRD schema.
+    /// Linkerd, resilience, ingress, monitoring) and the monitoring
+    /// network's stack into a directory, each custom resource checked
+    /// against its upstream CRD schema.
     Render(render_cmd::RenderArgs),
+    /// A web view of the topology, each cluster's reachability matrix and
+    /// the recorded flows, with the engine's explanation of each (loopback
+    /// only unless given a token).
+    Ui(ui_cmd::UiArgs),
     /// The service mesh: CA, workload certificates, the cross-cluster gateway, Linkerd multicluster.
     #[command(subcommand)]
     Mesh(mesh_cmd::MeshCommand),
@@ -149,6 +155,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Datapath(cmd) => datapath_cmd::run(cmd),
         Command::Render(a) => render_cmd::render(&a),
+        Command::Ui(a) => ui_cmd::run(&a),
         Command::Node(cmd) => render_cmd::node(cmd),
         Command::Mesh(cmd) => mesh_cmd::run(cmd),
         Command::Gslb(cmd) => gslb_cmd::run(cmd),
