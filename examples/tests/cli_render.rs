@@ -581,3 +581,82 @@ fn cloud_load_balancers_check_health_as_the_gslb_does() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_operator_runs_in_one_cluster_with_the_crd_mcnet_crd_prints() {
+    let out = TempDir::new("operator");
+    let (code, _, stderr) = mcnet(&[
+        "render",
+        EXAMPLES[0],
+        "-o",
+        out.0.to_str().unwrap(),
+        "--operator-image",
+        "registry.example/mcnet:1",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // The first cluster by default, and only there.
+    let holders: Vec<String> = std::fs::read_dir(&out.0)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("operator").is_dir())
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(holders, ["eks-prod"]);
+    let crd_file = std::fs::read_to_string(out.0.join("eks-prod/operator/crd.yaml")).unwrap();
+    let rendered: Value = serde_yaml::from_str(&crd_file).unwrap();
+    let (code, printed, _) = mcnet(&["crd"]);
+    assert_eq!(code, 0);
+    assert_eq!(rendered, serde_yaml::from_str::<Value>(&printed).unwrap());
+    let deployment =
+        std::fs::read_to_string(out.0.join("eks-prod/operator/deployment.yaml")).unwrap();
+    assert!(
+        deployment.contains("image: registry.example/mcnet:1"),
+        "{deployment}"
+    );
+
+    let elsewhere = TempDir::new("operator-gke");
+    let (code, _, stderr) = mcnet(&[
+        "render",
+        EXAMPLES[0],
+        "-o",
+        elsewhere.0.to_str().unwrap(),
+        "--operator-cluster",
+        "gke-prod",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(elsewhere.0.join("gke-prod/operator/rbac.yaml").is_file());
+    assert!(!elsewhere.0.join("eks-prod/operator").exists());
+    let (code, _, stderr) = mcnet(&[
+        "render",
+        EXAMPLES[0],
+        "-o",
+        elsewhere.0.join("x").to_str().unwrap(),
+        "--operator-cluster",
+        "nope",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--operator-cluster") && stderr.contains("`nope`"),
+        "{stderr}"
+    );
+    assert!(!elsewhere.0.join("x").exists());
+}
+
+#[test]
+fn the_operator_without_a_cluster_to_talk_to_says_so() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcnet"))
+        .args([
+            "operator",
+            "--state",
+            std::env::temp_dir()
+                .join("mcnet-operator-none")
+                .to_str()
+                .unwrap(),
+        ])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Kubernetes API"));
+}

@@ -27,6 +27,8 @@ pub mod connect;
 #[cfg(feature = "gslb")]
 pub mod gslb;
 pub mod lock;
+#[cfg(feature = "operator")]
+pub mod operator;
 #[cfg(feature = "probe")]
 pub mod probe;
 

@@ -118,6 +118,28 @@ impl<'de> Deserialize<'de> for Cidr {
     }
 }
 
+/// A prefix in its text form (`10.0.0.0/16`, `fd00::/64`) or `auto`;
+/// host bits, ranges and overlaps are checked by validation, which names
+/// the field.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Cidr {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Cidr".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "An IPv4 or IPv6 prefix, such as 10.0.0.0/16, or `auto` to allocate one from the IPAM pools.",
+            "pattern": "^(auto|[0-9A-Fa-f:.]+/[0-9]{1,3})$",
+        })
+    }
+}
+
 impl From<IpNet> for Cidr {
     fn from(n: IpNet) -> Self {
         Cidr::Net(n)

@@ -20,6 +20,7 @@ pub const KIND: &str = "Topology";
 
 /// A multi-cloud network topology.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Topology {
     /// Must be `mcnet.io/v1alpha1`.
@@ -34,6 +35,7 @@ pub struct Topology {
 
 /// Object metadata.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Metadata {
     /// The topology's name, `[a-z0-9-]`, at most 63 characters.
@@ -45,6 +47,7 @@ pub struct Metadata {
 
 /// Everything a topology declares.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TopologySpec {
     /// Cloud providers (and on-premises sites) with the regions in use.
@@ -93,6 +96,7 @@ pub struct TopologySpec {
 
 /// A cloud provider or on-premises site.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Provider {
     /// Name other objects use to refer to this provider.
@@ -106,6 +110,7 @@ pub struct Provider {
 
 /// The kind of a provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum ProviderKind {
@@ -132,6 +137,7 @@ impl fmt::Display for ProviderKind {
 
 /// A VPC, VNet or on-premises network.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Network {
     /// Unique name.
@@ -152,6 +158,7 @@ pub struct Network {
 
 /// The role of a network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum NetworkRole {
     /// Runs application clusters.
@@ -165,6 +172,7 @@ pub enum NetworkRole {
 
 /// A subnet of a network.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Subnet {
     /// Unique within its network.
@@ -181,6 +189,7 @@ pub struct Subnet {
 
 /// A Kubernetes cluster.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Cluster {
     /// Unique name.
@@ -209,6 +218,7 @@ pub struct Cluster {
 
 /// A managed Kubernetes flavour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ClusterFlavour {
     /// Amazon EKS.
@@ -235,6 +245,7 @@ impl ClusterFlavour {
 
 /// Cilium ClusterMesh identity of a cluster.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterMesh {
     /// `cluster.id`: 1–255, unique across the mesh.
@@ -245,6 +256,7 @@ pub struct ClusterMesh {
 
 /// CNI configuration of a cluster.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Cni {
     /// Routing mode.
@@ -257,6 +269,7 @@ pub struct Cni {
 
 /// Cilium's routing mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum CniMode {
     /// Native routing: pod IPs are routed by the underlying network.
@@ -268,6 +281,7 @@ pub enum CniMode {
 
 /// CNI chaining.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum CniChaining {
     /// Cilium alone.
@@ -281,6 +295,7 @@ pub enum CniChaining {
 
 /// Megaport Cloud Routers and Virtual Cross Connects.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Interconnect {
     /// Megaport Cloud Routers.
@@ -293,6 +308,7 @@ pub struct Interconnect {
 
 /// A Megaport Cloud Router.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CloudRouter {
     /// Unique name.
@@ -316,6 +332,7 @@ pub struct CloudRouter {
 
 /// Megaport diversity zone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum DiversityZone {
     /// Red zone.
@@ -326,6 +343,7 @@ pub enum DiversityZone {
 
 /// A Virtual Cross Connect from an MCR to a cloud.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Vxc {
     /// Unique name.
@@ -346,6 +364,7 @@ pub struct Vxc {
 
 /// The B end of a VXC.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VxcTarget {
     /// Which on-ramp.
@@ -363,6 +382,7 @@ pub struct VxcTarget {
 
 /// How a VXC reaches AWS Direct Connect.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AwsConnection {
     /// A hosted connection in the account; mcnet confirms it and creates
@@ -376,6 +396,7 @@ pub enum AwsConnection {
 
 /// Cloud on-ramps a VXC can reach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum VxcTargetKind {
     /// AWS Direct Connect (hosted connection, private VIF).
@@ -408,6 +429,7 @@ impl VxcTargetKind {
 
 /// BGP configuration of a VXC.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Bgp {
     /// BGP sessions.
@@ -420,6 +442,7 @@ pub struct Bgp {
 
 /// One BGP session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BgpPeer {
     /// The MCR's address with prefix length (`169.254.10.1/30`).
@@ -432,6 +455,7 @@ pub struct BgpPeer {
 
 /// Prefix filters of a VXC's BGP sessions.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PrefixFilters {
     /// Prefixes accepted from the cloud (empty: accept all).
@@ -444,6 +468,7 @@ pub struct PrefixFilters {
 
 /// A peering between two networks of the same provider.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Peering {
     /// Unique name.
@@ -462,6 +487,7 @@ pub struct Peering {
 /// gateway and tunnels on a Cloud Router. Routes are exchanged with BGP,
 /// and the interconnect stays preferred while it is up.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VpnBackup {
     /// Unique name.
@@ -483,6 +509,7 @@ fn default_vpn_mbps() -> u32 {
 /// gateway's route table, and routes the other VPCs' CIDRs to the gateway
 /// in each VPC's route table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TransitGateway {
     /// Unique name.
@@ -504,6 +531,7 @@ fn default_tgw_asn() -> u32 {
 
 /// Peering kinds. All are non-transitive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum PeeringKind {
     /// AWS VPC peering (also cross-region).
@@ -527,6 +555,7 @@ impl PeeringKind {
 
 /// A private endpoint to a cloud service.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PrivateEndpoint {
     /// Unique name.
@@ -568,6 +597,7 @@ pub fn service_attachment_region(service: &str) -> Option<&str> {
 
 /// The monitoring network.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Monitoring {
     /// The network (by name) that hosts monitoring.
@@ -584,6 +614,7 @@ pub struct Monitoring {
 /// The thresholds the rendered alert rules fire on (ADR-003, "Success
 /// Metrics").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct AlertThresholds {
     /// Cross-cluster request latency, p95, in milliseconds (ADR: < 50 ms).
@@ -613,6 +644,7 @@ impl Default for AlertThresholds {
 
 /// A monitoring component.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MonitoringComponent {
     /// Unique name.
@@ -626,6 +658,7 @@ pub struct MonitoringComponent {
 
 /// Monitoring component kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum MonitoringKind {
     /// VictoriaMetrics cluster (metrics storage).
@@ -640,6 +673,7 @@ pub enum MonitoringKind {
 
 /// An application namespace deployed to one or more clusters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Namespace {
     /// Kubernetes namespace name.
@@ -656,6 +690,7 @@ pub struct Namespace {
 
 /// A workload (Deployment, StatefulSet, ...).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Workload {
     /// Unique within its namespace.
@@ -683,6 +718,7 @@ impl Workload {
 
 /// A port a workload serves.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadPort {
     /// Port name (also the Kubernetes named port).
@@ -698,6 +734,7 @@ pub struct WorkloadPort {
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Protocol {
     /// TCP.
@@ -711,6 +748,7 @@ pub enum Protocol {
 
 /// A call from one workload to another.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Dependency {
     /// Target workload, `name` (same namespace) or `namespace/name`.
@@ -727,6 +765,7 @@ pub struct Dependency {
 
 /// An allowed HTTP request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRoute {
     /// Method regex, e.g. `GET`.
@@ -739,6 +778,7 @@ pub struct HttpRoute {
 
 /// Global load balancing.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancing {
     /// Hostnames served by the global DNS tier.
@@ -752,6 +792,7 @@ pub struct LoadBalancing {
 
 /// How an ingress is checked, by the GSLB and by the cloud's load balancer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct HealthCheck {
     /// HTTP path (2xx or 3xx is healthy): ingress-nginx answers `/healthz`
@@ -789,6 +830,7 @@ impl Default for HealthCheck {
 
 /// A globally load-balanced hostname.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GlobalHostname {
     /// Fully qualified name, e.g. `api.multicloud-k8s.com`.
@@ -805,6 +847,7 @@ pub struct GlobalHostname {
 
 /// GSLB routing policies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RoutingPolicy {
     /// Lowest `priority` healthy target wins.
@@ -820,6 +863,7 @@ pub enum RoutingPolicy {
 
 /// A GSLB target.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LbTarget {
     /// Cluster (by name).
@@ -838,6 +882,7 @@ fn default_weight() -> u32 {
 
 /// Pools for `auto` allocation.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct IpamPools {
     /// Pool for `auto` pod CIDRs.
@@ -850,6 +895,7 @@ pub struct IpamPools {
 
 /// Provider limits; defaults are the published ones.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Limits {
     /// Active VPC peerings per AWS VPC (published default quota 50, adjustable to 125).

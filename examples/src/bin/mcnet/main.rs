@@ -11,6 +11,7 @@ mod gslb_cmd;
 mod lab_cmd;
 mod mesh_cmd;
 mod metrics_http;
+mod operator_cmd;
 mod output;
 mod policy_cmd;
 mod probe_cmd;
@@ -98,6 +99,11 @@ enum Command {
     /// the recorded flows, with the engine's explanation of each (loopback
     /// only unless given a token).
     Ui(ui_cmd::UiArgs),
+    /// Print the `Topology` CustomResourceDefinition (mcnet.io/v1alpha1).
+    Crd(operator_cmd::CrdArgs),
+    /// Run the operator: reconcile every `Topology` object of the cluster,
+    /// one replica at a time (a coordination.k8s.io Lease).
+    Operator(operator_cmd::OperatorArgs),
     /// The service mesh: CA, workload certificates, the cross-cluster gateway, Linkerd multicluster.
     #[command(subcommand)]
     Mesh(mesh_cmd::MeshCommand),
@@ -156,6 +162,8 @@ fn main() -> ExitCode {
         Command::Datapath(cmd) => datapath_cmd::run(cmd),
         Command::Render(a) => render_cmd::render(&a),
         Command::Ui(a) => ui_cmd::run(&a),
+        Command::Crd(a) => operator_cmd::crd(&a),
+        Command::Operator(a) => operator_cmd::run(&a),
         Command::Node(cmd) => render_cmd::node(cmd),
         Command::Mesh(cmd) => mesh_cmd::run(cmd),
         Command::Gslb(cmd) => gslb_cmd::run(cmd),

@@ -38,9 +38,47 @@ pub struct RenderArgs {
     /// ships (default: a VictoriaLogs rendered in the monitoring network).
     #[arg(long, value_name = "URL")]
     pub log_store_url: Option<String>,
+    /// The one cluster that runs `mcnet operator` (its CRD, RBAC and a
+    /// two-replica Deployment under `operator/`); default: the topology's
+    /// first cluster. One cluster only: each cluster's Lease elects its own
+    /// leader, so operators in two clusters would both apply.
+    #[arg(long, value_name = "CLUSTER")]
+    pub operator_cluster: Option<String>,
+    /// The operator's container image.
+    #[arg(long, value_name = "IMAGE")]
+    pub operator_image: Option<String>,
     /// Output format of the summary.
     #[arg(long, short = 'O', value_enum, default_value_t = Format::Text)]
     pub output: Format,
+}
+
+/// Adds the operator's objects to the cluster that runs it.
+fn add_operator(r: &mut Rendering, a: &RenderArgs) -> anyhow::Result<()> {
+    let cluster = match &a.operator_cluster {
+        Some(c) => r
+            .clusters
+            .iter_mut()
+            .find(|x| &x.cluster == c)
+            .ok_or_else(|| {
+                anyhow::anyhow!("--operator-cluster: no cluster named `{c}` in the topology")
+            })?,
+        None => match r.clusters.first_mut() {
+            Some(c) => c,
+            None => return Ok(()),
+        },
+    };
+    let mut opts = mcnet_cloud::operator::OperatorManifestOptions::default();
+    if let Some(image) = &a.operator_image {
+        opts.image = image.clone();
+    }
+    for (path, documents) in mcnet_cloud::operator::manifests(&opts) {
+        cluster.files.push(render::RenderedFile {
+            path,
+            kind: DocKind::BuiltIn,
+            documents,
+        });
+    }
+    Ok(())
 }
 
 /// Renders, checks every custom resource against its upstream CRD schema,
@@ -57,7 +95,7 @@ pub fn render(a: &RenderArgs) -> anyhow::Result<ExitCode> {
         alertmanager_url: a.alertmanager_url.clone(),
         log_store_url: a.log_store_url.clone(),
     };
-    let r = match render::render(&t, &opts) {
+    let mut r = match render::render(&t, &opts) {
         Ok(r) => r,
         Err(mcnet_core::Error::Invalid { what, problems }) => {
             eprintln!("cannot render {what}:");
@@ -68,6 +106,10 @@ pub fn render(a: &RenderArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    if let Err(e) = add_operator(&mut r, a) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(2));
+    }
     let failures = check_custom_resources(&r)?;
     if !failures.is_empty() {
         eprintln!(

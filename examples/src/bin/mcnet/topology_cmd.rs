@@ -279,6 +279,8 @@ pub fn demo(topology_file: &str, out_dir: &str) -> anyhow::Result<ExitCode> {
         monitoring_url: None,
         alertmanager_url: None,
         log_store_url: None,
+        operator_cluster: None,
+        operator_image: None,
         output: Format::Text,
     })?;
     step(

@@ -1,0 +1,314 @@
+//! The operator's Kubernetes objects: its namespace, service account,
+//! the RBAC it needs and nothing more, and a Deployment of two replicas
+//! that elect a leader. Built from k8s-openapi's types.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    Namespace, ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccount,
+    TCPSocketAction, Volume, VolumeMount, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value;
+
+/// Where and how the operator runs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct OperatorManifestOptions {
+    /// Its namespace (and the Lease's).
+    pub namespace: String,
+    /// The container image holding the `mcnet` binary.
+    pub image: String,
+    /// The port of `/metrics`.
+    pub metrics_port: u16,
+}
+
+impl Default for OperatorManifestOptions {
+    fn default() -> Self {
+        OperatorManifestOptions {
+            namespace: "mcnet-system".into(),
+            image: concat!("mcnet:", env!("CARGO_PKG_VERSION")).into(),
+            metrics_port: 9464,
+        }
+    }
+}
+
+const NAME: &str = "mcnet-operator";
+
+fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: namespace.map(Into::into),
+        labels: Some(labels()),
+        ..ObjectMeta::default()
+    }
+}
+
+fn labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), NAME.to_string()),
+        ("app.kubernetes.io/part-of".to_string(), "mcnet".to_string()),
+    ])
+}
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str], names: &[&str]) -> PolicyRule {
+    let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    PolicyRule {
+        api_groups: Some(list(groups)),
+        resources: Some(list(resources)),
+        verbs: list(verbs),
+        resource_names: (!names.is_empty()).then(|| list(names)),
+        ..PolicyRule::default()
+    }
+}
+
+fn value<T: serde::Serialize>(kind: &str, api_version: &str, o: &T) -> Value {
+    let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
+    v["apiVersion"] = api_version.into();
+    v["kind"] = kind.into();
+    v
+}
+
+/// The files `mcnet render` writes for the operator, as (path, documents):
+/// `operator/crd.yaml`, `operator/rbac.yaml` and `operator/deployment.yaml`.
+pub fn manifests(o: &OperatorManifestOptions) -> Vec<(String, Vec<Value>)> {
+    let ns = o.namespace.as_str();
+    let subject = Subject {
+        kind: "ServiceAccount".into(),
+        name: NAME.into(),
+        namespace: Some(ns.into()),
+        ..Subject::default()
+    };
+    // The Topology objects, their status and finalizers, and events: all
+    // it needs across the cluster.
+    let cluster_role = ClusterRole {
+        metadata: meta(NAME, None),
+        rules: Some(vec![
+            rule(
+                &["mcnet.io"],
+                &["topologies"],
+                &["get", "list", "watch", "patch", "update"],
+                &[],
+            ),
+            rule(
+                &["mcnet.io"],
+                &["topologies/status"],
+                &["get", "patch", "update"],
+                &[],
+            ),
+            rule(&["mcnet.io"], &["topologies/finalizers"], &["update"], &[]),
+            rule(&["events.k8s.io"], &["events"], &["create", "patch"], &[]),
+        ]),
+        ..ClusterRole::default()
+    };
+    let cluster_binding = ClusterRoleBinding {
+        metadata: meta(NAME, None),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: NAME.into(),
+        },
+        subjects: Some(vec![subject.clone()]),
+    };
+    // Its own Lease only (create cannot be limited by name).
+    let lease_role = Role {
+        metadata: meta("mcnet-operator-leader-election", Some(ns)),
+        rules: Some(vec![
+            rule(
+                &["coordination.k8s.io"],
+                &["leases"],
+                &["get", "update"],
+                &[NAME],
+            ),
+            rule(&["coordination.k8s.io"], &["leases"], &["create"], &[]),
+        ]),
+    };
+    let lease_binding = RoleBinding {
+        metadata: meta("mcnet-operator-leader-election", Some(ns)),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: "mcnet-operator-leader-election".into(),
+        },
+        subjects: Some(vec![subject]),
+    };
+    let field = |path: &str| EnvVarSource {
+        field_ref: Some(ObjectFieldSelector {
+            field_path: path.into(),
+            ..ObjectFieldSelector::default()
+        }),
+        ..EnvVarSource::default()
+    };
+    let container = Container {
+        name: "operator".into(),
+        image: Some(o.image.clone()),
+        args: Some(vec![
+            "operator".into(),
+            "--state".into(),
+            "/var/lib/mcnet".into(),
+            "--metrics".into(),
+            format!("0.0.0.0:{}", o.metrics_port),
+        ]),
+        env: Some(vec![
+            EnvVar {
+                name: "POD_NAME".into(),
+                value_from: Some(field("metadata.name")),
+                ..EnvVar::default()
+            },
+            EnvVar {
+                name: "POD_NAMESPACE".into(),
+                value_from: Some(field("metadata.namespace")),
+                ..EnvVar::default()
+            },
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".into()),
+            container_port: i32::from(o.metrics_port),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("metrics".into()),
+                ..TCPSocketAction::default()
+            }),
+            period_seconds: Some(10),
+            ..Probe::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("50m".into())),
+                ("memory".to_string(), Quantity("64Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity("256Mi".into()),
+            )])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "state".into(),
+            mount_path: "/var/lib/mcnet".into(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+    let selector = BTreeMap::from([("app.kubernetes.io/name".to_string(), NAME.to_string())]);
+    let deployment = Deployment {
+        metadata: meta(NAME, Some(ns)),
+        spec: Some(DeploymentSpec {
+            replicas: Some(2),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(NAME.into()),
+                    containers: vec![container],
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    // The two replicas on different nodes where possible.
+                    affinity: Some(Affinity {
+                        pod_anti_affinity: Some(PodAntiAffinity {
+                            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                                WeightedPodAffinityTerm {
+                                    weight: 100,
+                                    pod_affinity_term: PodAffinityTerm {
+                                        label_selector: Some(LabelSelector {
+                                            match_labels: Some(selector),
+                                            ..LabelSelector::default()
+                                        }),
+                                        topology_key: "kubernetes.io/hostname".into(),
+                                        ..PodAffinityTerm::default()
+                                    },
+                                },
+                            ]),
+                            ..PodAntiAffinity::default()
+                        }),
+                        ..Affinity::default()
+                    }),
+                    // The embedded simulated cloud's state; the real
+                    // providers keep theirs in the clouds' ownership tags.
+                    volumes: Some(vec![Volume {
+                        name: "state".into(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    };
+    let namespace = Namespace {
+        metadata: meta(ns, None),
+        ..Namespace::default()
+    };
+    let account = ServiceAccount {
+        metadata: meta(NAME, Some(ns)),
+        ..ServiceAccount::default()
+    };
+    vec![
+        (
+            "operator/crd.yaml".into(),
+            vec![value(
+                "CustomResourceDefinition",
+                "apiextensions.k8s.io/v1",
+                &super::crd(),
+            )],
+        ),
+        (
+            "operator/rbac.yaml".into(),
+            vec![
+                value("Namespace", "v1", &namespace),
+                value("ServiceAccount", "v1", &account),
+                value("ClusterRole", "rbac.authorization.k8s.io/v1", &cluster_role),
+                value(
+                    "ClusterRoleBinding",
+                    "rbac.authorization.k8s.io/v1",
+                    &cluster_binding,
+                ),
+                value("Role", "rbac.authorization.k8s.io/v1", &lease_role),
+                value(
+                    "RoleBinding",
+                    "rbac.authorization.k8s.io/v1",
+                    &lease_binding,
+                ),
+            ],
+        ),
+        (
+            "operator/deployment.yaml".into(),
+            vec![value("Deployment", "apps/v1", &deployment)],
+        ),
+    ]
+}
