@@ -205,7 +205,6 @@ fn the_operator_manifests_are_typed_objects_with_the_least_rbac() {
         kinds,
         [
             "CustomResourceDefinition",
-            "Namespace",
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
@@ -216,7 +215,7 @@ fn the_operator_manifests_are_typed_objects_with_the_least_rbac() {
     );
     assert_eq!(*docs[0], crd());
 
-    let cr: ClusterRole = serde_json::from_value(docs[3].clone()).unwrap();
+    let cr: ClusterRole = serde_json::from_value(docs[2].clone()).unwrap();
     let rules: Vec<(String, Vec<String>)> = cr
         .rules
         .unwrap()
@@ -250,7 +249,7 @@ fn the_operator_manifests_are_typed_objects_with_the_least_rbac() {
             ),
         ]
     );
-    let role: Role = serde_json::from_value(docs[5].clone()).unwrap();
+    let role: Role = serde_json::from_value(docs[4].clone()).unwrap();
     assert_eq!(role.metadata.namespace.as_deref(), Some("mcnet-system"));
     let lease_rules = role.rules.unwrap();
     assert!(lease_rules
@@ -261,7 +260,7 @@ fn the_operator_manifests_are_typed_objects_with_the_least_rbac() {
         Some(&["mcnet-operator".to_string()][..])
     );
 
-    let d: Deployment = serde_json::from_value(docs[7].clone()).unwrap();
+    let d: Deployment = serde_json::from_value(docs[6].clone()).unwrap();
     let spec = d.spec.unwrap();
     assert_eq!(spec.replicas, Some(2));
     let pod = spec.template.spec.unwrap();
@@ -285,5 +284,64 @@ fn the_operator_manifests_are_typed_objects_with_the_least_rbac() {
     assert_eq!(
         (sc.read_only_root_filesystem, sc.allow_privilege_escalation),
         (Some(true), Some(false))
+    );
+}
+
+#[test]
+fn the_agent_daemonset_has_host_networking_and_only_the_datapath_capabilities() {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let files = mcnet_cloud::operator::agent_manifests(
+        &mcnet_cloud::operator::OperatorManifestOptions::default(),
+    );
+    let docs: Vec<&Value> = files.iter().flat_map(|(_, d)| d).collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "DaemonSet"
+        ]
+    );
+    let role: ClusterRole = serde_json::from_value(docs[2].clone()).unwrap();
+    for r in role.rules.unwrap() {
+        assert_eq!(r.verbs, ["get", "list", "watch"], "the agent only reads");
+    }
+    let ds: DaemonSet = serde_json::from_value(docs[4].clone()).unwrap();
+    let pod = ds.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.host_network, Some(true));
+    let c = &pod.containers[0];
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.privileged, Some(false));
+    let caps = sc.capabilities.as_ref().unwrap();
+    assert_eq!(
+        caps.add.as_deref().unwrap(),
+        ["BPF", "PERFMON", "NET_ADMIN", "SYS_RESOURCE"]
+    );
+    assert_eq!(caps.drop.as_deref().unwrap(), ["ALL"]);
+    assert_eq!(
+        c.readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        c.env.as_ref().unwrap()[0]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "spec.nodeName"
     );
 }

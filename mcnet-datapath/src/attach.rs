@@ -17,6 +17,11 @@ pub(crate) struct Attachment {
 }
 
 impl Datapath {
+    /// The interfaces attached to, in order.
+    pub fn attached(&self) -> Vec<String> {
+        self.attachments.iter().map(|a| a.iface.clone()).collect()
+    }
+
     pub(crate) fn attach_here(&mut self, iface: &str) -> Result<Vec<AttachedLink>> {
         use aya::programs::links::{FdLink, PinnedLink};
         // The clsact qdisc matters only where TCX is missing; it may exist already.

@@ -201,6 +201,43 @@ impl Enforcer {
         Ok(n)
     }
 
+    /// Moves to a new compilation *and* a new set of pods (a node agent's
+    /// pods come and go): syncs the maps for `binds`, attaches to the
+    /// interfaces that are new and detaches from those no longer bound (an
+    /// interface that vanished with its pod is forgotten quietly). Returns
+    /// the map updates made. On an error the previous bindings stay.
+    pub fn rebind(&mut self, compiled: Arc<Compiled>, binds: &[Bind]) -> Result<usize> {
+        let mut bindings = Vec::with_capacity(binds.len());
+        for b in binds {
+            let ifindex = netns::ifindex(&b.iface).map_err(|source| Error::Netns {
+                what: format!("interface `{}` (pod {})", b.iface, b.pod),
+                source,
+            })?;
+            bindings.push(Binding {
+                ifindex,
+                pod: b.pod.clone(),
+            });
+        }
+        let desired = DesiredState::from_compiled(&compiled, &bindings)?;
+        let n = self.dp.sync(&desired)?;
+        self.policy.replace(compiled);
+        let attached = self.dp.attached();
+        for b in binds {
+            if !attached.contains(&b.iface) {
+                self.dp.attach(&b.iface)?;
+            }
+        }
+        for iface in attached {
+            if !binds.iter().any(|b| b.iface == iface) {
+                if let Err(e) = self.dp.detach(&iface) {
+                    tracing::debug!(%iface, error = %e, "detach (the pod's interface is likely gone)");
+                }
+            }
+        }
+        self.bindings = bindings;
+        Ok(n)
+    }
+
     /// Counters so far.
     pub fn counters(&self) -> Result<Counters> {
         self.dp.counters()

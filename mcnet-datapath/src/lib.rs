@@ -22,6 +22,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "agent")]
+pub mod agent;
 mod attach;
 pub mod enforcer;
 pub mod flows;

@@ -1,15 +1,16 @@
-//! The operator's Kubernetes objects: its namespace, service account,
+//! Controller mode's Kubernetes objects: the operator's service account,
 //! the RBAC it needs and nothing more, and a Deployment of two replicas
-//! that elect a leader. Built from k8s-openapi's types.
+//! that elect a leader; the node agent's DaemonSet. Built from k8s-openapi's types.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    Namespace, ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccount,
-    TCPSocketAction, Volume, VolumeMount, WeightedPodAffinityTerm,
+    HTTPGetAction, HostPathVolumeSource, Namespace, ObjectFieldSelector, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecurityContext, ServiceAccount, TCPSocketAction, Toleration, Volume,
+    VolumeMount, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -78,7 +79,8 @@ fn value<T: serde::Serialize>(kind: &str, api_version: &str, o: &T) -> Value {
 }
 
 /// The files `mcnet render` writes for the operator, as (path, documents):
-/// `operator/crd.yaml`, `operator/rbac.yaml` and `operator/deployment.yaml`.
+/// `operator/crd.yaml`, `operator/rbac.yaml` and `operator/deployment.yaml`
+/// (its namespace is in [`agent_manifests`], which every cluster gets).
 pub fn manifests(o: &OperatorManifestOptions) -> Vec<(String, Vec<Value>)> {
     let ns = o.namespace.as_str();
     let subject = Subject {
@@ -270,10 +272,6 @@ pub fn manifests(o: &OperatorManifestOptions) -> Vec<(String, Vec<Value>)> {
         }),
         ..Deployment::default()
     };
-    let namespace = Namespace {
-        metadata: meta(ns, None),
-        ..Namespace::default()
-    };
     let account = ServiceAccount {
         metadata: meta(NAME, Some(ns)),
         ..ServiceAccount::default()
@@ -290,7 +288,6 @@ pub fn manifests(o: &OperatorManifestOptions) -> Vec<(String, Vec<Value>)> {
         (
             "operator/rbac.yaml".into(),
             vec![
-                value("Namespace", "v1", &namespace),
                 value("ServiceAccount", "v1", &account),
                 value("ClusterRole", "rbac.authorization.k8s.io/v1", &cluster_role),
                 value(
@@ -309,6 +306,191 @@ pub fn manifests(o: &OperatorManifestOptions) -> Vec<(String, Vec<Value>)> {
         (
             "operator/deployment.yaml".into(),
             vec![value("Deployment", "apps/v1", &deployment)],
+        ),
+    ]
+}
+
+const AGENT: &str = "mcnet-agent";
+
+/// The node agent's files, as (path, documents): `agent/rbac.yaml` (read
+/// access to the watched kinds, nothing else) and `agent/daemonset.yaml`.
+///
+/// The DaemonSet runs on every node in the host's network namespace (it
+/// attaches to the pods' host-side interfaces), with only the capabilities
+/// the datapath needs: `BPF` and `PERFMON` to load the programs and use
+/// their maps, `NET_ADMIN` to attach them and route the L7 proxy's
+/// connections, `SYS_RESOURCE` for locked memory on older kernels. Not
+/// privileged; the host's bpffs is mounted for pinned maps.
+pub fn agent_manifests(o: &OperatorManifestOptions) -> Vec<(String, Vec<Value>)> {
+    let ns = o.namespace.as_str();
+    let agent_labels = || {
+        BTreeMap::from([
+            ("app.kubernetes.io/name".to_string(), AGENT.to_string()),
+            ("app.kubernetes.io/part-of".to_string(), "mcnet".to_string()),
+        ])
+    };
+    let meta = |name: &str, namespace: Option<&str>| ObjectMeta {
+        name: Some(name.into()),
+        namespace: namespace.map(Into::into),
+        labels: Some(agent_labels()),
+        ..ObjectMeta::default()
+    };
+    let read = ["get", "list", "watch"];
+    let role = ClusterRole {
+        metadata: meta(AGENT, None),
+        rules: Some(vec![
+            rule(&[""], &["pods", "namespaces"], &read, &[]),
+            rule(&["networking.k8s.io"], &["networkpolicies"], &read, &[]),
+            rule(
+                &["cilium.io"],
+                &["ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies"],
+                &read,
+                &[],
+            ),
+        ]),
+        ..ClusterRole::default()
+    };
+    let binding = ClusterRoleBinding {
+        metadata: meta(AGENT, None),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: AGENT.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: AGENT.into(),
+            namespace: Some(ns.into()),
+            ..Subject::default()
+        }]),
+    };
+    let account = ServiceAccount {
+        metadata: meta(AGENT, Some(ns)),
+        ..ServiceAccount::default()
+    };
+    // Every cluster runs the agent; its namespace is the operator's too.
+    let namespace = Namespace {
+        metadata: meta(ns, None),
+        ..Namespace::default()
+    };
+    let container = Container {
+        name: "agent".into(),
+        image: Some(o.image.clone()),
+        args: Some(vec![
+            "agent".into(),
+            "--pin-dir".into(),
+            "/sys/fs/bpf/mcnet".into(),
+            "--health".into(),
+            "127.0.0.1:9876".into(),
+        ]),
+        env: Some(vec![EnvVar {
+            name: "NODE_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "spec.nodeName".into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                host: Some("127.0.0.1".into()),
+                path: Some("/readyz".into()),
+                port: IntOrString::Int(9876),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(5),
+            ..Probe::default()
+        }),
+        liveness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                host: Some("127.0.0.1".into()),
+                path: Some("/livez".into()),
+                port: IntOrString::Int(9876),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(10),
+            failure_threshold: Some(6),
+            ..Probe::default()
+        }),
+        security_context: Some(SecurityContext {
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                add: Some(
+                    ["BPF", "PERFMON", "NET_ADMIN", "SYS_RESOURCE"]
+                        .map(String::from)
+                        .to_vec(),
+                ),
+                drop: Some(vec!["ALL".into()]),
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "bpffs".into(),
+            mount_path: "/sys/fs/bpf".into(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+    let selector = BTreeMap::from([("app.kubernetes.io/name".to_string(), AGENT.to_string())]);
+    let daemonset = DaemonSet {
+        metadata: meta(AGENT, Some(ns)),
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(agent_labels()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(AGENT.into()),
+                    host_network: Some(true),
+                    dns_policy: Some("ClusterFirstWithHostNet".into()),
+                    priority_class_name: Some("system-node-critical".into()),
+                    tolerations: Some(vec![Toleration {
+                        operator: Some("Exists".into()),
+                        ..Toleration::default()
+                    }]),
+                    containers: vec![container],
+                    volumes: Some(vec![Volume {
+                        name: "bpffs".into(),
+                        host_path: Some(HostPathVolumeSource {
+                            path: "/sys/fs/bpf".into(),
+                            type_: Some("Directory".into()),
+                        }),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DaemonSetSpec::default()
+        }),
+        ..DaemonSet::default()
+    };
+    vec![
+        (
+            "agent/rbac.yaml".into(),
+            vec![
+                value("Namespace", "v1", &namespace),
+                value("ServiceAccount", "v1", &account),
+                value("ClusterRole", "rbac.authorization.k8s.io/v1", &role),
+                value(
+                    "ClusterRoleBinding",
+                    "rbac.authorization.k8s.io/v1",
+                    &binding,
+                ),
+            ],
+        ),
+        (
+            "agent/daemonset.yaml".into(),
+            vec![value("DaemonSet", "apps/v1", &daemonset)],
         ),
     ]
 }

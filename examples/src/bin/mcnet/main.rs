@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 the input is invalid (or a check failed),
 //! 2 usage or I/O errors.
 
+mod agent_cmd;
 mod cloud_cmd;
 mod cloud_providers;
 mod cost_cmd;
@@ -104,6 +105,9 @@ enum Command {
     /// Run the operator: reconcile every `Topology` object of the cluster,
     /// one replica at a time (a coordination.k8s.io Lease).
     Operator(operator_cmd::OperatorArgs),
+    /// Run the node agent: watch pods and policies, sync this node's
+    /// datapath (root; a DaemonSet in controller mode).
+    Agent(agent_cmd::AgentArgs),
     /// The service mesh: CA, workload certificates, the cross-cluster gateway, Linkerd multicluster.
     #[command(subcommand)]
     Mesh(mesh_cmd::MeshCommand),
@@ -164,6 +168,7 @@ fn main() -> ExitCode {
         Command::Ui(a) => ui_cmd::run(&a),
         Command::Crd(a) => operator_cmd::crd(&a),
         Command::Operator(a) => operator_cmd::run(&a),
+        Command::Agent(a) => agent_cmd::run(&a),
         Command::Node(cmd) => render_cmd::node(cmd),
         Command::Mesh(cmd) => mesh_cmd::run(cmd),
         Command::Gslb(cmd) => gslb_cmd::run(cmd),

@@ -52,8 +52,22 @@ pub struct RenderArgs {
     pub output: Format,
 }
 
-/// Adds the operator's objects to the cluster that runs it.
+/// Adds the operator's objects to the cluster that runs it, and the node
+/// agent's to every cluster.
 fn add_operator(r: &mut Rendering, a: &RenderArgs) -> anyhow::Result<()> {
+    let mut opts = mcnet_cloud::operator::OperatorManifestOptions::default();
+    if let Some(image) = &a.operator_image {
+        opts.image = image.clone();
+    }
+    for c in &mut r.clusters {
+        for (path, documents) in mcnet_cloud::operator::agent_manifests(&opts) {
+            c.files.push(render::RenderedFile {
+                path,
+                kind: DocKind::BuiltIn,
+                documents,
+            });
+        }
+    }
     let cluster = match &a.operator_cluster {
         Some(c) => r
             .clusters
@@ -67,10 +81,6 @@ fn add_operator(r: &mut Rendering, a: &RenderArgs) -> anyhow::Result<()> {
             None => return Ok(()),
         },
     };
-    let mut opts = mcnet_cloud::operator::OperatorManifestOptions::default();
-    if let Some(image) = &a.operator_image {
-        opts.image = image.clone();
-    }
     for (path, documents) in mcnet_cloud::operator::manifests(&opts) {
         cluster.files.push(render::RenderedFile {
             path,
