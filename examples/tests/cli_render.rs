@@ -120,6 +120,15 @@ impl Declared {
         if dst == VMAGENT || dst == VECTOR {
             return false;
         }
+        // The operator's namespace is rendered default deny: nothing calls
+        // it; it calls DNS, and HTTPS only outside the cluster's ranges.
+        const OPERATOR: &str = "mcnet-system/mcnet-operator-0";
+        if dst == OPERATOR {
+            return false;
+        }
+        if src == OPERATOR {
+            return dns;
+        }
         if src == VECTOR {
             return dns;
         }
@@ -659,4 +668,25 @@ fn the_operator_without_a_cluster_to_talk_to_says_so() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no Kubernetes API"));
+}
+
+#[test]
+fn every_cluster_gets_the_agent_and_the_agent_needs_its_node() {
+    let out = TempDir::new("agent");
+    let (code, _, stderr) = mcnet(&["render", EXAMPLES[0], "-o", out.0.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    for c in ["eks-prod", "aks-prod", "gke-prod"] {
+        let ds = std::fs::read_to_string(out.0.join(c).join("agent/daemonset.yaml")).unwrap();
+        assert!(
+            ds.contains("kind: DaemonSet") && ds.contains("hostNetwork: true"),
+            "{c}: {ds}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_mcnet"))
+        .arg("agent")
+        .env_remove("NODE_NAME")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--node"));
 }

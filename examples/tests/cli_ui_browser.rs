@@ -116,10 +116,15 @@ impl Cdp {
             .unwrap()
             .to_string();
         let stream = TcpStream::connect(&addr).unwrap();
+        // The handshake may take a while on a busy machine; reads after it
+        // time out quickly so that events can be polled.
         stream
-            .set_read_timeout(Some(Duration::from_millis(100)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         let (ws, _) = tungstenite::client(url, stream).expect("DevTools handshake");
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         Cdp {
             ws,
             next: 0,

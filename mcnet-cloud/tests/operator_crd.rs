@@ -190,21 +190,30 @@ fn the_operator_manifests_are_typed_objects_with_the_least_rbac() {
     let files = mcnet_cloud::operator::manifests(
         &mcnet_cloud::operator::OperatorManifestOptions::default(),
     );
-    let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(
         paths,
         [
             "operator/crd.yaml",
+            "operator/namespace.yaml",
             "operator/rbac.yaml",
             "operator/deployment.yaml"
         ]
     );
-    let docs: Vec<&Value> = files.iter().flat_map(|(_, d)| d).collect();
+    let docs: Vec<&Value> = files
+        .iter()
+        .filter(|f| !f.custom)
+        .flat_map(|f| &f.documents)
+        .collect();
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
         [
             "CustomResourceDefinition",
+            "Namespace",
+            "NetworkPolicy",
+            "NetworkPolicy",
+            "NetworkPolicy",
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
@@ -214,8 +223,16 @@ fn the_operator_manifests_are_typed_objects_with_the_least_rbac() {
         ]
     );
     assert_eq!(*docs[0], crd());
+    // Its namespace denies by default; the operator may call DNS and
+    // HTTPS outside the cluster's own ranges.
+    assert_eq!(docs[2]["metadata"]["name"], "default-deny-all");
+    assert_eq!(docs[4]["metadata"]["name"], "mcnet-operator-egress");
+    assert_eq!(
+        docs[4]["metadata"]["labels"]["mcnet.io/lint-allow"],
+        "world-open"
+    );
 
-    let cr: ClusterRole = serde_json::from_value(docs[2].clone()).unwrap();
+    let cr: ClusterRole = serde_json::from_value(docs[6].clone()).unwrap();
     let rules: Vec<(String, Vec<String>)> = cr
         .rules
         .unwrap()
@@ -249,7 +266,7 @@ fn the_operator_manifests_are_typed_objects_with_the_least_rbac() {
             ),
         ]
     );
-    let role: Role = serde_json::from_value(docs[4].clone()).unwrap();
+    let role: Role = serde_json::from_value(docs[8].clone()).unwrap();
     assert_eq!(role.metadata.namespace.as_deref(), Some("mcnet-system"));
     let lease_rules = role.rules.unwrap();
     assert!(lease_rules
@@ -260,7 +277,7 @@ fn the_operator_manifests_are_typed_objects_with_the_least_rbac() {
         Some(&["mcnet-operator".to_string()][..])
     );
 
-    let d: Deployment = serde_json::from_value(docs[6].clone()).unwrap();
+    let d: Deployment = serde_json::from_value(docs[10].clone()).unwrap();
     let spec = d.spec.unwrap();
     assert_eq!(spec.replicas, Some(2));
     let pod = spec.template.spec.unwrap();
@@ -294,23 +311,27 @@ fn the_agent_daemonset_has_host_networking_and_only_the_datapath_capabilities() 
     let files = mcnet_cloud::operator::agent_manifests(
         &mcnet_cloud::operator::OperatorManifestOptions::default(),
     );
-    let docs: Vec<&Value> = files.iter().flat_map(|(_, d)| d).collect();
+    let docs: Vec<&Value> = files
+        .iter()
+        .filter(|f| !f.custom)
+        .flat_map(|f| &f.documents)
+        .collect();
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
         [
-            "Namespace",
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
             "DaemonSet"
         ]
     );
-    let role: ClusterRole = serde_json::from_value(docs[2].clone()).unwrap();
+    assert_eq!(docs[3]["metadata"]["namespace"], "kube-system");
+    let role: ClusterRole = serde_json::from_value(docs[1].clone()).unwrap();
     for r in role.rules.unwrap() {
         assert_eq!(r.verbs, ["get", "list", "watch"], "the agent only reads");
     }
-    let ds: DaemonSet = serde_json::from_value(docs[4].clone()).unwrap();
+    let ds: DaemonSet = serde_json::from_value(docs[3].clone()).unwrap();
     let pod = ds.spec.unwrap().template.spec.unwrap();
     assert_eq!(pod.host_network, Some(true));
     let c = &pod.containers[0];

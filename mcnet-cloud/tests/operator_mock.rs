@@ -210,6 +210,9 @@ async fn a_created_topology_gets_its_finalizer_then_is_applied_and_ready() {
         "test-0",
     ));
 
+    let mut registry = mcnet_core::metrics::Registry::default();
+    ctx.metrics.register(&mut registry);
+
     // First pass: only the finalizer, and nothing in the clouds yet.
     let first = operator::reconcile(as_topology(&adr_object(&[])), ctx.clone())
         .await
@@ -282,6 +285,21 @@ async fn a_created_topology_gets_its_finalizer_then_is_applied_and_ready() {
     );
     let st = &s.topology.as_ref().unwrap()["status"];
     assert_eq!(st["drift"], json!([]));
+    let text = mcnet_core::metrics::encode(&registry);
+    assert!(
+        text.contains("mcnet_operator_reconciles_total{result=\"applied\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mcnet_operator_reconciles_total{result=\"unchanged\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "mcnet_operator_resources{{topology=\"adr-003\"}} {have}"
+        )),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

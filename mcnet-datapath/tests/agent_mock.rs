@@ -73,7 +73,29 @@ impl Server {
         self.events
             .entry(path.into())
             .or_default()
-            .push((self.version, obj));
+            .push((self.version, json!({"type": "ADDED", "object": obj})));
+        for w in self.watches.remove(path).unwrap_or_default() {
+            let body = self.since(path, self.version - 1);
+            respond(w, body);
+        }
+    }
+
+    /// Deletes an object and tells the collection's watchers.
+    fn delete(&mut self, path: &str, namespace: &str, name: &str) {
+        self.version += 1;
+        let items = self.lists.entry(path.into()).or_default();
+        let Some(i) = items
+            .iter()
+            .position(|o| o["metadata"]["name"] == name && o["metadata"]["namespace"] == namespace)
+        else {
+            panic!("no {namespace}/{name} in {path}");
+        };
+        let mut gone = items.remove(i);
+        gone["metadata"]["resourceVersion"] = json!(self.version.to_string());
+        self.events
+            .entry(path.into())
+            .or_default()
+            .push((self.version, json!({"type": "DELETED", "object": gone})));
         for w in self.watches.remove(path).unwrap_or_default() {
             let body = self.since(path, self.version - 1);
             respond(w, body);
@@ -87,7 +109,7 @@ impl Server {
             .into_iter()
             .flatten()
             .filter(|(v, _)| *v > from)
-            .map(|(_, o)| format!("{}\n", json!({"type": "ADDED", "object": o})))
+            .map(|(_, event)| format!("{event}\n"))
             .collect()
     }
 
@@ -334,6 +356,28 @@ async fn the_agent_is_ready_after_the_first_full_sync_and_follows_changes_deboun
     assert_eq!(sink.0.lock().unwrap().len(), 2);
 }
 
+/// Tries a TCP connection from pod namespace `ns` to `api:9090` (100 ms
+/// at most) until it succeeds (`want`) or fails; how long that took.
+fn wait_for_connect(ns: &str, api: std::net::Ipv4Addr, want: bool) -> Duration {
+    let path = mcnet_datapath::netns::named(ns);
+    let t0 = Instant::now();
+    loop {
+        let ok = mcnet_datapath::netns::run_in(&path, || {
+            std::net::TcpStream::connect_timeout(&(api, 9090).into(), Duration::from_millis(100))
+                .is_ok()
+        })
+        .unwrap();
+        if ok == want {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "connectivity did not follow within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// As root, with the kernel: the agent (fed by the mock API) binds the
 /// lab's pods at the interfaces `ip route get` names in the node
 /// namespace, the eBPF datapath enforces the compiled policy on real
@@ -378,38 +422,97 @@ fn as_root_the_agent_drives_the_kernel_datapath_and_follows_a_policy_change() {
         p["spec"]["nodeName"] = json!("lab-node");
     }
     let server = Arc::new(Mutex::new(s));
-    netns::run_in(&netns::named(&lab.node), || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let client = mock_client(server.clone());
-            let (tx, mut status) = watch::channel(AgentStatus::default());
-            let config = AgentConfig::new("lab-node").with_debounce(Duration::from_millis(200), Duration::from_secs(1));
-            let sink = Box::new(EnforcerSink::new(EnforcerOptions::default()));
-            tokio::spawn(agent::run(client, config, Arc::new(RouteResolver), sink, tx));
-            let st = until(&mut status, Duration::from_secs(20), |s| s.ready || s.error.is_some()).await;
-            assert!(st.ready, "{st:?}");
-            assert_eq!(st.bound, ["production/api-server", "production/batch", "production/frontend"]);
-            assert!(st.unresolved.is_empty());
+    // The agent on its own thread in the node namespace; the test probes
+    // from the pods' namespaces meanwhile.
+    let (tx, status) = watch::channel(AgentStatus::default());
+    let (stop_agent, stopped) = tokio::sync::oneshot::channel::<()>();
+    let node = netns::named(&lab.node);
+    let server2 = server.clone();
+    let agent_thread = std::thread::spawn(move || {
+        netns::run_in(&node, move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let client = mock_client(server2);
+                let sink = Box::new(EnforcerSink::new(EnforcerOptions::default()));
+                let config = AgentConfig::new("lab-node");
+                tokio::select! {
+                    () = agent::run(client, config, Arc::new(RouteResolver), sink, tx) => {}
+                    _ = stopped => {}
+                }
+            })
+        })
+        .unwrap()
+    });
+    let t0 = Instant::now();
+    let st = loop {
+        let st = status.borrow().clone();
+        if st.ready || st.error.is_some() || t0.elapsed() > Duration::from_secs(20) {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(st.ready, "{st:?}");
+    assert_eq!(
+        st.bound,
+        [
+            "production/api-server",
+            "production/batch",
+            "production/frontend"
+        ]
+    );
+    assert!(st.unresolved.is_empty());
 
-            // Default deny: neither batch nor the frontend reaches 9090.
-            assert!(!lab::tcp_ok(&batch, api, 9090));
-            assert!(!lab::tcp_ok(&fe, api, 9090));
+    // Default deny: neither batch nor the frontend reaches 9090.
+    assert!(!lab::tcp_ok(&batch, api, 9090));
+    assert!(!lab::tcp_ok(&fe, api, 9090));
 
-            let allow = |name: &str, types: &str, rule: Value| {
-                json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                    "metadata": {"name": name, "namespace": "production"},
-                    "spec": {"podSelector": {"matchLabels": {"app": if types == "Egress" { "batch" } else { "api-server" }}},
-                             "policyTypes": [types], (types.to_lowercase()): [rule]}})
-            };
-            let peer = |app: &str| json!({"podSelector": {"matchLabels": {"app": app}}});
-            let port = json!([{"port": 9090, "protocol": "TCP"}]);
-            server.lock().unwrap().push(NETPOLS, allow("batch-out", "Egress", json!({"to": [peer("api-server")], "ports": port})));
-            server.lock().unwrap().push(NETPOLS, allow("api-in", "Ingress", json!({"from": [peer("batch")], "ports": port})));
-            until(&mut status, Duration::from_secs(20), |s| s.syncs >= 2).await;
-            assert!(lab::tcp_ok(&batch, api, 9090), "the pushed policy opens batch → api-server:9090");
-            assert!(!lab::tcp_ok(&fe, api, 9090), "and nothing else");
-        });
-    })
-    .unwrap();
+    let allow = |name: &str, types: &str, rule: Value| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": "production"},
+            "spec": {"podSelector": {"matchLabels": {"app": if types == "Egress" { "batch" } else { "api-server" }}},
+                     "policyTypes": [types], (types.to_lowercase()): [rule]}})
+    };
+    let peer = |app: &str| json!({"podSelector": {"matchLabels": {"app": app}}});
+    let port = json!([{"port": 9090, "protocol": "TCP"}]);
+    server.lock().unwrap().push(
+        NETPOLS,
+        allow(
+            "batch-out",
+            "Egress",
+            json!({"to": [peer("api-server")], "ports": port}),
+        ),
+    );
+    server.lock().unwrap().push(
+        NETPOLS,
+        allow(
+            "api-in",
+            "Ingress",
+            json!({"from": [peer("batch")], "ports": port}),
+        ),
+    );
+    // Connectivity follows within the debounce: measured from the push to
+    // the first connection that succeeds (the figure is printed; the bound
+    // is generous, the machine is shared).
+    let opened = wait_for_connect(&batch, api, true);
+    eprintln!("a pushed NetworkPolicy changed real connectivity after {opened:?}");
+    assert!(
+        lab::tcp_ok(&batch, api, 9090),
+        "the pushed policy opens batch → api-server:9090"
+    );
+    assert!(!lab::tcp_ok(&fe, api, 9090), "and nothing else");
+
+    // Removing the ingress half closes it again.
+    server
+        .lock()
+        .unwrap()
+        .delete(NETPOLS, "production", "api-in");
+    let closed = wait_for_connect(&batch, api, false);
+    eprintln!("a removed NetworkPolicy restored the denial after {closed:?}");
+    assert!(!lab::tcp_ok(&batch, api, 9090));
+    let _ = stop_agent.send(());
+    agent_thread.join().unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
 }

@@ -18,7 +18,27 @@ use k8s_openapi::api::rbac::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde_json::Value;
+use serde_json::{json, Value};
+
+/// One rendered file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManifestFile {
+    /// Its path in a cluster's directory (`operator/rbac.yaml`).
+    pub path: String,
+    /// Whether its documents are custom resources (checked against their
+    /// CRDs) rather than built-in objects.
+    pub custom: bool,
+    /// The objects.
+    pub documents: Vec<Value>,
+}
+
+fn file(path: &str, custom: bool, documents: Vec<Value>) -> ManifestFile {
+    ManifestFile {
+        path: path.into(),
+        custom,
+        documents,
+    }
+}
 
 /// Where and how the operator runs.
 #[derive(Clone, Debug)]
@@ -30,6 +50,9 @@ pub struct OperatorManifestOptions {
     pub image: String,
     /// The port of `/metrics`.
     pub metrics_port: u16,
+    /// The cluster's own ranges (pods, services), which the operator's
+    /// egress to the outside excludes.
+    pub cluster_cidrs: Vec<String>,
 }
 
 impl Default for OperatorManifestOptions {
@@ -38,6 +61,7 @@ impl Default for OperatorManifestOptions {
             namespace: "mcnet-system".into(),
             image: concat!("mcnet:", env!("CARGO_PKG_VERSION")).into(),
             metrics_port: 9464,
+            cluster_cidrs: Vec::new(),
         }
     }
 }
@@ -81,7 +105,7 @@ fn value<T: serde::Serialize>(kind: &str, api_version: &str, o: &T) -> Value {
 /// The files `mcnet render` writes for the operator, as (path, documents):
 /// `operator/crd.yaml`, `operator/rbac.yaml` and `operator/deployment.yaml`
 /// (its namespace is in [`agent_manifests`], which every cluster gets).
-pub fn manifests(o: &OperatorManifestOptions) -> Vec<(String, Vec<Value>)> {
+pub fn manifests(o: &OperatorManifestOptions) -> Vec<ManifestFile> {
     let ns = o.namespace.as_str();
     let subject = Subject {
         kind: "ServiceAccount".into(),
@@ -276,17 +300,58 @@ pub fn manifests(o: &OperatorManifestOptions) -> Vec<(String, Vec<Value>)> {
         metadata: meta(NAME, Some(ns)),
         ..ServiceAccount::default()
     };
+    // Zero trust for the operator's pods: DNS, and HTTPS to the API
+    // server and the clouds' APIs (addresses outside the cluster, which the
+    // lint is told it accepts); nothing in (the kubelet's probes come from
+    // the node).
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(ns.into()),
+            labels: Some(BTreeMap::from([
+                ("kubernetes.io/metadata.name".to_string(), ns.to_string()),
+                ("app.kubernetes.io/part-of".to_string(), "mcnet".to_string()),
+            ])),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    let egress = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "mcnet-operator-egress", "namespace": ns,
+                     "labels": {mcnet_core::policy::model::LINT_ALLOW_LABEL: "world-open"}},
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": NAME}},
+            "policyTypes": ["Egress"],
+            "egress": [{
+                "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": o.cluster_cidrs}}],
+                "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]
+            }]
+        }
+    });
     vec![
-        (
-            "operator/crd.yaml".into(),
+        file(
+            "operator/crd.yaml",
+            false,
             vec![value(
                 "CustomResourceDefinition",
                 "apiextensions.k8s.io/v1",
                 &super::crd(),
             )],
         ),
-        (
-            "operator/rbac.yaml".into(),
+        file(
+            "operator/namespace.yaml",
+            false,
+            vec![
+                value("Namespace", "v1", &namespace),
+                mcnet_core::policy::generate::default_deny(ns),
+                mcnet_core::policy::generate::allow_dns(ns),
+                egress,
+            ],
+        ),
+        file(
+            "operator/rbac.yaml",
+            false,
             vec![
                 value("ServiceAccount", "v1", &account),
                 value("ClusterRole", "rbac.authorization.k8s.io/v1", &cluster_role),
@@ -303,8 +368,9 @@ pub fn manifests(o: &OperatorManifestOptions) -> Vec<(String, Vec<Value>)> {
                 ),
             ],
         ),
-        (
-            "operator/deployment.yaml".into(),
+        file(
+            "operator/deployment.yaml",
+            false,
             vec![value("Deployment", "apps/v1", &deployment)],
         ),
     ]
@@ -321,8 +387,9 @@ const AGENT: &str = "mcnet-agent";
 /// their maps, `NET_ADMIN` to attach them and route the L7 proxy's
 /// connections, `SYS_RESOURCE` for locked memory on older kernels. Not
 /// privileged; the host's bpffs is mounted for pinned maps.
-pub fn agent_manifests(o: &OperatorManifestOptions) -> Vec<(String, Vec<Value>)> {
-    let ns = o.namespace.as_str();
+pub fn agent_manifests(o: &OperatorManifestOptions) -> Vec<ManifestFile> {
+    // Beside the CNI's own agents: a node component, not an application.
+    let ns = "kube-system";
     let agent_labels = || {
         BTreeMap::from([
             ("app.kubernetes.io/name".to_string(), AGENT.to_string()),
@@ -367,11 +434,6 @@ pub fn agent_manifests(o: &OperatorManifestOptions) -> Vec<(String, Vec<Value>)>
     let account = ServiceAccount {
         metadata: meta(AGENT, Some(ns)),
         ..ServiceAccount::default()
-    };
-    // Every cluster runs the agent; its namespace is the operator's too.
-    let namespace = Namespace {
-        metadata: meta(ns, None),
-        ..Namespace::default()
     };
     let container = Container {
         name: "agent".into(),
@@ -475,10 +537,10 @@ pub fn agent_manifests(o: &OperatorManifestOptions) -> Vec<(String, Vec<Value>)>
         ..DaemonSet::default()
     };
     vec![
-        (
-            "agent/rbac.yaml".into(),
+        file(
+            "agent/rbac.yaml",
+            false,
             vec![
-                value("Namespace", "v1", &namespace),
                 value("ServiceAccount", "v1", &account),
                 value("ClusterRole", "rbac.authorization.k8s.io/v1", &role),
                 value(
@@ -488,9 +550,21 @@ pub fn agent_manifests(o: &OperatorManifestOptions) -> Vec<(String, Vec<Value>)>
                 ),
             ],
         ),
-        (
-            "agent/daemonset.yaml".into(),
+        file(
+            "agent/daemonset.yaml",
+            false,
             vec![value("DaemonSet", "apps/v1", &daemonset)],
         ),
     ]
+}
+
+/// A sample of the operator's pod for `mcnet policy matrix` and `lint`
+/// (a rendering's `preview/`), at `ip` in the cluster's pod range.
+pub fn operator_preview_pod(o: &OperatorManifestOptions, ip: std::net::IpAddr) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{NAME}-0"), "namespace": o.namespace, "labels": labels()},
+        "spec": {"containers": [{"name": "operator", "ports": [{"name": "metrics", "containerPort": o.metrics_port, "protocol": "TCP"}]}]},
+        "status": {"podIP": ip.to_string()}
+    })
 }

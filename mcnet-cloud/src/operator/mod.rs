@@ -21,7 +21,9 @@ pub use controller::{
     FINALIZER,
 };
 pub use lease::{LeaderElector, Leadership, LeaseConfig};
-pub use manifests::{agent_manifests, manifests, OperatorManifestOptions};
+pub use manifests::{
+    agent_manifests, manifests, operator_preview_pod, ManifestFile, OperatorManifestOptions,
+};
 pub use resource::{
     Condition, DriftEntry, PlanSummary, Topology, TopologyObjectSpec, TopologyStatus,
 };

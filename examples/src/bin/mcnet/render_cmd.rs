@@ -54,20 +54,33 @@ pub struct RenderArgs {
 
 /// Adds the operator's objects to the cluster that runs it, and the node
 /// agent's to every cluster.
-fn add_operator(r: &mut Rendering, a: &RenderArgs) -> anyhow::Result<()> {
+fn add_operator(
+    r: &mut Rendering,
+    a: &RenderArgs,
+    t: &mcnet_core::topology::Topology,
+) -> anyhow::Result<()> {
     let mut opts = mcnet_cloud::operator::OperatorManifestOptions::default();
     if let Some(image) = &a.operator_image {
         opts.image = image.clone();
     }
+    let rendered = |f: mcnet_cloud::operator::ManifestFile| render::RenderedFile {
+        path: f.path,
+        kind: if f.custom {
+            DocKind::Custom
+        } else {
+            DocKind::BuiltIn
+        },
+        documents: f.documents,
+    };
     for c in &mut r.clusters {
-        for (path, documents) in mcnet_cloud::operator::agent_manifests(&opts) {
-            c.files.push(render::RenderedFile {
-                path,
-                kind: DocKind::BuiltIn,
-                documents,
-            });
-        }
+        c.files.extend(
+            mcnet_cloud::operator::agent_manifests(&opts)
+                .into_iter()
+                .map(rendered),
+        );
     }
+    let t = mcnet_core::topology::ipam::allocate(t)
+        .map_err(|p| anyhow::anyhow!("IPAM: {} problem(s)", p.len()))?;
     let cluster = match &a.operator_cluster {
         Some(c) => r
             .clusters
@@ -81,11 +94,30 @@ fn add_operator(r: &mut Rendering, a: &RenderArgs) -> anyhow::Result<()> {
             None => return Ok(()),
         },
     };
-    for (path, documents) in mcnet_cloud::operator::manifests(&opts) {
+    let c = t.cluster(&cluster.cluster);
+    // IPv4 only: the egress rule's block is 0.0.0.0/0.
+    opts.cluster_cidrs = c
+        .into_iter()
+        .flat_map(|c| [&c.pod_cidr, &c.service_cidr])
+        .filter_map(|n| n.net())
+        .filter(|n| n.addr().is_ipv4())
+        .map(|n| n.to_string())
+        .collect();
+    cluster.files.extend(
+        mcnet_cloud::operator::manifests(&opts)
+            .into_iter()
+            .map(rendered),
+    );
+    // Its sample pod, at the end of the cluster's pod range (the other
+    // samples take the start).
+    let ip = c
+        .and_then(|c| c.pod_cidr.net())
+        .and_then(|n| n.hosts().last());
+    if let Some(ip) = ip {
         cluster.files.push(render::RenderedFile {
-            path,
-            kind: DocKind::BuiltIn,
-            documents,
+            path: "preview/mcnet-operator.yaml".into(),
+            kind: DocKind::Preview,
+            documents: vec![mcnet_cloud::operator::operator_preview_pod(&opts, ip)],
         });
     }
     Ok(())
@@ -116,7 +148,7 @@ pub fn render(a: &RenderArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    if let Err(e) = add_operator(&mut r, a) {
+    if let Err(e) = add_operator(&mut r, a, &t) {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(2));
     }
